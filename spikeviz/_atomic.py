@@ -1,0 +1,32 @@
+"""Atomic writes: write to a temporary file beside the target, then rename over it."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import SpikevizError
+
+
+@contextlib.contextmanager
+def target(path: str | Path, force: bool = True) -> Iterator[Path]:
+    """Yield a temporary path; on success it replaces `path`, on failure it is removed.
+
+    With `force=False` an existing `path` is refused instead of replaced.
+    """
+    path = Path(path)
+    if not force and path.exists():
+        raise SpikevizError("exists already: pass --force (force=True) to replace it", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,86 @@
+"""The catalog of bundled sessions (data/catalog.json): names, files, domains and tick lengths."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import SpikevizError
+from .recording import Recording
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """Where bundled sessions live: $SPIKEVIZ_DATA, else the repository's data/."""
+    return Path(os.environ.get("SPIKEVIZ_DATA", REPO_ROOT / "data"))
+
+
+def models_dir() -> Path:
+    """Where shipped checkpoints live: $SPIKEVIZ_MODELS, else the repository's models/."""
+    return Path(os.environ.get("SPIKEVIZ_MODELS", REPO_ROOT / "models"))
+
+
+@dataclass(frozen=True)
+class Session:
+    name: str
+    file: str
+    domain: str
+    tick_ms: float
+    units: int
+    description: str = ""
+
+    @property
+    def path(self) -> Path:
+        return data_dir() / self.file
+
+    @property
+    def short_domain(self) -> str:
+        return "vitro" if self.domain == "in vitro" else "vivo"
+
+    def load(self) -> Recording:
+        return _load_cached(str(self.path), self.tick_ms)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, tick_ms: float) -> Recording:
+    from .io import load_recording
+
+    return load_recording(path, format="asdf", tick_ms=tick_ms)
+
+
+def sessions() -> list[Session]:
+    path = data_dir() / "catalog.json"
+    try:
+        entries = json.loads(path.read_text())["sessions"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SpikevizError(f"cannot read the session catalog ({exc})", path) from exc
+    return [Session(**e) for e in entries]
+
+
+def session(name: str) -> Session:
+    """The bundled session called `name` (a unique prefix is enough)."""
+    known = sessions()
+    exact = [s for s in known if s.name == name]
+    matches = exact or [s for s in known if s.name.startswith(name)]
+    if len(matches) != 1:
+        names = ", ".join(s.name for s in known)
+        what = "ambiguous" if matches else "unknown"
+        raise SpikevizError(f"{what} session {name!r}: bundled sessions are {names}")
+    return matches[0]
+
+
+def bundled_session(path: str | Path) -> Session | None:
+    """The catalogued session stored at `path`, if it is one (so its tick never has to be typed)."""
+    try:
+        resolved = Path(path).resolve()
+        return next((s for s in sessions() if s.path.resolve() == resolved), None)
+    except SpikevizError:
+        return None
+
+
+def load_session(name: str) -> Recording:
+    """Load a bundled session by name with its catalogued tick length (cached: recordings are immutable)."""
+    return session(name).load()

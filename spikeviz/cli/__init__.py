@@ -1,0 +1,71 @@
+"""The `spikeviz` command line: one module per subcommand, errors as one line and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import SpikevizError
+
+# Each module defines add_parser(subparsers) and run(args) -> int.
+COMMANDS = ("inspect",)
+
+
+def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> None:
+    """The options that say which recording to read (shared by every command that reads one)."""
+    if session:
+        parser.add_argument("--session", help="a bundled session by name (see `spikeviz sessions`)")
+    parser.add_argument("--format", choices=("asdf", "phy", "nwb", "maxwell", "table"),
+                        help="file format (default: detected from content and extension)")
+    parser.add_argument("--tick-ms", type=float, help="tick length in ms (asdf files without one)")
+    parser.add_argument("--sample-rate", type=float, help="sampling rate in Hz (phy, tables, MaxWell)")
+    parser.add_argument("--include-noise", action="store_true",
+                        help="keep clusters labelled noise (phy folders)")
+
+
+def load_from_args(args: argparse.Namespace, path: str | None = None):
+    """The Recording named by --session or by a path with the load options."""
+    from ..catalog import bundled_session, load_session
+    from ..io import load_recording
+
+    path = path if path is not None else getattr(args, "data", None)
+    if getattr(args, "session", None):
+        if path:
+            raise SpikevizError("give either a path (--data) or --session, not both")
+        return load_session(args.session)
+    if not path:
+        raise SpikevizError("no data: give a path (--data PATH) or a bundled --session NAME")
+    bundled = bundled_session(path)
+    if bundled is not None and args.format in (None, "asdf") and args.tick_ms is None:
+        return bundled.load()
+    return load_recording(path, format=args.format, tick_ms=args.tick_ms,
+                          sample_rate=args.sample_rate, include_noise=args.include_noise)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spikeviz", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except SpikevizError as exc:
+        if args.debug:
+            raise
+        print(f"spikeviz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spikeviz: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

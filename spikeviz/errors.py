@@ -1,0 +1,13 @@
+"""The one exception type spikeviz raises for bad input, with a message naming the file and the problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SpikevizError(ValueError):
+    """Bad input: the message names the file (when there is one), what is wrong and what to do."""
+
+    def __init__(self, problem: str, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{Path(path).name}: {problem}")

@@ -1,0 +1,125 @@
+"""MaxWell HD-MEA `.raw.h5` spike tables (legacy /proc0/spikeTimes and the newer well layouts)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SpikevizError
+from ..recording import Recording, from_unit_times
+
+LEGACY_RATE_HZ = 20000.0
+LEGACY = "proc0/spikeTimes"
+NEWER = ("recordings/rec0000/well000", "data_store/data0000")
+
+
+def is_maxwell(f) -> bool:
+    return LEGACY in f or any(f"{base}/spikes" in f for base in NEWER)
+
+
+def _first_frame_legacy(f) -> int | None:
+    # Legacy files keep the first frame number in the last two rows of /sig (high and low 16 bits).
+    sig = f.get("sig")
+    if sig is None or sig.ndim != 2 or sig.shape[0] < 1028 or sig.shape[1] == 0:
+        return None
+    return (int(sig[1027, 0]) << 16) | int(sig[1026, 0])
+
+
+def read_maxwell(path: Path, sample_rate: float | None = None) -> Recording:
+    """Read spikes of a MaxWell file; each recording channel becomes a unit.
+
+    Frames are counted from the first frame of the recording (stored in the file; else the
+    first spike's frame). The legacy layout is 20 kHz; newer files store their rate.
+    """
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise SpikevizError(f"not a readable HDF5 file ({exc})", path) from exc
+    with f:
+        if LEGACY in f:
+            spikes = f[LEGACY][:]
+            rate = LEGACY_RATE_HZ
+            first = _first_frame_legacy(f)
+            layout = "legacy"
+        else:
+            base = next((b for b in NEWER if f"{b}/spikes" in f), None)
+            if base is None:
+                raise SpikevizError(f"no MaxWell spike table: looked for /{LEGACY} and "
+                                    f"{', '.join('/' + b + '/spikes' for b in NEWER)}", path)
+            spikes = f[f"{base}/spikes"][:]
+            rate = float(np.asarray(f[f"{base}/settings/sampling"]).ravel()[0]) \
+                if f"{base}/settings/sampling" in f else None
+            frames = f.get(f"{base}/groups/routed/frame_nos")
+            first = int(frames[0]) if frames is not None and len(frames) else None
+            layout = base
+        n_frames = f.attrs.get("n_frames")
+    if sample_rate is not None:
+        if rate is not None and not np.isclose(rate, sample_rate):
+            raise SpikevizError(f"the file says {rate} Hz but --sample-rate {sample_rate} was given",
+                                path)
+        rate = sample_rate
+    if rate is None:
+        raise SpikevizError("the file does not state its sampling rate: give --sample-rate HZ", path)
+    names = spikes.dtype.names or ()
+    if not {"frameno", "channel"} <= set(names):
+        raise SpikevizError(f"the spike table needs fields frameno and channel, has {list(names)}",
+                            path)
+    frames = spikes["frameno"].astype(np.int64)
+    if frames.size == 0:
+        raise SpikevizError("the spike table is empty", path)
+    first = int(frames.min()) if first is None else first
+    if frames.min() < first:
+        raise SpikevizError(f"spike frame {frames.min()} is before the first frame {first}", path)
+    times = (frames - first) / rate
+    duration = float(n_frames) / rate if n_frames else float(times.max()) + 1.0 / rate
+    info = {}
+    if "amplitude" in names:
+        channels = spikes["channel"]
+        ids = np.unique(channels)
+        sums = np.bincount(np.searchsorted(ids, channels), weights=np.abs(spikes["amplitude"]),
+                           minlength=ids.size)
+        info["mean_abs_amplitude"] = sums / np.bincount(np.searchsorted(ids, channels),
+                                                        minlength=ids.size)
+    return from_unit_times(path.name.split(".")[0], spikes["channel"], times, duration,
+                           {"format": "maxwell", "path": str(path), "sample_rate": rate,
+                            "layout": layout, "first_frame": first}, info)
+
+
+def write_maxwell(recording: Recording, path: Path, layout: str = "legacy",
+                  first_frame: int = 123456, rate: float = LEGACY_RATE_HZ) -> None:
+    """Write `recording` as a MaxWell-style spike file (a fixture writer: no raw traces).
+
+    `layout` is "legacy" (/proc0/spikeTimes) or one of NEWER; unit ids must be channel numbers.
+    """
+    import h5py
+
+    from .. import _atomic
+
+    dtype = np.dtype([("frameno", "<i8"), ("channel", "<i4"), ("amplitude", "<f4")])
+    rows = []
+    for uid, train in zip(recording.unit_ids, recording.spike_times):
+        table = np.zeros(train.size, dtype=dtype)
+        table["frameno"] = first_frame + np.round(train * rate).astype(np.int64)
+        table["channel"] = int(uid)
+        table["amplitude"] = -50.0 - (int(uid) % 7)
+        rows.append(table)
+    spikes = np.concatenate(rows)
+    spikes = spikes[np.argsort(spikes["frameno"], kind="stable")]
+    with _atomic.target(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["n_frames"] = int(round(recording.duration_s * rate))
+            if layout == "legacy":
+                if rate != LEGACY_RATE_HZ:
+                    raise SpikevizError("the legacy layout is always 20 kHz", path)
+                f[LEGACY] = spikes
+                sig = np.zeros((1028, 4), dtype=np.uint16)
+                sig[1027, 0], sig[1026, 0] = first_frame >> 16, first_frame & 0xFFFF
+                f["sig"] = sig
+            elif layout in NEWER:
+                f[f"{layout}/spikes"] = spikes
+                f[f"{layout}/settings/sampling"] = np.array([rate])
+                f[f"{layout}/groups/routed/frame_nos"] = first_frame + np.arange(4, dtype=np.int64)
+            else:
+                raise SpikevizError(f"unknown MaxWell layout {layout!r}", path)

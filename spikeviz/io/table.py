@@ -1,0 +1,103 @@
+"""Spike-time tables (CSV, Parquet, NPZ): one row per spike, columns `unit` and `time_s` (or `sample`)."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SpikevizError
+from ..recording import Recording, from_unit_times
+
+SUFFIXES = (".csv", ".tsv", ".parquet", ".npz")
+
+
+def _read_columns(path: Path) -> dict[str, np.ndarray]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", comment="#")
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise SpikevizError("the .npz holds object arrays, which would need pickle to load: "
+                                "store numbers and strings only", path) from exc
+        raise SpikevizError(f"cannot read the table ({exc})", path) from exc
+    except (OSError, zipfile.BadZipFile, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SpikevizError(f"cannot read the table ({exc})", path) from exc
+    except Exception as exc:  # pyarrow raises its own error types for corrupt Parquet
+        raise SpikevizError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from exc
+    return {str(c): frame[c].to_numpy() for c in frame.columns}
+
+
+def read_table(path: Path, sample_rate: float | None = None) -> Recording:
+    """Read a spike-time table; times in `time_s`, or in `sample` with `sample_rate` (column or option).
+
+    Optional columns: `duration_s` (a scalar in NPZ, else the last spike time) and `unit_ids`
+    (NPZ only: the full list of units, silent ones included).
+    """
+    cols = _read_columns(path)
+    if "unit" not in cols:
+        raise SpikevizError(f"no 'unit' column (columns: {sorted(cols)})", path)
+    if "time_s" in cols:
+        times = cols["time_s"]
+    elif "sample" in cols:
+        rate = sample_rate
+        if "sample_rate" in cols:
+            file_rate = float(np.asarray(cols["sample_rate"]).ravel()[0])
+            if rate is not None and not np.isclose(rate, file_rate):
+                raise SpikevizError(f"the file says {file_rate} Hz but --sample-rate {rate} was given",
+                                    path)
+            rate = file_rate
+        if rate is None:
+            raise SpikevizError("times are in samples but no sample rate is known: give "
+                                "--sample-rate HZ or a 'sample_rate' column", path)
+        if not np.isfinite(rate) or rate <= 0:
+            raise SpikevizError(f"the sample rate must be positive, got {rate}", path)
+        times = cols["sample"].astype(np.float64) / rate
+        sample_rate = rate
+    else:
+        raise SpikevizError(f"no 'time_s' or 'sample' column (columns: {sorted(cols)})", path)
+    if times.dtype == object or not np.issubdtype(np.asarray(times).dtype, np.number):
+        raise SpikevizError(f"spike times must be numbers, got {np.asarray(times).dtype}", path)
+    units = cols["unit"]
+    if units.dtype == object:
+        units = units.astype(str)
+    duration = None
+    if "duration_s" in cols:
+        duration = float(np.asarray(cols["duration_s"], dtype=np.float64).ravel()[0])
+    order = np.asarray(cols["unit_ids"]) if "unit_ids" in cols else None
+    source = {"format": "table", "path": str(path)}
+    if sample_rate is not None:
+        source["sample_rate"] = float(sample_rate)
+    return from_unit_times(path.name.split(".")[0], units, times, duration, source,
+                           unit_order=order)
+
+
+def write_table(recording: Recording, path: Path) -> None:
+    """Write `recording` as a spike-time table (format from the suffix), atomically."""
+    from .. import _atomic
+
+    units = np.concatenate([np.full(t.size, u) for u, t in
+                            zip(recording.unit_ids, recording.spike_times)])
+    times = np.concatenate(recording.spike_times)
+    suffix = path.suffix.lower()
+    with _atomic.target(path) as tmp:
+        if suffix == ".npz":
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, unit=units, time_s=times, duration_s=recording.duration_s,
+                                    unit_ids=recording.unit_ids)
+        elif suffix in (".csv", ".tsv", ".parquet"):
+            frame = pd.DataFrame({"unit": units, "time_s": times})
+            if suffix == ".parquet":
+                frame.to_parquet(tmp, index=False)
+            else:
+                frame.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False,
+                             float_format="%.9f")
+        else:
+            raise SpikevizError(f"unknown table suffix {suffix!r}: use one of {SUFFIXES}", path)
