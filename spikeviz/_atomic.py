@@ -12,7 +12,7 @@ from .errors import SpikevizError
 
 @contextlib.contextmanager
 def target(path: str | Path, force: bool = True) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces `path`, on failure it is removed.
+    """Yield a temporary path (same suffix); on success it replaces `path`, on failure it is removed.
 
     With `force=False` an existing `path` is refused instead of replaced.
     """
@@ -20,7 +20,7 @@ def target(path: str | Path, force: bool = True) -> Iterator[Path]:
     if not force and path.exists():
         raise SpikevizError("exists already: pass --force (force=True) to replace it", path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

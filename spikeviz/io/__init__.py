@@ -23,7 +23,7 @@ def detect_format(path: Path) -> str:
         head = fh.read(512)
     if not head:
         raise SpikevizError("the file is empty", path)
-    if head.startswith(b"MATLAB"):
+    if head.startswith(b"MATLAB") or path.suffix.lower() == ".mat":
         return "asdf"
     if head.startswith(_HDF5_MAGIC) or path.suffix.lower() in (".nwb", ".h5", ".hdf5"):
         if path.suffix.lower() == ".nwb":
@@ -44,8 +44,6 @@ def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in SUFFIXES:
         return "table"
-    if suffix == ".mat":
-        return "asdf"
     raise SpikevizError(f"unknown format (extension {suffix or 'none'}): give --format, one of "
                         f"{', '.join(FORMATS)}", path)
 

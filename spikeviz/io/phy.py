@@ -23,8 +23,8 @@ def read_params(path: Path) -> dict:
     """The literal assignments of params.py, read without executing it."""
     try:
         tree = ast.parse(path.read_text())
-    except (SyntaxError, UnicodeDecodeError) as exc:
-        raise SpikevizError(f"cannot parse ({exc})", path) from exc
+    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+        raise SpikevizError(f"params.py cannot be parsed ({exc})", path.parent) from exc
     params = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -37,15 +37,17 @@ def read_params(path: Path) -> dict:
 
 def _load_npy(path: Path) -> np.ndarray:
     if not path.exists():
-        raise SpikevizError("missing: a Kilosort/phy folder needs spike_times.npy and "
-                            "spike_clusters.npy (or spike_templates.npy)", path)
+        raise SpikevizError(f"{path.name} is missing: a Kilosort/phy folder needs spike_times.npy "
+                            "and spike_clusters.npy (or spike_templates.npy)", path.parent)
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise SpikevizError(f"cannot load ({exc}); object arrays are refused because they would "
-                            "need pickle", path) from exc
+        if "pickle" in str(exc):
+            raise SpikevizError(f"{path.name} holds object arrays, which would need pickle to load: "
+                                "refused", path.parent) from exc
+        raise SpikevizError(f"{path.name} is not a valid .npy file ({exc})", path.parent) from exc
     except (OSError, EOFError) as exc:
-        raise SpikevizError(f"cannot load, the file is truncated or not .npy ({exc})", path) from exc
+        raise SpikevizError(f"{path.name} is truncated or not a .npy file ({exc})", path.parent) from exc
 
 
 def _cluster_table(folder: Path) -> pd.DataFrame:
@@ -58,10 +60,11 @@ def _cluster_table(folder: Path) -> pd.DataFrame:
         try:
             frame = pd.read_csv(path, sep="\t")
         except Exception as exc:
-            raise SpikevizError(f"cannot read the table ({exc})", path) from exc
+            raise SpikevizError(f"{name} cannot be read ({exc})", folder) from exc
         key = "cluster_id" if "cluster_id" in frame.columns else "id" if "id" in frame.columns else None
         if key is None:
-            raise SpikevizError(f"no cluster_id column (columns: {list(frame.columns)})", path)
+            raise SpikevizError(f"{name} has no cluster_id column (columns: {list(frame.columns)})",
+                                folder)
         frame = frame.rename(columns={key: "cluster_id"}).set_index("cluster_id")
         table = frame if table is None else table.combine_first(frame)
         if name == "cluster_group.tsv" and "group" in frame.columns:
@@ -83,9 +86,11 @@ def read_phy(folder: Path, sample_rate: float | None = None, include_noise: bool
     params_path = folder / "params.py"
     params = read_params(params_path) if params_path.exists() else {}
     rate = params.get("sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))):
+        raise SpikevizError(f"params.py: sample_rate must be a number, got {rate!r}", folder)
     if rate is not None and sample_rate is not None and not np.isclose(rate, sample_rate):
         raise SpikevizError(f"params.py says {rate} Hz but --sample-rate {sample_rate} was given",
-                            params_path)
+                            folder)
     rate = sample_rate if rate is None else float(rate)
     if rate is None:
         raise SpikevizError("no params.py with sample_rate in this folder: give --sample-rate HZ "
@@ -101,9 +106,11 @@ def read_phy(folder: Path, sample_rate: float | None = None, include_noise: bool
         raise SpikevizError(f"spike_times.npy has {samples.size} spikes but {cluster_path.name} "
                             f"has {clusters.size}", folder)
     if not np.issubdtype(samples.dtype, np.number):
-        raise SpikevizError(f"spike times must be numbers, got {samples.dtype}", folder / "spike_times.npy")
+        raise SpikevizError(f"spike_times.npy: spike times must be numbers, got {samples.dtype}",
+                            folder)
     if not np.issubdtype(clusters.dtype, np.integer):
-        raise SpikevizError(f"cluster ids must be integers, got {clusters.dtype}", cluster_path)
+        raise SpikevizError(f"{cluster_path.name}: cluster ids must be integers, got "
+                            f"{clusters.dtype}", folder)
     table = _cluster_table(folder)
     ids = np.unique(clusters)
     if "label" in table.columns and not include_noise:

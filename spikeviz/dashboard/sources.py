@@ -1,0 +1,94 @@
+"""What the dashboard may open: bundled sessions, files under allowed roots, shipped checkpoints."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import data_dir, models_dir, session, sessions
+from ..errors import SpikevizError
+from ..io import load_recording
+from ..recording import Recording
+
+DOMAINS = ("vitro", "vivo")
+DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
+_CHECKPOINT = re.compile(r"^(?P<session>.+?)-(?P<loss>dice|focal|bce)(?:-(?P<preset>[\w.]+))?$")
+
+
+def allowed_roots() -> tuple[Path, ...]:
+    """Folders a path typed into the page may point into: the data folder and the working directory."""
+    return data_dir().resolve(), Path.cwd().resolve()
+
+
+def checked_path(path: str, roots: tuple[Path, ...] | None = None) -> Path:
+    """`path` resolved, refused unless it lies under one of `roots` (symlinks followed first)."""
+    roots = allowed_roots() if roots is None else roots
+    if not path.strip():
+        raise SpikevizError("no path given")
+    resolved = Path(path.strip()).expanduser().resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise SpikevizError(f"only files under {', '.join(map(str, roots))} may be opened here",
+                            resolved)
+    if not resolved.exists():
+        raise SpikevizError("no such file or folder", resolved)
+    return resolved
+
+
+def session_domain(name: str) -> str | None:
+    """'vitro' or 'vivo' for a bundled session name, None for anything else."""
+    try:
+        return session(name).short_domain
+    except SpikevizError:
+        return None
+
+
+def load_source(name: str | None, path: str = "", file_format: str | None = None,
+                tick_ms: float | None = None, sample_rate: float | None = None,
+                roots: tuple[Path, ...] | None = None) -> Recording:
+    """A bundled session by `name`, or the file at `path` (checked against the allowed roots)."""
+    if name:
+        return session(name).load()
+    return load_recording(checked_path(path, roots), format=file_format, tick_ms=tick_ms,
+                          sample_rate=sample_rate)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A model file and what its name says: the session it was trained on, its loss and preset."""
+
+    path: Path
+    session: str
+    loss: str
+    preset: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def domain(self) -> str | None:
+        return session_domain(self.session)
+
+
+def parse_checkpoint(path: str | Path) -> Checkpoint:
+    """Read `<session>-<loss>[-<preset>].safetensors`; names that do not follow it keep only the path."""
+    path = Path(path)
+    match = _CHECKPOINT.match(path.stem)
+    if not match:
+        return Checkpoint(path, "", "")
+    return Checkpoint(path, match["session"], match["loss"], match["preset"] or "")
+
+
+def shipped_checkpoints() -> list[Checkpoint]:
+    """The checkpoints in models/, sorted by name."""
+    folder = models_dir()
+    return [parse_checkpoint(p) for p in sorted(folder.glob("*.safetensors"))] if folder.is_dir() else []
+
+
+def bundled_names() -> list[str]:
+    return [s.name for s in sessions()]
+
+
+def direction(source: str | None, target: str | None) -> str:
+    """'vitro->vivo' and the like; '?' stands for a domain that is not known."""
+    return f"{source or '?'}->{target or '?'}"

@@ -1,0 +1,186 @@
+"""Loaders: bundled asdf figures, and round trips through every other format written from real data."""
+import json
+
+import numpy as np
+import pytest
+
+import spikeviz
+from spikeviz import SpikevizError, load_recording
+from spikeviz.io.maxwell import NEWER, write_maxwell
+from spikeviz.io.nwb import write_nwb
+from spikeviz.io.table import write_table
+
+# ../shared/data/README.md, measured on the files.
+MEASURED = {
+    "invitro_210511001_bh": (128, 943_716, 400.079, 18.4, 2.2, 0.018),
+    "invitro_210511001_lh": (128, 912_624, 400.080, 17.8, 2.2, 0.018),
+    "invivo_NYU-40_2021-04-14_001": (128, 458_082, 3541.2431, 1.0, 0.6, 0.0010),
+}
+
+
+@pytest.fixture(scope="module")
+def vitro():
+    return spikeviz.load_session("invitro_210511001_bh")
+
+
+@pytest.fixture(scope="module")
+def small(vitro):
+    """The first 20 s of 12 real units: big enough to be real, small enough to write quickly."""
+    return vitro.slice(0.0, 20.0).select_units(list(vitro.unit_ids[:12]))
+
+
+def assert_same_trains(a, b, atol=0.0):
+    assert [str(u) for u in a.unit_ids] == [str(u) for u in b.unit_ids]
+    for ta, tb in zip(a.spike_times, b.spike_times):
+        assert ta.shape == tb.shape
+        np.testing.assert_allclose(ta, tb, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED))
+def test_bundled_sessions_reproduce_measured_figures(name):
+    units, spikes, duration, mean_rate, median_rate, density = MEASURED[name]
+    rec = spikeviz.load_session(name)
+    assert (rec.n_units, rec.n_spikes) == (units, spikes)
+    assert rec.duration_s == pytest.approx(duration, abs=1e-6)
+    assert round(rec.rates_hz.mean(), 1) == mean_rate
+    assert round(float(np.median(rec.rates_hz)), 1) == median_rate
+    X = spikeviz.bin_spikes(rec).X
+    assert round(X.mean(), 3 if density > 0.01 else 4) == density
+    for t in rec.spike_times:
+        assert t.dtype == np.float64 and np.all(np.diff(t) >= 0)
+
+
+def test_asdf_ticks_are_scaled_by_the_tick_length():
+    vivo = spikeviz.load_session("invivo")
+    # First spike of unit 1 is tick 90083 of 0.1 ms (1-based): 9.0082 s.
+    assert vivo.spike_times[0][0] == pytest.approx(90082 * 1e-4)
+    assert vivo.source["tick_ms"] == 0.1
+
+
+def test_asdf_without_tick_is_refused(tmp_path):
+    with pytest.raises(SpikevizError, match="invivo_NYU-40.*does not state its tick length"):
+        load_recording(spikeviz.catalog.session("invivo").path)
+
+
+def test_nwb_round_trip_spike_for_spike(tmp_path, small):
+    path = tmp_path / "small.nwb"
+    write_nwb(small, path)
+    back = load_recording(path)
+    assert back.source["format"] == "nwb"
+    assert_same_trains(small, back)
+    assert back.duration_s == pytest.approx(small.duration_s)
+
+
+def test_nwb_reads_electrode_locations(tmp_path, small):
+    from datetime import datetime, timezone
+
+    import pynwb
+
+    nwb = pynwb.NWBFile(session_description="s", identifier="x",
+                        session_start_time=datetime(2021, 4, 14, tzinfo=timezone.utc))
+    device = nwb.create_device("probe")
+    group = nwb.create_electrode_group("shank", description="", location="CA1", device=device)
+    for region in ("CA1", "DG"):
+        nwb.add_electrode(group=group, location=region)
+    nwb.add_unit_column("quality", "curation label")
+    for i, train in enumerate(small.spike_times[:2]):
+        nwb.add_unit(spike_times=train, electrodes=[i], quality=["good", "mua"][i])
+    path = tmp_path / "probe.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    rec = load_recording(path)
+    assert rec.unit_info["location"].tolist() == ["CA1", "DG"]
+    assert [str(q) for q in rec.unit_info["quality"]] == ["good", "mua"]
+    for ours, theirs in zip(small.spike_times[:2], rec.spike_times):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("layout", ["legacy", *NEWER])
+def test_maxwell_round_trip(tmp_path, small, layout):
+    path = tmp_path / "rec.raw.h5"
+    write_maxwell(small, path, layout=layout)
+    back = load_recording(path)
+    assert back.source["format"] == "maxwell" and back.source["sample_rate"] == 20000.0
+    assert back.source["first_frame"] == 123456
+    # Frames are 50 us: times come back within half a frame.
+    assert_same_trains(small, back, atol=0.5 / 20000)
+    assert "mean_abs_amplitude" in back.unit_info
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".npz"])
+def test_table_round_trip(tmp_path, small, suffix):
+    path = tmp_path / f"spikes{suffix}"
+    write_table(small, path)
+    back = load_recording(path)
+    assert back.source["format"] == "table"
+    assert_same_trains(small, back, atol=1e-9)
+
+
+def test_table_in_samples_needs_a_rate(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("unit,sample\n1,300\n1,600\n2,900\n")
+    with pytest.raises(SpikevizError, match="s.csv: times are in samples.*--sample-rate"):
+        load_recording(path)
+    rec = load_recording(path, sample_rate=30000)
+    np.testing.assert_allclose(rec.spike_times[0], [0.01, 0.02])
+
+
+def write_phy(folder, rec, rate=30000.0, params=True, labels=None):
+    """A Kilosort/phy folder from real spike times (what Kilosort writes, minus waveforms)."""
+    folder.mkdir()
+    samples = np.concatenate([np.round(t * rate).astype(np.uint64) for t in rec.spike_times])
+    clusters = np.concatenate([np.full(t.size, i, dtype=np.int32) for i, t in enumerate(rec.spike_times)])
+    order = np.argsort(samples, kind="stable")
+    np.save(folder / "spike_times.npy", samples[order])
+    np.save(folder / "spike_clusters.npy", clusters[order])
+    if params:
+        (folder / "params.py").write_text(
+            f"dat_path = 'raw.bin'\nn_channels_dat = 385\ndtype = 'int16'\noffset = 0\n"
+            f"sample_rate = {rate}\nhp_filtered = False\n")
+    labels = labels or ["good"] * rec.n_units
+    (folder / "cluster_KSLabel.tsv").write_text(
+        "cluster_id\tKSLabel\n" + "".join(f"{i}\t{g}\n" for i, g in enumerate(labels)))
+    return folder
+
+
+def test_phy_folder_round_trip_and_noise(tmp_path, small):
+    labels = ["good"] * 10 + ["noise", "mua"]
+    folder = write_phy(tmp_path / "ks", small, labels=labels)
+    (folder / "cluster_group.tsv").write_text("cluster_id\tgroup\n11\tnoise\n")
+    rec = load_recording(folder)
+    assert rec.source["format"] == "phy" and rec.source["sample_rate"] == 30000.0
+    assert rec.unit_ids.tolist() == list(range(10))  # 10 (KS noise) and 11 (curated noise) dropped
+    np.testing.assert_allclose(rec.spike_times[3], small.spike_times[3], atol=0.5 / 30000)
+    with_noise = load_recording(folder, include_noise=True)
+    assert with_noise.n_units == 12
+    assert with_noise.unit_info["label"].tolist()[10:] == ["noise", "noise"]
+
+
+def test_phy_folder_without_params_needs_sample_rate(tmp_path, small):
+    folder = write_phy(tmp_path / "ks", small, params=False)
+    with pytest.raises(SpikevizError, match="ks: no params.py.*--sample-rate"):
+        load_recording(folder)
+    assert load_recording(folder, sample_rate=30000).n_units == 12
+
+
+def test_cli_inspect_on_phy_folder_without_params(tmp_path, small, capsys):
+    from spikeviz.cli import main
+
+    folder = write_phy(tmp_path / "ks", small, params=False)
+    assert main(["inspect", str(folder), "--sample-rate", "30000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["format"] == "phy" and out["units"] == 12 and out["spikes"] == small.n_spikes
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED))
+def test_cli_inspect_reproduces_measured_counts(name, capsys):
+    from spikeviz.cli import main
+
+    units, spikes, duration, mean_rate, median_rate, density = MEASURED[name]
+    assert main(["inspect", "--session", name, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {k: out[k] for k in ("format", "units", "spikes")} == {"format": "asdf", "units": units,
+                                                                  "spikes": spikes}
+    assert out["duration_s"] == pytest.approx(duration)
+    assert round(out["mean_rate_hz"], 1) == mean_rate and round(out["median_rate_hz"], 1) == median_rate
+    assert round(out["density_1ms"], 3 if density > 0.01 else 4) == density
