@@ -7,16 +7,17 @@ import sys
 from typing import Sequence
 
 from ..errors import SpikevizError
+from ..io import FORMATS
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("inspect",)
+COMMANDS = ("inspect", "train")
 
 
 def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> None:
     """The options that say which recording to read (shared by every command that reads one)."""
     if session:
         parser.add_argument("--session", help="a bundled session by name (see `spikeviz sessions`)")
-    parser.add_argument("--format", choices=("asdf", "phy", "nwb", "maxwell", "table"),
+    parser.add_argument("--format", choices=FORMATS,
                         help="file format (default: detected from content and extension)")
     parser.add_argument("--tick-ms", type=float, help="tick length in ms (asdf files without one)")
     parser.add_argument("--sample-rate", type=float, help="sampling rate in Hz (phy, tables, MaxWell)")

@@ -6,7 +6,7 @@ from pathlib import Path
 from ..errors import SpikevizError
 from ..recording import Recording
 
-FORMATS = ("asdf", "phy", "nwb", "maxwell", "table")
+FORMATS = ("asdf", "phy", "nwb", "maxwell", "table", "spikeinterface")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -78,4 +78,7 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
     if fmt == "table":
         from .table import read_table
         return read_table(path, sample_rate)
+    if fmt == "spikeinterface":
+        from .spikeinterface import read_spikeinterface
+        return read_spikeinterface(path)
     raise SpikevizError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}", path)

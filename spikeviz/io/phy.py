@@ -112,7 +112,9 @@ def read_phy(folder: Path, sample_rate: float | None = None, include_noise: bool
         raise SpikevizError(f"{cluster_path.name}: cluster ids must be integers, got "
                             f"{clusters.dtype}", folder)
     table = _cluster_table(folder)
-    ids = np.unique(clusters)
+    # Clusters listed in the tables but without spikes in this file are still units (silent ones).
+    ids = np.union1d(np.unique(clusters), table.index.to_numpy(dtype=clusters.dtype)
+                     if len(table) else np.array([], clusters.dtype))
     if "label" in table.columns and not include_noise:
         noise = set(table.index[table["label"].str.lower() == "noise"].tolist())
         ids = np.array([c for c in ids if int(c) not in noise], dtype=ids.dtype)

@@ -1,0 +1,99 @@
+"""SpikeInterface and pynapple bridges: round trips and a cross-check of the hand-written loaders."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import spikeviz
+from spikeviz import SpikevizError, load_recording
+
+from .test_io import write_phy
+
+si = pytest.importorskip("spikeinterface.core")
+se = pytest.importorskip("spikeinterface.extractors")
+nap = pytest.importorskip("pynapple")
+
+
+@pytest.fixture(scope="module")
+def small():
+    vivo = spikeviz.load_session("invivo")
+    units = list(vivo.unit_ids[:10])
+    rec = vivo.slice(0.0, 300.0).select_units(units)
+    info = {"depth": np.linspace(20.0, 3800.0, 10), "quality": np.array(["good", "mua"] * 5)}
+    return spikeviz.Recording(rec.name, rec.unit_ids, rec.spike_times, rec.duration_s, rec.source, info)
+
+
+def test_sorting_round_trip(small):
+    sorting = spikeviz.to_sorting(small, sampling_frequency=30000.0)
+    assert isinstance(sorting, si.BaseSorting)
+    back = spikeviz.from_sorting(sorting, name="x")
+    assert back.unit_ids.tolist() == small.unit_ids.tolist()
+    for a, b in zip(small.spike_times, back.spike_times):
+        np.testing.assert_allclose(a, b, atol=0.5 / 30000)
+    assert back.unit_info["quality"].tolist() == small.unit_info["quality"].tolist()
+    np.testing.assert_allclose(back.unit_info["depth"], small.unit_info["depth"])
+
+
+def test_segments_concatenate_or_pick_one():
+    sorting = si.NumpySorting.from_unit_dict(
+        [{0: np.array([10, 20]), 1: np.array([5])}, {0: np.array([3]), 1: np.array([7, 8])}], 1000.0)
+    rec = spikeviz.from_sorting(sorting)
+    first_len = 21  # no recording attached: a segment ends one sample after its last spike
+    np.testing.assert_allclose(rec.spike_times[0], np.array([10, 20, first_len + 3]) / 1000.0)
+    second = spikeviz.from_sorting(sorting, segment=1)
+    np.testing.assert_allclose(second.spike_times[1], [0.007, 0.008])
+    with pytest.raises(SpikevizError, match="segment 5 does not exist"):
+        spikeviz.from_sorting(sorting, segment=5)
+
+
+def test_tsgroup_round_trip(small):
+    group = small.to_pynapple()
+    assert isinstance(group, nap.TsGroup) and len(group) == small.n_units
+    assert "depth" in group.metadata_columns
+    back = spikeviz.from_tsgroup(group, name="g")
+    assert back.unit_ids.tolist() == small.unit_ids.tolist()
+    for a, b in zip(small.spike_times, back.spike_times):
+        np.testing.assert_array_equal(a, b)
+    assert back.duration_s == pytest.approx(small.duration_s)
+    np.testing.assert_allclose(back.unit_info["depth"], small.unit_info["depth"])
+
+
+def test_saved_sorting_folder_opens_with_format_spikeinterface(tmp_path, small):
+    sorting = spikeviz.to_sorting(small, sampling_frequency=30000.0)
+    folder = tmp_path / "sorting_saved"
+    sorting.save(folder=folder)
+    rec = load_recording(folder, format="spikeinterface")
+    assert rec.source["format"] == "spikeinterface" and rec.n_units == small.n_units
+    np.testing.assert_allclose(rec.spike_times[4], small.spike_times[4], atol=0.5 / 30000)
+
+
+def test_cross_check_phy_loader_against_spikeinterface(tmp_path, small):
+    folder = write_phy(tmp_path / "ks", small, labels=["good"] * 9 + ["noise"])
+    ours = load_recording(folder, include_noise=True)
+    theirs = spikeviz.from_sorting(se.read_phy(folder))
+    assert sorted(theirs.unit_ids.tolist()) == ours.unit_ids.tolist()
+    for uid, train in zip(ours.unit_ids, ours.spike_times):
+        np.testing.assert_array_equal(train, theirs.spike_times[theirs.unit_ids.tolist().index(uid)])
+    via_cli_format = load_recording(folder, format="spikeinterface")
+    assert via_cli_format.n_spikes == ours.n_spikes
+
+
+def test_cross_check_nwb_loader_against_spikeinterface(tmp_path, small):
+    from spikeviz.io.nwb import write_nwb
+
+    path = tmp_path / "units.nwb"
+    write_nwb(small, path)
+    ours = load_recording(path)
+    theirs = spikeviz.from_sorting(se.read_nwb_sorting(path, sampling_frequency=30000.0))
+    assert [str(u) for u in theirs.unit_ids] == [str(u) for u in ours.unit_ids]
+    for a, b in zip(ours.spike_times, theirs.spike_times):
+        np.testing.assert_allclose(a, b, atol=0.5 / 30000)
+
+
+def test_bridges_say_which_extra_is_missing():
+    code = ("import sys; sys.modules['spikeinterface'] = None; sys.modules['pynapple'] = None\n"
+            "import spikeviz\nrec = spikeviz.load_session('invitro_210511001_bh')\n"
+            "try:\n    rec.to_pynapple()\nexcept spikeviz.SpikevizError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'spikeviz[interop]'" in out
