@@ -1,0 +1,60 @@
+"""On-disk store: checksummed cache entries, corrupt entries recomputed, memory-mapped packed spikes."""
+import numpy as np
+import pytest
+
+import spikeviz
+from spikeviz import SpikevizError
+from spikeviz.store import Cache, content_key, load_packed, quantize_probabilities, save_packed
+
+
+def test_cache_round_trip_and_corruption_is_recomputed(tmp_path):
+    cache = Cache(tmp_path)
+    key = content_key("session-hash", {"loss": "focal"})
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(1000, dtype=np.float32)
+
+    first = cache.array(key, "p.npy", compute)
+    again = cache.array(key, "p.npy", compute)
+    assert len(calls) == 1 and isinstance(again, np.memmap)
+    np.testing.assert_array_equal(first, again)
+    path = cache.path(key, "p.npy")
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0xFF  # one flipped byte in the payload
+    path.write_bytes(bytes(data))
+    recomputed = cache.array(key, "p.npy", compute)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(recomputed, np.arange(1000, dtype=np.float32))
+
+
+def test_json_entries_and_keys(tmp_path):
+    cache = Cache(tmp_path)
+    assert content_key("a", 1) == content_key("a", 1) != content_key("a", 2)
+    assert cache.get_json("k" * 32) is None
+    cache.put_json("k" * 32, {"roc_auc": 0.9})
+    assert cache.get_json("k" * 32) == {"roc_auc": 0.9}
+    cache.path("k" * 32, "result.json").write_text('{"roc_auc": 1.0}')  # tampered
+    assert cache.get_json("k" * 32) is None
+
+
+def test_packed_spikes_are_memory_mapped(tmp_path):
+    binned = spikeviz.bin_spikes(spikeviz.load_session("invitro_210511001_bh"))
+    save_packed(binned, tmp_path / "bh.npy")
+    packed = load_packed(tmp_path / "bh.npy")
+    assert isinstance(packed.bits, np.memmap)
+    np.testing.assert_array_equal(packed.unpack(5000, 9000), binned.X[5000:9000])
+    assert packed.unit_ids.tolist() == [str(u) for u in binned.unit_ids]
+    (tmp_path / "bh.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(SpikevizError, match="bh.npy: missing, or its checksum does not match"):
+        load_packed(tmp_path / "bh.npy")
+
+
+def test_quantized_probabilities():
+    P = np.array([0.0, 1e-4, 0.0123, 0.5, 1.0])
+    Q = quantize_probabilities(P)
+    assert Q.dtype == np.float16
+    np.testing.assert_allclose(Q.astype(float), P, rtol=1e-3)
+    with pytest.raises(SpikevizError, match="must lie in"):
+        quantize_probabilities(np.array([0.5, np.nan]))
