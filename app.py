@@ -1,5 +1,4 @@
 """`panel serve app.py`: the spikeviz dashboard on the bundled sessions and shipped checkpoints."""
-import panel as pn
+from spikeviz.dashboard import build_app
 
-pn.extension()
-pn.Column("# spikeviz", "The dashboard is being built.").servable(title="spikeviz")
+build_app().servable(title="spikeviz")

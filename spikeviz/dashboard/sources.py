@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import data_dir, models_dir, session, sessions
+from ..catalog import bundled_session, data_dir, models_dir, session, sessions
 from ..errors import SpikevizError
 from ..io import load_recording
 from ..recording import Recording
@@ -48,8 +48,11 @@ def load_source(name: str | None, path: str = "", file_format: str | None = None
     """A bundled session by `name`, or the file at `path` (checked against the allowed roots)."""
     if name:
         return session(name).load()
-    return load_recording(checked_path(path, roots), format=file_format, tick_ms=tick_ms,
-                          sample_rate=sample_rate)
+    resolved = checked_path(path, roots)
+    bundled = bundled_session(resolved)
+    if bundled is not None and file_format in (None, "asdf") and tick_ms is None:
+        return bundled.load()   # the catalog knows its tick length
+    return load_recording(resolved, format=file_format, tick_ms=tick_ms, sample_rate=sample_rate)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,10 @@ def parse_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def shipped_checkpoints() -> list[Checkpoint]:
-    """The checkpoints in models/, sorted by name."""
-    folder = models_dir()
-    return [parse_checkpoint(p) for p in sorted(folder.glob("*.safetensors"))] if folder.is_dir() else []
+    """The checkpoints in models/ (resume states left out), sorted by name."""
+    from ..evaluation import shipped_checkpoints as paths
+
+    return [parse_checkpoint(p) for p in paths()] if models_dir().is_dir() else []
 
 
 def bundled_names() -> list[str]:

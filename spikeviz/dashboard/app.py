@@ -1,0 +1,222 @@
+"""The page: sidebar controls, the threshold readout and the tabs, on an offline Bootstrap template."""
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+import panel as pn
+
+from . import results
+from .compute import N_UNITS, WARMUP_S, Evaluation, Frame, test_split_s
+from .figures import figure_png
+from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
+from .views import curves, rasters, statistics
+
+ACCENT = "#1f4e9c"
+CSS = """
+.sv-cards {display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 4px 0;}
+.sv-card {border: 1px solid #dfe3ea; border-radius: 6px; padding: 4px 10px; min-width: 84px;
+          background: #fafbfd;}
+.sv-card .k {font-size: 10.5px; color: #5b6472; text-transform: uppercase; letter-spacing: .04em;}
+.sv-card .v {font-size: 19px; font-weight: 600; color: #1d2633; font-variant-numeric: tabular-nums;}
+.sv-card .s {font-size: 11px; color: #6b7482;}
+.sv-note {font-size: 12px; color: #5b6472;}
+"""
+
+
+def _card(key: str, value: str, sub: str = "") -> str:
+    slug = key.lower().replace(" ", "-").replace("/", "")
+    return (f'<div class="sv-card" id="sv-{slug}"><div class="k">{key}</div><div class="v">{value}</div>'
+            f'<div class="s">{sub}</div></div>')
+
+
+def readout(ev: Evaluation | None, frame: Frame | None) -> str:
+    """Operating point of the generator at the current threshold, and its AUCs next to chance."""
+    if ev is None or frame is None:
+        return '<div class="sv-note">Waiting for the first evaluation…</div>'
+    op, h = frame.op, ev.hist
+    ratio = op.predicted_spikes / op.real_spikes if op.real_spikes else float("nan")
+    cards = [
+        _card("threshold", f"{op.threshold:.4g}", f"generator: {ev.generator.name}"
+              + (" (scores; free-running samples shown)" if ev.mode == "free" else "")),
+        _card("precision", f"{op.precision:.3f}"), _card("recall", f"{op.recall:.3f}"),
+        _card("F1", f"{op.f1:.3f}", "at this threshold"), _card("FPR", f"{op.fpr:.4f}"),
+        _card("spikes predicted / real", f"{op.predicted_spikes:,} / {op.real_spikes:,}", f"ratio {ratio:.2f}"),
+        _card("ROC-AUC", f"{h.roc_auc:.3f}", "chance 0.5"),
+        _card("PR-AUC", f"{h.pr_auc:.4f}", f"chance {h.base_rate:.4f}"),
+    ]
+    return f'<div class="sv-cards">{"".join(cards)}</div>'
+
+
+def describe(state: DashboardState, *_) -> str:
+    """What is evaluated, on what, and where the baselines come from."""
+    rec = state.recording
+    if rec is None:
+        return ""
+    a, b = test_split_s(rec)
+    info = state.checkpoint_info
+    trained = (f"`{info.name}`: trained on **{info.session or 'unknown'}** ({info.domain or '?'}), "
+               f"{info.loss or '?'} loss{', ' + info.preset if info.preset else ''}" if info
+               else "no checkpoint: the **GLM baseline** generates")
+    ev = state.evaluation
+    fitted = f" Baselines fitted on {ev.source}; unit order {ev.stretch.policy}." if ev else ""
+    return (f"**{rec.name}**: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration_s:,.0f} s. "
+            f"Test split {a:,.0f}–{b:,.0f} s. The evaluated window is predicted strictly one bin "
+            f"ahead (up to {N_UNITS} units, 1-ms bins) after {WARMUP_S:g} s of real past, which "
+            f"also tunes the threshold presets. Prediction costs seconds per minute of window on 2 "
+            f"CPU cores, so the window is capped (default 60 s; the transfer preset is ~30× "
+            f"slower).\n\n{trained}.{fitted}")
+
+
+def controls(state: DashboardState) -> list:
+    """Sidebar widgets, in the order one makes the choices."""
+    is_file = pn.bind(lambda s: s == OPEN_FILE, state.param.session)
+    is_ckpt = pn.bind(lambda c: c == OPEN_CHECKPOINT, state.param.checkpoint)
+    is_free = pn.bind(lambda m: m == "free", state.param.mode)
+    W = pn.widgets
+    file_box = pn.Column(
+        W.TextInput.from_param(state.param.path, name="Path", placeholder="data/… or ./…"),
+        pn.Row(W.Select.from_param(state.param.file_format, name="Format"),
+               W.RadioButtonGroup.from_param(state.param.file_domain, name="Domain", margin=(26, 5, 5, 5))),
+        pn.Row(W.FloatInput.from_param(state.param.tick_ms, name="Tick (ms)"),
+               W.FloatInput.from_param(state.param.sample_rate, name="Sample rate (Hz)")),
+        W.Button.from_param(state.param.open_file, button_type="primary"), visible=is_file)
+    ckpt_box = pn.Column(
+        W.TextInput.from_param(state.param.checkpoint_path, name="Checkpoint path",
+                               placeholder="models/….safetensors"),
+        W.Button.from_param(state.param.open_checkpoint, button_type="primary"), visible=is_ckpt)
+    busy = pn.Column(
+        pn.indicators.Progress(value=state.param.progress, active=state.param.busy, bar_color="primary",
+                               sizing_mode="stretch_width", height=14, visible=state.param.busy),
+        pn.pane.Str(state.param.status, styles={"font-size": "12px", "color": "#5b6472"},
+                    css_classes=["sv-status"]),
+        pn.pane.Alert(state.param.error, alert_type="danger",
+                      visible=pn.bind(bool, state.param.error), sizing_mode="stretch_width"))
+    return [
+        "### Test data",
+        W.Select.from_param(state.param.session, name="Session", css_classes=["sv-session"]), file_box,
+        "### Model",
+        W.RadioButtonGroup.from_param(state.param.direction, name="Direction", button_type="primary",
+                                      button_style="outline", orientation="vertical"),
+        W.Select.from_param(state.param.checkpoint, name="Checkpoint"), ckpt_box,
+        "### Generation",
+        W.RadioButtonGroup.from_param(state.param.mode, name="Mode", button_type="primary", button_style="outline"),
+        pn.Row(W.IntInput.from_param(state.param.seed, name="Seed"),
+               W.Select.from_param(state.param.unit_order, name="Unit order")),
+        W.FloatSlider.from_param(state.param.free_s, name="Free-running length (s)", visible=is_free),
+        window_controls(state),
+        "### Threshold",
+        W.RadioButtonGroup.from_param(state.param.preset, name="Preset", button_type="primary",
+                                      button_style="outline"),
+        W.EditableFloatSlider.from_param(state.param.threshold, name="Decision threshold", format="0.0000",
+                                         css_classes=["sv-threshold"]),
+        busy,
+    ]
+
+
+WINDOW_LENGTHS_S = (10, 30, 60, 120, 300)
+
+
+def window_controls(state: DashboardState) -> pn.Row:
+    """Start (inside the test split) and length of the evaluated window; each change re-predicts,
+    so the start is sent on release."""
+    start = pn.widgets.FloatSlider(name="Window start (s, test split)", step=1.0, start=0.0, end=1.0,
+                                   value=0.0, format="0")
+    length = pn.widgets.Select(name="Length (s)", options=list(WINDOW_LENGTHS_S), value=60, width=90)
+
+    def to_widgets(*_):
+        if state.recording is None:
+            return
+        a, b = test_split_s(state.recording)
+        w0, w1 = state.window
+        length.value = min(WINDOW_LENGTHS_S, key=lambda n: abs(n - (w1 - w0)))
+        start.param.update(start=float(math.ceil(max(a, WARMUP_S))),
+                           end=float(max(math.ceil(max(a, WARMUP_S)) + 1, math.floor(b - length.value))),
+                           value=float(w0))
+
+    def to_state(start_s: float, length_s: float):
+        state.window = (start_s, min(start_s + length_s, test_split_s(state.recording)[1]))
+
+    state.param.watch(to_widgets, ["window", "recording"])
+    start.param.watch(lambda e: to_state(e.new, length.value), "value_throttled")
+    length.param.watch(lambda e: to_state(start.value, e.new), "value")
+    to_widgets()
+    return pn.Row(start, length)
+
+
+def downloads(state: DashboardState) -> pn.Row:
+    def png():
+        if state.evaluation is None or state.frame is None:
+            return None
+        title = f"{state.recording.name} · {state.direction} · {state.evaluation.generator.name}"
+        return io.BytesIO(figure_png(state.evaluation, state.frame, title))
+
+    def csv(table: pd.DataFrame):
+        return io.StringIO(table.to_csv(index=False))
+
+    button = dict(button_type="primary", button_style="outline", width=220)
+    return pn.Row(
+        pn.widgets.FileDownload(callback=png, filename="spikeviz_figures.png", label="Figures (PNG)", **button),
+        pn.widgets.FileDownload(callback=lambda: csv(results.current_metrics(state.evaluation, state.frame)),
+                                filename="spikeviz_metrics.csv", label="This evaluation (CSV)", **button),
+        pn.widgets.FileDownload(callback=lambda: csv(results.table_frames(state.cross_table)[1]),
+                                filename="spikeviz_cross_session.csv", label="Cross-session table (CSV)",
+                                **button))
+
+
+def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
+    summary, rows = results.table_frames(table)
+    if rows.empty:
+        return pn.pane.Markdown(results.MISSING, css_classes=["sv-note"])
+    settings = table.get("settings", {})
+    grid = dict(show_index=False, disabled=True, sizing_mode="stretch_width", layout="fit_data_stretch")
+    return pn.Column(
+        pn.pane.Markdown(f"Protocol {settings.get('protocol')}, unit order {settings.get('unit_order')}, "
+                         f"first {settings.get('seconds')} s of each test split; mean ± SD per "
+                         f"direction and loss, then every cell. Click a header to sort.",
+                         css_classes=["sv-note"]),
+        pn.widgets.Tabulator(summary, **grid),
+        pn.widgets.Tabulator(rows, pagination="local", page_size=25, header_filters=True, **grid))
+
+
+def results_tab(state: DashboardState) -> pn.Column:
+    metrics = pn.widgets.Tabulator(pn.bind(results.current_metrics, state.param.evaluation, state.param.frame),
+                                   show_index=False, disabled=True, sizing_mode="stretch_width",
+                                   layout="fit_data_stretch")
+    return pn.Column("#### This evaluation (click a header to sort)", metrics, downloads(state),
+                     pn.Row("#### Cross-session table",
+                            pn.widgets.Button.from_param(state.param.compute_table, button_type="light",
+                                                         width=200)),
+                     pn.panel(pn.bind(cross_table_view, state.param.cross_table)),
+                     sizing_mode="stretch_width")
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread for the server process: with torch's OpenMP pool loaded, OpenBLAS threads
+    spin against it on 2 cores and a 6000 x 128 correlation takes 150 ms instead of 2 ms.
+    (torch keeps its own threads for predictions.)"""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
+def build_app() -> pn.template.BootstrapTemplate:
+    """A fresh page with its own state: `panel serve` calls this once per browser session."""
+    limit_blas_threads()
+    pn.extension("tabulator", sizing_mode="stretch_width", raw_css=[CSS], notifications=False)
+    state = DashboardState()
+    pn.state.on_session_destroyed(lambda ctx: state.close())
+    main = pn.Column(
+        pn.pane.HTML(pn.bind(readout, state.param.evaluation, state.param.frame), sizing_mode="stretch_width",
+                     css_classes=["sv-readout"]),
+        pn.Tabs(("Rasters", rasters(state)), ("Curves", curves(state)),
+                ("Firing statistics", statistics(state)), ("Results", results_tab(state)),
+                dynamic=True, sizing_mode="stretch_width"),
+        pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
+                                 state.param.evaluation), css_classes=["sv-note"]),
+        sizing_mode="stretch_width")
+    template = pn.template.BootstrapTemplate(
+        title="spikeviz: real vs generated spike trains", sidebar=controls(state), main=[main],
+        header_background=ACCENT, sidebar_width=340)
+    return template
