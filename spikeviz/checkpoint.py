@@ -106,6 +106,8 @@ def load_model(path: str | Path) -> SpikeTransformer:
     except (KeyError, TypeError, RuntimeError) as exc:
         raise SpikevizError(f"weights do not match the stored config ({exc})", path) from exc
     model.meta = meta | {"path": str(path)}
+    cal = meta.get("calibration") or {}
+    model.calibration = (float(cal.get("scale", 1.0)), float(cal.get("shift", 0.0)))
     return model.eval()
 
 

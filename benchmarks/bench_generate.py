@@ -1,0 +1,71 @@
+"""Benchmark: free-running generation through the KV cache vs recomputing the context every bin."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from spikeviz.model import SpikeTransformer, preset_config
+from spikeviz.predict import generate
+
+
+def recompute_rate(model: SpikeTransformer, prompt: np.ndarray, n_bins: int, seed: int) -> float:
+    """Bins/s of the same sampling loop with a full forward pass over the last context bins per bin."""
+    cfg = model.config
+    C = cfg.context
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(prompt[-C:].astype(np.float32))
+    decay = model._decay
+    tr = torch.zeros(len(cfg.trace_taus), x.shape[1])
+    traces = []
+    for row in x:                       # traces of the prompt, updated as generation goes
+        tr = decay * tr + (1 - decay) * row
+        traces.append(tr)
+    trs = torch.stack(traces)
+    with torch.inference_mode():
+        t = time.perf_counter()
+        for _ in range(n_bins):
+            p = model.probabilities(model(x[None], trs[None]))[0, -1]
+            new = (torch.rand(x.shape[1], generator=gen) < p).float()
+            tr = decay * tr + (1 - decay) * new
+            x = torch.cat((x[1:], new[None]))
+            trs = torch.cat((trs[1:], tr[None]))
+        return n_bins / (time.perf_counter() - t)
+
+
+def bench(preset: str, units: int, n_bins: int, n_recompute: int) -> dict:
+    torch.manual_seed(0)
+    model = SpikeTransformer(preset_config(preset, units)).eval()
+    model.meta = {"bin_ms": 1.0}
+    prompt = (np.random.default_rng(0).random((2 * model.config.context, units)) < 0.018
+              ).astype(np.uint8)
+    generate(model, prompt, "free", n_bins=200)           # warm-up
+    t = time.perf_counter()
+    generate(model, prompt, "free", seed=1, n_bins=n_bins)
+    kv = n_bins / (time.perf_counter() - t)
+    full = recompute_rate(model, prompt, n_recompute, seed=1)
+    return {"preset": preset, "units": units, "context": model.config.context,
+            "params": model.n_params(), "bins_per_s": round(kv), "recompute_bins_per_s": round(full),
+            "speedup": round(kv / full, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bins", type=int, default=20_000, help="bins generated with the KV cache")
+    p.add_argument("--recompute-bins", type=int, default=300)
+    p.add_argument("--units", type=int, default=128)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    results = [bench(preset, args.units, args.bins, args.recompute_bins)
+               for preset in ("fast", "transfer")]
+    for r in results[1:]:
+        print(json.dumps(r))
+    print(json.dumps(results[0] | {"threads": args.threads, "other": results[1:]}))
+
+
+if __name__ == "__main__":
+    main()

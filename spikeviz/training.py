@@ -1,0 +1,245 @@
+"""Training a spike transformer: chronological split, epochs, validation early stopping, exact resume."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .binning import BinnedSpikes
+from .checkpoint import load_model, read_tensors, save_checkpoint, write_tensors
+from .errors import SpikevizError
+from .losses import make_loss
+from .metrics import pr_auc, roc_auc
+from .model import ModelConfig, SpikeTransformer, compute_traces, preset_config
+from .predict import predict_next
+from .predictor import split_bounds
+
+# Per preset: windows per batch (transfer windows hold one sequence per unit, hence fewer), and
+# the most batches an epoch runs (transfer sees 128 sequences a window: a sample of them is plenty).
+BATCH = {"paper": 2, "fast": 16, "transfer": 4}
+MAX_STEPS = {"paper": None, "fast": None, "transfer": 60}
+# Validation bins scored each epoch, at most: transfer predicts one sequence per unit (slower).
+VALID_BINS = {"paper": 100_000, "fast": 100_000, "transfer": 30_000}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    preset: str = "fast"
+    loss: str = "focal"
+    epochs: int = 30
+    seed: int = 0
+    lr: float = 3e-3
+    lr_decay: float = 0.93  # per epoch, so a schedule never depends on how many epochs are asked
+    warmup_steps: int = 20
+    batch_size: int | None = None
+    patience: int = 5
+    max_valid_bins: int = 100_000
+    weight_decay: float = 0.01
+
+
+def state_path(out: str | Path) -> Path:
+    """Where the resume state of checkpoint `out` lives: beside it, `<stem>.state.safetensors`."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".safetensors") + ".state.safetensors")
+
+
+def scores_for_range(model: SpikeTransformer, X: np.ndarray, lo: int, hi: int,
+                     warmup: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and targets for the bins X[lo:hi], each predicted from the real past before it.
+
+    `warmup` bins before `lo` (default: a context plus four of the longest trace time constant)
+    prime the traces and the context, as a model running continuously would have them.
+    """
+    cfg = model.config
+    if warmup is None:
+        warmup = cfg.context + int(4 * max(cfg.trace_taus, default=0))
+    first = max(lo, 1)
+    start = max(0, first - 1 - warmup)
+    P = predict_next(model, X[start:hi - 1])
+    return P[first - 1 - start:], X[first:hi]
+
+
+def pooled_auc(P: np.ndarray, Y: np.ndarray) -> dict[str, float]:
+    """Pooled PR-AUC (average precision) and ROC-AUC over all (bin, unit) cells."""
+    if Y.min() == Y.max():
+        return {"pr_auc": float("nan"), "roc_auc": float("nan"), "base_rate": float(Y.mean())}
+    return {"pr_auc": float(pr_auc(Y, P)), "roc_auc": float(roc_auc(Y, P)),
+            "base_rate": float(Y.mean())}
+
+
+def fit_calibration(P: np.ndarray, Y: np.ndarray, max_cells: int = 2_000_000) -> dict[str, float]:
+    """Platt scaling p -> sigmoid(scale * logit(p) + shift), fitted by logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    p, y = P.ravel(), Y.ravel()
+    if p.size > max_cells:   # a fixed subsample keeps it cheap and deterministic
+        idx = np.random.default_rng(0).choice(p.size, max_cells, replace=False)
+        p, y = p[idx], y[idx]
+    if y.min() == y.max():
+        return {"scale": 1.0, "shift": 0.0}
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    fit = LogisticRegression(C=1e6).fit(np.log(p / (1 - p))[:, None], y)
+    scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    return {"scale": scale, "shift": shift} if scale > 0 else {"scale": 1.0, "shift": 0.0}
+
+
+def _train_traces(X: np.ndarray, taus: tuple[float, ...], piece: int = 100_000) -> np.ndarray:
+    # float16 halves the memory of (T, K, N) traces; they are rates in [0, 1] read through a log.
+    out = np.empty((X.shape[0], len(taus), X.shape[1]), dtype=np.float16)
+    last = None
+    for a in range(0, X.shape[0], piece):
+        tr = compute_traces(X[a:a + piece], taus, last)
+        out[a:a + piece], last = tr, tr[-1]
+    return out
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"], "n_state": len(sd["state"])}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                       meta: dict) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: dict[str, Any],
+          resume: bool = False, force: bool = False, progress: bool = True, log: bool = True
+          ) -> dict[str, Any]:
+    """Train on the first 50 % of `binned`, stop early on validation PR-AUC, checkpoint every epoch.
+
+    `out` receives the best weights so far with their metadata; `state_path(out)` the current
+    weights, optimizer and RNG states, so `resume=True` continues exactly where training stopped.
+    `progress` shows a tqdm bar per epoch, `log` a line per epoch. Returns the checkpoint metadata.
+    """
+    out = Path(out)
+    X = binned.X
+    T, N = X.shape
+    split = split_bounds(T)
+    (a, b), (va, vb) = split["train"], split["valid"]
+    vb = min(vb, va + min(opts.max_valid_bins, VALID_BINS[opts.preset]))
+    cfg = preset_config(opts.preset, N)
+    C = cfg.context
+    if b - a < C + 1:
+        raise SpikevizError(f"the training split has {b - a} bins, fewer than one window "
+                            f"({C + 1} bins for the {opts.preset} preset): use more data")
+    args = {"preset": opts.preset, "loss": opts.loss, "seed": opts.seed, "lr": opts.lr,
+            "batch_size": opts.batch_size or BATCH[opts.preset], "n_bins": T, "n_units": N,
+            "bin_ms": binned.bin_ms, "content_hash": data_meta.get("content_hash")}
+    spath = state_path(out)
+    loss_fn = make_loss(opts.loss)
+    if resume:
+        tensors, state = read_tensors(spath) if spath.exists() else (None, None)
+        if state is None:
+            raise SpikevizError("nothing to resume: no training state beside the checkpoint "
+                                f"({spath.name})", out)
+        changed = {k: (state["args"].get(k), v) for k, v in args.items()
+                   if state["args"].get(k) != v}
+        if changed:
+            raise SpikevizError(f"cannot resume with other settings or data: {changed} "
+                                f"(stored, now)", spath)
+        model = SpikeTransformer(ModelConfig.from_dict(state["config"]))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best_model = load_model(out)
+        torch.set_rng_state(tensors["rng.torch"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["numpy_rng"]
+    else:
+        if out.exists() and not force:
+            raise SpikevizError("exists already: pass --force to replace it or --resume to "
+                                "continue its training", out)
+        torch.manual_seed(opts.seed)
+        rng = np.random.default_rng(opts.seed)
+        model = SpikeTransformer(cfg)
+        # Start at the training rates (per unit, or the mean for transfer): no epoch spent on it.
+        rates = X[a:b].mean(0, dtype=np.float64).clip(1e-6, 1 - 1e-6)
+        with torch.no_grad():
+            model.head.bias.copy_(torch.from_numpy(
+                np.log(rates / (1 - rates)) if not cfg.shared_units
+                else np.log([rates.mean() / (1 - rates.mean())])))
+        best_model = None
+        state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
+                 "train_s": 0.0}
+    model.meta = {"bin_ms": binned.bin_ms}
+    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    if resume:
+        _restore_optimizer(opt, tensors, state["optimizer"])
+
+    X_train = X[a:b]
+    traces = _train_traces(X_train, cfg.trace_taus)
+    B = args["batch_size"]
+    meta = dict(data_meta, n_units=N, bin_ms=binned.bin_ms, loss=opts.loss, seed=opts.seed,
+                preset=opts.preset, split={k: list(v) for k, v in split.items()},
+                split_fractions="train 0-50 %, test 50-75 %, valid 75-100 % (chronological)",
+                valid_scored=[va, vb], train_options=args)
+    if resume:
+        meta["calibration"] = best_model.meta.get("calibration")
+    epoch, step = state["epoch"], state["step"]
+    while epoch < opts.epochs and state["bad_epochs"] < opts.patience:
+        t0 = time.perf_counter()
+        # Non-overlapping windows of C+1 bins at a random phase, in random order.
+        phase = int(rng.integers(C + 1))
+        starts = np.arange(phase, len(X_train) - C, C + 1)
+        starts = starts[rng.permutation(len(starts))][:(MAX_STEPS[opts.preset] or len(starts)) * B]
+        model.train()
+        lr_epoch = opts.lr * opts.lr_decay ** epoch
+        bar = tqdm(range(0, len(starts), B), desc=f"epoch {epoch + 1}/{opts.epochs}",
+                   disable=not progress, leave=False, unit="batch")
+        running = None
+        last_pr = state["history"][-1]["pr_auc"] if state["history"] else float("nan")
+        for i in bar:
+            idx = starts[i:i + B]
+            w = np.stack([X_train[s:s + C + 1] for s in idx]).astype(np.float32)
+            x, y = torch.from_numpy(w[:, :-1]), torch.from_numpy(w[:, 1:])
+            tr = torch.from_numpy(np.stack([traces[s:s + C] for s in idx]).astype(np.float32))
+            for g in opt.param_groups:
+                g["lr"] = lr_epoch * min(1.0, (step + 1) / opts.warmup_steps)
+            loss = loss_fn(model(x, tr), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            rate = (i + len(idx)) * C / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{running:.4f}", val_pr=f"{last_pr:.4f}", bins_s=f"{rate:,.0f}")
+        bar.close()
+        model.eval()
+        P, Y = scores_for_range(model, X, va, vb)
+        valid = pooled_auc(P, Y)
+        epoch += 1
+        state["train_s"] += time.perf_counter() - t0
+        state["history"].append({"epoch": epoch, "loss": running, **valid,
+                                 "seconds": time.perf_counter() - t0})
+        improved = state["best"] is None or (valid["pr_auc"] > state["best"]["pr_auc"])
+        if improved:  # a frozen copy: training goes on mutating `model`
+            state["best"] = {"epoch": epoch, **valid}
+            state["bad_epochs"] = 0
+            best_model = copy.deepcopy(model)
+            meta["calibration"] = fit_calibration(P, Y)
+        else:
+            state["bad_epochs"] += 1
+        if log:
+            tqdm.write(f"epoch {epoch}: loss {running:.4f}, valid PR-AUC {valid['pr_auc']:.4f}, "
+                       f"ROC-AUC {valid['roc_auc']:.4f}{' (best)' if improved else ''}")
+        meta.update(epochs=epoch, best_epoch=state["best"]["epoch"], valid=state["best"],
+                    history=state["history"], train_seconds=round(state["train_s"], 1))
+        save_checkpoint(best_model, out, meta)
+        opt_tensors, opt_meta = _optimizer_tensors(opt)
+        state.update(epoch=epoch, step=step, args=args, config=cfg.to_dict(),
+                     numpy_rng=rng.bit_generator.state, optimizer=opt_meta)
+        write_tensors(spath, {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                              **opt_tensors, "rng.torch": torch.get_rng_state()}, state)
+    return meta

@@ -1,0 +1,127 @@
+"""Checkpoints: round trip, metadata, and refusal of pickles, truncated files and mismatched data."""
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spikeviz import SpikevizError
+from spikeviz.binning import BinnedSpikes
+from spikeviz.checkpoint import (FORMAT_VERSION, check_data, load_model, read_header,
+                                 save_checkpoint)
+from spikeviz.model import SpikeTransformer, preset_config
+from spikeviz.predict import predict_next
+
+
+class Touch:
+    """Unpickling this creates the file at `path`: the payload a malicious checkpoint would carry."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+@pytest.fixture()
+def ckpt(tmp_path):
+    torch.manual_seed(0)
+    model = SpikeTransformer(preset_config("fast", 10)).eval()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(model, path, {"n_units": 10, "bin_ms": 1.0, "loss": "focal", "seed": 3,
+                                  "split": {"train": [0, 50]}, "content_hash": "abc"})
+    return model, path
+
+
+def test_round_trip_keeps_weights_predictions_and_metadata(ckpt):
+    model, path = ckpt
+    loaded = load_model(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    X = (np.random.default_rng(0).random((300, 10)) < 0.1).astype(np.uint8)
+    np.testing.assert_array_equal(predict_next(model, X), predict_next(loaded, X))
+    meta = loaded.meta
+    assert meta["format_version"] == FORMAT_VERSION and meta["loss"] == "focal"
+    assert meta["config"]["preset"] == "fast" and meta["split"] == {"train": [0, 50]}
+    assert meta["content_hash"] == "abc" and meta["seed"] == 3 and "spikeviz_version" in meta
+
+
+def _refused(path, match):
+    with pytest.raises(SpikevizError, match=match) as err:
+        load_model(path)
+    assert path.name in str(err.value)
+
+
+def test_torch_save_and_plain_pickles_are_refused(ckpt, tmp_path):
+    model, _ = ckpt
+    pt = tmp_path / "model.pt"
+    torch.save(model.state_dict(), pt)
+    _refused(pt, "zip archive")
+    pkl = tmp_path / "model.pkl"
+    pkl.write_bytes(pickle.dumps(model.state_dict(), protocol=4))
+    _refused(pkl, "pickle")
+
+
+def test_a_pickle_renamed_safetensors_never_runs(tmp_path):
+    # The payload is live: unpickling it does create its file...
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(Touch(probe)))
+    assert probe.exists()
+    # ...but handed to spikeviz under a .safetensors name it is refused before anything runs.
+    marker = tmp_path / "pwned"
+    for protocol in (2, 4, 5):
+        evil = tmp_path / f"evil{protocol}.safetensors"
+        evil.write_bytes(pickle.dumps(Touch(marker), protocol=protocol))
+        _refused(evil, "pickle")
+    assert not marker.exists()
+
+
+def test_truncated_and_garbage_files_are_refused(ckpt, tmp_path):
+    _, path = ckpt
+    data = path.read_bytes()
+    for n, match in ((len(data) - 10, "truncated"), (200, "truncated"), (5, "truncated")):
+        cut = tmp_path / f"cut{n}.safetensors"
+        cut.write_bytes(data[:n])
+        _refused(cut, match)
+    (tmp_path / "junk.safetensors").write_bytes(struct.pack("<Q", 20) + b"not json at all....." )
+    _refused(tmp_path / "junk.safetensors", "not JSON")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    _refused(empty, "truncated")
+    _refused(tmp_path / "missing.safetensors", "no such")
+    header = read_header(path)
+    assert "__metadata__" in header
+
+
+def test_other_unit_count_or_bin_size_is_refused_naming_both(ckpt):
+    _, path = ckpt
+    model = load_model(path)
+    model.meta["bin_ms"] = 1.0
+    with pytest.raises(SpikevizError, match=r"12 units.*trained on 10 units"):
+        predict_next(model, np.zeros((50, 12), np.uint8))
+    binned = BinnedSpikes(np.zeros((50, 10), np.uint8), np.arange(10), 2.0, 0.0)
+    with pytest.raises(SpikevizError, match=r"bin size 2 ms.*trained on 1 ms"):
+        predict_next(model, binned)
+    check_data(model, 10, 1.0)  # matching data passes
+
+
+def test_transfer_checkpoints_take_any_unit_count_but_not_another_bin_size(tmp_path):
+    model = SpikeTransformer(preset_config("transfer", 10)).eval()
+    path = tmp_path / "t.safetensors"
+    save_checkpoint(model, path, {"n_units": 10, "bin_ms": 1.0})
+    loaded = load_model(path)
+    check_data(loaded, 37, 1.0)
+    with pytest.raises(SpikevizError, match=r"bin size 5 ms.*1 ms"):
+        check_data(loaded, 37, 5.0)
+
+
+def test_existing_file_is_not_replaced_without_force(ckpt):
+    model, path = ckpt
+    before = path.read_bytes()
+    with pytest.raises(SpikevizError, match="exists"):
+        save_checkpoint(model, path, {}, force=False)
+    assert path.read_bytes() == before
+    assert not [p for p in os.listdir(path.parent) if ".tmp" in p]
