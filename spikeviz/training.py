@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .binning import BinnedSpikes
+from .binning import BinnedSpikes, bin_spikes
 from .checkpoint import load_model, read_tensors, save_checkpoint, write_tensors
 from .errors import SpikevizError
 from .losses import make_loss
@@ -19,6 +19,7 @@ from .metrics import pr_auc, roc_auc
 from .model import ModelConfig, SpikeTransformer, compute_traces, preset_config
 from .predict import predict_next
 from .predictor import split_bounds
+from .recording import Recording
 
 # Per preset: windows per batch (transfer windows hold one sequence per unit, hence fewer), and
 # the most batches an epoch runs (transfer sees 128 sequences a window: a sample of them is plenty).
@@ -243,3 +244,25 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
         write_tensors(spath, {**{f"model.{k}": v for k, v in model.state_dict().items()},
                               **opt_tensors, "rng.torch": torch.get_rng_state()}, state)
     return meta
+
+
+def train_recording(recording: Recording, out: str | Path, opts: TrainOptions,
+                    seconds: float | None = None, bin_ms: float = 1.0, n_units: int = 128,
+                    session: str | None = None, domain: str | None = None, **kwargs: Any
+                    ) -> dict[str, Any]:
+    """Bin `recording` (its first `seconds` only, if given) and `train` on it.
+
+    The checkpoint records the whole recording's content hash, the bundled `session` name and
+    `domain` when known, and the chosen unit ids. `kwargs` go to `train`.
+    """
+    content_hash = recording.content_hash()
+    if seconds is not None:
+        if not seconds > 0:
+            raise SpikevizError(f"--seconds must be positive, got {seconds}")
+        recording = recording.slice(0.0, seconds)
+    binned = bin_spikes(recording, bin_ms=bin_ms, n_units=n_units)
+    data_meta = {"data": recording.name, "data_path": recording.source.get("path"),
+                 "session": session, "domain": domain, "content_hash": content_hash,
+                 "seconds": seconds, "duration_s": recording.duration_s,
+                 "unit_ids": [str(u) for u in binned.unit_ids]}
+    return train(binned, out, opts, data_meta, **kwargs)

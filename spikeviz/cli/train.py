@@ -41,9 +41,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..binning import bin_spikes
     from ..catalog import bundled_session, session
-    from ..training import TrainOptions, train
+    from ..training import TrainOptions, train_recording
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -52,26 +51,17 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise SpikevizError(f"--{name} must be at least 1, got {getattr(args, name)}")
     recording = load_from_args(args)
-    content_hash = recording.content_hash()
-    if args.seconds is not None:
-        if not args.seconds > 0:
-            raise SpikevizError(f"--seconds must be positive, got {args.seconds}")
-        recording = recording.slice(0.0, args.seconds)
     bundled = session(args.session) if args.session else (
         bundled_session(args.data) if args.data else None)
-    binned = bin_spikes(recording, bin_ms=args.bin_ms, n_units=args.units)
-    data_meta = {"data": recording.name, "data_path": recording.source.get("path"),
-                 "session": bundled.name if bundled else None,
-                 "domain": bundled.domain if bundled else None,
-                 "content_hash": content_hash, "seconds": args.seconds,
-                 "duration_s": recording.duration_s, "unit_ids": [str(u) for u in binned.unit_ids]}
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size,
                         **({"lr": args.lr} if args.lr else {}))
     if args.threads:
         torch.set_num_threads(args.threads)
-    meta = train(binned, out, opts, data_meta, resume=args.resume, force=args.force,
-                 progress=not args.quiet)
+    meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,
+                           n_units=args.units, session=bundled.name if bundled else None,
+                           domain=bundled.domain if bundled else None, resume=args.resume,
+                           force=args.force, progress=not args.quiet)
     best = meta["valid"]
     print(f"{out}: {meta['epochs']} epochs in {meta['train_seconds']:.0f} s; best epoch "
           f"{meta['best_epoch']}, validation PR-AUC {best['pr_auc']:.4f}, ROC-AUC "
