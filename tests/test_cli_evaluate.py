@@ -1,0 +1,100 @@
+"""`spikeviz evaluate` and `spikeviz table` from the command line, on bundled and merged recordings."""
+import json
+
+import numpy as np
+import pytest
+
+import spikeviz
+from spikeviz.cli import main
+from spikeviz.io.table import write_table
+from spikeviz.recording import from_unit_times
+
+from .test_evaluation import VITRO, VITRO2, make_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(make_checkpoint(tmp_path_factory.mktemp("m") / f"{VITRO}-dice.safetensors", loss="dice"))
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory):
+    """253 real units (256 less 3 silent ones): both in vitro sessions in one recording, as a table."""
+    a, b = spikeviz.load_session(VITRO), spikeviz.load_session(VITRO2)
+    units, times = [], []
+    for prefix, rec in (("bh", a), ("lh", b)):
+        for uid, t in zip(rec.unit_ids, rec.spike_times):
+            units.append(np.full(t.size, f"{prefix}{uid}"))
+            times.append(t)
+    rec = from_unit_times("merged", np.concatenate(units), np.concatenate(times),
+                          max(a.duration_s, b.duration_s), {"format": "table"})
+    assert rec.n_units == 253
+    path = tmp_path_factory.mktemp("data") / "merged.npz"
+    write_table(rec, path)
+    return path
+
+
+def _json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_evaluate_json_on_a_bundled_session(ckpt, capsys):
+    r = _json(capsys, ["evaluate", "--checkpoint", ckpt, "--session", VITRO2, "--seconds", "2",
+                       "--json"])
+    for key in ("n_bins", "n_units", "base_rate", "protocol", "unit_order", "checkpoint", "data",
+                "chance"):
+        assert key in r
+    assert (r["n_bins"], r["n_units"], r["protocol"], r["unit_order"]) == (1999, 128, "strict",
+                                                                           "rate-rank")
+    for key in ("roc_auc", "pr_auc", "per_unit_roc_auc_median", "threshold", "precision",
+                "recall", "f1"):
+        assert key in r["model"]
+    assert {k: set(v) >= {"roc_auc", "pr_auc"} for k, v in r["baselines"].items()} == {
+        "rate": True, "ewma": True, "glm": True}
+    assert r["loss"] == "dice" and r["chance"]["pr_auc"] == r["base_rate"]
+
+
+def test_evaluate_more_than_128_units(ckpt, merged, capsys):
+    r = _json(capsys, ["evaluate", "--checkpoint", ckpt, "--data", str(merged), "--seconds", "2",
+                       "--unit-order", "random:1", "--protocol", "reference",
+                       "--threshold", "density", "--json"])
+    assert r["n_units"] == 128 and r["unit_order"] == "random:1" and r["leaky"]
+    assert r["direction"] is None and r["domain"] is None          # not a catalogued session
+    # The 128 most active of 253 units, taken from both sessions.
+    assert {u[:2] for u in r["units"]} == {"bh", "lh"}
+    assert "density" in r["threshold_rule"]
+
+
+def test_evaluate_text_output(ckpt, capsys):
+    assert main(["evaluate", "--checkpoint", ckpt, "--session", VITRO, "--seconds", "1",
+                 "--threshold", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "unit order recorded" in out and "glm" in out and "(leaky)" in out
+    assert ": given" in out and "real spikes" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--unit-order", "shuffled"], "unknown unit order"),
+    (["--threshold", "otsu"], "threshold"),
+    (["--seconds", "-1"], "--seconds"),
+])
+def test_evaluate_errors(ckpt, capsys, argv, message):
+    assert main(["evaluate", "--checkpoint", ckpt, "--session", VITRO] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spikeviz: error:") and message in err
+
+
+def test_evaluate_refuses_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "no.safetensors"), "--session",
+                 VITRO]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_table_cli(ckpt, tmp_path, capsys):
+    t = _json(capsys, ["table", "--checkpoint", ckpt, "--seconds", "1", "--out",
+                       str(tmp_path / "t"), "--json", "--quiet"])
+    assert len(t["rows"]) == 3 and t["settings"]["seconds"] == 1
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["table.csv", "table.json",
+                                                                  "table.md"]
+    assert "| vitro->vivo | dice |" in (tmp_path / "t" / "table.md").read_text()

@@ -1,0 +1,158 @@
+"""Evaluation: protocols, unit-order policies, directions, checkpoint results and the tables."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import spikeviz
+from spikeviz import SpikevizError
+from spikeviz.catalog import session
+from spikeviz.checkpoint import save_checkpoint
+from spikeviz.evaluation import (aligned, build_table, direction, evaluate_checkpoint,
+                                 parse_unit_order, rates_for, resolve_threshold, unit_permutation)
+from spikeviz.metrics import ScoreHistogram
+from spikeviz.model import SpikeTransformer, preset_config
+
+VITRO, VITRO2, VIVO = "invitro_210511001_bh", "invitro_210511001_lh", "invivo_NYU-40_2021-04-14_001"
+FAST = dict(seconds=2, warmup_s=12)   # short stretches: an untrained model is scored in seconds
+
+
+def make_checkpoint(path, name=VITRO, preset="fast", loss="focal", n_units=128, **meta):
+    """An untrained model saved with the metadata `spikeviz train` writes for session `name`."""
+    torch.manual_seed(0)
+    s = session(name)
+    rec = s.load()
+    binned = spikeviz.bin_spikes(rec, n_units=n_units)
+    model = SpikeTransformer(preset_config(preset, n_units))
+    save_checkpoint(model, path, {
+        "data": rec.name, "data_path": rec.source.get("path"), "session": s.name,
+        "domain": s.domain, "content_hash": rec.content_hash(), "seconds": None,
+        "duration_s": rec.duration_s, "unit_ids": [str(u) for u in binned.unit_ids],
+        "n_units": n_units, "bin_ms": 1.0, "loss": loss, "preset": preset} | meta)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("models") / f"{VITRO}-focal.safetensors")
+
+
+def test_protocols_align_predictions_with_the_next_or_the_same_bin():
+    rng = np.random.default_rng(0)
+    X = (rng.random((5000, 8)) < 0.1).astype(np.uint8)
+    P = X.astype(np.float32)          # "predicts" the bin it has just seen
+    y, p = aligned(P, X, "strict")
+    assert np.shares_memory(y, X) and (y == X[1:]).all() and (p == P[:-1]).all()
+    strict = ScoreHistogram.from_scores(*aligned(P, X, "strict")).roc_auc
+    leaky = ScoreHistogram.from_scores(*aligned(P, X, "reference")).roc_auc
+    assert leaky == 1.0 and abs(strict - 0.5) < 0.03
+    with pytest.raises(SpikevizError, match="unknown protocol"):
+        aligned(P, X, "same-bin")
+
+
+def test_unit_order_policies():
+    assert parse_unit_order("random:7") == ("random", 7)
+    for bad in ("random", "random:x", "shuffled"):
+        with pytest.raises(SpikevizError, match="unknown unit order"):
+            parse_unit_order(bad)
+    np.testing.assert_array_equal(unit_permutation("recorded", 5), np.arange(5))
+    r = unit_permutation("random:3", 50)
+    assert sorted(r) == list(range(50)) and (r == unit_permutation("random:3", 50)).all()
+    assert not (r == unit_permutation("random:4", 50)).all()
+    warm = np.zeros((100, 4), np.uint8)
+    warm[:40, 0], warm[:10, 1], warm[:90, 2], warm[:5, 3] = 1, 1, 1, 1   # target ranks 2, 0, 1, 3
+    src = np.array([0.01, 0.2, 0.05, 0.1])                               # source ranks 1, 3, 2, 0
+    perm = unit_permutation("rate-rank", 4, warm, src)
+    # Model column 1 (the most active source unit) gets target column 2 (the most active), etc.
+    np.testing.assert_array_equal(perm, [3, 2, 1, 0])
+    with pytest.raises(SpikevizError, match="warm-up"):
+        unit_permutation("rate-rank", 4)
+    np.testing.assert_allclose(rates_for(3, np.array([0.3, 0.1, 0.2, 0.0])), [0.3, 0.15, 0.0])
+
+
+def test_directions():
+    assert direction("in vitro", "in vivo") == "vitro->vivo"
+    assert direction("in vivo", "in vivo") == "vivo->vivo"
+    assert direction(None, "in vivo") is None
+
+
+def test_thresholds():
+    rng = np.random.default_rng(1)
+    y = rng.random(10_000) < 0.1
+    h = ScoreHistogram.from_scores(y, np.clip(0.3 * y + rng.random(10_000) * 0.7, 0, 1))
+    assert resolve_threshold("0.25", h) == (0.25, "given")
+    thr, rule = resolve_threshold("max-f1", h)
+    assert thr == h.threshold("max-f1") and "warm-up" in rule
+    for bad in ("otsu", "1.5"):
+        with pytest.raises(SpikevizError, match="threshold"):
+            resolve_threshold(bad, h)
+
+
+def test_checkpoint_on_its_own_session(ckpt):
+    r = evaluate_checkpoint(ckpt, spikeviz.load_session(VITRO), **FAST)
+    json.dumps(r, allow_nan=False)
+    meta_units = spikeviz.checkpoint.load_model(ckpt).meta["unit_ids"]
+    assert r["same_recording"] and r["unit_order"] == "recorded" and r["units"] == meta_units
+    assert r["direction"] == "vitro->vitro" and r["protocol"] == "strict" and not r["leaky"]
+    assert r["n_bins"] == 1999 and r["n_units"] == 128 and r["n_scored"] == 1999 * 128
+    assert r["stretch_s"][0] == pytest.approx(200.04, abs=0.01)
+    assert r["chance"] == {"roc_auc": 0.5, "pr_auc": r["base_rate"]}
+    assert set(r["baselines"]) == {"rate", "ewma", "glm"}
+    assert r["source"]["baselines_fit_on"] == "source train stretch"
+    for name in ("rate", "ewma", "glm"):
+        assert r["baselines"][name]["roc_auc"] > 0.8           # knowing rates ranks the units
+    leaky, strict = r["protocols"]["reference"]["ewma"], r["protocols"]["strict"]["ewma"]
+    assert leaky["roc_auc"] > 0.95 > strict["roc_auc"]        # same-bin scoring leaks
+    for key in ("threshold", "precision", "recall", "f1", "fpr", "predicted_spikes", "real_spikes"):
+        assert key in r["model"]
+
+
+def test_cross_domain_checkpoint_uses_rate_rank(ckpt):
+    rec = spikeviz.load_session(VIVO)
+    r = evaluate_checkpoint(ckpt, rec, **FAST)
+    assert r["direction"] == "vitro->vivo" and r["unit_order"] == "rate-rank"
+    assert not r["same_recording"] and r["model_needs_unit_order"]
+    top = spikeviz.binning.select_units(rec, 128, "rate")
+    assert sorted(r["units"]) == sorted(map(str, top))
+    assert r["base_rate"] < 0.005
+    shuffled = evaluate_checkpoint(ckpt, rec, unit_order="random:0", protocol="reference", **FAST)
+    assert shuffled["unit_order"] == "random:0" and shuffled["leaky"]
+    # The rate baseline only knows which units fire more through the unit order.
+    assert shuffled["protocols"]["strict"]["rate"]["roc_auc"] < r["baselines"]["rate"]["roc_auc"]
+
+
+def test_missing_source_falls_back_to_the_target(tmp_path):
+    path = make_checkpoint(tmp_path / "elsewhere.safetensors", session=None,
+                           data_path=str(tmp_path / "gone.asdf.mat"), content_hash="0" * 64)
+    r = evaluate_checkpoint(path, spikeviz.load_session(VITRO2), **FAST)
+    assert r["source"]["baselines_fit_on"] == "target train stretch"
+    assert r["unit_order"] == "recorded" and r["direction"] == "vitro->vitro"
+
+
+def test_transfer_model_takes_any_unit_count(tmp_path):
+    path = make_checkpoint(tmp_path / "t.safetensors", preset="transfer")
+    rec = spikeviz.load_session(VIVO)
+    r = evaluate_checkpoint(path, rec, n_units=40, seconds=1, warmup_s=3)
+    assert r["n_units"] == 40 and not r["model_needs_unit_order"]
+    with pytest.raises(SpikevizError, match="trained on 128"):
+        evaluate_checkpoint(make_checkpoint(tmp_path / "f.safetensors"),
+                            rec.select_units(list(rec.unit_ids[:50])), **FAST)
+
+
+def test_table(ckpt, tmp_path):
+    table = build_table([ckpt], seconds=1, warmup_s=8)
+    assert [r["test_session"] for r in table.rows] == [VITRO, VITRO2, VIVO]
+    assert [r["kind"] for r in table.rows] == ["same session", "within domain", "cross domain"]
+    dirs = {s["direction"]: s for s in table.summary}
+    assert set(dirs) == {"vitro->vitro", "vitro->vivo"} and dirs["vitro->vitro"]["cells"] == 2
+    assert dirs["vitro->vitro"]["model_roc_sd"] is not None
+    assert dirs["vitro->vivo"]["model_roc_sd"] is None            # one cell: no SD
+    md = table.markdown()
+    assert "| vitro->vivo | focal | fast | 1 |" in md and "±" in md
+    paths = table.write(tmp_path / "out")
+    assert [p.name for p in paths] == ["table.md", "table.csv", "table.json"]
+    assert len(paths[1].read_text().splitlines()) == 4
+    assert json.loads(paths[2].read_text())["rows"][0]["train_session"] == VITRO
+    with pytest.raises(SpikevizError, match="no checkpoints"):
+        build_table([])

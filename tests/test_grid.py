@@ -1,0 +1,84 @@
+"""The Dask grid: local cluster, a real scheduler/worker pair, and reuse of finished cells."""
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spikeviz.cli import main
+from spikeviz.grid import GridSpec, run_grid
+
+pytest.importorskip("distributed")
+SPEC = dict(sessions=("invitro_210511001_bh", "invitro_210511001_lh"), losses=("focal",),
+            epochs=1, seconds=70.0, eval_seconds=5.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_local_grid_caches_cells_and_recomputes_corrupt_ones(tmp_path):
+    first = run_grid(GridSpec(**SPEC), tmp_path, workers=1)
+    assert len(first["cells"]) == 4 and first["cached"] == 0
+    pairs = {(c["train_session"], c["test_session"]) for c in first["cells"]}
+    assert len(pairs) == 4
+    for cell in first["cells"]:
+        assert 0.5 < cell["model"]["roc_auc"] <= 1
+        assert set(cell["baselines"]) == {"rate", "ewma", "glm"}
+        assert cell["direction"] == "vitro->vitro"
+    second = run_grid(GridSpec(**SPEC), tmp_path, workers=1)
+    assert second["cached"] == 4
+    assert [c["model"] for c in second["cells"]] == [c["model"] for c in first["cells"]]
+    # A corrupt evaluation entry is detected by its checksum and recomputed, never used.
+    results = sorted((tmp_path / "cache").rglob("result.json"))
+    results[0].write_text('{"model": {"roc_auc": 1.0}}')
+    third = run_grid(GridSpec(**SPEC), tmp_path, workers=1)
+    assert third["cached"] == 3
+    assert [c["model"] for c in third["cells"]] == [c["model"] for c in first["cells"]]
+    assert json.loads((tmp_path / "grid.json").read_text())["cached"] == 3
+
+
+def test_grid_on_a_real_scheduler_and_worker(tmp_path, capsys):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                                  "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                               "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                               "--host", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the scheduler did not start"
+                time.sleep(0.5)
+        argv = ["grid", "--sessions", "invitro_210511001_bh", "--losses", "focal", "--epochs", "1",
+                "--seconds", "70", "--eval-seconds", "5", "--scheduler", address,
+                "--out", str(tmp_path), "--json"]
+        assert main(argv) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["scheduler"] == address and result["cached"] == 0
+        [cell] = result["cells"]
+        assert cell["train_session"] == cell["test_session"] == "invitro_210511001_bh"
+        assert cell["model"]["pr_auc"] > cell["base_rate"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] == 1
+    finally:
+        worker.terminate()
+        scheduler.terminate()
+        worker.wait(30)
+        scheduler.wait(30)
+
+
+def test_bad_scheduler_address_is_one_clear_error(capsys, tmp_path):
+    assert main(["grid", "--scheduler", "nowhere:1", "--out", str(tmp_path)]) == 2
+    assert "--scheduler must be 'local' or an address" in capsys.readouterr().err
