@@ -325,7 +325,9 @@ def _clean(x):
     return x
 
 
-def _target_units(model, recording: Recording, same: bool, n_units: int) -> list:
+def target_units(model, recording: Recording, same: bool, n_units: int) -> list:
+    """Units of `recording` a model sees: its own columns on its training data, else the most
+    active ones (the model's unit count; `n_units` for a transfer model)."""
     meta, cfg = model.meta, model.config
     if same:
         return _ids_like(recording, [str(u) for u in meta["unit_ids"]])
@@ -373,7 +375,7 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     meta, cfg = model.meta, model.config
     bin_ms = float(meta.get("bin_ms", 1.0))
     same = is_training_data(meta, recording)
-    ids = _target_units(model, recording, same, n_units)
+    ids = target_units(model, recording, same, n_units)
     source = checkpoint_source(meta) or source_from_recording(recording, ids, bin_ms,
                                                               fit="target train stretch")
     policy = unit_order if requested != "auto" else (

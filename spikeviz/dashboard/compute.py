@@ -12,7 +12,7 @@ import pandas as pd
 from ..baselines import EWMAPredictor, GLMPredictor, RatePredictor
 from ..binning import select_units
 from ..errors import SpikevizError
-from ..evaluation import (FPR_CAP, PRIME_S, WARMUP_S, Scored, Source, _target_units, bin_range,
+from ..evaluation import (FPR_CAP, PRIME_S, WARMUP_S, Scored, Source, target_units, bin_range,
                           checkpoint_source, is_training_data, rates_for, score_stretch,
                           source_from_recording, unit_permutation)
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
@@ -236,7 +236,7 @@ def evaluate(recording: Recording, window: tuple[float, float], generator: Gener
         model = cache.get(model_key, lambda: ModelPredictor(generator.path, generator.name))
         meta = model.model.meta
         same = is_training_data(meta, recording)
-        ids = _target_units(model.model, recording, same, N_UNITS)
+        ids = target_units(model.model, recording, same, N_UNITS)
         progress(0.1, "reading the source session")
         src = checkpoint_source(meta) or source_from_recording(recording, ids, BIN_MS,
                                                                fit="target train stretch")
