@@ -60,6 +60,7 @@ def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
     wins = windows(T, cfg.context)
     if batch_size is None:
         batch_size = max(1, TOKEN_BUDGET // (L * (N if cfg.shared_units else 1)))
+    device = next(model.parameters()).device
     tail, tail_start, tail_end = None, 0, 0
     for i in range(0, len(wins), batch_size):
         group = wins[i:i + batch_size]
@@ -70,7 +71,7 @@ def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
         tail, tail_start, tail_end = tr, lo, hi
         xb = torch.from_numpy(np.stack([X[s:s + L] for s, _ in group]).astype(np.float32))
         trb = torch.from_numpy(np.stack([tr[s - lo:s - lo + L] for s, _ in group]))
-        probs = model.probabilities(model(xb, trb)).numpy()
+        probs = model.probabilities(model(xb.to(device), trb.to(device))).cpu().numpy()
         for j, (s, keep) in enumerate(group):
             out[keep:s + L] = probs[j, keep - s:]
     return out

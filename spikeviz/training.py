@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .binning import BinnedSpikes, bin_spikes
@@ -116,6 +119,50 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        cuda = torch.cuda.is_available()
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local) if cuda else torch.device("cpu")
+        if world <= 1:
+            return cls(device=device)
+        owns = not dist.is_initialized()
+        if owns:
+            if cuda:
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if cuda else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), device, owns)
+
+    def broadcast(self, values: list[float]) -> list[float]:
+        """Rank 0's values on every rank (so every rank takes the same early-stopping decision)."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        dist.broadcast(t, src=0)
+        return t.tolist()
+
+    def close(self) -> None:
+        if self.owns_group:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: dict[str, Any],
           resume: bool = False, force: bool = False, progress: bool = True, log: bool = True
           ) -> dict[str, Any]:
@@ -124,8 +171,20 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
     `out` receives the best weights so far with their metadata; `state_path(out)` the current
     weights, optimizer and RNG states, so `resume=True` continues exactly where training stopped.
     `progress` shows a tqdm bar per epoch, `log` a line per epoch. Returns the checkpoint metadata.
+    Under `torchrun --nproc-per-node=N` it trains with DistributedDataParallel: each batch is
+    split across the N processes, rank 0 validates and writes the checkpoint.
     """
-    out = Path(out)
+    ddp = Distributed.from_env()
+    try:
+        return _train(binned, Path(out), opts, data_meta, resume, force, progress and ddp.main,
+                      log and ddp.main, ddp)
+    finally:
+        ddp.close()
+
+
+def _train(binned: BinnedSpikes, out: Path, opts: TrainOptions, data_meta: dict[str, Any],
+           resume: bool, force: bool, progress: bool, log: bool, ddp: Distributed
+           ) -> dict[str, Any]:
     X = binned.X
     T, N = X.shape
     split = split_bounds(T)
@@ -158,7 +217,7 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
         rng = np.random.default_rng()
         rng.bit_generator.state = state["numpy_rng"]
     else:
-        if out.exists() and not force:
+        if out.exists() and not force and ddp.main:
             raise SpikevizError("exists already: pass --force to replace it or --resume to "
                                 "continue its training", out)
         torch.manual_seed(opts.seed)
@@ -174,6 +233,8 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
         state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
                  "train_s": 0.0}
     model.meta = {"bin_ms": binned.bin_ms}
+    model.to(ddp.device)
+    net = DistributedDataParallel(model) if ddp.world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     if resume:
         _restore_optimizer(opt, tensors, state["optimizer"])
@@ -194,6 +255,10 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
         phase = int(rng.integers(C + 1))
         starts = np.arange(phase, len(X_train) - C, C + 1)
         starts = starts[rng.permutation(len(starts))][:(MAX_STEPS[opts.preset] or len(starts)) * B]
+        # Every rank draws the same windows (same seed) and trains on its share of each batch;
+        # a last batch too small to give every rank a window is dropped.
+        if 0 < len(starts) % B < ddp.world:
+            starts = starts[:len(starts) - len(starts) % B]
         model.train()
         lr_epoch = opts.lr * opts.lr_decay ** epoch
         bar = tqdm(range(0, len(starts), B), desc=f"epoch {epoch + 1}/{opts.epochs}",
@@ -202,12 +267,14 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
         last_pr = state["history"][-1]["pr_auc"] if state["history"] else float("nan")
         for i in bar:
             idx = starts[i:i + B]
-            w = np.stack([X_train[s:s + C + 1] for s in idx]).astype(np.float32)
-            x, y = torch.from_numpy(w[:, :-1]), torch.from_numpy(w[:, 1:])
-            tr = torch.from_numpy(np.stack([traces[s:s + C] for s in idx]).astype(np.float32))
+            mine = idx[ddp.rank::ddp.world]
+            w = np.stack([X_train[s:s + C + 1] for s in mine]).astype(np.float32)
+            x = torch.from_numpy(w[:, :-1]).to(ddp.device)
+            y = torch.from_numpy(w[:, 1:]).to(ddp.device)
+            tr = torch.from_numpy(np.stack([traces[s:s + C] for s in mine]).astype(np.float32))
             for g in opt.param_groups:
                 g["lr"] = lr_epoch * min(1.0, (step + 1) / opts.warmup_steps)
-            loss = loss_fn(model(x, tr), y)
+            loss = loss_fn(net(x, tr.to(ddp.device)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -218,8 +285,11 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
             bar.set_postfix(loss=f"{running:.4f}", val_pr=f"{last_pr:.4f}", bins_s=f"{rate:,.0f}")
         bar.close()
         model.eval()
-        P, Y = scores_for_range(model, X, va, vb)
-        valid = pooled_auc(P, Y)
+        if ddp.main:
+            P, Y = scores_for_range(model, X, va, vb)
+            valid = pooled_auc(P, Y)
+        keys = ("pr_auc", "roc_auc", "base_rate")
+        valid = dict(zip(keys, ddp.broadcast([valid[k] for k in keys] if ddp.main else [0.0] * 3)))
         epoch += 1
         state["train_s"] += time.perf_counter() - t0
         state["history"].append({"epoch": epoch, "loss": running, **valid,
@@ -228,20 +298,24 @@ def train(binned: BinnedSpikes, out: str | Path, opts: TrainOptions, data_meta: 
         if improved:  # a frozen copy: training goes on mutating `model`
             state["best"] = {"epoch": epoch, **valid}
             state["bad_epochs"] = 0
-            best_model = copy.deepcopy(model)
-            meta["calibration"] = fit_calibration(P, Y)
+            best_model = copy.deepcopy(model).cpu()
+            if ddp.main:
+                meta["calibration"] = fit_calibration(P, Y)
         else:
             state["bad_epochs"] += 1
         if log:
             tqdm.write(f"epoch {epoch}: loss {running:.4f}, valid PR-AUC {valid['pr_auc']:.4f}, "
                        f"ROC-AUC {valid['roc_auc']:.4f}{' (best)' if improved else ''}")
         meta.update(epochs=epoch, best_epoch=state["best"]["epoch"], valid=state["best"],
-                    history=state["history"], train_seconds=round(state["train_s"], 1))
+                    history=state["history"], train_seconds=round(state["train_s"], 1),
+                    processes=ddp.world)
+        if not ddp.main:
+            continue
         save_checkpoint(best_model, out, meta)
         opt_tensors, opt_meta = _optimizer_tensors(opt)
         state.update(epoch=epoch, step=step, args=args, config=cfg.to_dict(),
                      numpy_rng=rng.bit_generator.state, optimizer=opt_meta)
-        write_tensors(spath, {**{f"model.{k}": v for k, v in model.state_dict().items()},
+        write_tensors(spath, {**{f"model.{k}": v.cpu() for k, v in model.state_dict().items()},
                               **opt_tensors, "rng.torch": torch.get_rng_state()}, state)
     return meta
 
