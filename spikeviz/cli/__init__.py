@@ -10,7 +10,7 @@ from ..errors import SpikevizError
 from ..io import FORMATS
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("inspect", "train", "evaluate", "table", "generate", "grid")
+COMMANDS = ("sessions", "inspect", "train", "evaluate", "table", "generate", "grid")
 
 
 def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> None:
