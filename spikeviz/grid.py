@@ -51,10 +51,18 @@ def _first(recording: Recording, seconds: float | None) -> Recording:
     return recording if seconds is None else recording.slice(0.0, seconds)
 
 
+def _one_thread() -> None:
+    # One task per worker thread: torch's own thread pool would oversubscribe the cores.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def train_cell(session: str, loss: str, spec: GridSpec, cache_dir: str) -> dict[str, Any]:
     """Train one (session, loss) model, or reuse it: returns the cached checkpoint's path."""
     from .training import TrainOptions, train_recording
 
+    _one_thread()
     cache = Cache(cache_dir)
     recording, domain = load_session_or_path(session)
     key = content_key("train", recording.content_hash(), loss, spec.preset, spec.epochs,
@@ -78,6 +86,7 @@ def eval_cell(trained: dict[str, Any], test_session: str, spec: GridSpec, cache_
     """Evaluate one trained model and the baselines on one test session, or reuse the result."""
     from .evaluation import evaluate_checkpoint
 
+    _one_thread()
     cache = Cache(cache_dir)
     recording, _ = load_session_or_path(test_session)
     recording = _first(recording, spec.seconds)
