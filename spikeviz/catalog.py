@@ -81,6 +81,19 @@ def bundled_session(path: str | Path) -> Session | None:
         return None
 
 
+def load_path(path: str | Path, format: str | None = None, tick_ms: float | None = None,
+              sample_rate: float | None = None, include_noise: bool = False) -> Recording:
+    """`load_recording`, except that a bundled session's file gets its catalogued tick length
+    when none is given (so a user never types a tick for the bundled data)."""
+    from .io import load_recording
+
+    bundled = bundled_session(path)
+    if bundled is not None and format in (None, "asdf") and tick_ms is None:
+        return bundled.load()
+    return load_recording(path, format=format, tick_ms=tick_ms, sample_rate=sample_rate,
+                          include_noise=include_noise)
+
+
 def load_session(name: str) -> Recording:
     """Load a bundled session by name with its catalogued tick length (cached: recordings are immutable)."""
     return session(name).load()

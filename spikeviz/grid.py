@@ -37,12 +37,11 @@ class GridSpec:
 
 def load_session_or_path(spec: str) -> tuple[Recording, str | None]:
     """A bundled session by name, or a recording file/folder; also the catalog domain if bundled."""
-    from .catalog import bundled_session, session
-    from .io import load_recording
+    from .catalog import bundled_session, load_path, session
 
     if Path(spec).exists():
         bundled = bundled_session(spec)
-        return (bundled.load(), bundled.domain) if bundled else (load_recording(spec), None)
+        return load_path(spec), bundled.domain if bundled else None
     found = session(spec)
     return found.load(), found.domain
 

@@ -27,8 +27,7 @@ def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> N
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
     """The Recording named by --session or by a path with the load options."""
-    from ..catalog import bundled_session, load_session
-    from ..io import load_recording
+    from ..catalog import load_path, load_session
 
     path = path if path is not None else getattr(args, "data", None)
     if getattr(args, "session", None):
@@ -37,11 +36,8 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
         return load_session(args.session)
     if not path:
         raise SpikevizError("no data: give a path (--data PATH) or a bundled --session NAME")
-    bundled = bundled_session(path)
-    if bundled is not None and args.format in (None, "asdf") and args.tick_ms is None:
-        return bundled.load()
-    return load_recording(path, format=args.format, tick_ms=args.tick_ms,
-                          sample_rate=args.sample_rate, include_noise=args.include_noise)
+    return load_path(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
+                     include_noise=args.include_noise)
 
 
 def build_parser() -> argparse.ArgumentParser:
