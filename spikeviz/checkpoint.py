@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ from .model import ModelConfig, SpikeTransformer
 FORMAT_VERSION = 1
 META_KEY = "spikeviz"
 _MAX_HEADER = 100 * 2**20
+# Bytes per element of the safetensors dtypes; anything else is refused.
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
+             "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+# Bounds a stored config must respect before any weights are allocated for it.
+_CONFIG_LIMITS = {"n_units": 100_000, "d_model": 8192, "n_heads": 256, "n_layers": 64,
+                  "d_ff": 65_536, "context": 1_000_000}
 
 
 def _refuse_foreign(head: bytes, path: Path) -> None:
@@ -54,12 +61,45 @@ def read_header(path: str | Path) -> dict[str, Any]:
         header = json.loads(raw)
     except ValueError as exc:
         raise SpikevizError(f"corrupt safetensors header ({exc})", path) from exc
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    ends = _check_entries(header, path)
     expected = 8 + n + max(ends, default=0)
     if expected != size:
         what = "truncated" if size < expected else "has trailing bytes"
         raise SpikevizError(f"{what}: {size} bytes where the header describes {expected}", path)
     return header
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_entries(header: Any, path: Path) -> list[int]:
+    """The end offsets of the header's tensors, after checking every entry's type and extent."""
+    if not isinstance(header, dict):
+        raise SpikevizError("corrupt safetensors header (not a JSON object)", path)
+    extra = header.get("__metadata__", {})
+    if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+        raise SpikevizError("corrupt safetensors header (__metadata__ must map names to "
+                            "strings)", path)
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        ok = isinstance(entry, dict) and entry.get("dtype") in _ITEMSIZE
+        shape, offsets = (entry.get("shape"), entry.get("data_offsets")) if ok else (None, None)
+        ok = ok and isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)
+        ok = ok and isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))
+        if not ok or not 0 <= offsets[0] <= offsets[1]:
+            raise SpikevizError(f"corrupt safetensors header: tensor {name[:80]!r} has no valid "
+                                f"dtype, shape and data offsets", path)
+        if offsets[1] - offsets[0] != math.prod(shape) * _ITEMSIZE[entry["dtype"]]:
+            raise SpikevizError(f"corrupt safetensors header: tensor {name[:80]!r} of shape "
+                                f"{shape} does not fill its data offsets {offsets}", path)
+        spans.append(tuple(offsets))
+    spans.sort()
+    if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
+        raise SpikevizError("corrupt safetensors header: tensors overlap", path)
+    return [e for _, e in spans]
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
@@ -81,7 +121,13 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         meta = json.loads(raw)
     except ValueError as exc:
         raise SpikevizError(f"corrupt spikeviz metadata ({exc})", path) from exc
-    return load_file(str(path)), meta
+    if not isinstance(meta, dict):
+        raise SpikevizError("corrupt spikeviz metadata (not a JSON object)", path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:   # safetensors' own checks (SafetensorError), after ours
+        raise SpikevizError(f"corrupt safetensors file ({exc})", path) from exc
+    return tensors, meta
 
 
 def save_checkpoint(model: SpikeTransformer, path: str | Path, meta: dict[str, Any],
@@ -94,14 +140,88 @@ def save_checkpoint(model: SpikeTransformer, path: str | Path, meta: dict[str, A
     write_tensors(path, model.state_dict(), full, force=force)
 
 
+def _checked_config(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path
+                    ) -> ModelConfig:
+    """The stored config, refused unless it is sane and its weights have exactly the stored shapes
+    (checked on a weightless "meta"-device model, so a lying config allocates nothing)."""
+    from .model import PRESETS
+
+    raw = meta.get("config")
+    if not isinstance(raw, dict):
+        raise SpikevizError("no model config in the checkpoint metadata", path)
+    try:
+        cfg = ModelConfig.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise SpikevizError(f"corrupt model config ({exc})", path) from exc
+    if cfg.preset not in PRESETS:
+        raise SpikevizError(f"unknown preset {cfg.preset!r} (known: {', '.join(PRESETS)})", path)
+    for name, top in _CONFIG_LIMITS.items():
+        value = getattr(cfg, name)
+        if not _is_int(value) or not 1 <= value <= top:
+            raise SpikevizError(f"model config {name}={value!r} is not an integer in [1, {top}]",
+                                path)
+    numbers = [cfg.dropout, cfg.rope_base, *cfg.trace_taus]
+    if (not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                for x in numbers) or not 0 <= cfg.dropout < 1 or not cfg.rope_base > 0
+            or not all(t > 0 for t in cfg.trace_taus) or len(cfg.trace_taus) > 16
+            or not isinstance(cfg.shared_units, bool)):
+        raise SpikevizError("model config has invalid dropout, rope_base, trace_taus or "
+                            "shared_units", path)
+    with torch.device("meta"):
+        skeleton = SpikeTransformer(cfg)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        diff = sorted(set(expected) ^ set(found)) or sorted(
+            k for k in expected if expected[k] != found[k])
+        raise SpikevizError(f"weights do not match the stored config (n_units "
+                            f"{cfg.n_units}, d_model {cfg.d_model}): {', '.join(diff[:3])}", path)
+    return cfg
+
+
+def _check_meta(meta: dict[str, Any], cfg: ModelConfig, path: Path) -> None:
+    """The metadata commands rely on: unit count, bin size, unit ids and calibration."""
+    n = meta.get("n_units", cfg.n_units)
+    if not _is_int(n) or n != cfg.n_units:
+        raise SpikevizError(f"metadata says n_units={n!r}, but the weights are for "
+                            f"{cfg.n_units} units", path)
+    bin_ms = meta.get("bin_ms", 1.0)
+    if (not isinstance(bin_ms, (int, float)) or isinstance(bin_ms, bool)
+            or not math.isfinite(bin_ms) or not bin_ms > 0):
+        raise SpikevizError(f"metadata bin_ms={bin_ms!r} is not a positive number", path)
+    ids = meta.get("unit_ids")
+    if ids is not None and (not isinstance(ids, list) or len(ids) != cfg.n_units
+                            or not all(isinstance(u, str) for u in ids)):
+        raise SpikevizError(f"metadata unit_ids is not a list of {cfg.n_units} names", path)
+    cal = meta.get("calibration")
+    if cal is not None and not (isinstance(cal, dict) and all(
+            isinstance(cal.get(k, 0.0), (int, float)) and not isinstance(cal.get(k), bool)
+            and math.isfinite(cal.get(k, 0.0)) for k in ("scale", "shift"))):
+        raise SpikevizError(f"metadata calibration {cal!r} is not two finite numbers", path)
+    seconds = meta.get("seconds")
+    if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                                or not math.isfinite(seconds) or not seconds > 0):
+        raise SpikevizError(f"metadata seconds={seconds!r} is not a positive number", path)
+    for key in ("session", "domain", "data", "data_path", "content_hash", "loss"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise SpikevizError(f"metadata {key} is not a string", path)
+
+
 def load_model(path: str | Path) -> SpikeTransformer:
-    """A model from a spikeviz checkpoint, in eval mode, its metadata in `.meta`."""
+    """A model from a spikeviz checkpoint, in eval mode, its metadata in `.meta`.
+
+    Everything is checked before use: the file's structure (read_header), the config against the
+    weights' shapes, and the metadata the commands read (unit count, bin size, unit ids).
+    """
+    path = Path(path)
     tensors, meta = read_tensors(path)
     if meta.get("format_version") != FORMAT_VERSION:
         raise SpikevizError(f"checkpoint format {meta.get('format_version')!r}, this spikeviz "
                             f"reads {FORMAT_VERSION}", path)
+    cfg = _checked_config(meta, tensors, path)
+    _check_meta(meta, cfg, path)
     try:
-        model = SpikeTransformer(ModelConfig.from_dict(meta["config"]))
+        model = SpikeTransformer(cfg)
         model.load_state_dict(tensors)
     except (KeyError, TypeError, RuntimeError) as exc:
         raise SpikevizError(f"weights do not match the stored config ({exc})", path) from exc

@@ -42,6 +42,13 @@ def _write_with_checksum(path: Path, write: Callable[[Path], None]) -> None:
         tmp.write_text(digest)
 
 
+def _save_npy(tmp: Path, array: np.ndarray) -> None:
+    # Through an open file: given a path without ".npy", np.save would write `<path>.npy` instead
+    # and leave the entry itself empty.
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
 def _verified(path: Path) -> bool:
     """True if `path` and its checksum exist and agree; a corrupt entry is deleted."""
     side = path.with_name(path.name + ".sha256")
@@ -82,7 +89,7 @@ class Cache:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
     def put_array(self, key: str, name: str, array: np.ndarray) -> None:
-        _write_with_checksum(self.path(key, name), lambda tmp: np.save(tmp, array, allow_pickle=False))
+        _write_with_checksum(self.path(key, name), lambda tmp: _save_npy(tmp, array))
 
     def get_file(self, key: str, name: str) -> Path | None:
         path = self.path(key, name)
@@ -114,7 +121,7 @@ def save_packed(binned: BinnedSpikes, path: str | Path) -> None:
     """Write the bit-packed matrix as .npy with a JSON sidecar (units, bin size, start)."""
     path = Path(path)
     packed = binned.packbits()
-    _write_with_checksum(path, lambda tmp: np.save(tmp, packed.bits, allow_pickle=False))
+    _write_with_checksum(path, lambda tmp: _save_npy(tmp, packed.bits))
     meta = {"n_units": packed.n_units, "unit_ids": [str(u) for u in packed.unit_ids],
             "bin_ms": packed.bin_ms, "start_s": packed.start_s, "name": packed.name}
     with _atomic.target(path.with_suffix(".json")) as tmp:
@@ -127,7 +134,12 @@ def load_packed(path: str | Path) -> PackedSpikes:
     if not _verified(path):
         raise SpikevizError("missing, or its checksum does not match (corrupt): write it again",
                             path)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    bits = np.load(path, mmap_mode="r", allow_pickle=False)
-    return PackedSpikes(bits, meta["n_units"], np.array(meta["unit_ids"]), meta["bin_ms"],
-                        meta["start_s"], meta["name"])
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        bits = np.load(path, mmap_mode="r", allow_pickle=False)
+        return PackedSpikes(bits, meta["n_units"], np.array(meta["unit_ids"]), meta["bin_ms"],
+                            meta["start_s"], meta["name"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, SpikevizError):
+            raise
+        raise SpikevizError(f"unreadable packed spikes or sidecar ({exc})", path) from exc

@@ -1,81 +1,30 @@
 """The served dashboard in headless Chromium: offline, no console errors, threshold and session follow."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
+from .browser import browser_marks, card, chromium, idle, serve, wait_until
+
 SCREENS = Path("/tmp/spikeviz_screens")
 VIVO = "invivo_NYU-40_2021-04-14_001"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = browser_marks
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", "app.py",
-                             "--address", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.3).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"panel serve exited: {proc.stdout.read()}")
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}"
-    proc.kill()
-    log = proc.communicate(timeout=10)[0]
-    assert "Traceback" not in log, log[-4000:]
+    with serve("app.py") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
-
-
-def card(page, key: str) -> str:
-    """Value of a readout card (locators pierce Panel's shadow roots)."""
-    cards = page.locator(f".sv-readout #sv-{key} .v")
-    return cards.first.inner_text() if cards.count() else ""
-
-
-def wait_until(page, condition, timeout_s: float = 180.0, what: str = "") -> None:
-    deadline = time.time() + timeout_s
-    while not condition():
-        if time.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        page.wait_for_timeout(250)
-
-
-def idle(page) -> bool:
-    """An evaluation is shown and no job is running (the status line is empty)."""
-    return bool(card(page, "f1")) and page.locator(".sv-status").first.inner_text().strip() == ""
 
 
 def test_page_offline_threshold_and_session(server, browser, tmp_path):

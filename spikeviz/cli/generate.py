@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,19 @@ def run(args: argparse.Namespace) -> int:
     if suffix != ".nwb" and suffix not in SUFFIXES:
         raise SpikevizError(f"unknown output type {suffix or '(none)'}: use .nwb or one of "
                             f"{', '.join(SUFFIXES)}", out)
+    if out.is_dir():
+        raise SpikevizError("is a folder: give a file name", out)
+    _writable_folder(out)
     if out.exists() and not args.force:
         raise SpikevizError("exists already: pass --force to replace it", out)
-    if not args.seconds > 0 or args.start < 0:
+    if not (math.isfinite(args.seconds) and args.seconds > 0) or not (
+            math.isfinite(args.start) and args.start >= 0):
         raise SpikevizError(f"--seconds must be positive and --start not negative, got "
                             f"{args.seconds} and {args.start}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise SpikevizError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
+    if args.seed < 0:
+        raise SpikevizError(f"--seed must not be negative, got {args.seed}")
     model = load_model(args.checkpoint)
     recording = load_from_args(args)
     where = recording.source.get("path")
@@ -96,12 +105,27 @@ def run(args: argparse.Namespace) -> int:
                    f"{recording.name} at {args.start:g} s, "
                    + (f"threshold {threshold:.4g}" if threshold is not None
                       else f"Bernoulli sampling, seed {args.seed}"))
-    if suffix == ".nwb":
-        write_nwb(generated, out, description=description)
-    else:
-        write_table(generated, out)
+    try:
+        if suffix == ".nwb":
+            write_nwb(generated, out, description=description)
+        else:
+            write_table(generated, out)
+    except OSError as exc:
+        raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     rate = bins.mean() * 1000.0 / bin_ms
     print(f"{out}: {bins.sum():,} spikes in {n * bin_ms / 1000.0:g} s x {bins.shape[1]} units "
           f"({rate:.2f} Hz a unit; real data {X[lo:lo + n].mean() * 1000.0 / bin_ms:.2f} Hz)"
           + (f", threshold {threshold:.4g}" if threshold is not None else ""))
     return 0
+
+
+def _writable_folder(out: Path) -> None:
+    """Refuse an output whose folder cannot be created or written, before any work is done."""
+    import os
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpikevizError(f"cannot create its folder ({exc.strerror or exc})", out) from exc
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise SpikevizError(f"its folder {out.parent} is not writable", out)

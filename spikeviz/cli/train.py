@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import SpikevizError
@@ -47,16 +48,22 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise SpikevizError("checkpoints are safetensors files: name it *.safetensors", out)
-    for name in ("epochs", "units", "patience"):
-        if getattr(args, name) < 1:
-            raise SpikevizError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("epochs", "units", "patience", "batch_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SpikevizError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("seconds", "bin_ms", "lr"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SpikevizError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    check_output(out, args.resume, args.force)
     recording = load_from_args(args)
     bundled = session(args.session) if args.session else (
         bundled_session(args.data) if args.data else None)
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size,
-                        **({"lr": args.lr} if args.lr else {}))
-    if args.threads:
+                        **({"lr": args.lr} if args.lr is not None else {}))
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,
                            n_units=args.units, session=bundled.name if bundled else None,
@@ -67,3 +74,38 @@ def run(args: argparse.Namespace) -> int:
           f"{meta['best_epoch']}, validation PR-AUC {best['pr_auc']:.4f}, ROC-AUC "
           f"{best['roc_auc']:.4f} (spike density {best['base_rate']:.4f})")
     return 0
+
+
+def check_output(out: Path, resume: bool, force: bool) -> None:
+    """Before any data is read: refuse to replace a checkpoint without --force, and with --resume
+    check that the checkpoint and its training state are sound safetensors (never unpickled)."""
+    from ..checkpoint import load_model, read_tensors
+    from ..training import state_path
+
+    from .generate import _writable_folder
+
+    if out.is_dir():
+        raise SpikevizError("is a folder: give a *.safetensors file name", out)
+    _writable_folder(out)
+    if not resume:
+        if out.exists() and not force:
+            raise SpikevizError("exists already: pass --force to replace it or --resume to "
+                                "continue its training", out)
+        return
+    if not out.exists():
+        raise SpikevizError("nothing to resume: no such checkpoint (train without --resume)", out)
+    model = load_model(out)
+    state = state_path(out)
+    if not state.exists():
+        raise SpikevizError(f"nothing to resume: no training state beside the checkpoint "
+                            f"({state.name})", out)
+    # The state's own config is not trusted: it must be the checked checkpoint's, its weights the
+    # same shapes, before training builds a model from it.
+    tensors, meta = read_tensors(state)
+    weights = {k[6:]: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
+    if (meta.get("config") != model.config.to_dict() or not isinstance(meta.get("args"), dict)
+            or weights != {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            or "rng.torch" not in tensors):
+        raise SpikevizError(f"the training state does not match its checkpoint {out.name} "
+                            f"(config, weights or settings differ): train again without --resume",
+                            state)

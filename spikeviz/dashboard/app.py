@@ -125,18 +125,25 @@ def window_controls(state: DashboardState) -> pn.Row:
                                    value=0.0, format="0")
     length = pn.widgets.Select(name="Length (s)", options=list(WINDOW_LENGTHS_S), value=60, width=90)
 
+    syncing = [False]   # widgets following the state must not write back a half-updated window
+
     def to_widgets(*_):
         if state.recording is None:
             return
         a, b = test_split_s(state.recording)
         w0, w1 = state.window
-        length.value = min(WINDOW_LENGTHS_S, key=lambda n: abs(n - (w1 - w0)))
-        start.param.update(start=float(math.ceil(max(a, WARMUP_S))),
-                           end=float(max(math.ceil(max(a, WARMUP_S)) + 1, math.floor(b - length.value))),
-                           value=float(w0))
+        syncing[0] = True
+        try:
+            length.value = min(WINDOW_LENGTHS_S, key=lambda n: abs(n - (w1 - w0)))
+            start.param.update(start=float(math.ceil(max(a, WARMUP_S))),
+                               end=float(max(math.ceil(max(a, WARMUP_S)) + 1, math.floor(b - length.value))),
+                               value=float(w0))
+        finally:
+            syncing[0] = False
 
     def to_state(start_s: float, length_s: float):
-        state.window = (start_s, min(start_s + length_s, test_split_s(state.recording)[1]))
+        if not syncing[0]:
+            state.window = (start_s, min(start_s + length_s, test_split_s(state.recording)[1]))
 
     state.param.watch(to_widgets, ["window", "recording"])
     start.param.watch(lambda e: to_state(e.new, length.value), "value_throttled")
@@ -201,11 +208,13 @@ def limit_blas_threads() -> None:
     threadpool_limits(1, user_api="blas")
 
 
-def build_app() -> pn.template.BootstrapTemplate:
-    """A fresh page with its own state: `panel serve` calls this once per browser session."""
+def build_app(**state_params) -> pn.template.BootstrapTemplate:
+    """A fresh page with its own state: `panel serve` calls this once per browser session.
+
+    `state_params` are initial DashboardState choices (session, checkpoint, window...)."""
     limit_blas_threads()
     pn.extension("tabulator", sizing_mode="stretch_width", raw_css=[CSS], notifications=False)
-    state = DashboardState()
+    state = DashboardState(**state_params)
     pn.state.on_session_destroyed(lambda ctx: state.close())
     main = pn.Column(
         pn.pane.HTML(pn.bind(readout, state.param.evaluation, state.param.frame), sizing_mode="stretch_width",

@@ -36,6 +36,11 @@ def default_window(recording: Recording, length_s: float = 60.0) -> tuple[float,
     """The first `length_s` seconds of the test split (after WARMUP_S, like `spikeviz table`)."""
     start, stop = test_split_s(recording)
     start = max(start, WARMUP_S)
+    if not stop - start >= 1.0:
+        shortest = (WARMUP_S + 1.0) / SPLIT_FRACTIONS["test"][1]
+        raise SpikevizError(f"{recording.duration_s:g} s is too short for the dashboard: it scores "
+                            f"the test split (50-75 %) after {WARMUP_S:g} s of real past, so it "
+                            f"needs more than {shortest:g} s", recording.source.get("path"))
     return round(start, 3), round(min(stop, start + length_s), 3)
 
 
@@ -210,6 +215,22 @@ def _baseline_source(recording: Recording, source: Recording, same: bool) -> tup
     return ids, source_from_recording(source, src_ids, BIN_MS)
 
 
+def _within_roots(meta: dict) -> dict:
+    """Checkpoint metadata without a data_path outside the allowed roots: a checkpoint must not
+    make the server read files the page itself may not open."""
+    from .sources import allowed_roots
+
+    path = meta.get("data_path")
+    if not path:
+        return meta
+    try:
+        resolved = Path(path).resolve()
+        inside = any(resolved.is_relative_to(r) for r in allowed_roots())
+    except (OSError, RuntimeError, ValueError):
+        inside = False
+    return meta if inside else meta | {"data_path": None}
+
+
 def evaluate(recording: Recording, window: tuple[float, float], generator: Generator,
              source: Recording | None = None, *, unit_order: str = "auto", seed: int = 0,
              mode: str = "teacher", free_s: float = 5.0, data_key: Hashable = None,
@@ -235,11 +256,15 @@ def evaluate(recording: Recording, window: tuple[float, float], generator: Gener
         model_key = ("model", str(generator.path), generator.path.stat().st_mtime_ns)
         model = cache.get(model_key, lambda: ModelPredictor(generator.path, generator.name))
         meta = model.model.meta
+        if abs(float(meta.get("bin_ms", BIN_MS)) - BIN_MS) > 1e-9:
+            raise SpikevizError(f"the dashboard works on {BIN_MS:g}-ms bins, but this checkpoint "
+                                f"was trained on {float(meta['bin_ms']):g}-ms bins: score it "
+                                f"with `spikeviz evaluate`", generator.path)
         same = is_training_data(meta, recording)
         ids = target_units(model.model, recording, same, N_UNITS)
         progress(0.1, "reading the source session")
-        src = checkpoint_source(meta) or source_from_recording(recording, ids, BIN_MS,
-                                                               fit="target train stretch")
+        src = checkpoint_source(_within_roots(meta)) or source_from_recording(
+            recording, ids, BIN_MS, fit="target train stretch")
     else:
         same = source is None or source is recording
         ids, src = cache.get(("source", data_key, id(source)),

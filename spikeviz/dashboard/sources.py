@@ -1,6 +1,7 @@
 """What the dashboard may open: bundled sessions, files under allowed roots, shipped checkpoints."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,21 @@ DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
 _CHECKPOINT = re.compile(r"^(?P<session>.+?)-(?P<loss>dice|focal|bce)(?:-(?P<preset>[\w.]+))?$")
 
 
+ROOTS_ENV = "SPIKEVIZ_ROOTS"
+
+
 def allowed_roots() -> tuple[Path, ...]:
-    """Folders a path typed into the page may point into: the data folder and the working directory."""
+    """Folders a path typed into the page may point into: $SPIKEVIZ_ROOTS (os.pathsep-separated),
+    else the data folder and the working directory."""
+    configured = os.environ.get(ROOTS_ENV, "")
+    if configured.strip():
+        return tuple(Path(r).expanduser().resolve() for r in configured.split(os.pathsep) if r.strip())
     return data_dir().resolve(), Path.cwd().resolve()
+
+
+def checkpoint_roots() -> tuple[Path, ...]:
+    """Folders a checkpoint path may point into: the shipped models and the allowed roots."""
+    return models_dir().resolve(), *allowed_roots()
 
 
 def checked_path(path: str, roots: tuple[Path, ...] | None = None) -> Path:
@@ -25,7 +38,12 @@ def checked_path(path: str, roots: tuple[Path, ...] | None = None) -> Path:
     roots = allowed_roots() if roots is None else roots
     if not path.strip():
         raise SpikevizError("no path given")
-    resolved = Path(path.strip()).expanduser().resolve()
+    if "\0" in path or len(path) > 4096:
+        raise SpikevizError("not a valid path (NUL byte or too long)")
+    try:
+        resolved = Path(path.strip()).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SpikevizError(f"not a valid path ({exc})") from exc
     if not any(resolved.is_relative_to(root) for root in roots):
         raise SpikevizError(f"only files under {', '.join(map(str, roots))} may be opened here",
                             resolved)

@@ -12,13 +12,13 @@ from typing import Any, Callable
 import panel as pn
 import param
 
-from ..catalog import models_dir
 from ..errors import SpikevizError
 from ..io import FORMATS
 from ..recording import Recording
 from . import compute, results
 from .compute import PRESETS, UNIT_ORDERS, Evaluation, Frame, Generator, LRUCache
-from .sources import (DIRECTIONS, DOMAINS, Checkpoint, bundled_names, checked_path, direction,
+from .sources import (DIRECTIONS, DOMAINS, Checkpoint, bundled_names, checked_path,
+                      checkpoint_roots, direction,
                       load_source, parse_checkpoint, session_domain, shipped_checkpoints)
 
 OPEN_FILE = "file on disk…"
@@ -53,6 +53,12 @@ class Worker:
         self._jobs.put(None)
 
 
+def _probability(threshold: float) -> float:
+    """A preset threshold as the slider can hold it: one that predicts no spike (inf, when nothing
+    in the warm-up reaches any level) becomes 1."""
+    return 1.0 if not threshold <= 1.0 else max(0.0, float(threshold))
+
+
 def _message(exc: Exception) -> str:
     """One line for the page: our own errors as they are, anything else with its type."""
     return str(exc) if isinstance(exc, SpikevizError) else f"{type(exc).__name__}: {exc}"
@@ -65,9 +71,11 @@ class DashboardState(param.Parameterized):
     session = param.Selector(doc="bundled session to evaluate on, or a file on disk")
     path = param.String("", doc="file or phy folder (under the data folder or the working directory)")
     file_format = param.Selector(default="auto", objects=["auto", *FORMATS])
-    tick_ms = param.Number(None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True),
+    # 0 is let through so that Open file answers it with a message in the page (the loaders refuse
+    # it); the widgets cannot go below 0.
+    tick_ms = param.Number(None, allow_None=True, bounds=(0, None),
                            doc="tick length of asdf files that do not state it")
-    sample_rate = param.Number(None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True),
+    sample_rate = param.Number(None, allow_None=True, bounds=(0, None),
                                doc="sampling rate (Hz) of sample-based formats")
     file_domain = param.Selector(default="vitro", objects=list(DOMAINS))
     open_file = param.Event(label="Open file")
@@ -117,6 +125,8 @@ class DashboardState(param.Parameterized):
         # Options are per instance (the catalog and models/ may change between sessions).
         self.param.session.objects = [*names, OPEN_FILE]
         self.param.checkpoint.objects = [*self._checkpoints, BASELINE_ONLY, OPEN_CHECKPOINT]
+        # Only listed values, whatever a client sends.
+        self.param.session.check_on_set = self.param.checkpoint.check_on_set = True
         with param.parameterized.discard_events(self):
             self.param.update(choices)
         self._sync_direction()
@@ -275,7 +285,7 @@ class DashboardState(param.Parameterized):
     @param.depends("open_checkpoint", watch=True)
     def _checkpoint_opened(self) -> None:
         try:
-            path = checked_path(self.checkpoint_path, (models_dir().resolve(), Path.cwd().resolve()))
+            path = checked_path(self.checkpoint_path, checkpoint_roots())
         except SpikevizError as exc:
             self.error = _message(exc)
             return
@@ -340,19 +350,19 @@ class DashboardState(param.Parameterized):
             updates["preset"] = "density"   # a hand-set threshold means nothing for other data or models
         preset = updates.get("preset", self.preset)
         if preset != "custom":
-            updates["threshold"] = evaluation.presets[preset]
+            updates["threshold"] = _probability(evaluation.presets[preset])
         self.param.update(updates)
 
     @param.depends("preset", watch=True)
     def _preset_chosen(self) -> None:
         if self.evaluation is not None and self.preset != "custom":
-            self.threshold = self.evaluation.presets[self.preset]
+            self.threshold = _probability(self.evaluation.presets[self.preset])
 
     @param.depends("evaluation", "threshold", watch=True)
     def _update_frame(self) -> None:
         ev = self.evaluation
         if ev is None:
             return
-        if self.preset != "custom" and self.threshold != ev.presets[self.preset]:
+        if self.preset != "custom" and self.threshold != _probability(ev.presets[self.preset]):
             self.preset = "custom"
         self.frame = compute.make_frame(ev, self.threshold)
