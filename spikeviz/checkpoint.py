@@ -140,7 +140,7 @@ def save_checkpoint(model: SpikeTransformer, path: str | Path, meta: dict[str, A
     write_tensors(path, model.state_dict(), full, force=force)
 
 
-def _checked_config(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path
+def checked_config(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path
                     ) -> ModelConfig:
     """The stored config, refused unless it is sane and its weights have exactly the stored shapes
     (checked on a weightless "meta"-device model, so a lying config allocates nothing)."""
@@ -218,7 +218,7 @@ def load_model(path: str | Path) -> SpikeTransformer:
     if meta.get("format_version") != FORMAT_VERSION:
         raise SpikevizError(f"checkpoint format {meta.get('format_version')!r}, this spikeviz "
                             f"reads {FORMAT_VERSION}", path)
-    cfg = _checked_config(meta, tensors, path)
+    cfg = checked_config(meta, tensors, path)
     _check_meta(meta, cfg, path)
     try:
         model = SpikeTransformer(cfg)

@@ -455,6 +455,7 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
 
 
+TABLE_FILES = ("table.md", "table.csv", "table.json")
 ROW_KEYS = ("train_session", "test_session", "direction", "kind", "loss", "preset", "unit_order",
             "seconds", "base_rate", "model_roc", "model_pr", "model_unit_roc", "model_roc_leaky",
             "model_pr_leaky", "rate_roc", "rate_pr", "ewma_roc", "ewma_pr", "glm_roc", "glm_pr",
@@ -530,10 +531,15 @@ class Table:
     def as_dict(self) -> dict:
         return _clean({"settings": self.settings, "summary": self.summary, "rows": self.rows})
 
-    def write(self, out_dir: str | Path) -> list[Path]:
-        """table.md, table.csv (a line a cell) and table.json in `out_dir`, each written atomically."""
+    def write(self, out_dir: str | Path, force: bool = True) -> list[Path]:
+        """table.md, table.csv (a line a cell) and table.json in `out_dir`, each written atomically;
+        existing ones are replaced only with `force`."""
         out_dir = Path(out_dir)
-        paths = [out_dir / "table.md", out_dir / "table.csv", out_dir / "table.json"]
+        paths = [out_dir / name for name in TABLE_FILES]
+        if not force:
+            for path in paths:
+                if path.exists():
+                    raise SpikevizError("exists already: pass --force to replace it", path)
         with _atomic.target(paths[0]) as tmp:
             tmp.write_text(self.markdown())
         with _atomic.target(paths[1]) as tmp:

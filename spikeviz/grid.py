@@ -133,6 +133,8 @@ def run_grid(spec: GridSpec, out_dir: str | Path, scheduler: str = "local", work
     cache_dir = str((out_dir / "cache").resolve())
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    for s in spec.sessions:   # bad input is one clear error here, not a failed task on a worker
+        load_session_or_path(s)
     client, cluster = _client(scheduler, workers)
     try:
         trained = {(s, loss): client.submit(train_cell, s, loss, spec, cache_dir, pure=False,

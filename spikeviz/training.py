@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .binning import BinnedSpikes, bin_spikes
-from .checkpoint import load_model, read_tensors, save_checkpoint, write_tensors
+from .checkpoint import checked_config, read_tensors, save_checkpoint, write_tensors
 from .errors import SpikevizError
 from .losses import make_loss
 from .metrics import pr_auc, roc_auc
@@ -201,18 +201,7 @@ def _train(binned: BinnedSpikes, out: Path, opts: TrainOptions, data_meta: dict[
     spath = state_path(out)
     loss_fn = make_loss(opts.loss)
     if resume:
-        tensors, state = read_tensors(spath) if spath.exists() else (None, None)
-        if state is None:
-            raise SpikevizError("nothing to resume: no training state beside the checkpoint "
-                                f"({spath.name})", out)
-        changed = {k: (state["args"].get(k), v) for k, v in args.items()
-                   if state["args"].get(k) != v}
-        if changed:
-            raise SpikevizError(f"cannot resume with other settings or data: {changed} "
-                                f"(stored, now)", spath)
-        model = SpikeTransformer(ModelConfig.from_dict(state["config"]))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        best_model = load_model(out)
+        model, best_model, tensors, state = _resumed(spath, cfg, args, out)
         torch.set_rng_state(tensors["rng.torch"])
         rng = np.random.default_rng()
         rng.bit_generator.state = state["numpy_rng"]
@@ -247,7 +236,11 @@ def _train(binned: BinnedSpikes, out: Path, opts: TrainOptions, data_meta: dict[
                 split_fractions="train 0-50 %, test 50-75 %, valid 75-100 % (chronological)",
                 valid_scored=[va, vb], train_options=args)
     if resume:
-        meta["calibration"] = best_model.meta.get("calibration")
+        # The state holds the best model and its metadata: a checkpoint lost or left one epoch
+        # behind by a kill between the two writes is rewritten before training goes on.
+        meta = state["meta"] | meta
+        if ddp.main:
+            save_checkpoint(best_model, out, meta)
     epoch, step = state["epoch"], state["step"]
     while epoch < opts.epochs and state["bad_epochs"] < opts.patience:
         t0 = time.perf_counter()
@@ -311,13 +304,42 @@ def _train(binned: BinnedSpikes, out: Path, opts: TrainOptions, data_meta: dict[
                     processes=ddp.world)
         if not ddp.main:
             continue
-        save_checkpoint(best_model, out, meta)
+        # State first: whatever a kill interrupts, the state can rebuild the checkpoint.
         opt_tensors, opt_meta = _optimizer_tensors(opt)
-        state.update(epoch=epoch, step=step, args=args, config=cfg.to_dict(),
+        state.update(epoch=epoch, step=step, args=args, config=cfg.to_dict(), meta=meta,
                      numpy_rng=rng.bit_generator.state, optimizer=opt_meta)
         write_tensors(spath, {**{f"model.{k}": v.cpu() for k, v in model.state_dict().items()},
+                              **{f"best.{k}": v for k, v in best_model.state_dict().items()},
                               **opt_tensors, "rng.torch": torch.get_rng_state()}, state)
+        save_checkpoint(best_model, out, meta)
     return meta
+
+
+def _resumed(spath: Path, cfg: ModelConfig, args: dict[str, Any], out: Path
+             ) -> tuple[SpikeTransformer, SpikeTransformer, dict[str, torch.Tensor], dict]:
+    """The current and best models and the state stored beside checkpoint `out`, refused unless
+    they are sound and were trained with the same settings and data (`args`)."""
+    tensors, state = read_tensors(spath) if spath.exists() else (None, None)
+    if state is None:
+        raise SpikevizError(f"nothing to resume: no training state ({spath.name}) beside it", out)
+    changed = {k: (state.get("args", {}).get(k), v) for k, v in args.items()
+               if not isinstance(state.get("args"), dict) or state["args"].get(k) != v}
+    if changed:
+        raise SpikevizError(f"cannot resume with other settings or data: {changed} "
+                            f"(stored, now)", spath)
+    models = []
+    for prefix in ("model.", "best."):
+        weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        stored = checked_config(state, weights, spath)   # never trust the state's own config
+        if stored.to_dict() != cfg.to_dict():
+            raise SpikevizError("the training state was made with another model config: "
+                                "train again without --resume", spath)
+        model = SpikeTransformer(stored)
+        model.load_state_dict(weights)
+        models.append(model)
+    if "rng.torch" not in tensors or not isinstance(state.get("meta"), dict):
+        raise SpikevizError("the training state is incomplete: train again without --resume", spath)
+    return models[0], models[1], tensors, state
 
 
 def train_recording(recording: Recording, out: str | Path, opts: TrainOptions,

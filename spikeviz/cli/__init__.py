@@ -33,6 +33,11 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
     if getattr(args, "session", None):
         if path:
             raise SpikevizError("give either a path (--data) or --session, not both")
+        given = [f"--{k.replace('_', '-')}" for k in ("format", "tick_ms", "sample_rate")
+                 if getattr(args, k, None) is not None]
+        if given:
+            raise SpikevizError(f"{', '.join(given)} only apply to a path: bundled sessions "
+                                f"come with their format and tick")
         return load_session(args.session)
     if not path:
         raise SpikevizError("no data: give a path (--data PATH) or a bundled --session NAME")
@@ -54,9 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except SpikevizError as exc:
+    except (SpikevizError, OSError) as exc:
         if args.debug:
             raise
+        if isinstance(exc, OSError) and not isinstance(exc, SpikevizError):
+            exc = SpikevizError(exc.strerror or str(exc), exc.filename)
         print(f"spikeviz: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

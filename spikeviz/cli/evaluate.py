@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from ..errors import SpikevizError
 from . import add_data_options, load_from_args
@@ -56,8 +57,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_checkpoint
 
-    if args.seconds < 0:
-        raise SpikevizError(f"--seconds must be positive (0 for the whole split), got {args.seconds}")
+    if not (math.isfinite(args.seconds) and args.seconds >= 0):
+        raise SpikevizError(f"--seconds must be positive and finite (0 for the whole split), got "
+                            f"{args.seconds}")
     if args.units < 1:
         raise SpikevizError(f"--units must be at least 1, got {args.units}")
     recording = load_from_args(args)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from pathlib import Path
 
 from ..errors import SpikevizError
 
@@ -27,22 +29,28 @@ def add_parser(sub) -> None:
     p.add_argument("--protocol", choices=("strict", "reference"), default="strict")
     p.add_argument("--checkpoint", action="append",
                    help="evaluate these checkpoints instead of the shipped ones (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace existing table files in --out")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import build_table
+    from ..evaluation import TABLE_FILES, build_table
 
-    if not args.seconds > 0:
-        raise SpikevizError(f"--seconds must be positive, got {args.seconds}")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise SpikevizError(f"--seconds must be positive and finite, got {args.seconds}")
+    if args.out and not args.force:
+        for name in TABLE_FILES:   # checked before minutes of work, not after
+            if (Path(args.out) / name).exists():
+                raise SpikevizError("exists already: pass --force to replace it",
+                                    Path(args.out) / name)
     table = build_table(args.checkpoint, seconds=args.seconds, unit_order=args.unit_order,
                         protocol=args.protocol,
                         progress=(lambda m: None) if args.quiet else
                         (lambda m: print(f"evaluating {m}", file=sys.stderr, flush=True)))
     if args.out:
-        for path in table.write(args.out):
+        for path in table.write(args.out, force=args.force):
             print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(table.as_dict()) if args.json else table.markdown(), end="\n" if args.json else "")
     return 0

@@ -91,10 +91,6 @@ def test_grid_refuses_malformed_files(case, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith(f"spikeviz: error: {path.name}: ")
 
 
-@pytest.mark.xfail(strict=True, reason="grid loads the sessions inside Dask tasks: the worker logs "
-                                        "'Compute Failed' and a traceback before the one-line error "
-                                        "(spikeviz/grid.py: load or check the sessions before "
-                                        "starting the cluster)")
 def test_grid_refusal_is_one_line(tmp_path):
     path, proc = run_grid_on("asdf/garbage", tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -200,8 +196,6 @@ def test_outputs_are_not_replaced_without_force(trained, tmp_path, capsys):
                                                          if ".tmp" in p.name]
 
 
-@pytest.mark.xfail(strict=True, reason="table --out replaces table.md/.csv/.json without --force "
-                                        "(spikeviz/cli/table.py, spikeviz/evaluation.Table.write)")
 def test_table_out_is_not_replaced_without_force(tmp_path):
     (tmp_path / "empty_models").mkdir()
     out = tmp_path / "tables"
@@ -231,7 +225,5 @@ def test_unwritable_output_folder_is_one_line(command, capsys):
     assert "folder" in line
 
 
-@pytest.mark.xfail(strict=True, reason="evaluate --seconds inf: OverflowError traceback "
-                                        "(spikeviz/cli/evaluate.py checks only < 0)")
 def test_evaluate_infinite_seconds_is_one_line(capsys):
     one_line(capsys, E + ["--seconds", "inf"])

@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from spikeviz import SpikevizError
-from spikeviz.checkpoint import load_model, read_header
+from spikeviz.checkpoint import load_model, read_header, read_tensors, write_tensors
 from spikeviz.cli import main
 from spikeviz.training import state_path
 
@@ -94,13 +94,15 @@ def test_table_refuses(case, base, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_train_resume_refuses_a_hostile_checkpoint(case, base, tmp_path, capsys):
+def test_train_resume_never_opens_a_hostile_checkpoint(case, base, tmp_path, capsys):
     path = build(case, tmp_path, base)
-    good_checkpoint(state_path(path))   # a sound state beside it: the checkpoint itself is refused
+    # --resume reads only the training state (here a checkpoint, not a state: refused); the hostile
+    # checkpoint beside it is never opened, never unpickled and left as it was.
+    state = good_checkpoint(state_path(path))
     before = path.read_bytes() if path.is_file() else None
     refused_one_line(capsys, ["train", "--session", VITRO, "--loss", "focal", "--seconds", "5",
                               "--epochs", "2", "--out", str(path), "--resume", "--quiet"],
-                     path.name)
+                     state.name)
     assert not (tmp_path / MARKER).exists()
     assert (path.read_bytes() if path.is_file() else None) == before
 
@@ -137,18 +139,34 @@ def test_dashboard_shows_the_refusal_and_stays_usable(case, base, tmp_path, monk
     assert state.frame.threshold == pytest.approx(state.threshold, rel=1e-2)
 
 
-@pytest.mark.parametrize("lie", ["other-config", "huge-config", "large-config-not-matching",
-                                 "n-units-lies-in-config", "no-config"])
-def test_train_resume_refuses_a_state_that_lies(lie, base, tmp_path, capsys):
-    """A sound safetensors state whose config is not its checkpoint's is refused before training
-    builds (and allocates) a model from it."""
-    out = good_checkpoint(tmp_path / "model.safetensors")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real checkpoint and training state from one short epoch."""
+    out = tmp_path_factory.mktemp("trained") / "model.safetensors"
+    assert main(["train", "--session", VITRO, "--loss", "focal", "--seconds", "5", "--epochs", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("lie", ["other-config", "huge-config", "n-units-lies-in-config",
+                                 "no-config", "config-not-a-dict"])
+def test_train_resume_refuses_a_state_that_lies(lie, trained, tmp_path, capsys):
+    """A real training state whose config lies is refused before training builds (and
+    allocates) a model from it; the checkpoint is left as it was."""
+    tensors, meta = read_tensors(state_path(trained))
+    config = dict(meta["config"])
     if lie == "other-config":
-        state = good_checkpoint(state_path(out), n_units=12)
-    else:
-        state = build(lie, tmp_path, base, filename=state_path(out).name)
-        read_header(state)   # structurally sound: only its content lies
+        config["d_model"] = config["d_model"] * 2
+    elif lie == "huge-config":
+        config["d_model"] = 10**7
+    elif lie == "n-units-lies-in-config":
+        config["n_units"] = 1000
+    meta["config"] = {"no-config": None, "config-not-a-dict": "fast"}.get(lie, config)
+    out = tmp_path / "model.safetensors"
+    out.write_bytes(trained.read_bytes())
+    write_tensors(state_path(out), tensors, meta)
     line = refused_one_line(capsys, ["train", "--session", VITRO, "--loss", "focal", "--seconds",
                                      "5", "--epochs", "2", "--out", str(out), "--resume",
-                                     "--quiet"], state.name)
-    assert "does not match its checkpoint" in line
+                                     "--quiet"], state_path(out).name)
+    assert "config" in line
+    assert out.read_bytes() == trained.read_bytes()
