@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .binning import BinnedSpikes
+from . import __version__
+from .binning import BinnedSpikes, bin_spikes
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
+from .predictor import split_bounds
+from .recording import Recording
 
 # Tokens (windows x bins x sequences) per forward pass: measured fastest on CPU at a few
 # thousand (activations stay in cache); 2^17 was 4x slower.
@@ -121,6 +124,77 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
         if t + 1 < n:
             logits = model.step(x, state)
     return out.numpy()
+
+
+def warmup_bins(model: SpikeTransformer) -> int:
+    """Bins of real past that fill a model's context and settle its traces."""
+    cfg = model.config
+    return cfg.context + int(4 * max(cfg.trace_taus, default=0))
+
+
+def scores_for_range(model: SpikeTransformer, X: np.ndarray, lo: int, hi: int,
+                     warmup: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and targets for the bins X[lo:hi], each predicted from the real past before it.
+
+    `warmup` bins before `lo` (default: a context plus four of the longest trace time constant)
+    prime the traces and the context, as a model running continuously would have them.
+    """
+    if warmup is None:
+        warmup = warmup_bins(model)
+    first = max(lo, 1)
+    start = max(0, first - 1 - warmup)
+    P = predict_next(model, X[start:hi - 1])
+    return P[first - 1 - start:], X[first:hi]
+
+
+# The stretch of training data a threshold preset is tuned on (1 min at 1 ms).
+THRESHOLD_BINS = 60_000
+
+
+def generate_recording(model: SpikeTransformer, recording: Recording, mode: str = "teacher",
+                       seconds: float = 10.0, start_s: float = 0.0, threshold: float | None = None,
+                       preset: str | None = None, seed: int = 0) -> Recording:
+    """Generated trains over [start_s, start_s + seconds) of `recording`, as a Recording.
+
+    teacher: each bin drawn from the real past; free: the model's own draws fed back after the
+    real past before `start_s`. Draws use `threshold`, a threshold `preset` (youden, max-f1,
+    density: tuned on the first minute of the recording's training half), or Bernoulli sampling
+    (seeded). `source["generated_by"]` records the checkpoint, mode, threshold, seed and data.
+    """
+    where = recording.source.get("path")
+    bin_ms = float(model.meta.get("bin_ms", 1.0))
+    n_units = recording.n_units if model.config.shared_units else model.config.n_units
+    check_data(model, min(recording.n_units, n_units), bin_ms, where)
+    binned = bin_spikes(recording, bin_ms=bin_ms, n_units=n_units)
+    X = binned.X
+    lo = int(round(start_s * 1000.0 / bin_ms))
+    n = int(round(seconds * 1000.0 / bin_ms))
+    if lo >= len(X) or (mode == "teacher" and lo + n > len(X)):
+        raise SpikevizError(f"[{start_s:g}, {start_s + seconds:g}) s is not inside the "
+                            f"recording ({recording.duration_s:g} s)", where)
+    if preset:
+        from .metrics import threshold_preset
+
+        a, b = split_bounds(len(X))["train"]
+        P, Y = scores_for_range(model, X, a, min(b, a + THRESHOLD_BINS))
+        threshold = float(threshold_preset(Y, P, preset))
+    w = max(0, lo - warmup_bins(model))
+    if mode == "teacher":
+        # Row r of G is bin w + r + 1; keep the bins of [lo, lo + n) (bin 0 has no past).
+        G = generate(model, X[w:lo + n - 1], "teacher", threshold=threshold, seed=seed)
+        first = max(lo, 1)
+        bins = np.zeros((n, X.shape[1]), dtype=np.uint8)
+        bins[first - lo:] = G[first - w - 1:]
+    else:
+        bins = generate(model, X[w:lo], mode, threshold=threshold, seed=seed, n_bins=n)
+    trains = tuple(np.flatnonzero(bins[:, j]) * (bin_ms / 1000.0) for j in range(bins.shape[1]))
+    generated_by = {"checkpoint": str(model.meta.get("path", "")), "mode": mode,
+                    "threshold": threshold, "preset": preset,
+                    "draw": "threshold" if threshold is not None else "bernoulli", "seed": seed,
+                    "data": recording.name, "data_path": where, "start_s": start_s,
+                    "bin_ms": bin_ms, "spikeviz_version": __version__}
+    return Recording(f"{recording.name}-{mode}", binned.unit_ids, trains, n * bin_ms / 1000.0,
+                     {"format": "generated", "generated_by": generated_by})
 
 
 class ModelPredictor:

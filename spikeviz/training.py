@@ -20,7 +20,7 @@ from .errors import SpikevizError
 from .losses import make_loss
 from .metrics import pr_auc, roc_auc
 from .model import ModelConfig, SpikeTransformer, compute_traces, preset_config
-from .predict import predict_next
+from .predict import scores_for_range
 from .predictor import split_bounds
 from .recording import Recording
 
@@ -51,22 +51,6 @@ def state_path(out: str | Path) -> Path:
     """Where the resume state of checkpoint `out` lives: beside it, `<stem>.state.safetensors`."""
     out = Path(out)
     return out.with_name(out.name.removesuffix(".safetensors") + ".state.safetensors")
-
-
-def scores_for_range(model: SpikeTransformer, X: np.ndarray, lo: int, hi: int,
-                     warmup: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and targets for the bins X[lo:hi], each predicted from the real past before it.
-
-    `warmup` bins before `lo` (default: a context plus four of the longest trace time constant)
-    prime the traces and the context, as a model running continuously would have them.
-    """
-    cfg = model.config
-    if warmup is None:
-        warmup = cfg.context + int(4 * max(cfg.trace_taus, default=0))
-    first = max(lo, 1)
-    start = max(0, first - 1 - warmup)
-    P = predict_next(model, X[start:hi - 1])
-    return P[first - 1 - start:], X[first:hi]
 
 
 def pooled_auc(P: np.ndarray, Y: np.ndarray) -> dict[str, float]:

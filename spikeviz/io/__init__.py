@@ -18,6 +18,8 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         if is_phy_folder(path):
             return "phy"
+        if (path / "si_folder.json").exists():
+            return "spikeinterface"
         raise SpikevizError("a folder, but not a Kilosort/phy output (no spike_times.npy)", path)
     with open(path, "rb") as fh:
         head = fh.read(512)
@@ -82,3 +84,34 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
         from .spikeinterface import read_spikeinterface
         return read_spikeinterface(path)
     raise SpikevizError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}", path)
+
+
+OUTPUT_SUFFIXES = (".nwb", ".csv", ".tsv", ".parquet", ".npz", ".si")
+
+
+def write_recording(recording: Recording, path: str | Path) -> None:
+    """Write `recording` where `load_recording` reads it back: an NWB file (.nwb), a spike-time
+    table (.csv, .tsv, .parquet, .npz) or a SpikeInterface sorting folder (.si, needs the
+    `interop` extra). Generated trains say how they were made (`source["generated_by"]`): in the
+    NWB Units table's description, and as the sorting's annotation."""
+    import json
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    made = recording.source.get("generated_by")
+    if suffix == ".nwb":
+        from .nwb import write_nwb
+
+        write_nwb(recording, path, description=("generated_by: " + json.dumps(made)) if made
+                  else f"spike trains of {recording.name}")
+    elif suffix == ".si":
+        from .spikeinterface import write_sorting
+
+        write_sorting(recording, path, annotations={"generated_by": json.dumps(made)} if made else {})
+    elif suffix in (".csv", ".tsv", ".parquet", ".npz"):
+        from .table import write_table
+
+        write_table(recording, path)
+    else:
+        raise SpikevizError(f"unknown output type {suffix or '(none)'}: use one of "
+                            f"{', '.join(OUTPUT_SUFFIXES)}", path)

@@ -1,6 +1,7 @@
 """NWB 2.x files through pynwb: the Units table, with electrode locations where present."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,8 +63,13 @@ def read_nwb(path: Path) -> Recording:
         io.close()
     if stop <= 0:
         raise SpikevizError("the Units table holds no spikes", path)
-    return Recording(path.name.split(".")[0], ids, trains, stop,
-                     {"format": "nwb", "path": str(path), "description": description}, info)
+    source = {"format": "nwb", "path": str(path), "description": description}
+    if description.startswith("generated_by: "):   # trains spikeviz generated (io.write_recording)
+        try:
+            source["generated_by"] = json.loads(description[len("generated_by: "):])
+        except ValueError:
+            pass  # a description that only looks like ours
+    return Recording(path.name.split(".")[0], ids, trains, stop, source, info)
 
 
 def write_nwb(recording: Recording, path: Path, description: str = "spike trains",

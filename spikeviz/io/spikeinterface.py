@@ -1,6 +1,7 @@
 """Bridges to SpikeInterface: any BaseSorting in, NumpySorting out, and folders SpikeInterface reads."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +59,29 @@ def from_sorting(sorting, name: str | None = None, segment: int | None = None) -
             info[key] = values
     source = {"format": "spikeinterface", "sample_rate": rate, "extractor": type(sorting).__name__,
               "segments": list(segments)}
+    made = sorting.get_annotation("generated_by") if "generated_by" in sorting.get_annotation_keys() else None
+    if made:
+        source["generated_by"] = json.loads(made)
     path = getattr(sorting, "_kwargs", {}).get("folder_path") or getattr(sorting, "_kwargs", {}).get("file_path")
     if path:
         source["path"] = str(path)
     return Recording(name or type(sorting).__name__, ids, spike_times, offset / rate, source, info)
 
 
+def _sampling_rate(recording: Recording) -> float:
+    """The recording's own time base: its sample rate, 1 / tick, 1 / bin for generated trains,
+    else 30 kHz."""
+    src = recording.source
+    if src.get("sample_rate"):
+        return float(src["sample_rate"])
+    step_ms = src.get("tick_ms") or (src.get("generated_by") or {}).get("bin_ms")
+    return 1000.0 / step_ms if step_ms else 30000.0
+
+
 def to_sorting(recording: Recording, sampling_frequency: float | None = None):
     """`recording` as a SpikeInterface NumpySorting (times rounded to samples), extras as properties."""
     sc = require("spikeinterface.core")
-    rate = sampling_frequency or recording.source.get("sample_rate") or (
-        1000.0 / recording.source["tick_ms"] if recording.source.get("tick_ms") else 30000.0)
+    rate = sampling_frequency or _sampling_rate(recording)
     units = {uid: np.round(t * rate).astype(np.int64)
              for uid, t in zip(recording.unit_ids.tolist(), recording.spike_times)}
     sorting = sc.NumpySorting.from_unit_dict([units], sampling_frequency=float(rate))
@@ -77,6 +90,30 @@ def to_sorting(recording: Recording, sampling_frequency: float | None = None):
         if values.dtype.kind in "biufUS":
             sorting.set_property(key, values)
     return sorting
+
+
+def write_sorting(recording: Recording, folder: Path, annotations: dict | None = None) -> None:
+    """Save `recording` as a SpikeInterface sorting folder, atomically (a temporary folder beside
+    it, then a rename); an existing folder is replaced."""
+    import os
+    import shutil
+    import tempfile
+    import warnings
+
+    sorting = to_sorting(recording, sampling_frequency=_sampling_rate(recording))
+    for key, value in (annotations or {}).items():
+        sorting.annotate(**{key: value})
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with warnings.catch_warnings():   # "not serializable: provenance not saved" is expected
+            warnings.simplefilter("ignore", UserWarning)
+            sorting.save(folder=tmp / "sorting")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp / "sorting", folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_spikeinterface(path: Path) -> Recording:
