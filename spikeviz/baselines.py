@@ -58,8 +58,14 @@ class EWMAPredictor:
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
         a = np.exp(-self.bin_ms / self.tau_ms)
-        return lfilter([1.0 - a], [1.0, -a], X.astype(np.float32), axis=0).astype(np.float32,
-                                                                                   copy=False)
+        P = np.empty(X.shape, np.float32)
+        # In row blocks carrying the filter state: lfilter works in float64, so one call over an
+        # hour of 128 units would need several times the output's memory.
+        state = np.zeros((1, X.shape[1]))
+        for s in range(0, len(X), _ROWS):
+            out, state = lfilter([1.0 - a], [1.0, -a], X[s:s + _ROWS], axis=0, zi=state)
+            P[s:s + _ROWS] = out
+        return P
 
 
 # Own-history windows in ms back from the predicted bin: 1 is the current bin X[t].

@@ -19,9 +19,9 @@ def predict_calls(monkeypatch):
     calls = []
     real = compute.predict
 
-    def spy(predictor, stretch):
+    def spy(predictor, stretch, keep_P=True):
         calls.append(getattr(predictor, "name", type(predictor).__name__))
-        return real(predictor, stretch)
+        return real(predictor, stretch, keep_P)
 
     monkeypatch.setattr(compute, "predict", spy)
     return calls

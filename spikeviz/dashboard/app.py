@@ -123,7 +123,8 @@ def window_controls(state: DashboardState) -> pn.Row:
     so the start is sent on release."""
     start = pn.widgets.FloatSlider(name="Window start (s, test split)", step=1.0, start=0.0, end=1.0,
                                    value=0.0, format="0")
-    length = pn.widgets.Select(name="Length (s)", options=list(WINDOW_LENGTHS_S), value=60, width=90)
+    length = pn.widgets.Select(name="Length (s)", options=list(WINDOW_LENGTHS_S), value=60, width=90,
+                               css_classes=["sv-length"])
 
     syncing = [False]   # widgets following the state must not write back a half-updated window
 

@@ -113,7 +113,7 @@ def make_stretch(recording: Recording, window: tuple[float, float], ids: list, p
 class Prediction:
     """One predictor's window probabilities and scores (what the cache keeps)."""
 
-    P: np.ndarray             # (T, N) rows scored against Stretch.targets
+    P: np.ndarray             # (T, N) rows scored against Stretch.targets; (0, N) if not kept
     scored: Scored
 
     @property
@@ -121,9 +121,12 @@ class Prediction:
         return self.P.nbytes
 
 
-def predict(predictor, stretch: Stretch) -> Prediction:
+def predict(predictor, stretch: Stretch, keep_P: bool = True) -> Prediction:
+    """Scores of `predictor` on the stretch; its probabilities only with `keep_P` (the generator's:
+    the baselines' curves need only their histograms, and an hour-long session's P is large)."""
     P = predictor.predict(stretch.X)
-    return Prediction(np.ascontiguousarray(stretch.window_of(P)),
+    window = stretch.window_of(P) if keep_P else P[:0]
+    return Prediction(np.ascontiguousarray(window),
                       score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime))
 
 
@@ -133,7 +136,7 @@ class LRUCache:
     `misses` counts the values that had to be computed.
     """
 
-    def __init__(self, max_bytes: float = 600e6, max_items: int = 16):
+    def __init__(self, max_bytes: float = 300e6, max_items: int = 16):
         self.max_bytes, self.max_items = max_bytes, max_items
         self._items: OrderedDict[Hashable, object] = OrderedDict()
         self.hits = 0
@@ -287,8 +290,9 @@ def evaluate(recording: Recording, window: tuple[float, float], generator: Gener
     predictions = {}
     for i, (name, predictor) in enumerate(predictors.items()):
         progress(0.25 + 0.6 * i / len(predictors), f"predicting {stretch.duration_s:.0f} s with {name}")
-        predictions[name] = cache.get((stretch.key, keys[name], "teacher"),
-                                      lambda p=predictor: predict(p, stretch))
+        keep = name == generator.name
+        predictions[name] = cache.get((stretch.key, keys[name], "teacher", keep),
+                                      lambda p=predictor, k=keep: predict(p, stretch, k))
     free = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
