@@ -6,9 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import bundled_session, data_dir, models_dir, session, sessions
+from ..catalog import data_dir, load_path, models_dir, session, sessions
 from ..errors import SpikevizError
-from ..io import load_recording
 from ..recording import Recording
 
 DOMAINS = ("vitro", "vivo")
@@ -66,11 +65,8 @@ def load_source(name: str | None, path: str = "", file_format: str | None = None
     """A bundled session by `name`, or the file at `path` (checked against the allowed roots)."""
     if name:
         return session(name).load()
-    resolved = checked_path(path, roots)
-    bundled = bundled_session(resolved)
-    if bundled is not None and file_format in (None, "asdf") and tick_ms is None:
-        return bundled.load()   # the catalog knows its tick length
-    return load_recording(resolved, format=file_format, tick_ms=tick_ms, sample_rate=sample_rate)
+    return load_path(checked_path(path, roots), format=file_format, tick_ms=tick_ms,
+                     sample_rate=sample_rate)
 
 
 @dataclass(frozen=True)
