@@ -10,7 +10,6 @@ import pytest
 from spikeviz.cli import main
 from spikeviz.grid import GridSpec, run_grid
 
-pytest.importorskip("distributed")
 SPEC = dict(sessions=("invitro_210511001_bh", "invitro_210511001_lh"), losses=("focal",),
             epochs=1, seconds=70.0, eval_seconds=5.0)
 
