@@ -212,12 +212,13 @@ class Scored:
     """One predictor's histograms on the evaluated stretch (per protocol) and its calibration window."""
 
     hists: dict[str, ScoreHistogram]
-    units: UnitHistograms
+    units: UnitHistograms | None   # None where a caller dropped them to save memory
     calibration: ScoreHistogram
 
     def result(self, protocol: str, threshold: float | None = None) -> dict:
         h = self.hists[protocol]
-        roc, pr = self.units.roc_auc, self.units.pr_auc
+        none = np.array([np.nan])
+        roc, pr = (none, none) if self.units is None else (self.units.roc_auc, self.units.pr_auc)
         out = {"roc_auc": h.roc_auc, "pr_auc": h.pr_auc,
                "per_unit_roc_auc_median": _nanmedian(roc),
                "per_unit_pr_auc_median": _nanmedian(pr)}

@@ -282,7 +282,7 @@ class UnitHistograms:
     """Per-unit score histograms (N, 2, levels: negatives, positives) at 0.4 % resolution."""
 
     def __init__(self, counts: np.ndarray):
-        self.counts = np.asarray(counts, np.int64)
+        self.counts = np.asarray(counts, np.int32)   # sums below are taken in int64
 
     @classmethod
     def from_scores(cls, Y: np.ndarray, P: np.ndarray) -> "UnitHistograms":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Hashable
 
@@ -125,9 +125,11 @@ def predict(predictor, stretch: Stretch, keep_P: bool = True) -> Prediction:
     """Scores of `predictor` on the stretch; its probabilities only with `keep_P` (the generator's:
     the baselines' curves need only their histograms, and an hour-long session's P is large)."""
     P = predictor.predict(stretch.X)
-    window = stretch.window_of(P) if keep_P else P[:0]
-    return Prediction(np.ascontiguousarray(window),
-                      score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime))
+    scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
+    if keep_P:   # a copy, so the full predictions (warm-up included) are freed
+        return Prediction(stretch.window_of(P).copy(), scored)
+    # The baselines' views need their pooled histograms only.
+    return Prediction(np.empty((0, P.shape[1]), np.float32), replace(scored, units=None))
 
 
 class LRUCache:
