@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from ..errors import SpikevizError
@@ -43,6 +44,18 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
         raise SpikevizError("no data: give a path (--data PATH) or a bundled --session NAME")
     return load_path(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
                      include_noise=args.include_noise)
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output whose folder cannot be created or written, before any work is done."""
+    import os
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpikevizError(f"cannot create its folder ({exc.strerror or exc})", out) from exc
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise SpikevizError(f"its folder {out.parent} is not writable", out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from ..errors import SpikevizError
-from . import add_data_options, load_from_args
+from . import add_data_options, check_writable, load_from_args
 
 
 def add_parser(sub) -> None:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{', '.join(OUTPUT_SUFFIXES)}", out)
     if out.is_dir() and out.suffix.lower() != ".si":
         raise SpikevizError("is a folder: give a file name", out)
-    _writable_folder(out)
+    check_writable(out)
     if out.exists() and not args.force:
         raise SpikevizError("exists already: pass --force to replace it", out)
     if not (math.isfinite(args.seconds) and args.seconds > 0) or not (
@@ -73,15 +73,3 @@ def run(args: argparse.Namespace) -> int:
           + (f", threshold {made['threshold']:.4g}" if made["threshold"] is not None else
              f", Bernoulli sampling, seed {args.seed}"))
     return 0
-
-
-def _writable_folder(out: Path) -> None:
-    """Refuse an output whose folder cannot be created or written, before any work is done."""
-    import os
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SpikevizError(f"cannot create its folder ({exc.strerror or exc})", out) from exc
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise SpikevizError(f"its folder {out.parent} is not writable", out)

@@ -82,11 +82,11 @@ def check_output(out: Path, resume: bool, force: bool) -> None:
     from ..checkpoint import read_tensors
     from ..training import state_path
 
-    from .generate import _writable_folder
+    from . import check_writable
 
     if out.is_dir():
         raise SpikevizError("is a folder: give a *.safetensors file name", out)
-    _writable_folder(out)
+    check_writable(out)
     if not resume:
         if out.exists() and not force:
             raise SpikevizError("exists already: pass --force to replace it or --resume to "
