@@ -17,7 +17,7 @@ _LAZY = {
     "ScoreHistogram": "metrics", "UnitHistograms": "metrics", "scores_histograms": "metrics",
     "threshold_preset": "metrics",
     "FiringStats": "stats", "firing_stats": "stats", "compare_stats": "stats",
-    "evaluate_checkpoint": "evaluation", "build_table": "evaluation",
+    "evaluate_checkpoint": "evaluation", "build_table": "report",
     "from_sorting": "io.spikeinterface", "to_sorting": "io.spikeinterface",
     "from_tsgroup": "io.pynapple",
 }

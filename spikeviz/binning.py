@@ -124,6 +124,17 @@ def select_units(recording: Recording, n_units: int, select: str | Sequence = "r
                         where)
 
 
+def train_units(recording: Recording, n_units: int, pad: bool = False) -> list:
+    """The `n_units` most active units of the training split (the first 50 %, see
+    predictor.SPLIT_FRACTIONS), in recorded order: what a model sees is never chosen by activity in
+    the bins it is validated or scored on."""
+    from .predictor import SPLIT_FRACTIONS
+
+    end = SPLIT_FRACTIONS["train"][1] * recording.duration_s
+    counts = np.array([np.count_nonzero(t < end) for t in recording.spike_times], np.int64)
+    return select_units(recording, n_units, "rate", counts=counts, pad=pad)
+
+
 def bin_spikes(recording: Recording, bin_ms: float = 1.0, n_units: int = 128,
                select: str | Sequence = "rate", start_s: float | None = None,
                stop_s: float | None = None, pad: bool = False) -> BinnedSpikes:
@@ -157,3 +168,23 @@ def bin_spikes(recording: Recording, bin_ms: float = 1.0, n_units: int = 128,
     unit_ids = np.array(list(chosen) + [f"pad{k}" for k in range(padded)] if padded else chosen)
     return BinnedSpikes(X, unit_ids, float(bin_ms), start_s, recording.name,
                         int(n_in - X.sum(dtype=np.int64)), padded, dict(recording.source))
+
+
+def bin_range(recording: Recording, unit_ids: Sequence, bin_ms: float, lo: int, hi: int) -> np.ndarray:
+    """Bins [lo, hi) (of the whole-recording time base) of `unit_ids` as a (hi - lo, N) uint8 matrix."""
+    b = bin_spikes(recording, bin_ms, len(unit_ids), list(unit_ids), lo * bin_ms / 1000.0,
+                   hi * bin_ms / 1000.0)
+    X = b.X[:hi - lo]
+    if len(X) < hi - lo:   # float rounding of the window end can drop the last bin
+        X = np.concatenate([X, np.zeros((hi - lo - len(X), X.shape[1]), np.uint8)])
+    return X
+
+
+def bin_rates(recording: Recording, unit_ids: Sequence, bin_ms: float, lo: int, hi: int) -> np.ndarray:
+    """Fraction of bins [lo, hi) in which each unit spiked (the binned matrix's mean), from spike times."""
+    row = {u: i for i, u in enumerate(recording.unit_ids.tolist())}
+    out = np.empty(len(unit_ids), np.float32)
+    for j, u in enumerate(unit_ids):
+        idx = bin_index(recording.spike_times[row[u]], 0.0, bin_ms)
+        out[j] = np.unique(idx[(idx >= lo) & (idx < hi)]).size / max(hi - lo, 1)
+    return out

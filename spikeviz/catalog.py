@@ -97,3 +97,30 @@ def load_path(path: str | Path, format: str | None = None, tick_ms: float | None
 def load_session(name: str) -> Recording:
     """Load a bundled session by name with its catalogued tick length (cached: recordings are immutable)."""
     return session(name).load()
+
+
+def short_domain(domain: str | None) -> str | None:
+    return {"in vitro": "vitro", "in vivo": "vivo"}.get(domain or "", domain)
+
+
+def direction(source_domain: str | None, target_domain: str | None) -> str | None:
+    """"vitro->vivo" and the like; None when a domain is unknown."""
+    a, b = short_domain(source_domain), short_domain(target_domain)
+    return f"{a}->{b}" if a and b else None
+
+
+def recording_domain(recording: Recording) -> str | None:
+    """The catalogued domain of a bundled recording, else None."""
+    path = recording.source.get("path")
+    s = bundled_session(path) if path else None
+    return s.domain if s else None
+
+
+def shipped_checkpoints(directory: str | Path | None = None) -> list[Path]:
+    """The checkpoints in models/ (resume states excluded): generalists first, then by name.
+
+    Subfolders (models/seeds, loso, ablations) hold the runs behind the table, not offered here.
+    """
+    d = Path(directory) if directory else models_dir()
+    found = (p for p in d.glob("*.safetensors") if not p.name.endswith(".state.safetensors"))
+    return sorted(found, key=lambda p: (not p.name.startswith("generalist"), p.name))

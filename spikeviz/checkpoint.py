@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from . import _atomic
 from .errors import SpikevizError
-from .model import ModelConfig, SpikeTransformer
+from .model import ModelConfig, SpikeTransformer, build_model
 
 FORMAT_VERSION = 1
 META_KEY = "spikeviz"
@@ -164,11 +164,12 @@ def checked_config(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path:
     if (not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                 for x in numbers) or not 0 <= cfg.dropout < 1 or not cfg.rope_base > 0
             or not all(t > 0 for t in cfg.trace_taus) or len(cfg.trace_taus) > 16
-            or not isinstance(cfg.shared_units, bool)):
-        raise SpikevizError("model config has invalid dropout, rope_base, trace_taus or "
-                            "shared_units", path)
+            or not all(isinstance(b, bool) for b in (cfg.shared_units, cfg.population,
+                                                     cfg.normalize))):
+        raise SpikevizError("model config has invalid dropout, rope_base, trace_taus, "
+                            "shared_units, population or normalize", path)
     with torch.device("meta"):
-        skeleton = SpikeTransformer(cfg)
+        skeleton = build_model(cfg)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
@@ -221,7 +222,7 @@ def load_model(path: str | Path) -> SpikeTransformer:
     cfg = checked_config(meta, tensors, path)
     _check_meta(meta, cfg, path)
     try:
-        model = SpikeTransformer(cfg)
+        model = build_model(cfg)
         model.load_state_dict(tensors)
     except (KeyError, TypeError, RuntimeError) as exc:
         raise SpikevizError(f"weights do not match the stored config ({exc})", path) from exc

@@ -36,6 +36,11 @@ class ModelConfig:
     trace_taus: tuple[float, ...] = ()
     shared_units: bool = False
     rope_base: float = 10000.0
+    # The generalist (spikeviz.generalist): a correction on top of causal rate baselines, with
+    # switches for the ablations (no population input, unnormalised inputs).
+    kind: str = "transformer"
+    population: bool = True
+    normalize: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self) | {"trace_taus": list(self.trace_taus)}
@@ -58,13 +63,30 @@ PRESETS: dict[str, dict] = {
     # One small sequence model per unit, weights shared: applies to any session and unit count.
     "transfer": dict(d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0, context=64,
                      trace_taus=(4.0, 32.0, 256.0, 2048.0), shared_units=True),
+    # Any recording, untrained it is EWMA (tau 50 ms) with a rate floor; learns what rates miss.
+    # Traces: 50 is the EWMA's, the last the unit's causal rate that normalises the others.
+    "generalist": dict(d_model=32, n_heads=4, n_layers=1, d_ff=32, dropout=0.0, context=256,
+                       trace_taus=(2.0, 8.0, 50.0, 200.0, 1000.0, 5000.0), shared_units=True,
+                       kind="generalist"),
 }
 
 
-def preset_config(preset: str, n_units: int) -> ModelConfig:
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The network a config describes: a SpikeTransformer or a Generalist."""
+    if cfg.kind == "generalist":
+        from .generalist import Generalist
+
+        return Generalist(cfg)
+    if cfg.kind != "transformer":
+        raise SpikevizError(f"unknown model kind {cfg.kind!r}")
+    return SpikeTransformer(cfg)
+
+
+def preset_config(preset: str, n_units: int, **changes) -> ModelConfig:
+    """The preset's config for `n_units` units; `changes` override fields (the ablations)."""
     if preset not in PRESETS:
         raise SpikevizError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
-    return ModelConfig(preset=preset, n_units=n_units, **PRESETS[preset])
+    return ModelConfig(preset=preset, n_units=n_units, **(PRESETS[preset] | changes))
 
 
 def compute_traces(X: np.ndarray, taus: tuple[float, ...], last: np.ndarray | None = None
@@ -156,7 +178,26 @@ class DecodeState:
     weights: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
 
 
-class SpikeTransformer(nn.Module):
+class Rotary:
+    """Rotary position angles and maps from `self._inv_freq` (set by the model)."""
+
+    def _rotation(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # float64 angles keep absolute positions in the millions exact enough for generation.
+        angles = np.outer(np.arange(start, start + length, dtype=np.float64), self._inv_freq)
+        return (torch.from_numpy(np.cos(angles)).float(), torch.from_numpy(np.sin(angles)).float())
+
+    def _rotation_maps(self, start: int, count: int) -> torch.Tensor:
+        """(count, hd, hd) matrices R with x @ R == _rope(x) at positions start..start+count-1."""
+        cos, sin = self._rotation(start, count)
+        half = len(self._inv_freq)
+        R = torch.zeros(count, 2 * half, 2 * half)
+        i = torch.arange(half)
+        R[:, i, i] = R[:, i + half, i + half] = cos
+        R[:, i, i + half], R[:, i + half, i] = sin, -sin
+        return R
+
+
+class SpikeTransformer(Rotary, nn.Module):
     """Decoder-only transformer over binned spikes: logits[:, t] are for bin t+1 given bins <= t."""
 
     def __init__(self, cfg: ModelConfig):
@@ -184,21 +225,6 @@ class SpikeTransformer(nn.Module):
         # Platt scaling of the logits, fitted after training (identity until then): focal and Dice
         # losses rank well but misstate probabilities, and sampling needs calibrated ones.
         self.calibration: tuple[float, float] = (1.0, 0.0)
-
-    def _rotation(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # float64 angles keep absolute positions in the millions exact enough for generation.
-        angles = np.outer(np.arange(start, start + length, dtype=np.float64), self._inv_freq)
-        return (torch.from_numpy(np.cos(angles)).float(), torch.from_numpy(np.sin(angles)).float())
-
-    def _rotation_maps(self, start: int, count: int) -> torch.Tensor:
-        """(count, hd, hd) matrices R with x @ R == _rope(x) at positions start..start+count-1."""
-        cos, sin = self._rotation(start, count)
-        half = len(self._inv_freq)
-        R = torch.zeros(count, 2 * half, 2 * half)
-        i = torch.arange(half)
-        R[:, i, i] = R[:, i + half, i + half] = cos
-        R[:, i, i + half], R[:, i + half, i] = sin, -sin
-        return R
 
     def _tokens(self, x: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token features (B or B*N, L, F) and own-history features (B, L, 1+K, N)."""

@@ -46,11 +46,11 @@ def windows(n_bins: int, context: int) -> list[tuple[int, int]]:
 
 
 @torch.inference_mode()
-def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
-                 batch_size: int | None = None) -> np.ndarray:
-    """P (T, N) float32 with P[t] = p(X[t+1] = 1 | X[0..t]), from batched overlapping windows.
+def logits_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
+                batch_size: int | None = None) -> np.ndarray:
+    """Logits L (T, N) float32 with sigmoid(L[t]) the model's p(X[t+1] = 1 | X[0..t]) before its
+    calibration, from batched overlapping windows.
 
-    Probabilities carry the checkpoint's calibration (a monotone map: AUCs are unaffected).
     Traces are filtered over all of X (in pieces), so they carry history from before each window.
     """
     X = _matrix(model, X)
@@ -61,9 +61,10 @@ def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
     cfg = model.config
     L = min(cfg.context, T)
     wins = windows(T, cfg.context)
-    if batch_size is None:
-        batch_size = max(1, TOKEN_BUDGET // (L * (N if cfg.shared_units else 1)))
     device = next(model.parameters()).device
+    if batch_size is None:
+        budget = TOKEN_BUDGET * (256 if device.type == "cuda" else 1)
+        batch_size = max(1, budget // (L * (N if cfg.shared_units else 1)))
     tail, tail_start, tail_end = None, 0, 0
     for i in range(0, len(wins), batch_size):
         group = wins[i:i + batch_size]
@@ -74,10 +75,20 @@ def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
         tail, tail_start, tail_end = tr, lo, hi
         xb = torch.from_numpy(np.stack([X[s:s + L] for s, _ in group]).astype(np.float32))
         trb = torch.from_numpy(np.stack([tr[s - lo:s - lo + L] for s, _ in group]))
-        probs = model.probabilities(model(xb.to(device), trb.to(device))).cpu().numpy()
+        logits = model(xb.to(device), trb.to(device)).float().cpu().numpy()
         for j, (s, keep) in enumerate(group):
-            out[keep:s + L] = probs[j, keep - s:]
+            out[keep:s + L] = logits[j, keep - s:]
     return out
+
+
+def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
+                 batch_size: int | None = None) -> np.ndarray:
+    """P (T, N) float32 with P[t] = p(X[t+1] = 1 | X[0..t]), from batched overlapping windows.
+
+    Probabilities carry the checkpoint's calibration (a monotone map: AUCs are unaffected).
+    """
+    logits = torch.from_numpy(logits_next(model, X, batch_size))
+    return model.probabilities(logits).numpy()
 
 
 def _draw(p: np.ndarray, threshold: float | None, rng: np.random.Generator) -> np.ndarray:

@@ -5,11 +5,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-SPLIT_FRACTIONS = {"train": (0.0, 0.5), "test": (0.5, 0.75), "valid": (0.75, 1.0)}
+# Chronological: the model is tuned on what comes after its training bins, scored on what comes last.
+SPLIT_FRACTIONS = {"train": (0.0, 0.5), "valid": (0.5, 0.75), "test": (0.75, 1.0)}
+SPLIT_NAME = "train 0-50 %, valid 50-75 %, test 75-100 % (chronological)"
 
 
 def split_bounds(n_bins: int) -> dict[str, tuple[int, int]]:
-    """Bin ranges of the paper's chronological split: first 50 % train, next 25 % test, last 25 % valid."""
+    """Bin ranges of the chronological split: first 50 % train, next 25 % validation, last 25 % test."""
     return {name: (int(round(a * n_bins)), int(round(b * n_bins)))
             for name, (a, b) in SPLIT_FRACTIONS.items()} | {"all": (0, n_bins)}
 

@@ -12,14 +12,13 @@ from ..errors import SpikevizError
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "table", help="the paper's tables: every shipped model on every bundled session",
+        "table", help="the results table: every shipped model and run on the bundled sessions",
         description="Evaluate every shipped checkpoint (models/*.safetensors, or $SPIKEVIZ_MODELS) "
-                    "on the test split of every bundled session: each (train session, test "
-                    "session, loss) cell, mean +/- SD per direction and loss, baselines beside. "
-                    "Only the first --seconds of each test split are evaluated (default 200 s), "
-                    "after a 15-s warm-up of real past; transfer-preset models, which run one "
-                    "sequence per unit, get 10 s after a 10-s warm-up. So the table builds in "
-                    "minutes on a CPU.")
+                    "and the runs behind them (models/seeds, loso, ablations) on the test split "
+                    "of the bundled sessions, all on the same stretch: the first --seconds after "
+                    "the 30-s warm-up. Each cell has the model, every baseline, bits/spike and the "
+                    "model - best baseline PR-AUC difference with its block-bootstrap interval; "
+                    "groups give mean +/- SD over sessions and seeds.")
     p.add_argument("--out", help="write table.md, table.csv and table.json to this folder")
     p.add_argument("--seconds", type=float, default=200.0,
                    help="evaluated seconds of each test split (default 200)")
@@ -30,13 +29,16 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", action="append",
                    help="evaluate these checkpoints instead of the shipped ones (repeatable)")
     p.add_argument("--force", action="store_true", help="replace existing table files in --out")
+    p.add_argument("--readme", action="append", default=[], metavar="FILE",
+                   help="also rewrite the results section of this Markdown file (between "
+                        "<!-- results:start --> and <!-- results:end -->; repeatable)")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import TABLE_FILES, build_table
+    from ..report import TABLE_FILES, build_table, update_readme
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise SpikevizError(f"--seconds must be positive and finite, got {args.seconds}")
@@ -52,5 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         for path in table.write(args.out, force=args.force):
             print(f"wrote {path}", file=sys.stderr)
+    for path in args.readme:
+        update_readme(path, table)
+        print(f"updated {path}", file=sys.stderr)
     print(json.dumps(table.as_dict()) if args.json else table.markdown(), end="\n" if args.json else "")
     return 0

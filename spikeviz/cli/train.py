@@ -8,6 +8,9 @@ from pathlib import Path
 from ..errors import SpikevizError
 from . import add_data_options, load_from_args
 
+# --init starts from trained weights: a third of the from-scratch rate, fewer epochs.
+FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 10
+
 
 def add_parser(sub) -> None:
     from ..losses import LOSSES
@@ -20,7 +23,7 @@ def add_parser(sub) -> None:
     add_data_options(p)
     p.add_argument("--loss", choices=LOSSES, required=True)
     p.add_argument("--preset", choices=tuple(PRESETS), default="fast")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, help="most epochs (default 30; 10 with --init)")
     p.add_argument("--seconds", type=float, help="use only the first S seconds of the recording")
     p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms (default 1)")
     p.add_argument("--units", type=int, default=128,
@@ -30,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, help="windows per batch (default per preset)")
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better validation PR-AUC before stopping")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune this checkpoint (its preset and weights; e.g. "
+                        "models/generalist-focal.safetensors) on the recording's train split")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue the training of --out")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -60,9 +66,15 @@ def run(args: argparse.Namespace) -> int:
     recording = load_from_args(args)
     bundled = session(args.session) if args.session else (
         bundled_session(args.data) if args.data else None)
-    opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
-                        patience=args.patience, batch_size=args.batch_size,
-                        **({"lr": args.lr} if args.lr is not None else {}))
+    if args.init:
+        from ..checkpoint import load_model
+
+        load_model(args.init)   # refused here, before the recording is read, if unsound
+    epochs = args.epochs or (FINE_TUNE_EPOCHS if args.init else 30)
+    opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=epochs, seed=args.seed,
+                        patience=args.patience, batch_size=args.batch_size, init=args.init,
+                        **({"lr": args.lr} if args.lr is not None else
+                           {"lr": FINE_TUNE_LR} if args.init else {}))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,

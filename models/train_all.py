@@ -1,0 +1,116 @@
+"""Train every checkpoint spikeviz ships: generalists (all sessions, leave-one-session-out, ablations)
+and the per-session paper-recipe models (`fast`), each configuration with seeds 0, 1 and 2.
+
+    python models/train_all.py [--jobs 2] [--only REGEX] [--deadline SECONDS] [--out models]
+
+Runs the trainings in parallel processes (one torch thread each, sharing the GPU if there is one).
+Existing checkpoints are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BH, LH, VIVO = "invitro_210511001_bh", "invitro_210511001_lh", "invivo_NYU-40_2021-04-14_001"
+SESSIONS = (BH, LH, VIVO)
+SEEDS = (0, 1, 2)
+# The in vivo session is 3,541 s: its per-session models train on the first 1000 s, as before.
+SECONDS = {VIVO: 1000.0}
+ABLATIONS = {"context1": (("context", 1),), "nopop": (("population", False),),
+             "nonorm": (("normalize", False),)}
+
+
+def _name(stem: str, seed: int) -> str:
+    return f"{stem}.safetensors" if seed == 0 else f"seeds/{stem}-seed{seed}.safetensors"
+
+
+def jobs() -> list[dict]:
+    """(file, sessions, options) of every checkpoint, seed 0 first, generalists first."""
+    out = []
+    for loss in ("focal", "dice"):
+        for seed in SEEDS:
+            out.append(dict(file=_name(f"generalist-{loss}", seed), sessions=SESSIONS,
+                            preset="generalist", loss=loss, seed=seed, epochs=15))
+    for held in SESSIONS:
+        rest = tuple(s for s in SESSIONS if s != held)
+        for loss, seeds in (("focal", SEEDS), ("dice", (0,))):
+            for seed in seeds:
+                out.append(dict(file=f"loso/generalist-{loss}-without-{held}-seed{seed}"
+                                     f".safetensors", sessions=rest, preset="generalist",
+                                loss=loss, seed=seed, epochs=15))
+        for name, changes in ABLATIONS.items():
+            # Context 1: as many bins a batch as the others, in 2-bin windows.
+            out.append(dict(file=f"ablations/generalist-focal-{name}-without-{held}.safetensors",
+                            sessions=rest, preset="generalist", loss="focal", seed=0, epochs=15,
+                            changes=changes, batch_size=2048 if name == "context1" else None))
+    for seed in SEEDS:
+        for s in SESSIONS:
+            for loss in ("focal", "dice"):
+                out.append(dict(file=_name(f"{s}-{loss}", seed), sessions=(s,), preset="fast",
+                                loss=loss, seed=seed, epochs=15, seconds=SECONDS.get(s)))
+    # Seed 0 of everything first: a deadline then cuts only extra seeds.
+    return sorted(out, key=lambda j: (j["seed"] > 0, j["preset"] != "generalist"
+                                      or "ablations/" in j["file"]))
+
+
+def run(job: dict, out_dir: str, max_epochs: int | None = None) -> dict:
+    import torch
+
+    from spikeviz.catalog import session
+    from spikeviz.training import TrainOptions, train_recordings
+
+    torch.set_num_threads(1)
+    path = Path(out_dir) / job["file"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    found = [session(s) for s in job["sessions"]]
+    opts = TrainOptions(preset=job["preset"], loss=job["loss"], seed=job["seed"],
+                        epochs=min(job["epochs"], max_epochs or job["epochs"]),
+                        batch_size=job.get("batch_size"), changes=tuple(job.get("changes", ())))
+    meta = train_recordings([s.load() for s in found], path, opts, seconds=job.get("seconds"),
+                            sessions=[s.name for s in found], domains=[s.domain for s in found],
+                            force=True, progress=False, log=False)
+    path.with_name(path.name.replace(".safetensors", ".state.safetensors")).unlink(missing_ok=True)
+    return {"file": job["file"], "seconds": round(time.time() - t0, 1), "epochs": meta["epochs"],
+            "best_epoch": meta["best_epoch"], "valid": meta["valid"].get("score")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="parallel trainings, each with one CPU thread (and the GPU if there is one)")
+    ap.add_argument("--only", help="train only the files matching this regular expression")
+    ap.add_argument("--deadline", type=float, help="start no training after this many seconds")
+    ap.add_argument("--out", default=str(ROOT / "models"), help="folder (default models/)")
+    ap.add_argument("--max-epochs", type=int, help="cap every training's epochs (a smoke test)")
+    args = ap.parse_args()
+    todo = [j for j in jobs() if (not args.only or re.search(args.only, j["file"]))
+            and not (Path(args.out) / j["file"]).exists()]
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(args.jobs, maxtasksperchild=1)
+    t0 = time.time()
+    pending = [(j, pool.apply_async(run, (j, args.out, args.max_epochs))) for j in todo]
+    log = []
+    for job, res in pending:
+        left = None if args.deadline is None else max(1.0, args.deadline - (time.time() - t0))
+        try:
+            log.append(res.get(timeout=left))
+            print(json.dumps(log[-1]), flush=True)
+        except mp.TimeoutError:
+            print(json.dumps({"file": job["file"], "error": "deadline"}), flush=True)
+        except Exception as exc:   # one failed training must not lose the others
+            print(json.dumps({"file": job["file"], "error": repr(exc)}), flush=True)
+    pool.terminate()
+    print(f"{len(log)} of {len(todo)} trainings in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
