@@ -4,7 +4,7 @@ and the per-session paper-recipe models (`fast`), each configuration with seeds 
     python models/train_all.py [--jobs 2] [--only REGEX] [--deadline SECONDS] [--out models]
 
 Runs the trainings in parallel processes (one torch thread each, sharing the GPU if there is one).
-Existing checkpoints are skipped.
+Finished checkpoints are skipped; one cut off (its resume state beside it) continues.
 """
 from __future__ import annotations
 
@@ -57,19 +57,19 @@ def jobs() -> list[dict]:
                 out.append(dict(file=_name(f"{s}-{loss}", seed), sessions=(s,), preset="fast",
                                 loss=loss, seed=seed, epochs=15, seconds=SECONDS.get(s)))
     # Seed 0 of everything first: a deadline then cuts only extra seeds.
-    return sorted(out, key=lambda j: (j["seed"] > 0, j["preset"] != "generalist"
-                                      or "ablations/" in j["file"]))
+    return sorted(out, key=lambda j: j["seed"] > 0)
 
 
 def run(job: dict, out_dir: str, max_epochs: int | None = None) -> dict:
     import torch
 
     from spikeviz.catalog import session
-    from spikeviz.training import TrainOptions, train_recordings
+    from spikeviz.training import TrainOptions, state_path, train_recordings
 
     torch.set_num_threads(1)
     path = Path(out_dir) / job["file"]
     path.parent.mkdir(parents=True, exist_ok=True)
+    resume = state_path(path).exists()   # a training cut off earlier continues where it stopped
     t0 = time.time()
     found = [session(s) for s in job["sessions"]]
     opts = TrainOptions(preset=job["preset"], loss=job["loss"], seed=job["seed"],
@@ -77,8 +77,8 @@ def run(job: dict, out_dir: str, max_epochs: int | None = None) -> dict:
                         batch_size=job.get("batch_size"), changes=tuple(job.get("changes", ())))
     meta = train_recordings([s.load() for s in found], path, opts, seconds=job.get("seconds"),
                             sessions=[s.name for s in found], domains=[s.domain for s in found],
-                            force=True, progress=False, log=False)
-    path.with_name(path.name.replace(".safetensors", ".state.safetensors")).unlink(missing_ok=True)
+                            force=True, resume=resume, progress=False, log=False)
+    state_path(path).unlink(missing_ok=True)
     return {"file": job["file"], "seconds": round(time.time() - t0, 1), "epochs": meta["epochs"],
             "best_epoch": meta["best_epoch"], "valid": meta["valid"].get("score")}
 
@@ -92,8 +92,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "models"), help="folder (default models/)")
     ap.add_argument("--max-epochs", type=int, help="cap every training's epochs (a smoke test)")
     args = ap.parse_args()
+    from spikeviz.training import state_path
+
+    def done(job: dict) -> bool:
+        path = Path(args.out) / job["file"]
+        return path.exists() and not state_path(path).exists()
+
     todo = [j for j in jobs() if (not args.only or re.search(args.only, j["file"]))
-            and not (Path(args.out) / j["file"]).exists()]
+            and not done(j)]
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(args.jobs, maxtasksperchild=1)
     t0 = time.time()

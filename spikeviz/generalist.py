@@ -96,9 +96,9 @@ class Generalist(Rotary, nn.Module):
             return torch.zeros(B, L, self.config.d_model, device=x.device)
         pop, _ = self._features(x, tr, pop=True)
         h = self.pop_embed(pop)
-        cos, sin = self._rotation(0, L)
+        cos, sin = (r.to(h.device) for r in self._rotation(0, L))
         for block in self.blocks:
-            h = block(h, cos.to(h.device), sin.to(h.device))
+            h = block(h, cos, sin)
         return self.ln_f(h)
 
     def _combine(self, base: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:

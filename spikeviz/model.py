@@ -252,7 +252,7 @@ class SpikeTransformer(Rotary, nn.Module):
                                 f"({self.config.context})")
         tokens, own = self._tokens(x, tr)
         h = self.drop(self.embed(tokens))
-        cos, sin = self._rotation(0, L)
+        cos, sin = (r.to(h.device) for r in self._rotation(0, L))
         for block in self.blocks:
             h = block(h, cos, sin)
         return self._readout(h, own)

@@ -233,6 +233,7 @@ def _validate(model, datasets: list[BinnedSpikes], bounds: list[tuple[int, int]]
 def _train(datasets: list[BinnedSpikes], out: Path, opts: TrainOptions, data_meta: dict[str, Any],
            resume: bool, force: bool, progress: bool, log: bool, ddp: Distributed,
            callback: Callback | None) -> dict[str, Any]:
+    torch.manual_seed(opts.seed)   # the fresh weights; a resumed run restores its RNG below
     model = _initial_model(opts, datasets)
     cfg = model.config
     preset, C = cfg.preset, cfg.context
@@ -260,7 +261,6 @@ def _train(datasets: list[BinnedSpikes], out: Path, opts: TrainOptions, data_met
         if out.exists() and not force and ddp.main:
             raise SpikevizError("exists already: pass --force to replace it or --resume to "
                                 "continue its training", out)
-        torch.manual_seed(opts.seed)
         rng = np.random.default_rng(opts.seed)
         best_model = None
         state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],

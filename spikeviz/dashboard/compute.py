@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ..baselines import EWMAPredictor, GLMPredictor, RatePredictor
-from ..binning import select_units
+from ..binning import bin_range, select_units
 from ..errors import SpikevizError
-from ..evaluation import (FPR_CAP, PRIME_S, WARMUP_S, Scored, Source, target_units, bin_range,
-                          checkpoint_source, is_training_data, rates_for, score_stretch,
-                          source_from_recording, unit_permutation)
+from ..evaluation import (PRIME_S, WARMUP_S, Source, checkpoint_source, is_training_data,
+                          rates_for, source_from_recording, target_units, unit_permutation)
+from ..scoring import FPR_CAP, Scored, score_stretch
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
 from ..predictor import SPLIT_FRACTIONS
 from ..recording import Recording

@@ -7,7 +7,8 @@ from typing import Callable
 import pandas as pd
 
 from ..catalog import models_dir, sessions
-from ..evaluation import build_table, shipped_checkpoints
+from ..catalog import shipped_checkpoints
+from ..report import build_table
 from ..store import Cache, content_key
 from .compute import Evaluation, Frame
 

@@ -98,7 +98,7 @@ def parse_checkpoint(path: str | Path) -> Checkpoint:
 
 def shipped_checkpoints() -> list[Checkpoint]:
     """The checkpoints in models/ (resume states left out), sorted by name."""
-    from ..evaluation import shipped_checkpoints as paths
+    from ..catalog import shipped_checkpoints as paths
 
     return [parse_checkpoint(p) for p in paths()] if models_dir().is_dir() else []
 
