@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -237,7 +237,8 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
                         threshold: float | str = "youden", seconds: float | None = SECONDS,
                         warmup_s: float = WARMUP_S, n_units: int = 128,
                         baselines: Sequence[str] = BASELINES,
-                        cache: dict | None = None) -> dict[str, Any]:
+                        cache: dict | None = None,
+                        progress: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
     """Score a checkpoint (path or loaded model) and the baselines on `recording`; a JSON-able dict.
 
     Units: the checkpoint's own columns when `recording` is its training data, else the most
@@ -247,7 +248,8 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     source or it cannot be found) and see the model's column order. A threshold preset is tuned on
     the warm-up window, never on the scored bins; so is a generalist's guard. Bits per spike are
     the log-likelihood gain over each unit's mean rate in the target's train split.
-    `cache` (a dict) reuses baseline scores and fits across checkpoints.
+    `cache` (a dict) reuses baseline scores and fits across checkpoints; `progress` is told of
+    each stage as it starts.
     """
     from .checkpoint import load_model
     from .predict import ModelPredictor
@@ -280,6 +282,7 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     for name in baselines:
         key = (name, source.key, target_key)
         if key not in cache:
+            progress(f"baseline {name}")
             if name == "rate":
                 predictor = RatePredictor(src_rates)
             elif name == "ewma":
@@ -293,7 +296,10 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
                 raise SpikevizError(f"unknown baseline {name!r}: use {', '.join(BASELINES)}")
             cache[key] = scored(predictor)
         results[name] = cache[key]
+    if cfg.kind == "generalist":
+        progress("fitting the generalist's guard on the warm-up")
     adapted = for_target(model, X, st)
+    progress(f"model ({len(X):,} bins x {len(ids)} units)")
     model_scored = scored(ModelPredictor(adapted))
     thr, rule = resolve_threshold(threshold, model_scored.calibration)
     hist = model_scored.hists[protocol]

@@ -79,14 +79,16 @@ class Generalist(Rotary, nn.Module):
         feats = feats.transpose(-1, -2).contiguous()
         return (feats.squeeze(-2) if pop else feats), base
 
-    def parts(self, x: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(base, correction) logits (B, L, N) for bins 1..L from x (B, L, N) and tr (B, L, K, N)."""
+    def parts(self, x: torch.Tensor, tr: torch.Tensor, first: int = 0
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base, correction) logits (B, L - first, N) for bins first+1..L from x (B, L, N) and
+        tr (B, L, K, N): the population sees the whole window, the units only from `first` on."""
         B, L, N = x.shape
         if L > self.config.context:
             raise SpikevizError(f"window of {L} bins is longer than the context "
                                 f"({self.config.context})")
-        own, base = self._features(x, tr, pop=False)
-        h = self.pop_in(self._population(x, tr, L))
+        h = self.pop_in(self._population(x, tr, L)[:, first:])
+        own, base = self._features(x[:, first:], tr[:, first:], pop=False)
         corr = self.out(F.relu(self.unit_in(own) + h.unsqueeze(2))).squeeze(-1)
         return base, corr
 
@@ -105,9 +107,10 @@ class Generalist(Rotary, nn.Module):
         g = self.guard
         return g[0] * base + g[1] * corr + g[2]
 
-    def forward(self, x: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
-        """Logits (B, L, N) for bins 1..L from spikes x (B, L, N) and their traces (B, L, K, N)."""
-        return self._combine(*self.parts(x, tr))
+    def forward(self, x: torch.Tensor, tr: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Logits (B, L - first, N) for bins first+1..L from spikes x (B, L, N) and their traces
+        (B, L, K, N)."""
+        return self._combine(*self.parts(x, tr, first))
 
     def start(self, n_units: int, traces: torch.Tensor | None = None) -> DecodeState:
         """An empty decode state for `n_units` units (traces (K, N) to continue a real past)."""

@@ -244,8 +244,9 @@ class SpikeTransformer(Rotary, nn.Module):
             return out + (own * self.own).sum(2)
         return out.view(B, N, L).transpose(1, 2)                             # (B, L, N)
 
-    def forward(self, x: torch.Tensor, tr: torch.Tensor) -> torch.Tensor:
-        """Logits (B, L, N) for bins 1..L from spikes x (B, L, N) and their traces (B, L, K, N)."""
+    def forward(self, x: torch.Tensor, tr: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Logits (B, L - first, N) for bins first+1..L from spikes x (B, L, N) and their traces
+        (B, L, K, N)."""
         B, L, N = x.shape
         if L > self.config.context:
             raise SpikevizError(f"window of {L} bins is longer than the context "
@@ -255,7 +256,7 @@ class SpikeTransformer(Rotary, nn.Module):
         cos, sin = (r.to(h.device) for r in self._rotation(0, L))
         for block in self.blocks:
             h = block(h, cos, sin)
-        return self._readout(h, own)
+        return self._readout(h[:, first:], own[:, first:])
 
     def start(self, n_units: int, traces: torch.Tensor | None = None) -> DecodeState:
         """An empty decode state for `n_units` units (traces (K, N) to continue a real past)."""

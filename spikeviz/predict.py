@@ -75,9 +75,11 @@ def logits_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
         tail, tail_start, tail_end = tr, lo, hi
         xb = torch.from_numpy(np.stack([X[s:s + L] for s, _ in group]).astype(np.float32))
         trb = torch.from_numpy(np.stack([tr[s - lo:s - lo + L] for s, _ in group]))
-        logits = model(xb.to(device), trb.to(device)).float().cpu().numpy()
+        # Positions an earlier window already gave are not read out again.
+        first = min(keep - s for s, keep in group)
+        logits = model(xb.to(device), trb.to(device), first).float().cpu().numpy()
         for j, (s, keep) in enumerate(group):
-            out[keep:s + L] = logits[j, keep - s:]
+            out[keep:s + L] = logits[j, keep - s - first:]
     return out
 
 

@@ -26,7 +26,7 @@ def test_train_writes_a_checkpoint_with_its_metadata(tmp_path):
     assert meta["session"] == SESSION and meta["domain"] == "in vitro"
     assert len(meta["content_hash"]) == 64 and meta["seed"] == 7 and meta["epochs"] == 1
     assert meta["split"]["train"] == list(split_bounds(6000)["train"]) == [0, 3000]
-    assert meta["split"]["test"] == [3000, 4500] and meta["split"]["valid"] == [4500, 6000]
+    assert meta["split"]["valid"] == [3000, 4500] and meta["split"]["test"] == [4500, 6000]
     assert 0 < meta["valid"]["pr_auc"] <= 1 and 0 < meta["valid"]["roc_auc"] <= 1
     assert meta["config"]["preset"] == "fast" and meta["spikeviz_version"]
     assert meta["calibration"]["scale"] > 0 and model.calibration[0] == meta["calibration"]["scale"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 from ..errors import SpikevizError
 from . import add_data_options, load_from_args
@@ -66,23 +67,32 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate_checkpoint(args.checkpoint, recording, split=args.split,
                             unit_order=args.unit_order, protocol=args.protocol,
                             threshold=args.threshold, seconds=args.seconds or None,
-                            n_units=args.units)
+                            n_units=args.units,
+                            progress=lambda stage: print(f"evaluating: {stage}", file=sys.stderr,
+                                                         flush=True))
     if args.json:
         print(json.dumps(r))
         return 0
     m = r["model"]
     print(f"{r['checkpoint']} ({r['preset']}, {r['loss']}) on {r['data_name']}")
     print(f"  direction     {r['direction'] or 'unknown'}  (source {r['source']['name']})")
-    print(f"  stretch       {r['split']} {r['stretch_s'][0]:g}-{r['stretch_s'][1]:g} s, "
-          f"{r['n_units']} units, spike density {r['base_rate']:.4f}")
+    print(f"  stretch       {r['split']} {r['stretch_s'][0]:g}-{r['stretch_s'][1]:g} s after a "
+          f"{r['warmup_s']:g}-s warm-up, {r['n_units']} units, spike density "
+          f"{r['base_rate']:.4f}")
     print(f"  protocol      {r['protocol']}{' (leaky)' if r['leaky'] else ''}, unit order "
           f"{r['unit_order']}")
-    print(f"  {'':14}{'ROC-AUC':>9}{'PR-AUC':>9}{'unit ROC':>10}")
+    print(f"  {'':14}{'ROC-AUC':>9}{'PR-AUC':>9}{'unit ROC':>10}{'bits/spike':>12}")
     print(f"  {'chance':14}{0.5:9.3f}{r['chance']['pr_auc']:9.4f}")
     for name, s in [("model", m)] + list(r["baselines"].items()):
-        unit = s["per_unit_roc_auc_median"]
+        unit, bps = s["per_unit_roc_auc_median"], s["bits_per_spike"]
         print(f"  {name:14}{s['roc_auc']:9.3f}{s['pr_auc']:9.4f}"
-              f"{'' if unit is None else f'{unit:10.3f}'}")
+              f"{'' if unit is None else f'{unit:10.3f}'}"
+              f"{'' if bps is None else f'{bps:+12.3f}'}")
+    c = r["comparison"]
+    if c["best_baseline"]:
+        ci = c.get("pr_auc_diff_ci95")
+        print(f"  model - {c['best_baseline']} (best baseline) PR-AUC {c['pr_auc_diff']:+.4f}"
+              + (f", 95 % interval [{ci[0]:+.4f}, {ci[1]:+.4f}] (10-s blocks)" if ci else ""))
     other = "reference" if r["protocol"] == "strict" else "strict"
     o = r["protocols"][other]["model"]
     print(f"  {other + ' model':14}{o['roc_auc']:9.3f}{o['pr_auc']:9.4f}"
