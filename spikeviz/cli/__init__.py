@@ -28,7 +28,7 @@ def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> N
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
     """The Recording named by --session or by a path with the load options."""
-    from ..catalog import load_path, load_session
+    from ..catalog import open_recording, session
 
     path = path if path is not None else getattr(args, "data", None)
     if getattr(args, "session", None):
@@ -39,10 +39,10 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
         if given:
             raise SpikevizError(f"{', '.join(given)} only apply to a path: bundled sessions "
                                 f"come with their format and tick")
-        return load_session(args.session)
+        return session(args.session).load()
     if not path:
         raise SpikevizError("no data: give a path (--data PATH) or a bundled --session NAME")
-    return load_path(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
+    return open_recording(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
                      include_noise=args.include_noise)
 
 

@@ -43,9 +43,11 @@ def add_parser(sub) -> None:
                    help="recorded, random:SEED, rate-rank or auto (default)")
     p.add_argument("--protocol", choices=("strict", "reference"), default="strict",
                    help="strict (causal, default) or reference (the paper's leaky same-bin scoring)")
-    p.add_argument("--threshold", default="youden",
-                   help="a number in [0, 1] or a preset: youden (FPR <= 0.005, default), max-f1, "
-                        "density")
+    draw = p.add_mutually_exclusive_group()
+    draw.add_argument("--threshold", help="operating point: spike where p >= T, T in [0, 1]")
+    draw.add_argument("--threshold-rule", choices=("youden", "max-f1", "density"), default="youden",
+                      help="operating point tuned on the warm-up: youden (FPR <= 0.005), max-f1, "
+                           "or density (as many predicted as real spikes)")
     p.add_argument("--seconds", type=float, default=200.0,
                    help="evaluate the first S seconds of the split (default 200; 0: all of it)")
     p.add_argument("--units", type=int, default=128,
@@ -55,6 +57,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..catalog import resolve_checkpoint
     from ..evaluation import evaluate_checkpoint
 
     if not (math.isfinite(args.seconds) and args.seconds >= 0):
@@ -63,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     if args.units < 1:
         raise SpikevizError(f"--units must be at least 1, got {args.units}")
     recording = load_from_args(args)
-    r = evaluate_checkpoint(args.checkpoint, recording, split=args.split,
+    r = evaluate_checkpoint(str(resolve_checkpoint(args.checkpoint)), recording, split=args.split,
                             unit_order=args.unit_order, protocol=args.protocol,
-                            threshold=args.threshold, seconds=args.seconds or None,
+                            threshold=args.threshold if args.threshold is not None
+                            else args.threshold_rule, seconds=args.seconds or None,
                             n_units=args.units)
     if args.json:
         print(json.dumps(r))

@@ -6,7 +6,10 @@ import math
 from pathlib import Path
 
 from ..errors import SpikevizError
+from ..recording import Recording
 from . import add_data_options, load_from_args
+
+UNITS = 128   # the paper's unit count: a model's default width
 
 
 def add_parser(sub) -> None:
@@ -23,8 +26,12 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seconds", type=float, help="use only the first S seconds of the recording")
     p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms (default 1)")
-    p.add_argument("--units", type=int, default=128,
-                   help="number of units, the most active ones (default 128)")
+    p.add_argument("--units", type=int,
+                   help=f"number of units, the most active ones (default: {UNITS}, or all of a "
+                        f"recording with fewer)")
+    p.add_argument("--pad", action="store_true",
+                   help="add silent units to a recording with fewer than --units, so the model "
+                        "has exactly --units (e.g. to fine-tune a 128-unit model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
     p.add_argument("--batch-size", type=int, help="windows per batch (default per preset)")
@@ -42,7 +49,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..catalog import bundled_session, session
+    from ..catalog import find_session
     from ..training import TrainOptions, train_recording
 
     out = Path(args.out)
@@ -58,15 +65,20 @@ def run(args: argparse.Namespace) -> int:
             raise SpikevizError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     check_output(out, args.resume, args.force)
     recording = load_from_args(args)
-    bundled = session(args.session) if args.session else (
-        bundled_session(args.data) if args.data else None)
+    bundled = find_session(args.session or args.data)
+    n_units = args.units or UNITS
+    if recording.n_units < n_units:
+        if args.pad:
+            recording = with_silent_units(recording, n_units)
+        elif args.units is None:
+            n_units = recording.n_units
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size,
                         **({"lr": args.lr} if args.lr is not None else {}))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,
-                           n_units=args.units, session=bundled.name if bundled else None,
+                           n_units=n_units, session=bundled.name if bundled else None,
                            domain=bundled.domain if bundled else None, resume=args.resume,
                            force=args.force, progress=not args.quiet)
     best = meta["valid"]
@@ -96,3 +108,15 @@ def check_output(out: Path, resume: bool, force: bool) -> None:
     if not state.exists():
         raise SpikevizError(f"nothing to resume: no training state ({state.name}) beside it", out)
     read_tensors(state)   # a sound safetensors file (never unpickled); training checks the rest
+
+
+def with_silent_units(recording: Recording, n_units: int) -> Recording:
+    """`recording` with silent units pad0, pad1... appended up to `n_units` (--pad)."""
+    import numpy as np
+
+    extra = n_units - recording.n_units
+    ids = np.array([str(u) for u in recording.unit_ids] + [f"pad{k}" for k in range(extra)])
+    empty = tuple(np.empty(0, np.float64) for _ in range(extra))
+    # Per-unit extras are dropped: they have no value for the added units.
+    return Recording(recording.name, ids, recording.spike_times + empty, recording.duration_s,
+                     recording.source)
