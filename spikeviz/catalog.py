@@ -143,7 +143,7 @@ def resolve_checkpoint(source: str | Path) -> Path:
     for candidate in (shipped, shipped.with_name(path.name + ".safetensors")):
         if candidate.is_file() and (len(path.parts) == 1 or path.parent.name == models_dir().name):
             return candidate
-    raise SpikevizError(f"{source}: no such file in {Path.cwd()}, and no shipped checkpoint of "
+    raise SpikevizError(f"{source}: no such checkpoint in {Path.cwd()}, and no shipped one of "
                         f"that name (spikeviz sessions lists them)")
 
 
