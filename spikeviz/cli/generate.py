@@ -18,8 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a spikeviz .safetensors checkpoint")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
-    p.add_argument("--mode", choices=("teacher", "free"), default="teacher")
-    p.add_argument("--seconds", type=float, default=10.0, help="length to generate (default 10)")
+    p.add_argument("--mode", choices=("teacher", "free"), default="teacher",
+                   help="teacher: each bin from the real past; free: the model's own draws fed back")
+    p.add_argument("--seconds", type=float, default=10.0, help="length to generate (s)")
     p.add_argument("--start", type=float,
                    help="where in the recording (s): teacher generates over [start, start+S), "
                         "free continues the real past before start (default: the start of the "

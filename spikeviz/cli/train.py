@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import SpikevizError
 from ..recording import Recording
-from . import add_data_options, load_from_args
+from . import add_data_options, load_from_args, split_text
 
 UNITS = 128   # the paper's unit count: a model's default width
 
@@ -15,30 +15,38 @@ UNITS = 128   # the paper's unit count: a model's default width
 def add_parser(sub) -> None:
     from ..losses import LOSSES
     from ..model import PRESETS
+    from ..training import TrainOptions
 
     p = sub.add_parser("train", help="train a model on a recording",
-                       description="Train a causal spike transformer: first 50 %% of the bins train, "
-                                   "next 25 %% test, last 25 %% validation (early stopping).")
+                       description=f"Train a causal spike transformer on a chronological split "
+                                   f"of the bins ({split_text()}); early stopping on validation "
+                                   f"PR-AUC. --resume continues --out's training: repeat the "
+                                   f"original options; --epochs counts all epochs, not extra ones.")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
-    p.add_argument("--loss", choices=LOSSES, required=True)
-    p.add_argument("--preset", choices=tuple(PRESETS), default="fast")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--loss", choices=LOSSES, required=True,
+                   help="training loss: focal and Dice counter the rarity of spikes")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="fast",
+                   help="model size: paper (the article's, context 15,625 bins), fast (context "
+                        "256 with spike traces), transfer (one sequence per unit: any unit count)")
+    p.add_argument("--epochs", type=int, default=30,
+                   help="total epochs (with --resume too: not extra ones)")
     p.add_argument("--seconds", type=float, help="use only the first S seconds of the recording")
-    p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms (default 1)")
+    p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms")
     p.add_argument("--units", type=int,
                    help=f"number of units, the most active ones (default: {UNITS}, or all of a "
                         f"recording with fewer)")
     p.add_argument("--pad", action="store_true",
                    help="add silent units to a recording with fewer than --units, so the model "
                         "has exactly --units (e.g. to fine-tune a 128-unit model)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and window draws")
+    p.add_argument("--lr", type=float, default=TrainOptions.lr, help="peak learning rate")
     p.add_argument("--batch-size", type=int, help="windows per batch (default per preset)")
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better validation PR-AUC before stopping")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue the training of --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training of --out where it stopped (same options)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--threads", type=int,
                    help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
@@ -74,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             n_units = recording.n_units
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size,
-                        **({"lr": args.lr} if args.lr is not None else {}))
+                        lr=args.lr)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,
