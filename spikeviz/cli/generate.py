@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpikevizError(f"--seed must not be negative, got {args.seed}")
     model = load_model(resolve_checkpoint(args.checkpoint))
     recording = load_from_args(args)
-    start = test_start(recording, float(model.meta.get("bin_ms", 1.0))) if args.start is None \
+    start = start_of_test_split(recording, float(model.meta.get("bin_ms", 1.0))) if args.start is None \
         else args.start
     generated = generate_recording(model, recording, args.mode, args.seconds, start,
                                    args.threshold, args.threshold_rule, args.seed)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def test_start(recording: Recording, bin_ms: float) -> float:
+def start_of_test_split(recording: Recording, bin_ms: float) -> float:
     """The start of the recording's test split (s): generation there has a real past and is
     not fed data the model trained on."""
     from ..binning import _n_bins
