@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
             recording = with_silent_units(recording, n_units)
         elif args.units is None:
             n_units = recording.n_units
+    if not torch.cuda.is_available():   # on CPU, refuse before the OS kills it
+        check_memory(args.preset, n_units, min(args.seconds or math.inf, recording.duration_s), args.bin_ms,
+                     args.batch_size)
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size,
                         lr=args.lr)
@@ -128,3 +131,14 @@ def with_silent_units(recording: Recording, n_units: int) -> Recording:
     # Per-unit extras are dropped: they have no value for the added units.
     return Recording(recording.name, ids, recording.spike_times + empty, recording.duration_s,
                      recording.source)
+
+
+def check_memory(preset: str, n_units: int, seconds: float, bin_ms: float,
+                 batch_size: int | None) -> None:
+    """One-line refusal of a training whose estimated peak exceeds the available memory."""
+    from ..binning import _n_bins
+    from ..memory import available_bytes, check_fits, estimate_training
+
+    n_bins = _n_bins(seconds, bin_ms)
+    check_fits(estimate_training(preset, n_units, n_bins, batch_size), available_bytes(),
+               n_units, n_bins)
