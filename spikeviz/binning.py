@@ -112,7 +112,7 @@ def select_units(recording: Recording, n_units: int, select: str | Sequence = "r
     if len(ids) < n_units and not pad:
         raise SpikevizError(
             f"the recording has {len(ids)} units but {n_units} were asked: ask for fewer units "
-            f"or pad with empty units (pad=True, --pad)", where)
+            f"(--units) or pad with silent units (pad=True, --pad)", where)
     if select == "recorded":
         return ids[:n_units].tolist()
     if select == "rate":

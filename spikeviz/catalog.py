@@ -94,6 +94,59 @@ def load_path(path: str | Path, format: str | None = None, tick_ms: float | None
                           include_noise=include_noise)
 
 
+def find_session(source: str | Path) -> Session | None:
+    """The bundled session that `source` names: an existing path to its file, else its name (a
+    unique prefix is enough); None for anything else."""
+    if Path(source).expanduser().exists():
+        return bundled_session(Path(source).expanduser())
+    try:
+        return session(str(source))
+    except SpikevizError:
+        return None
+
+
+def open_recording(source: str | Path, format: str | None = None, tick_ms: float | None = None,
+                   sample_rate: float | None = None, include_noise: bool = False) -> Recording:
+    """The one way from a name or a path to a Recording, from any working directory.
+
+    An existing file or folder is read (a bundled session's file with its catalogued tick); else
+    `source` is a bundled session name. A missing path whose file name is a bundled session's
+    file says to use `--session NAME`.
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return load_path(path, format=format, tick_ms=tick_ms, sample_rate=sample_rate,
+                         include_noise=include_noise)
+    try:
+        found = sessions()
+    except SpikevizError:
+        found = []
+    named = [s for s in found if s.file == path.name]
+    if named:
+        raise SpikevizError(f"{source}: no such file or folder in {Path.cwd()}; it is the bundled "
+                            f"session {named[0].name}: use --session {named[0].name}")
+    if len(path.parts) == 1 and not path.suffix:   # a name
+        try:
+            return load_session(str(source))
+        except SpikevizError as exc:
+            raise SpikevizError(f"no such file or folder in {Path.cwd()}, and {exc}") from None
+    raise SpikevizError(f"{source}: no such file or folder in {Path.cwd()}")
+
+
+def resolve_checkpoint(source: str | Path) -> Path:
+    """A checkpoint path from any working directory: an existing file, else a shipped checkpoint
+    named by its file name or stem (as `spikeviz sessions` lists them)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    shipped = models_dir() / path.name
+    for candidate in (shipped, shipped.with_name(path.name + ".safetensors")):
+        if candidate.is_file() and (len(path.parts) == 1 or path.parent.name == models_dir().name):
+            return candidate
+    raise SpikevizError(f"{source}: no such checkpoint in {Path.cwd()}, and no shipped one of "
+                        f"that name (spikeviz sessions lists them)")
+
+
 def load_session(name: str) -> Recording:
     """Load a bundled session by name with its catalogued tick length (cached: recordings are immutable)."""
     return session(name).load()

@@ -37,13 +37,10 @@ class GridSpec:
 
 def load_session_or_path(spec: str) -> tuple[Recording, str | None]:
     """A bundled session by name, or a recording file/folder; also the catalog domain if bundled."""
-    from .catalog import bundled_session, load_path, session
+    from .catalog import find_session, open_recording
 
-    if Path(spec).exists():
-        bundled = bundled_session(spec)
-        return load_path(spec), bundled.domain if bundled else None
-    found = session(spec)
-    return found.load(), found.domain
+    found = find_session(spec)
+    return open_recording(spec), found.domain if found else None
 
 
 def _first(recording: Recording, seconds: float | None) -> Recording:

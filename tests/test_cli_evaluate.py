@@ -58,7 +58,7 @@ def test_evaluate_json_on_a_bundled_session(ckpt, capsys):
 def test_evaluate_more_than_128_units(ckpt, merged, capsys):
     r = _json(capsys, ["evaluate", "--checkpoint", ckpt, "--data", str(merged), "--seconds", "2",
                        "--unit-order", "random:1", "--protocol", "reference",
-                       "--threshold", "density", "--json"])
+                       "--threshold-rule", "density", "--json"])
     assert r["n_units"] == 128 and r["unit_order"] == "random:1" and r["leaky"]
     assert r["direction"] is None and r["domain"] is None          # not a catalogued session
     # The 128 most active of 253 units, taken from both sessions.

@@ -14,6 +14,33 @@ from ..io import FORMATS
 COMMANDS = ("sessions", "inspect", "train", "evaluate", "table", "generate", "grid")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default (except the ones that mean 'not given')."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" not in text and action.option_strings and not any(
+                action.default is v for v in (None, False, argparse.SUPPRESS)):   # 0 is shown
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """Every subcommand's parser: defaults shown in --help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def split_text() -> str:
+    """The chronological split in words, from the one place that defines it."""
+    from ..predictor import SPLIT_FRACTIONS
+
+    return ", ".join(f"{name} {100 * a:g}-{100 * b:g} %" for name, (a, b) in
+                     sorted(SPLIT_FRACTIONS.items(), key=lambda kv: kv[1]))
+
+
 def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> None:
     """The options that say which recording to read (shared by every command that reads one)."""
     if session:
@@ -28,21 +55,21 @@ def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> N
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
     """The Recording named by --session or by a path with the load options."""
-    from ..catalog import load_path, load_session
+    from ..catalog import open_recording, session
 
     path = path if path is not None else getattr(args, "data", None)
     if getattr(args, "session", None):
         if path:
-            raise SpikevizError("give either a path (--data) or --session, not both")
+            raise SpikevizError("give either a path or --session, not both")
         given = [f"--{k.replace('_', '-')}" for k in ("format", "tick_ms", "sample_rate")
                  if getattr(args, k, None) is not None]
         if given:
             raise SpikevizError(f"{', '.join(given)} only apply to a path: bundled sessions "
                                 f"come with their format and tick")
-        return load_session(args.session)
+        return session(args.session).load()
     if not path:
-        raise SpikevizError("no data: give a path (--data PATH) or a bundled --session NAME")
-    return load_path(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
+        raise SpikevizError("no data: give a recording's path or a bundled --session NAME")
+    return open_recording(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
                      include_noise=args.include_noise)
 
 
@@ -59,9 +86,10 @@ def check_writable(out: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spikeviz", description=__doc__)
+    parser = Parser(prog="spikeviz", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser

@@ -7,7 +7,7 @@ import math
 import sys
 
 from ..errors import SpikevizError
-from . import add_data_options, load_from_args
+from . import HelpFormatter, add_data_options, load_from_args
 
 EPILOG = """\
 Units: on the checkpoint's own training recording its own columns; on any other recording the
@@ -29,33 +29,40 @@ Speed on 2 CPU cores: a fast-preset model scores about 20,000 bins a second, a t
 one (a sequence per unit) several hundred: give it --seconds 20."""
 
 
+class EpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the epilog's lines kept as written."""
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines on a recording",
                        description="Score a checkpoint's next-bin predictions (ROC-AUC, PR-AUC, "
                                    "per-unit AUCs, operating point) next to the rate, EWMA and GLM "
                                    "baselines.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG, formatter_class=EpilogFormatter)
     p.add_argument("--checkpoint", required=True, help="a spikeviz .safetensors checkpoint")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
     p.add_argument("--split", choices=("test", "valid", "all"), default="test",
-                   help="chronological split to evaluate (default test: 50-75 %%)")
+                   help="chronological split to evaluate")
     p.add_argument("--unit-order", default="auto",
-                   help="recorded, random:SEED, rate-rank or auto (default)")
+                   help="recorded, random:SEED, rate-rank or auto (see below)")
     p.add_argument("--protocol", choices=("strict", "reference"), default="strict",
-                   help="strict (causal, default) or reference (the paper's leaky same-bin scoring)")
-    p.add_argument("--threshold", default="youden",
-                   help="a number in [0, 1] or a preset: youden (FPR <= 0.005, default), max-f1, "
-                        "density")
+                   help="strict (causal) or reference (the paper's leaky same-bin scoring)")
+    draw = p.add_mutually_exclusive_group()
+    draw.add_argument("--threshold", help="operating point: spike where p >= T, T in [0, 1]")
+    draw.add_argument("--threshold-rule", choices=("youden", "max-f1", "density"), default="youden",
+                      help="operating point tuned on the warm-up: youden (FPR <= 0.005), max-f1, "
+                           "or density (as many predicted as real spikes)")
     p.add_argument("--seconds", type=float, default=200.0,
-                   help="evaluate the first S seconds of the split (default 200; 0: all of it)")
+                   help="evaluate the first S seconds of the split (0: all of it)")
     p.add_argument("--units", type=int, default=128,
-                   help="units for a transfer-preset model (default 128, the most active)")
+                   help="units for a transfer-preset model (the most active)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..catalog import resolve_checkpoint
     from ..evaluation import evaluate_checkpoint
 
     if not (math.isfinite(args.seconds) and args.seconds >= 0):
@@ -64,9 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if args.units < 1:
         raise SpikevizError(f"--units must be at least 1, got {args.units}")
     recording = load_from_args(args)
-    r = evaluate_checkpoint(args.checkpoint, recording, split=args.split,
+    r = evaluate_checkpoint(str(resolve_checkpoint(args.checkpoint)), recording, split=args.split,
                             unit_order=args.unit_order, protocol=args.protocol,
-                            threshold=args.threshold, seconds=args.seconds or None,
+                            threshold=args.threshold if args.threshold is not None
+                            else args.threshold_rule, seconds=args.seconds or None,
                             n_units=args.units,
                             progress=lambda stage: print(f"evaluating: {stage}", file=sys.stderr,
                                                          flush=True))

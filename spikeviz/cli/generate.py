@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ..errors import SpikevizError
+from ..recording import Recording
 from . import add_data_options, check_writable, load_from_args
 
 
@@ -17,14 +18,16 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a spikeviz .safetensors checkpoint")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
-    p.add_argument("--mode", choices=("teacher", "free"), default="teacher")
-    p.add_argument("--seconds", type=float, default=10.0, help="length to generate (default 10)")
-    p.add_argument("--start", type=float, default=0.0,
+    p.add_argument("--mode", choices=("teacher", "free"), default="teacher",
+                   help="teacher: each bin from the real past; free: the model's own draws fed back")
+    p.add_argument("--seconds", type=float, default=10.0, help="length to generate (s)")
+    p.add_argument("--start", type=float,
                    help="where in the recording (s): teacher generates over [start, start+S), "
-                        "free continues the real past before start")
+                        "free continues the real past before start (default: the start of the "
+                        "test split). Output times count from --start")
     draw = p.add_mutually_exclusive_group()
     draw.add_argument("--threshold", type=float, help="spike where p >= T (instead of sampling)")
-    draw.add_argument("--preset", choices=("youden", "max-f1", "density"),
+    draw.add_argument("--threshold-rule", choices=("youden", "max-f1", "density"),
                       help="threshold tuned on the first minute of the data's training half")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
     p.add_argument("--out", required=True,
@@ -35,6 +38,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..catalog import resolve_checkpoint
     from ..checkpoint import load_model
     from ..io import OUTPUT_SUFFIXES, write_recording
     from ..predict import generate_recording
@@ -49,27 +53,45 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise SpikevizError("exists already: pass --force to replace it", out)
     if not (math.isfinite(args.seconds) and args.seconds > 0) or not (
-            math.isfinite(args.start) and args.start >= 0):
+            args.start is None or math.isfinite(args.start) and args.start >= 0):
         raise SpikevizError(f"--seconds must be positive and --start not negative, got "
                             f"{args.seconds} and {args.start}")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise SpikevizError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
     if args.seed < 0:
         raise SpikevizError(f"--seed must not be negative, got {args.seed}")
-    model = load_model(args.checkpoint)
+    model = load_model(resolve_checkpoint(args.checkpoint))
     recording = load_from_args(args)
-    generated = generate_recording(model, recording, args.mode, args.seconds, args.start,
-                                   args.threshold, args.preset, args.seed)
+    start = start_of_test_split(recording, float(model.meta.get("bin_ms", 1.0))) if args.start is None \
+        else args.start
+    generated = generate_recording(model, recording, args.mode, args.seconds, start,
+                                   args.threshold, args.threshold_rule, args.seed)
     try:
         write_recording(generated, out)
     except OSError as exc:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]
-    real = recording.slice(args.start, args.start + args.seconds) if args.mode == "teacher" else None
+    real = recording.slice(start, start + args.seconds).select_units(list(generated.unit_ids)) \
+        if args.mode == "teacher" else None
     print(f"{out}: {generated.n_spikes:,} spikes in {generated.duration_s:g} s x "
-          f"{generated.n_units} units ({generated.rates_hz.mean():.2f} Hz a unit"
-          + (f"; real data {real.select_units(list(generated.unit_ids)).rates_hz.mean():.2f} Hz"
-             if real is not None else "") + ")"
-          + (f", threshold {made['threshold']:.4g}" if made["threshold"] is not None else
-             f", Bernoulli sampling, seed {args.seed}"))
+          f"{generated.n_units} units from {start:g} s (times count from there); "
+          f"{rates(generated)}" + (f"; real data {rates(real)}" if real is not None else "")
+          + (f"; threshold {made['threshold']:.4g}" if made["threshold"] is not None else
+             f"; Bernoulli sampling, seed {args.seed}"))
     return 0
+
+
+def start_of_test_split(recording: Recording, bin_ms: float) -> float:
+    """The start of the recording's test split (s): generation there has a real past and is
+    not fed data the model trained on."""
+    from ..binning import _n_bins
+    from ..predictor import split_bounds
+
+    return split_bounds(_n_bins(recording.duration_s, bin_ms))["test"][0] * bin_ms / 1000.0
+
+
+def rates(recording: Recording) -> str:
+    """Active units and the mean and max unit rate: a mean alone hides one unit at 700 Hz."""
+    r = recording.rates_hz
+    return (f"{int((recording.spike_counts > 0).sum())} active units, {r.mean():.2f} Hz a unit "
+            f"(max {r.max():.1f} Hz)")

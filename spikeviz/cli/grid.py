@@ -12,13 +12,14 @@ def add_parser(sub) -> None:
                                    "evaluation. Finished cells are cached in DIR by content hash.")
     p.add_argument("--sessions", help="comma-separated bundled session names or paths "
                                       "(default: every bundled session)")
-    p.add_argument("--losses", default="dice,focal", help="comma-separated (default dice,focal)")
-    p.add_argument("--preset", default="fast", choices=("paper", "fast", "transfer"))
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--losses", default="dice,focal", help="comma-separated training losses")
+    p.add_argument("--preset", default="fast", choices=("paper", "fast", "transfer"),
+                   help="model size (as in spikeviz train)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per training")
     p.add_argument("--seconds", type=float, help="use only the first S seconds of each session")
     p.add_argument("--eval-seconds", type=float, default=200.0,
-                   help="cap on the evaluated stretch of each test split (default 200 s)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="cap on the evaluated stretch of each test split (s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every training")
     p.add_argument("--scheduler", default="local",
                    help="'local' (a local cluster) or a scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=2, help="workers of the local cluster")

@@ -21,11 +21,12 @@ def add_parser(sub) -> None:
                     "groups give mean +/- SD over sessions and seeds.")
     p.add_argument("--out", help="write table.md, table.csv and table.json to this folder")
     p.add_argument("--seconds", type=float, default=200.0,
-                   help="evaluated seconds of each test split (default 200)")
+                   help="evaluated seconds of each test split")
     p.add_argument("--unit-order", default="auto",
-                   help="recorded, random:SEED, rate-rank or auto (default: recorded on a "
-                        "model's own session, rate-rank elsewhere)")
-    p.add_argument("--protocol", choices=("strict", "reference"), default="strict")
+                   help="recorded, random:SEED, rate-rank or auto (recorded on a model's own "
+                        "session, rate-rank elsewhere)")
+    p.add_argument("--protocol", choices=("strict", "reference"), default="strict",
+                   help="strict (causal) or reference (the paper's leaky same-bin scoring)")
     p.add_argument("--checkpoint", action="append",
                    help="evaluate these checkpoints instead of the shipped ones (repeatable)")
     p.add_argument("--force", action="store_true", help="replace existing table files in --out")

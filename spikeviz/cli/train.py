@@ -6,7 +6,10 @@ import math
 from pathlib import Path
 
 from ..errors import SpikevizError
-from . import add_data_options, load_from_args
+from ..recording import Recording
+from . import add_data_options, load_from_args, split_text
+
+UNITS = 128   # the paper's unit count: a model's default width
 
 # --init starts from trained weights: a third of the from-scratch rate, fewer epochs.
 FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 10
@@ -15,21 +18,36 @@ FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 10
 def add_parser(sub) -> None:
     from ..losses import LOSSES
     from ..model import PRESETS
+    from ..training import TrainOptions
 
     p = sub.add_parser("train", help="train a model on a recording",
-                       description="Train a causal spike transformer: first 50 %% of the bins train, "
-                                   "next 25 %% test, last 25 %% validation (early stopping).")
+                       description=f"Train a causal spike transformer on a chronological split "
+                                   f"of the bins ({split_text()}); early stopping on validation "
+                                   f"PR-AUC. --resume continues --out's training: repeat the "
+                                   f"original options; --epochs counts all epochs, not extra ones.")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
-    p.add_argument("--loss", choices=LOSSES, required=True)
-    p.add_argument("--preset", choices=tuple(PRESETS), default="fast")
-    p.add_argument("--epochs", type=int, help="most epochs (default 30; 10 with --init)")
+    p.add_argument("--loss", choices=LOSSES, required=True,
+                   help="training loss: focal and Dice counter the rarity of spikes")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="fast",
+                   help="model size: paper (the article's, context 15,625 bins), fast (context "
+                        "256 with spike traces), transfer (one sequence per unit: any unit "
+                        "count), generalist (any recording; see --init)")
+    p.add_argument("--epochs", type=int,
+                   help=f"total epochs, with --resume too: not extra ones (default 30; "
+                        f"{FINE_TUNE_EPOCHS} with --init)")
     p.add_argument("--seconds", type=float, help="use only the first S seconds of the recording")
-    p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms (default 1)")
-    p.add_argument("--units", type=int, default=128,
-                   help="number of units, the most active ones (default 128)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
+    p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms")
+    p.add_argument("--units", type=int,
+                   help=f"number of units, the most active ones (default: {UNITS}, or all of a "
+                        f"recording with fewer)")
+    p.add_argument("--pad", action="store_true",
+                   help="add silent units to a recording with fewer than --units, so the model "
+                        "has exactly --units (e.g. to fine-tune a 128-unit model)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and window draws")
+    p.add_argument("--lr", type=float,
+                   help=f"peak learning rate (default {TrainOptions.lr:g}; {FINE_TUNE_LR:g} with "
+                        f"--init)")
     p.add_argument("--batch-size", type=int, help="windows per batch (default per preset)")
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better validation PR-AUC before stopping")
@@ -37,7 +55,8 @@ def add_parser(sub) -> None:
                    help="fine-tune this checkpoint (its preset and weights; e.g. "
                         "models/generalist-focal.safetensors) on the recording's train split")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue the training of --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training of --out where it stopped (same options)")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--threads", type=int,
                    help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)")
@@ -48,7 +67,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..catalog import bundled_session, session
+    from ..catalog import find_session
     from ..training import TrainOptions, train_recording
 
     out = Path(args.out)
@@ -64,21 +83,29 @@ def run(args: argparse.Namespace) -> int:
             raise SpikevizError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     check_output(out, args.resume, args.force)
     recording = load_from_args(args)
-    bundled = session(args.session) if args.session else (
-        bundled_session(args.data) if args.data else None)
+    bundled = find_session(args.session or args.data)
     if args.init:
         from ..checkpoint import load_model
 
         load_model(args.init)   # refused here, before the recording is read, if unsound
+    n_units = args.units or UNITS
+    if recording.n_units < n_units:
+        if args.pad:
+            recording = with_silent_units(recording, n_units)
+        elif args.units is None:
+            n_units = recording.n_units
+    if not torch.cuda.is_available():   # on CPU, refuse before the OS kills it
+        check_memory(args.preset, n_units, min(args.seconds or math.inf, recording.duration_s),
+                     args.bin_ms, args.batch_size)
     epochs = args.epochs or (FINE_TUNE_EPOCHS if args.init else 30)
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size, init=args.init,
-                        **({"lr": args.lr} if args.lr is not None else
-                           {"lr": FINE_TUNE_LR} if args.init else {}))
+                        lr=FINE_TUNE_LR if args.init and args.lr is None else
+                        args.lr or TrainOptions.lr)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,
-                           n_units=args.units, session=bundled.name if bundled else None,
+                           n_units=n_units, session=bundled.name if bundled else None,
                            domain=bundled.domain if bundled else None, resume=args.resume,
                            force=args.force, progress=not args.quiet)
     best = meta["valid"]
@@ -108,3 +135,26 @@ def check_output(out: Path, resume: bool, force: bool) -> None:
     if not state.exists():
         raise SpikevizError(f"nothing to resume: no training state ({state.name}) beside it", out)
     read_tensors(state)   # a sound safetensors file (never unpickled); training checks the rest
+
+
+def with_silent_units(recording: Recording, n_units: int) -> Recording:
+    """`recording` with silent units pad0, pad1... appended up to `n_units` (--pad)."""
+    import numpy as np
+
+    extra = n_units - recording.n_units
+    ids = np.array([str(u) for u in recording.unit_ids] + [f"pad{k}" for k in range(extra)])
+    empty = tuple(np.empty(0, np.float64) for _ in range(extra))
+    # Per-unit extras are dropped: they have no value for the added units.
+    return Recording(recording.name, ids, recording.spike_times + empty, recording.duration_s,
+                     recording.source)
+
+
+def check_memory(preset: str, n_units: int, seconds: float, bin_ms: float,
+                 batch_size: int | None) -> None:
+    """One-line refusal of a training whose estimated peak exceeds the available memory."""
+    from ..binning import _n_bins
+    from ..memory import available_bytes, check_fits, estimate_training
+
+    n_bins = _n_bins(seconds, bin_ms)
+    check_fits(estimate_training(preset, n_units, n_bins, batch_size), available_bytes(),
+               n_units, n_bins)

@@ -69,6 +69,8 @@ def read_nwb(path: Path) -> Recording:
             source["generated_by"] = json.loads(description[len("generated_by: "):])
         except ValueError:
             pass  # a description that only looks like ours
+    if "unit_name" in info:   # named ids that write_nwb kept beside NWB's integer ones
+        ids = info.pop("unit_name").astype(str)
     return Recording(path.name.split(".")[0], ids, trains, stop, source, info)
 
 

@@ -62,10 +62,13 @@ def from_sorting(sorting, name: str | None = None, segment: int | None = None) -
     made = sorting.get_annotation("generated_by") if "generated_by" in sorting.get_annotation_keys() else None
     if made:
         source["generated_by"] = json.loads(made)
+    duration = offset / rate
+    if segment is None and "duration_s" in sorting.get_annotation_keys():   # from write_sorting
+        duration = max(duration, float(sorting.get_annotation("duration_s")))
     path = getattr(sorting, "_kwargs", {}).get("folder_path") or getattr(sorting, "_kwargs", {}).get("file_path")
     if path:
         source["path"] = str(path)
-    return Recording(name or type(sorting).__name__, ids, spike_times, offset / rate, source, info)
+    return Recording(name or type(sorting).__name__, ids, spike_times, duration, source, info)
 
 
 def _sampling_rate(recording: Recording) -> float:
@@ -101,6 +104,8 @@ def write_sorting(recording: Recording, folder: Path, annotations: dict | None =
     import warnings
 
     sorting = to_sorting(recording, sampling_frequency=_sampling_rate(recording))
+    # A sorting without a recording ends at its last spike: keep the real end.
+    sorting.annotate(duration_s=float(recording.duration_s))
     for key, value in (annotations or {}).items():
         sorting.annotate(**{key: value})
     folder.parent.mkdir(parents=True, exist_ok=True)

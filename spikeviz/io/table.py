@@ -1,6 +1,7 @@
 """Spike-time tables (CSV, Parquet, NPZ): one row per spike, columns `unit` and `time_s` (or `sample`)."""
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -11,7 +12,29 @@ from ..errors import SpikevizError
 from ..recording import Recording, from_unit_times
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".npz")
+# What one row a spike cannot hold (every unit, silent ones too, the duration, the provenance) is
+# kept as JSON: a first comment line in CSV/TSV, schema metadata in Parquet, an array in NPZ.
+META = "spikeviz"
+_CSV_META = f"# {META}: "
 
+
+def _read_meta(path: Path, suffix: str) -> dict:
+    """The spikeviz metadata a table written by `write_table` carries ({} for other tables)."""
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(path).metadata or {}).get(META.encode())
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                raw = str(z[META]) if META in z.files else None
+        else:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                first = fh.readline()
+            raw = first[len(_CSV_META):] if first.startswith(_CSV_META) else None
+        return json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise SpikevizError(f"unreadable {META} metadata ({exc})", path) from exc
 
 def _read_columns(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
@@ -42,6 +65,7 @@ def read_table(path: Path, sample_rate: float | None = None) -> Recording:
     (NPZ only: the full list of units, silent ones included).
     """
     cols = _read_columns(path)
+    meta = _read_meta(path, path.suffix.lower())
     if "unit" not in cols:
         raise SpikevizError(f"no 'unit' column (columns: {sorted(cols)})", path)
     if "time_s" in cols:
@@ -66,38 +90,51 @@ def read_table(path: Path, sample_rate: float | None = None) -> Recording:
     if times.dtype == object or not np.issubdtype(np.asarray(times).dtype, np.number):
         raise SpikevizError(f"spike times must be numbers, got {np.asarray(times).dtype}", path)
     units = cols["unit"]
-    if units.dtype == object:
-        units = units.astype(str)
-    duration = None
+    duration = meta.get("duration_s")
     if "duration_s" in cols:
         duration = float(np.asarray(cols["duration_s"], dtype=np.float64).ravel()[0])
-    order = np.asarray(cols["unit_ids"]) if "unit_ids" in cols else None
+    order = np.asarray(meta["unit_ids"]) if "unit_ids" in meta else (
+        np.asarray(cols["unit_ids"]) if "unit_ids" in cols else None)
+    if units.dtype == object or (order is not None and order.dtype.kind == "U"):
+        units = units.astype(str)   # ids read as numbers from text files, named ones as strings
     source = {"format": "table", "path": str(path)}
     if sample_rate is not None:
         source["sample_rate"] = float(sample_rate)
+    if meta.get("generated_by"):
+        source["generated_by"] = meta["generated_by"]
     return from_unit_times(path.name.split(".")[0], units, times, duration, source,
                            unit_order=order)
 
 
 def write_table(recording: Recording, path: Path) -> None:
-    """Write `recording` as a spike-time table (format from the suffix), atomically."""
+    """Write `recording` as a spike-time table (format from the suffix), atomically, with every
+    unit in order (silent ones too), the duration and any `generated_by` as metadata."""
     from .. import _atomic
 
     units = np.concatenate([np.full(t.size, u) for u, t in
                             zip(recording.unit_ids, recording.spike_times)])
     times = np.concatenate(recording.spike_times)
+    meta = json.dumps({"unit_ids": np.asarray(recording.unit_ids).tolist(),
+                       "duration_s": recording.duration_s,
+                       "generated_by": recording.source.get("generated_by")})
     suffix = path.suffix.lower()
     with _atomic.target(path) as tmp:
         if suffix == ".npz":
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, unit=units, time_s=times, duration_s=recording.duration_s,
-                                    unit_ids=recording.unit_ids)
-        elif suffix in (".csv", ".tsv", ".parquet"):
-            frame = pd.DataFrame({"unit": units, "time_s": times})
-            if suffix == ".parquet":
-                frame.to_parquet(tmp, index=False)
-            else:
-                frame.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False,
-                             float_format="%.9f")
+                                    unit_ids=recording.unit_ids, **{META: np.str_(meta)})
+        elif suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(pd.DataFrame({"unit": units, "time_s": times}),
+                                         preserve_index=False)
+            pq.write_table(table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), META.encode(): meta.encode()}), tmp)
+        elif suffix in (".csv", ".tsv"):
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(_CSV_META + meta + "\n")
+                pd.DataFrame({"unit": units, "time_s": times}).to_csv(
+                    fh, sep="\t" if suffix == ".tsv" else ",", index=False, float_format="%.9f")
         else:
             raise SpikevizError(f"unknown table suffix {suffix!r}: use one of {SUFFIXES}", path)

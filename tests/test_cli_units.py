@@ -1,0 +1,41 @@
+"""A recording with fewer units than the default 128 trains as it is; --pad adds silent units."""
+import json
+
+import pytest
+
+from spikeviz.catalog import load_session
+from spikeviz.checkpoint import load_model
+from spikeviz.cli import main
+from spikeviz.io import write_recording
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    rec = load_session("invitro_210511001_bh").slice(0.0, 12.0)
+    rec = rec.select_units(list(rec.unit_ids[:18]))
+    path = tmp_path_factory.mktemp("small") / "eighteen.npz"
+    write_recording(rec, path)
+    return path
+
+
+def train(small, out, *extra):
+    return main(["train", "--data", str(small), "--loss", "focal", "--epochs", "1", "--threads",
+                 "1", "--quiet", "--out", str(out), *extra])
+
+
+def test_default_units_follow_the_recording(small, tmp_path):
+    assert train(small, tmp_path / "m.safetensors") == 0
+    assert load_model(tmp_path / "m.safetensors").config.n_units == 18
+
+
+def test_pad_adds_silent_units(small, tmp_path):
+    assert train(small, tmp_path / "p.safetensors", "--units", "24", "--pad") == 0
+    model = load_model(tmp_path / "p.safetensors")
+    assert model.config.n_units == 24
+    assert model.meta["unit_ids"][-6:] == [f"pad{k}" for k in range(6)]
+
+
+def test_more_units_than_recorded_without_pad_names_real_options(small, tmp_path, capsys):
+    assert train(small, tmp_path / "x.safetensors", "--units", "24") == 2
+    err = capsys.readouterr().err
+    assert "18 units but 24 were asked" in err and "--pad" in err and "--units" in err
