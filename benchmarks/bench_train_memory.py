@@ -29,13 +29,13 @@ import spikeviz.model as model
 preset, session, seconds, batch, context = json.loads(sys.argv[1])
 if context:   # the same model at a shorter context
     model.PRESETS[preset] = dict(model.PRESETS[preset], context=context)
-from spikeviz.binning import _n_bins
+from spikeviz.binning import n_bins_of
 from spikeviz.catalog import load_session
 from spikeviz.memory import estimate_training
 from spikeviz.training import TrainOptions, train_recording
 torch.set_num_threads(1)
 rec = load_session(session)
-n_bins = _n_bins(min(seconds or rec.duration_s, rec.duration_s), 1.0)
+n_bins = n_bins_of(min(seconds or rec.duration_s, rec.duration_s), 1.0)
 base = psutil.Process().memory_info().rss
 est = estimate_training(preset, 128, n_bins, batch, context)
 with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ from .errors import SpikevizError
 from .recording import Recording
 
 
-def _n_bins(length_s: float, bin_ms: float) -> int:
+def n_bins_of(length_s: float, bin_ms: float) -> int:
     # Rounding first keeps 400.079 s / 1 ms at 400079 bins despite float noise.
     return int(math.ceil(round(length_s * 1000.0 / bin_ms, 6)))
 
@@ -151,7 +151,7 @@ def bin_spikes(recording: Recording, bin_ms: float = 1.0, n_units: int = 128,
     if not 0 <= start_s < stop_s:
         raise SpikevizError(f"empty time window [{start_s:g}, {stop_s:g}) s for a recording of "
                             f"{recording.duration_s:g} s", where)
-    T = _n_bins(stop_s - start_s, bin_ms)
+    T = n_bins_of(stop_s - start_s, bin_ms)
     in_window = [(t >= start_s) & (t < stop_s) for t in recording.spike_times]
     counts = np.array([m.sum() for m in in_window], dtype=np.int64)
     chosen = select_units(recording, n_units, select, counts=counts, pad=pad)

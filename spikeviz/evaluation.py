@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .baselines import BASELINES, EWMAPredictor, GLMPredictor, RatePredictor
-from .binning import _n_bins, bin_range, bin_rates, train_units
+from .binning import n_bins_of, bin_range, bin_rates, train_units
 from .catalog import bundled_session, direction, recording_domain
 from .errors import SpikevizError
 from .predictor import SPLIT_NAME, Predictor, split_bounds
@@ -96,7 +96,7 @@ class Source:
 def source_from_recording(recording: Recording, unit_ids: Sequence, bin_ms: float = 1.0,
                           fit: str = "source train stretch") -> Source:
     """Rates over the whole train split (first 50 %) and its last GLM_FIT_BINS bins binned."""
-    a, b = split_bounds(_n_bins(recording.duration_s, bin_ms))["train"]
+    a, b = split_bounds(n_bins_of(recording.duration_s, bin_ms))["train"]
     return Source(recording.name, recording_domain(recording),
                   bin_rates(recording, unit_ids, bin_ms, a, b),
                   bin_range(recording, unit_ids, bin_ms, max(a, b - GLM_FIT_BINS), b), fit,
@@ -165,7 +165,7 @@ def stretch_bins(recording: Recording, bin_ms: float, split: str = "test",
     """(a, b, warm): the evaluated bins [a, b) and the warm-up length, from a split capped to
     `seconds` (None: all of it) or an explicit window (s). The warm-up always precedes what is
     scored: a stretch that starts too early for it starts after it instead."""
-    n_bins = _n_bins(recording.duration_s, bin_ms)
+    n_bins = n_bins_of(recording.duration_s, bin_ms)
     warm = int(round(warmup_s * 1000.0 / bin_ms))
     if window_s is not None:
         a, b = (int(round(x * 1000.0 / bin_ms)) for x in window_s)

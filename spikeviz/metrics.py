@@ -20,7 +20,7 @@ _K0 = (95 + 24) << 11  # k of 2^-32 (scaled), where the fine region starts
 _KTOP = (127 + 24) << 11  # k of 1.0 (scaled)
 _LOW_SHIFT = 5       # below it: 6 mantissa bits (1.6 %)
 _CHUNK = 1 << 18     # elements per pass: keeps the working set in cache
-PRESETS = ("youden", "max-f1", "density")
+THRESHOLD_RULES = ("youden", "max-f1", "density")
 
 
 def _offset(bits: int) -> int:
@@ -267,7 +267,7 @@ class ScoreHistogram:
         elif preset == "density":
             score = -np.abs(tp + fp - self.n_pos)
         else:
-            raise SpikevizError(f"unknown threshold preset {preset!r}: use one of {', '.join(PRESETS)}")
+            raise SpikevizError(f"unknown threshold preset {preset!r}: use one of {', '.join(THRESHOLD_RULES)}")
         return float(self.edges[k[int(np.argmax(score))]])
 
     def summary(self, threshold: float | None = None) -> dict:

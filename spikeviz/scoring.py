@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpikevizError
-from .metrics import PRESETS, ScoreHistogram, UnitHistograms, scores_histograms
+from .metrics import THRESHOLD_RULES, ScoreHistogram, UnitHistograms, scores_histograms
 
 PROTOCOLS = ("strict", "reference")
 FPR_CAP = 0.005
@@ -85,13 +85,13 @@ def bits_per_spike(loglik: float, reference: float, n_spikes: int) -> float:
 
 def parse_threshold(threshold: float | str) -> float | str:
     """A preset name as it is, or the threshold as a number in [0, 1]."""
-    if isinstance(threshold, str) and threshold in PRESETS:
+    if isinstance(threshold, str) and threshold in THRESHOLD_RULES:
         return threshold
     try:
         value = float(threshold)
     except (TypeError, ValueError):
         raise SpikevizError(f"threshold {threshold!r}: give a number in [0, 1] or one of "
-                            f"{', '.join(PRESETS)}") from None
+                            f"{', '.join(THRESHOLD_RULES)}") from None
     if not 0.0 <= value <= 1.0:
         raise SpikevizError(f"threshold {value} is not in [0, 1]")
     return value

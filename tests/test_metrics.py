@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 import spikeviz
 from spikeviz import SpikevizError
 from spikeviz.baselines import EWMAPredictor
-from spikeviz.metrics import (PRESETS, ScoreHistogram, level_edges, pr_auc, roc_auc, score_level,
+from spikeviz.metrics import (THRESHOLD_RULES, ScoreHistogram, level_edges, pr_auc, roc_auc, score_level,
                               scores_histograms, threshold_preset)
 from spikeviz.predictor import split_bounds
 
@@ -96,7 +96,7 @@ def test_threshold_presets():
     for t in np.linspace(0.001, 0.5, 50):
         assert h.operating_point(t).f1 <= best.f1 + 1e-12
     assert threshold_preset(y, p, "max-f1") == h.threshold("max-f1")
-    assert set(PRESETS) == {"youden", "max-f1", "density"}
+    assert set(THRESHOLD_RULES) == {"youden", "max-f1", "density"}
     with pytest.raises(SpikevizError, match="unknown threshold preset"):
         h.threshold("otsu")
 

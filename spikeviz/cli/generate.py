@@ -84,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
 def start_of_test_split(recording: Recording, bin_ms: float) -> float:
     """The start of the recording's test split (s): generation there has a real past and is
     not fed data the model trained on."""
-    from ..binning import _n_bins
+    from ..binning import n_bins_of
     from ..predictor import split_bounds
 
-    return split_bounds(_n_bins(recording.duration_s, bin_ms))["test"][0] * bin_ms / 1000.0
+    return split_bounds(n_bins_of(recording.duration_s, bin_ms))["test"][0] * bin_ms / 1000.0
 
 
 def rates(recording: Recording) -> str:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ..binning import bin_index
+from ..binning import bin_index, n_bins_of
 from ..recording import Recording
 from . import add_data_options, load_from_args
 
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 def summary(recording: Recording) -> dict:
     """The figures `inspect` prints; density_1ms is the fraction of occupied (1-ms bin, unit) cells."""
     rates = recording.rates_hz
-    n_bins = int(np.ceil(round(recording.duration_s * 1000.0, 6)))
+    n_bins = n_bins_of(recording.duration_s, 1.0)
     occupied = sum(np.unique(bin_index(t, 0.0, 1.0)).size for t in recording.spike_times)
     src = recording.source
     return {

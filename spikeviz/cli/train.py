@@ -152,9 +152,9 @@ def with_silent_units(recording: Recording, n_units: int) -> Recording:
 def check_memory(preset: str, n_units: int, seconds: float, bin_ms: float,
                  batch_size: int | None) -> None:
     """One-line refusal of a training whose estimated peak exceeds the available memory."""
-    from ..binning import _n_bins
+    from ..binning import n_bins_of
     from ..memory import available_bytes, check_fits, estimate_training
 
-    n_bins = _n_bins(seconds, bin_ms)
+    n_bins = n_bins_of(seconds, bin_ms)
     check_fits(estimate_training(preset, n_units, n_bins, batch_size), available_bytes(),
                n_units, n_bins)
