@@ -206,11 +206,12 @@ def _pm(s: dict, col: str, nd: int = 3, sign: bool = False) -> str:
 
 def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: float = SECONDS,
                 warmup_s: float = WARMUP_S, unit_order: str = "auto", protocol: str = "strict",
-                threshold: float | str = "youden",
+                threshold: float | str = "youden", jobs: int = 1,
                 progress: Callable[[str], None] = lambda msg: None) -> Table:
     """Evaluate every checkpoint on the bundled sessions' test splits (the same stretch for all):
     one-recording models and generalists on every session, left-out runs (trained on some
-    sessions, not all) only on the sessions they never saw."""
+    sessions, not all) only on the sessions they never saw. `jobs` > 1 evaluates groups of
+    checkpoints in that many processes (each fits its own baselines)."""
     from .checkpoint import load_model
     from .predictor import SPLIT_NAME
 
@@ -221,6 +222,20 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
     table = Table(settings={"protocol": protocol, "unit_order": unit_order, "seconds": seconds,
                             "warmup_s": warmup_s, "split": "test", "split_fractions": SPLIT_NAME,
                             "threshold": threshold, "checkpoints": [str(p) for p in paths]})
+    if jobs > 1 and len(paths) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        groups = [paths[k::jobs] for k in range(jobs)]
+        options = dict(seconds=seconds, warmup_s=warmup_s, unit_order=unit_order,
+                       protocol=protocol, threshold=threshold)
+        with ProcessPoolExecutor(jobs) as pool:
+            parts = list(pool.map(_table_rows, groups, [options] * jobs))
+        by_checkpoint = {}
+        for rows in parts:
+            for r in rows:
+                by_checkpoint.setdefault(r["checkpoint"], []).append(r)
+        table.rows = [r for p in paths for r in by_checkpoint.get(Path(p).name, [])]
+        return table
     cache: dict = {}
     targets = sessions()
     for path in paths:
@@ -236,6 +251,10 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
                                          warmup_s=warmup_s, cache=cache)
             table.rows.append(table_row(result, model.meta, test.name))
     return table
+
+
+def _table_rows(paths: list, options: dict) -> list[dict]:
+    return build_table(paths, **options).rows
 
 
 def replace_section(text: str, section: str, markers: tuple[str, str] = README_MARKERS) -> str:

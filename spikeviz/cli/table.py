@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
                    help="strict (causal) or reference (the paper's leaky same-bin scoring)")
     p.add_argument("--checkpoint", action="append",
                    help="evaluate these checkpoints instead of the shipped ones (repeatable)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="evaluate checkpoints in this many processes (default 1)")
     p.add_argument("--force", action="store_true", help="replace existing table files in --out")
     p.add_argument("--readme", action="append", default=[], metavar="FILE",
                    help="also rewrite the results section of this Markdown file (between "
@@ -43,13 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise SpikevizError(f"--seconds must be positive and finite, got {args.seconds}")
+    if args.jobs < 1:
+        raise SpikevizError(f"--jobs must be at least 1, got {args.jobs}")
     if args.out and not args.force:
         for name in TABLE_FILES:   # checked before minutes of work, not after
             if (Path(args.out) / name).exists():
                 raise SpikevizError("exists already: pass --force to replace it",
                                     Path(args.out) / name)
     table = build_table(args.checkpoint, seconds=args.seconds, unit_order=args.unit_order,
-                        protocol=args.protocol,
+                        protocol=args.protocol, jobs=args.jobs,
                         progress=(lambda m: None) if args.quiet else
                         (lambda m: print(f"evaluating {m}", file=sys.stderr, flush=True)))
     if args.out:
