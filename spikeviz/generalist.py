@@ -172,6 +172,16 @@ def fit_guard(base: np.ndarray, corr: np.ndarray, Y: np.ndarray, max_cells: int 
     return g0, g1, float(fit.intercept_[0] + np.log(q_neg))
 
 
+def base_logits(model: Generalist, X: np.ndarray) -> np.ndarray:
+    """The base logits (T, N) the model adds its correction to, from X alone (numpy, no network)."""
+    from .model import compute_traces
+
+    tr = compute_traces(X, model.config.trace_taus)
+    rate = tr[:, -1] + RATE_FLOOR
+    q = np.minimum(tr[:, model.base_index] + BASE_RATE_MIX * rate, 0.99)
+    return (np.log(q) - np.log1p(-q)).astype(np.float32)
+
+
 def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:
     """A copy of `model` whose guard is fitted on the predictions of bins lo+1..hi-1 of X from
     their real past (X[:hi] is all it reads: pass the target's warm-up, never the scored bins).
@@ -183,11 +193,10 @@ def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:
     if not 0 <= lo < hi - 1 <= len(X) - 1:
         raise SpikevizError(f"cannot adapt on bins [{lo}, {hi}) of a {len(X)}-bin stretch")
     out = copy.deepcopy(model)
-    parts = []
-    for guard in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
-        out.guard.copy_(torch.tensor(guard))
-        parts.append(logits_next(out, X[:hi - 1])[lo:])
-    g = fit_guard(parts[0], parts[1], X[lo + 1:hi])
+    out.guard.copy_(torch.tensor([1.0, 1.0, 0.0]))   # logits = base + correction
+    base = base_logits(out, X[:hi - 1])[lo:]
+    corr = logits_next(out, X[:hi - 1])[lo:] - base
+    g = fit_guard(base, corr, X[lo + 1:hi])
     out.guard.copy_(torch.tensor(g, dtype=torch.float32))
     out.calibration = (1.0, 0.0)
     out.meta = dict(model.meta, guard=list(g), adapted_on=[lo, hi])

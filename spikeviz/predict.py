@@ -1,6 +1,7 @@
 """Prediction and generation with a trained model: batched next-bin probabilities, teacher-forced and free-running trains."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,19 @@ def windows(n_bins: int, context: int) -> list[tuple[int, int]]:
     return out
 
 
+@contextmanager
+def one_thread():
+    """Torch on one CPU thread for the duration: inference runs many small operations, which a
+    second thread does not speed up and which, on a busy machine, threads spinning for a core
+    slow down more than tenfold (measured on 2 cores under load: 12 s against 155 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.inference_mode()
 def logits_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
                 batch_size: int | None = None) -> np.ndarray:
@@ -53,6 +67,11 @@ def logits_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
 
     Traces are filtered over all of X (in pieces), so they carry history from before each window.
     """
+    with one_thread():
+        return _logits_next(model, X, batch_size)
+
+
+def _logits_next(model, X, batch_size: int | None) -> np.ndarray:
     X = _matrix(model, X)
     T, N = X.shape
     out = np.empty((T, N), dtype=np.float32)

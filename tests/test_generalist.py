@@ -94,3 +94,12 @@ def test_callback_sees_every_batch_and_can_cancel(tmp_path):
     assert meta.get("cancelled") and [s[2] for s in seen] == [1, 2]
     assert seen[0][1] == 3 and seen[0][3] > 2
     assert not out.exists()   # no epoch finished: nothing half-trained is written
+
+
+def test_base_logits_are_the_untrained_model(X):
+    from spikeviz.generalist import base_logits
+    from spikeviz.predict import logits_next
+
+    model = generalist()
+    np.testing.assert_allclose(base_logits(model, X[:3000]), logits_next(model, X[:3000]),
+                               atol=1e-4)
