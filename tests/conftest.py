@@ -1,4 +1,5 @@
-"""Test-suite settings: hypothesis profiles for the loader fuzzing."""
+"""Test-suite settings: hypothesis profiles for the loader fuzzing, and a loud summary line when the
+browser tests could not run."""
 from hypothesis import HealthCheck, settings
 
 # "default": a few derandomized examples per loader, so `make test` stays within its time and
@@ -9,3 +10,20 @@ _COMMON = dict(deadline=None, database=None,
 settings.register_profile("default", max_examples=12, derandomize=True, **_COMMON)
 settings.register_profile("large", max_examples=400, **_COMMON)
 settings.load_profile("default")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """A green run without Chromium has not tested the page: say so where nobody can miss it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in r.keywords]
+    if not skipped:
+        return
+    reasons = sorted({r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
+                      for r in skipped})
+    tr = terminalreporter
+    tr.section("BROWSER TESTS SKIPPED: THE DASHBOARD WAS NOT TESTED IN A BROWSER", sep="!",
+               red=True, bold=True)
+    tr.line(f"{len(skipped)} end-to-end test(s) did not run ({'; '.join(reasons)}). Install "
+            f"Chromium (apt-get install chromium, or `make browser` as root) and run again:",
+            red=True, bold=True)
+    for report in skipped:
+        tr.line(f"  {report.nodeid}", red=True)
