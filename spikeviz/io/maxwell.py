@@ -1,4 +1,11 @@
-"""MaxWell HD-MEA `.raw.h5` spike tables (legacy /proc0/spikeTimes and the newer well layouts)."""
+"""MaxWell HD-MEA `.raw.h5` spike tables (legacy /proc0/spikeTimes and the newer well layouts).
+
+Layouts as MaxWell writes them (and neo / SpikeInterface read them): legacy files hold /sig
+(1028 rows, one column a frame; rows 1026-1027 the first frame number) and /proc0/spikeTimes; newer
+files (version 20190530 on) hold data_store/data0000/{spikes, settings/sampling,
+groups/routed/frame_nos}, hard-linked as recordings/rec0000/well000. Spike tables are records
+(frameno int64, channel int32, amplitude float32); newer files also keep spikes detected before
+or after the routed recording, which are left out, as MaxWell's own scripts do."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,10 +43,17 @@ def _scalar(value, what: str, path: Path) -> float:
     return number
 
 
-def _read_tables(f, path: Path) -> tuple[np.ndarray, float | None, int | None, str, float | None]:
-    """The spike table, stated rate, first frame, layout and stated frame count of an open file."""
+def _read_tables(f, path: Path) -> tuple[np.ndarray, float | None, int | None, str, float | None,
+                                         bool]:
+    """The spike table, stated rate, first frame, layout, recorded frame count, and whether spikes
+    outside the recorded frames are to be left out."""
+    n_frames = f.attrs.get("n_frames")
+    n_frames = None if n_frames is None else _scalar(n_frames, "n_frames", path)
     if LEGACY in f:
         spikes, rate, first, layout = f[LEGACY][()], LEGACY_RATE_HZ, _first_frame_legacy(f), "legacy"
+        if first is not None and n_frames is None:
+            n_frames = float(f["sig"].shape[1])    # one column of /sig a frame
+        clip = False
     else:
         layout = next((b for b in NEWER if f"{b}/spikes" in f), None)
         if layout is None:
@@ -50,11 +64,14 @@ def _read_tables(f, path: Path) -> tuple[np.ndarray, float | None, int | None, s
         rate = None if sampling is None else _scalar(sampling[()], "settings/sampling", path)
         frames = f.get(f"{layout}/groups/routed/frame_nos")
         frames = None if frames is None else np.asarray(frames[()]).ravel()
-        first = None if frames is None or not frames.size else int(
-            _scalar(frames[:1], "groups/routed/frame_nos", path))
-    n_frames = f.attrs.get("n_frames")
-    return (np.asarray(spikes), rate, first, layout,
-            None if n_frames is None else _scalar(n_frames, "n_frames", path))
+        clip = frames is not None and frames.size > 0
+        first = None
+        if clip:
+            first = int(_scalar(frames[:1], "groups/routed/frame_nos", path))
+            last = int(_scalar(frames[-1:], "groups/routed/frame_nos", path))
+            if n_frames is None:
+                n_frames = float(last - first + 1)
+    return np.asarray(spikes), rate, first, layout, n_frames, clip
 
 
 def read_maxwell(path: Path, sample_rate: float | None = None) -> Recording:
@@ -67,7 +84,7 @@ def read_maxwell(path: Path, sample_rate: float | None = None) -> Recording:
 
     try:
         with h5py.File(path, "r") as f:
-            spikes, rate, first, layout, n_frames = _read_tables(f, path)
+            spikes, rate, first, layout, n_frames, clip = _read_tables(f, path)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, SpikevizError):
             raise
@@ -90,8 +107,14 @@ def read_maxwell(path: Path, sample_rate: float | None = None) -> Recording:
         if spikes.dtype[field].kind not in "iu":
             raise SpikevizError(f"{field} must hold integers, holds {spikes.dtype[field]}", path)
     frames = spikes["frameno"].astype(np.int64)
+    outside = 0
+    if clip:
+        inside = (frames >= first) & (frames < first + n_frames)
+        outside = int((~inside).sum())
+        spikes, frames = spikes[inside], frames[inside]
     if frames.size == 0:
-        raise SpikevizError("the spike table is empty", path)
+        raise SpikevizError("the spike table is empty" + (
+            f" inside the recorded frames ({outside} spikes outside)" if outside else ""), path)
     first = int(frames.min()) if first is None else first
     if frames.min() < first:
         raise SpikevizError(f"spike frame {frames.min()} is before the first frame {first}", path)
@@ -108,7 +131,8 @@ def read_maxwell(path: Path, sample_rate: float | None = None) -> Recording:
                                                         minlength=ids.size)
     return from_unit_times(path.name.split(".")[0], spikes["channel"], times, duration,
                            {"format": "maxwell", "path": str(path), "sample_rate": rate,
-                            "layout": layout, "first_frame": first}, info)
+                            "layout": layout, "first_frame": first,
+                            "spikes_outside_recording": outside}, info)
 
 
 def write_maxwell(recording: Recording, path: Path, layout: str = "legacy",
