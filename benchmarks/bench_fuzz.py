@@ -1,6 +1,6 @@
 """Loader fuzzing at size: the property-based loader tests under the "large" hypothesis profile.
 
-    PYTHONPATH=. python benchmarks/bench_fuzz.py [pytest args]
+    PYTHONPATH=. [SPIKEVIZ_FUZZ_EXAMPLES=400] python benchmarks/bench_fuzz.py [pytest args]
 
 Prints, per loader test, the examples tried and failed, and the totals; exit status 1 if any
 input escaped as something other than a SpikevizError (or CLI status other than 0 / 2)."""
