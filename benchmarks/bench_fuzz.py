@@ -21,8 +21,12 @@ def main() -> int:
                            "--hypothesis-profile=large", "--hypothesis-show-statistics",
                            "tests/robustness/test_fuzz_loaders.py", *sys.argv[1:]],
                           cwd=ROOT, capture_output=True, text=True)
-    stats = re.findall(r"test_fuzz_loaders\.py::(\S+):\n\s+- (\d+) passing examples, (\d+) failing "
-                       r"examples, (\d+) invalid", proc.stdout)
+    stats = []   # the generate phase of each test's statistics block (shrinking re-runs cases)
+    for block in proc.stdout.split("test_fuzz_loaders.py::")[1:]:
+        found = re.search(r"during generate phase.*?(\d+) passing examples, (\d+) failing "
+                          r"examples, (\d+) invalid", block, re.S)
+        if found:
+            stats.append((block.split(":\n", 1)[0], *found.groups()))
     for name, ok, bad, invalid in stats:
         print(f"{name:45s} {int(ok) + int(bad):6d} tried {int(bad):3d} failed {int(invalid):5d} invalid")
     tried = sum(int(ok) + int(bad) for _, ok, bad, _ in stats)

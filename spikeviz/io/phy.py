@@ -48,6 +48,9 @@ def _load_npy(path: Path) -> np.ndarray:
         raise SpikevizError(f"{path.name} is not a valid .npy file ({exc})", path.parent) from exc
     except (OSError, EOFError) as exc:
         raise SpikevizError(f"{path.name} is truncated or not a .npy file ({exc})", path.parent) from exc
+    except Exception as exc:   # numpy's header parser raises SyntaxError, tokenize errors...
+        raise SpikevizError(f"{path.name} has a corrupt .npy header ({type(exc).__name__}: {exc})",
+                            path.parent) from exc
 
 
 def _cluster_table(folder: Path) -> pd.DataFrame:
