@@ -1,10 +1,10 @@
 """spikeviz: load, bin, model and compare population spike trains (Shimono 2026 method)."""
 from importlib import import_module
 
-from .binning import BinnedSpikes, PackedSpikes, bin_spikes
+from .binning import BinnedSpikes, bin_spikes
 from .catalog import load_session, sessions
 from .errors import SpikevizError
-from .io import load_recording
+from .io import load_recording, write_recording
 from .recording import Recording
 
 __version__ = "0.1.0"
@@ -13,13 +13,16 @@ __version__ = "0.1.0"
 # so `import spikeviz` and `spikeviz inspect` stay fast.
 _LAZY = {
     "load_model": "checkpoint",
-    "predict_next": "predict", "generate": "predict", "ModelPredictor": "predict",
+    "predict_next": "predict", "generate": "predict", "generate_recording": "predict",
+    "ModelPredictor": "predict",
+    "train_recording": "training", "TrainOptions": "training",
+    "RatePredictor": "baselines", "EWMAPredictor": "baselines", "GLMPredictor": "baselines",
     "ScoreHistogram": "metrics", "UnitHistograms": "metrics", "scores_histograms": "metrics",
     "threshold_preset": "metrics",
     "FiringStats": "stats", "firing_stats": "stats", "compare_stats": "stats",
     "evaluate_checkpoint": "evaluation", "build_table": "report",
     "from_sorting": "io.spikeinterface", "to_sorting": "io.spikeinterface",
-    "from_tsgroup": "io.pynapple",
+    "from_tsgroup": "io.pynapple", "to_tsgroup": "io.pynapple",
 }
 
 
@@ -29,5 +32,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'spikeviz' has no attribute {name!r}")
 
 
-__all__ = ["BinnedSpikes", "PackedSpikes", "Recording", "SpikevizError", "bin_spikes",
-           "load_recording", "load_session", "sessions", "__version__", *_LAZY]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["BinnedSpikes", "Recording", "SpikevizError", "bin_spikes", "load_recording",
+           "write_recording", "load_session", "sessions", "__version__", *_LAZY]

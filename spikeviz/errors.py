@@ -9,5 +9,7 @@ class SpikevizError(ValueError):
 
     def __init__(self, problem: str, path: str | Path | None = None):
         self.path = None if path is None else Path(path)
+        # One line, whatever a wrapped library's message held: the CLI prints it as one line.
+        problem = " ".join(str(problem).split())
         self.problem = problem
         super().__init__(problem if path is None else f"{Path(path).name}: {problem}")

@@ -102,12 +102,6 @@ class Recording:
                          self.duration_s, self.source,
                          {k: np.asarray(v)[rows] for k, v in self.unit_info.items()})
 
-    def to_pynapple(self):
-        """This recording as a pynapple TsGroup (needs the `interop` extra)."""
-        from .io.pynapple import to_tsgroup
-
-        return to_tsgroup(self)
-
     def __repr__(self) -> str:
         return (f"Recording({self.name!r}, {self.n_units} units, {self.n_spikes} spikes, "
                 f"{self.duration_s:.1f} s, format={self.source.get('format')!r})")

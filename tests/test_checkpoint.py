@@ -82,15 +82,17 @@ def test_a_pickle_renamed_safetensors_never_runs(tmp_path):
 def test_truncated_and_garbage_files_are_refused(ckpt, tmp_path):
     _, path = ckpt
     data = path.read_bytes()
-    for n, match in ((len(data) - 10, "truncated"), (200, "truncated"), (5, "truncated")):
+    # The safetensors library's own words for a file cut in its data, its header, its length.
+    for n, match in ((len(data) - 10, "not fully covered"), (200, "invalid header length"),
+                     (5, "header too small")):
         cut = tmp_path / f"cut{n}.safetensors"
         cut.write_bytes(data[:n])
         _refused(cut, match)
     (tmp_path / "junk.safetensors").write_bytes(struct.pack("<Q", 20) + b"not json at all....." )
-    _refused(tmp_path / "junk.safetensors", "not JSON")
+    _refused(tmp_path / "junk.safetensors", "invalid JSON")
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
-    _refused(empty, "truncated")
+    _refused(empty, "header too small")
     _refused(tmp_path / "missing.safetensors", "no such")
     header = read_header(path)
     assert "__metadata__" in header

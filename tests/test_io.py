@@ -184,3 +184,83 @@ def test_cli_inspect_reproduces_measured_counts(name, capsys):
     assert out["duration_s"] == pytest.approx(duration)
     assert round(out["mean_rate_hz"], 1) == mean_rate and round(out["median_rate_hz"], 1) == median_rate
     assert round(out["density_1ms"], 3 if density > 0.01 else 4) == density
+
+
+MAXWELL_SPIKES = np.dtype([("frameno", "<i8"), ("channel", "<i4"), ("amplitude", "<f4")])
+
+
+def maxwell_spikes(rec, first: int, rate: float = 20000.0) -> np.ndarray:
+    rows = [(first + int(round(t * rate)), int(uid), -40.0) for uid, train in
+            zip(rec.unit_ids, rec.spike_times) for t in train]
+    return np.sort(np.array(rows, dtype=MAXWELL_SPIKES), order="frameno")
+
+
+def test_maxwell_file_in_maxwells_own_newer_layout(tmp_path, small):
+    """The layout MaxWell's software writes from version 20190530 (as its users' scripts read it):
+    data in data_store/data0000 hard-linked as recordings/rec0000/well000, the rate an array, the
+    routed frames in frame_nos, no n_frames attribute, and spikes detected before and after the
+    saved recording (left out)."""
+    import h5py
+
+    first, rate = 2_000_000, 20000.0
+    n = int(round(small.duration_s * rate))
+    spikes = maxwell_spikes(small, first)
+    stray = np.array([(first - 500, 0, -40.0), (first + n + 10, 1, -40.0)], dtype=MAXWELL_SPIKES)
+    path = tmp_path / "data.raw.h5"
+    with h5py.File(path, "w") as f:
+        f["version"] = np.array([b"20190530"])
+        data = f.create_group("data_store/data0000")
+        data["spikes"] = np.sort(np.concatenate([spikes, stray]), order="frameno")
+        data["settings/sampling"] = np.array([rate])
+        data["settings/mapping"] = np.array(
+            [(int(u), 1000 + int(u), 17.5 * int(u), 35.0) for u in small.unit_ids],
+            dtype=[("channel", "<i4"), ("electrode", "<i4"), ("x", "<f8"), ("y", "<f8")])
+        data["groups/routed/frame_nos"] = np.arange(first, first + n, dtype=np.int64)
+        data["start_time"], data["stop_time"] = np.array([0]), np.array([int(small.duration_s * 1e3)])
+        f["recordings/rec0000/well000"] = data   # a hard link, as MaxWell writes it
+    back = load_recording(path)
+    assert back.source["sample_rate"] == rate and back.source["first_frame"] == first
+    assert back.source["spikes_outside_recording"] == 2
+    assert back.duration_s == pytest.approx(n / rate)
+    assert_same_trains(small.select_units([u for u, t in zip(small.unit_ids, small.spike_times)
+                                           if t.size]), back, atol=0.5 / rate)
+
+
+def test_maxwell_file_in_the_legacy_layout_takes_its_length_from_sig(tmp_path, small):
+    """Legacy MaxOne files: /sig is (1028, frames), its last two rows the first frame number;
+    the recording lasts as many frames as /sig has columns, not until the last spike."""
+    import h5py
+
+    first, rate = 70_000 + (3 << 16), 20000.0
+    n = int(round(small.duration_s * rate)) + 4000
+    path = tmp_path / "legacy.raw.h5"
+    with h5py.File(path, "w") as f:
+        f["version"] = np.array([b"20160704"])
+        sig = f.create_dataset("sig", (1028, n), dtype="<u2")
+        sig[1026, 0], sig[1027, 0] = first & 0xFFFF, first >> 16
+        f["proc0/spikeTimes"] = maxwell_spikes(small, first)
+    back = load_recording(path)
+    assert back.source["layout"] == "legacy" and back.source["first_frame"] == first
+    assert back.duration_s == pytest.approx(n / rate)
+    assert_same_trains(small.select_units([u for u, t in zip(small.unit_ids, small.spike_times)
+                                           if t.size]), back, atol=0.5 / rate)
+
+
+def test_phy_cluster_info_and_spike_templates(tmp_path, small):
+    """phy's cluster_info.tsv (labels and per-cluster columns, ids in 'id' or 'cluster_id') and a
+    Kilosort folder that has only spike_templates.npy (no curation yet)."""
+    folder = write_phy(tmp_path / "ks", small)
+    (folder / "cluster_KSLabel.tsv").unlink()
+    (folder / "spike_clusters.npy").rename(folder / "spike_templates.npy")
+    rows = "".join(f"{i}\t{'noise' if i == 3 else 'good'}\t{20.0 * i}\t{i + 100}\n"
+                   for i in range(small.n_units))
+    (folder / "cluster_info.tsv").write_text("id\tgroup\tdepth\tch\n" + rows)
+    rec = load_recording(folder)
+    assert rec.n_units == small.n_units - 1 and 3 not in rec.unit_ids.tolist()
+    assert rec.unit_info["depth"].tolist() == [20.0 * i for i in rec.unit_ids]
+    assert rec.unit_info["label"].tolist() == ["good"] * rec.n_units
+    for cluster, train in zip(rec.unit_ids, rec.spike_times):   # cluster i is unit i of small
+        np.testing.assert_allclose(train, small.spike_times[cluster], rtol=0, atol=0.5 / 30000)
+    everything = load_recording(folder, include_noise=True)
+    assert everything.n_units == small.n_units
+    assert everything.unit_info["label"][3] == "noise"

@@ -1,5 +1,4 @@
 """Firing statistics on trains with known answers, distances, and speed on a real hour."""
-import time
 
 import numpy as np
 import pytest
@@ -84,12 +83,9 @@ def test_spike_indices_and_window_counts():
         firing_stats(np.zeros(100, np.uint8))
 
 
-def test_an_hour_of_128_units_in_seconds():
+def test_an_hour_of_128_units():
     X = spikeviz.bin_spikes(spikeviz.load_session("invivo_NYU-40_2021-04-14_001")).X
     assert X.shape[0] > 3_500_000 and X.shape[1] == 128
-    t = time.perf_counter()
-    s = firing_stats(X)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 15.0          # 1.5-2.5 s on an idle 2-core machine; slack for busy ones
+    s = firing_stats(X)   # its speed: benchmarks/bench_curves.py
     assert s.summary()["mean_rate_hz"] == pytest.approx(1.01, abs=0.01)
     assert s.synchrony > s.synchrony_independent    # in vivo units co-fire beyond chance

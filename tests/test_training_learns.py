@@ -10,7 +10,7 @@ import torch
 import spikeviz
 from spikeviz.binning import bin_spikes
 from spikeviz.checkpoint import load_model
-from spikeviz.evaluation import resolve_threshold, score_stretch
+from spikeviz.scoring import resolve_threshold, score_stretch
 from spikeviz.metrics import ScoreHistogram, pr_auc
 from spikeviz.model import SpikeTransformer, preset_config
 from spikeviz.predict import generate_recording, scores_for_range

@@ -40,8 +40,8 @@ def detect_format(path: Path) -> str:
                     return "maxwell"
                 if "nwb_version" in f.attrs or "units" in f:
                     return "nwb"
-        except OSError as exc:
-            raise SpikevizError(f"looks like HDF5 but cannot be opened ({exc})", path) from exc
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:   # h5py on corrupt files
+            raise SpikevizError(f"looks like HDF5 but cannot be read ({exc})", path) from exc
         raise SpikevizError("an HDF5 file that is neither NWB nor a MaxWell recording", path)
     suffix = path.suffix.lower()
     if suffix in SUFFIXES:

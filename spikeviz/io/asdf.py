@@ -26,6 +26,13 @@ def _cell_array(path: Path) -> np.ndarray:
     return cells[0][1].ravel()
 
 
+def _numbers(cell, what: str, path: Path) -> np.ndarray:
+    raw = np.asarray(cell)
+    if raw.dtype.kind not in "biuf":
+        raise SpikevizError(f"{what} must hold numbers, holds {raw.dtype}", path)
+    return raw.astype(np.float64).ravel()
+
+
 def read_asdf(path: Path, tick_ms: float | None = None) -> Recording:
     """Read an asdf .mat file; ticks are 1-based, so tick k spans [(k-1), k) x tick_ms.
 
@@ -36,12 +43,12 @@ def read_asdf(path: Path, tick_ms: float | None = None) -> Recording:
     if cells.size < 3:
         raise SpikevizError(f"an asdf cell array needs N+2 cells (N units, tick, [N, duration]); "
                             f"this one has {cells.size}", path)
-    footer = np.asarray(cells[-1], dtype=np.float64).ravel()
+    footer = _numbers(cells[-1], "the last cell ([N, duration])", path)
     n = cells.size - 2
     if footer.size != 2 or footer[0] != n:
         raise SpikevizError(f"the last cell must be [N, duration_in_ticks] with N = {n}, got "
                             f"{footer.tolist()}", path)
-    file_tick = np.asarray(cells[-2], dtype=np.float64).ravel()
+    file_tick = _numbers(cells[-2], "the tick cell", path)
     file_tick = float(file_tick[0]) if file_tick.size and file_tick[0] != 0 else None
     if file_tick is not None and tick_ms is not None and not np.isclose(file_tick, tick_ms):
         raise SpikevizError(f"the file says its tick is {file_tick} ms but {tick_ms} ms was given",

@@ -48,6 +48,9 @@ def _load_npy(path: Path) -> np.ndarray:
         raise SpikevizError(f"{path.name} is not a valid .npy file ({exc})", path.parent) from exc
     except (OSError, EOFError) as exc:
         raise SpikevizError(f"{path.name} is truncated or not a .npy file ({exc})", path.parent) from exc
+    except Exception as exc:   # numpy's header parser raises SyntaxError, tokenize errors...
+        raise SpikevizError(f"{path.name} has a corrupt .npy header ({type(exc).__name__}: {exc})",
+                            path.parent) from exc
 
 
 def _cluster_table(folder: Path) -> pd.DataFrame:
@@ -65,7 +68,14 @@ def _cluster_table(folder: Path) -> pd.DataFrame:
         if key is None:
             raise SpikevizError(f"{name} has no cluster_id column (columns: {list(frame.columns)})",
                                 folder)
+        ids = pd.to_numeric(frame[key], errors="coerce")
+        if ids.isna().any() or (ids % 1 != 0).any() or ids.abs().gt(2**62).any():
+            bad = frame[key][ids.isna() | (ids % 1 != 0) | ids.abs().gt(2**62)].iloc[0]
+            raise SpikevizError(f"{name}: cluster id {str(bad)[:40]!r} is not an integer", folder)
+        frame = frame.assign(**{key: ids.astype(np.int64)})
         frame = frame.rename(columns={key: "cluster_id"}).set_index("cluster_id")
+        if not frame.index.is_unique:
+            raise SpikevizError(f"{name}: cluster ids are repeated", folder)
         table = frame if table is None else table.combine_first(frame)
         if name == "cluster_group.tsv" and "group" in frame.columns:
             table["group"] = frame["group"].reindex(table.index).fillna(table.get("group"))

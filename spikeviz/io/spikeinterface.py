@@ -61,7 +61,10 @@ def from_sorting(sorting, name: str | None = None, segment: int | None = None) -
               "segments": list(segments)}
     made = sorting.get_annotation("generated_by") if "generated_by" in sorting.get_annotation_keys() else None
     if made:
-        source["generated_by"] = json.loads(made)
+        try:
+            source["generated_by"] = json.loads(made)
+        except (TypeError, ValueError):
+            source["generated_by"] = {"unreadable": str(made)[:200]}
     duration = offset / rate
     if segment is None and "duration_s" in sorting.get_annotation_keys():   # from write_sorting
         duration = max(duration, float(sorting.get_annotation("duration_s")))
@@ -135,13 +138,14 @@ def read_spikeinterface(path: Path) -> Recording:
     for attempt in attempts:
         try:
             sorting = attempt()
+            if not hasattr(sorting, "get_unit_spike_train"):
+                errors.append(f"{type(sorting).__name__} is not a sorting")
+                continue
+            # A damaged folder may load and only fail when its spikes are read.
+            rec = from_sorting(sorting, name=path.name.split(".")[0])
         except Exception as exc:  # each reader raises its own types; keep them for the message
             errors.append(f"{type(exc).__name__}: {exc}")
             continue
-        if not hasattr(sorting, "get_unit_spike_train"):
-            errors.append(f"{type(sorting).__name__} is not a sorting")
-            continue
-        rec = from_sorting(sorting, name=path.name.split(".")[0])
         return Recording(rec.name, rec.unit_ids, rec.spike_times, rec.duration_s,
                          dict(rec.source, path=str(path)), rec.unit_info)
     raise SpikevizError(f"SpikeInterface cannot read it as a sorting ({'; '.join(errors)[:300]})", path)

@@ -58,6 +58,20 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
     return {str(c): frame[c].to_numpy() for c in frame.columns}
 
 
+def _numbers(values: np.ndarray, column: str, path: Path) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise SpikevizError(f"column {column!r} must hold numbers, holds {values.dtype}", path)
+    return values.astype(np.float64).ravel()
+
+
+def _first_number(values: np.ndarray, column: str, path: Path) -> float:
+    numbers = _numbers(values, column, path)
+    if not numbers.size:
+        raise SpikevizError(f"column {column!r} is empty", path)
+    return float(numbers[0])
+
+
 def read_table(path: Path, sample_rate: float | None = None) -> Recording:
     """Read a spike-time table; times in `time_s`, or in `sample` with `sample_rate` (column or option).
 
@@ -69,11 +83,11 @@ def read_table(path: Path, sample_rate: float | None = None) -> Recording:
     if "unit" not in cols:
         raise SpikevizError(f"no 'unit' column (columns: {sorted(cols)})", path)
     if "time_s" in cols:
-        times = cols["time_s"]
+        times = _numbers(cols["time_s"], "time_s", path)
     elif "sample" in cols:
         rate = sample_rate
         if "sample_rate" in cols:
-            file_rate = float(np.asarray(cols["sample_rate"]).ravel()[0])
+            file_rate = _first_number(cols["sample_rate"], "sample_rate", path)
             if rate is not None and not np.isclose(rate, file_rate):
                 raise SpikevizError(f"the file says {file_rate} Hz but --sample-rate {rate} was given",
                                     path)
@@ -83,16 +97,14 @@ def read_table(path: Path, sample_rate: float | None = None) -> Recording:
                                 "--sample-rate HZ or a 'sample_rate' column", path)
         if not np.isfinite(rate) or rate <= 0:
             raise SpikevizError(f"the sample rate must be positive, got {rate}", path)
-        times = cols["sample"].astype(np.float64) / rate
+        times = _numbers(cols["sample"], "sample", path) / rate
         sample_rate = rate
     else:
         raise SpikevizError(f"no 'time_s' or 'sample' column (columns: {sorted(cols)})", path)
-    if times.dtype == object or not np.issubdtype(np.asarray(times).dtype, np.number):
-        raise SpikevizError(f"spike times must be numbers, got {np.asarray(times).dtype}", path)
     units = cols["unit"]
     duration = meta.get("duration_s")
     if "duration_s" in cols:
-        duration = float(np.asarray(cols["duration_s"], dtype=np.float64).ravel()[0])
+        duration = _first_number(cols["duration_s"], "duration_s", path)
     order = np.asarray(meta["unit_ids"]) if "unit_ids" in meta else (
         np.asarray(cols["unit_ids"]) if "unit_ids" in cols else None)
     if units.dtype == object or (order is not None and order.dtype.kind == "U"):

@@ -129,6 +129,7 @@ def cases() -> dict[str, tuple[str, str, Callable[[Path], object], str, dict]]:
     add("phy", "params-not-python-literal", lambda p: _phy(p, t, c, params="sample_rate = 'fast'\n"), "")
     add("phy", "empty", lambda p: _phy(p, np.array([], np.uint64), np.array([], np.int32)), "")
     add("phy", "bad-tsv", lambda p: (_phy(p, t, c), _write(p / "cluster_group.tsv", b"nothing\there\n1\t2\t3\t4\n")) and None, "")
+    add("phy", "non-numeric-cluster-id", lambda p: (_phy(p, t, c), _write(p / "cluster_group.tsv", b"cluster_id\tgroup\n0\tgood\nabc\tnoise\n")) and None, "")
     add("phy", "zero-rate-option", lambda p: _phy(p, t, c, params=None), "", sample_rate=0.0)
     # NWB
     add("nwb", "empty", lambda p: _write(p, b""), ".nwb")

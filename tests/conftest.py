@@ -1,0 +1,33 @@
+"""Test-suite settings: hypothesis profiles for the loader fuzzing, and a loud summary line when the
+browser tests could not run."""
+import os
+
+from hypothesis import HealthCheck, settings
+
+# "default": a few derandomized examples per loader, so `make test` stays within its time and
+# never varies between runs; "large": benchmarks/bench_fuzz.py, random and many (400 per test, or
+# SPIKEVIZ_FUZZ_EXAMPLES).
+_COMMON = dict(deadline=None, database=None,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                      HealthCheck.data_too_large])
+settings.register_profile("default", max_examples=12, derandomize=True, **_COMMON)
+settings.register_profile("large", max_examples=int(os.environ.get("SPIKEVIZ_FUZZ_EXAMPLES", "400")),
+                          **_COMMON)
+settings.load_profile("default")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """A green run without Chromium has not tested the page: say so where nobody can miss it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in r.keywords]
+    if not skipped:
+        return
+    reasons = sorted({r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
+                      for r in skipped})
+    tr = terminalreporter
+    tr.section("BROWSER TESTS SKIPPED: THE DASHBOARD WAS NOT TESTED IN A BROWSER", sep="!",
+               red=True, bold=True)
+    tr.line(f"{len(skipped)} end-to-end test(s) did not run ({'; '.join(reasons)}). Install "
+            f"Chromium (apt-get install chromium, or `make browser` as root) and run again:",
+            red=True, bold=True)
+    for report in skipped:
+        tr.line(f"  {report.nodeid}", red=True)

@@ -1,0 +1,23 @@
+"""The public surface: every exported name resolves and shows in dir(); heavy modules load lazily."""
+import subprocess
+import sys
+
+import spikeviz
+
+
+def test_every_exported_name_resolves_and_is_listed():
+    for name in spikeviz.__all__:
+        assert getattr(spikeviz, name) is not None, name
+    assert set(spikeviz.__all__) <= set(dir(spikeviz))
+    for name in ("write_recording", "generate_recording", "train_recording", "to_tsgroup",
+                 "from_tsgroup", "RatePredictor", "EWMAPredictor", "GLMPredictor"):
+        assert name in spikeviz.__all__, name
+    assert "PackedSpikes" not in spikeviz.__all__ and not hasattr(spikeviz.Recording, "to_pynapple")
+
+
+def test_import_loads_neither_torch_nor_the_bridges():
+    code = ("import sys, spikeviz; dir(spikeviz)\n"
+            "print(sorted(m for m in ('torch', 'sklearn', 'pynapple', 'spikeinterface') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
