@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
                        description="Generate spikes from a checkpoint: teacher-forced (each bin "
                                    "drawn from the real past) or free-running (the model's own "
                                    "draws fed back). Default draw: Bernoulli sampling.")
-    p.add_argument("--checkpoint", required=True, help="a spikeviz .safetensors checkpoint")
+    p.add_argument("--checkpoint", required=True,
+                   help="a spikeviz .safetensors checkpoint, or a shipped one by name")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
     p.add_argument("--mode", choices=("teacher", "free"), default="teacher",
