@@ -8,11 +8,13 @@ from .errors import SpikevizError
 
 GB = 1e9
 # Float32 tensors a training step keeps per (sequence, position, model feature) and per attention
-# score; measured on CPU with benchmarks/bench_train_memory.py (estimates within ~25 % of peaks).
+# score; measured on CPU with benchmarks/bench_train_memory.py (docs/memory.md).
 ACTIVATIONS_PER_FEATURE = 16
 # Training with dropout runs attention on the math path: it keeps the (L x L) scores, their softmax
 # and the dropout mask for backward; without dropout the fused kernel keeps O(L) per head.
 SCORES_KEPT = 4
+# Modules that training imports after the check (scikit-learn for calibration, metrics).
+LIBRARIES = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class MemoryEstimate:
     @property
     def total(self) -> int:
         # Filtering and steps take turns: the peak holds the larger of the two.
-        return self.data + self.model + max(self.filtering, self.step)
+        return LIBRARIES + self.data + self.model + max(self.filtering, self.step)
 
 
 def estimate_training(preset: str, n_units: int, n_bins: int, batch_size: int | None = None,
