@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.units is None:
             n_units = recording.n_units
     if not torch.cuda.is_available():   # on CPU, refuse before the OS kills it
-        check_memory(args.preset, n_units, min(args.seconds or math.inf, recording.duration_s), args.bin_ms,
-                     args.batch_size)
+        check_memory(args.preset, n_units, min(args.seconds or math.inf, recording.duration_s),
+                     args.bin_ms, args.batch_size)
     opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=args.epochs, seed=args.seed,
                         patience=args.patience, batch_size=args.batch_size,
                         lr=args.lr)
