@@ -50,9 +50,13 @@ print(json.dumps({"base": base, "estimate": base + est.total, "attention": est.a
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="skip the 1-hour in vivo session")
+    p.add_argument("--presets", default="fast,transfer,paper", help="comma-separated presets")
+    p.add_argument("--session", help="only the configurations on this bundled session")
     args = p.parse_args()
     rows = []
     for cfg in CONFIGS[:-1] if args.quick else CONFIGS:
+        if cfg[0] not in args.presets.split(",") or args.session not in (None, cfg[1]):
+            continue
         out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])

@@ -8,18 +8,23 @@ from .errors import SpikevizError
 
 GB = 1e9
 # Float32 tensors a training step keeps per (sequence, position, model feature) and per attention
-# score; measured on CPU with benchmarks/bench_train_memory.py (estimates within ~25 % of peaks).
+# score; measured on CPU with benchmarks/bench_train_memory.py (docs/memory.md).
 ACTIVATIONS_PER_FEATURE = 16
 # Training with dropout runs attention on the math path: it keeps the (L x L) scores, their softmax
 # and the dropout mask for backward; without dropout the fused kernel keeps O(L) per head.
 SCORES_KEPT = 4
+# Modules that training imports after the check (scikit-learn for calibration, metrics).
+LIBRARIES = 100_000_000
+# Headroom over the estimate (measured peaks were within 3 % of it): better refused than killed.
+MARGIN = 1.1
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes a training needs on top of the running process, by part."""
 
-    data: int        # binned spikes and the training split's traces
+    data: int        # binned spikes and the training split's traces, kept throughout
+    filtering: int   # float64 temporaries while traces are filtered (before steps, in validation)
     step: int        # one batch's activations, attention scores included
     attention: int   # the attention scores alone (part of `step`)
     model: int       # weights, gradients and AdamW moments
@@ -29,7 +34,8 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        return self.data + self.step + self.model
+        # Filtering and steps take turns: the peak holds the larger of the two.
+        return LIBRARIES + self.data + self.model + max(self.filtering, self.step)
 
 
 def estimate_training(preset: str, n_units: int, n_bins: int, batch_size: int | None = None,
@@ -50,16 +56,17 @@ def estimate_training(preset: str, n_units: int, n_bins: int, batch_size: int | 
     d, ff, H = p["d_model"], p["d_ff"], p["n_heads"]
     seqs = B * n_units if p.get("shared_units") else B
     train_bins = int(n_bins * (SPLIT_FRACTIONS["train"][1] - SPLIT_FRACTIONS["train"][0]))
-    piece = min(train_bins, 100_000)   # training._train_traces filters in pieces (float64)
-    data = n_bins * n_units + train_bins * K * n_units * 2 + piece * K * n_units * 20
+    data = n_bins * n_units + train_bins * K * n_units * 2          # uint8 X, float16 traces
+    # training._train_traces filters 100,000 bins at a time: float32 out, float64 in and out.
+    filtering = min(train_bins, 100_000) * n_units * (4 * K + 24) if K else 0
     feats = 2 * (1 + K) if p.get("shared_units") else (1 + K) * n_units
     attention = SCORES_KEPT * seqs * H * L * L * 4 if p["dropout"] > 0 else 2 * seqs * H * L * 4
     per_layer = ACTIVATIONS_PER_FEATURE * seqs * L * (d + ff // 2) * 4 + attention
     io = 4 * B * L * n_units * (4 + 2 * K) + 3 * seqs * L * feats * 4
     step = p["n_layers"] * per_layer + io
     params = feats * d + p["n_layers"] * (4 * d * d + 2 * d * ff) + d * n_units
-    return MemoryEstimate(int(data), int(step), int(p["n_layers"] * attention), 16 * params,
-                          preset, B, L)
+    return MemoryEstimate(int(data), int(filtering), int(step), int(p["n_layers"] * attention),
+                          16 * params, preset, B, L)
 
 
 def available_bytes() -> int:
@@ -78,11 +85,11 @@ def available_bytes() -> int:
 
 def check_fits(estimate: MemoryEstimate, available: int, n_units: int, n_bins: int) -> None:
     """Refuse, in one line with the estimate and what to change, a training that would not fit."""
-    if estimate.total <= available:
+    if estimate.total * MARGIN <= available:
         return
     smaller = next((b for b in range(estimate.batch_size - 1, 0, -1)
                     if estimate_training(estimate.preset, n_units, n_bins, b,
-                                         estimate.context).total <= available), None)
+                                         estimate.context).total * MARGIN <= available), None)
     advice = (f"use --batch-size {smaller}" if smaller else
               "use --preset fast (context 256) or train on a GPU" if estimate.preset == "paper"
               else "use --seconds to train on less data, or fewer --units")

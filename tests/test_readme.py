@@ -21,3 +21,75 @@ def test_readme_snippets_run(heading):
     assert blocks, f"no python code under {heading!r}"
     for block in blocks:
         exec(compile(block, f"README.md ({heading})", "exec"), {})
+
+
+def commands(text: str) -> list[list[str]]:
+    """Every `spikeviz ...` command line in the text (`$ ` prompts and continuation lines joined)."""
+    import shlex
+
+    joined = re.sub(r"\\\n\s*", " ", text)
+    lines = [line.strip().removeprefix("$ ") for line in joined.splitlines()]
+    lines += re.findall(r"`(spikeviz [^`]+)`", joined)   # inline commands
+    return [shlex.split(line.split("#")[0])[1:] for line in lines
+            if line.startswith("spikeviz ") and "..." not in line and "COMMAND" not in line]
+
+
+def section(heading: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+@pytest.mark.parametrize("heading", ["Quick start", "Command line", "Your own Kilosort / NWB data"])
+def test_documented_commands_parse(heading):
+    from spikeviz.cli import build_parser
+
+    found = commands(section(heading))
+    assert len(found) >= (5 if heading != "Your own Kilosort / NWB data" else 4), found
+    parser = build_parser()
+    for argv in found:
+        if "--init" in argv and "--init" not in subparser_help(parser, "train"):
+            continue   # fine-tuning arrives with the generalist checkpoints
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"README ({heading}): `spikeviz {' '.join(argv)}` does not parse")
+
+
+def subparser_help(parser, command: str) -> str:
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command].format_help()
+
+
+def test_quick_start_comes_first_and_says_how_to_reach_the_cli():
+    text = README.read_text()
+    assert re.findall(r"(?m)^## .*", text)[0] == "## Quick start"
+    quick = section("Quick start")
+    assert "source .venv/bin/activate" in quick and ".venv/bin/spikeviz" in quick
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", quick):
+        assert (README.parent / image).is_file(), image
+
+
+def test_links_to_headings_and_files_resolve():
+    text = README.read_text()
+    slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
+             for h in re.findall(r"(?m)^#+ (.*)", text)}
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        if target.startswith("#"):
+            assert target[1:] in slugs, target
+        elif not target.startswith("http"):
+            assert (README.parent / target).exists(), target
+    for doc in (README.parent / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
+            assert target.startswith("http") or (doc.parent / target).exists(), (doc.name, target)
+
+
+def test_results_table_sits_between_its_markers():
+    text = README.read_text()
+    assert text.count("<!-- results:start -->") == text.count("<!-- results:end -->") == 1
+    inside = text.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
+    assert inside.strip().startswith("| direction") and inside.count("\n|") >= 3
+    assert "results:start" in section("Results: does the model beat the baselines?")

@@ -69,8 +69,9 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
         return session(args.session).load()
     if not path:
         raise SpikevizError("no data: give a recording's path or a bundled --session NAME")
-    return open_recording(path, format=args.format, tick_ms=args.tick_ms, sample_rate=args.sample_rate,
-                     include_noise=args.include_noise)
+    return open_recording(path, format=args.format, tick_ms=args.tick_ms,
+                          sample_rate=args.sample_rate,
+                          include_noise=args.include_noise)
 
 
 def check_writable(out: Path) -> None:

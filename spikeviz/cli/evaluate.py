@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
                                    "per-unit AUCs, operating point) next to the rate, EWMA and GLM "
                                    "baselines.",
                        epilog=EPILOG, formatter_class=EpilogFormatter)
-    p.add_argument("--checkpoint", required=True, help="a spikeviz .safetensors checkpoint")
+    p.add_argument("--checkpoint", required=True,
+                   help="a spikeviz .safetensors checkpoint, or a shipped one by name")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
     p.add_argument("--split", choices=("test", "valid", "all"), default="test",

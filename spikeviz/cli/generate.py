@@ -15,11 +15,13 @@ def add_parser(sub) -> None:
                        description="Generate spikes from a checkpoint: teacher-forced (each bin "
                                    "drawn from the real past) or free-running (the model's own "
                                    "draws fed back). Default draw: Bernoulli sampling.")
-    p.add_argument("--checkpoint", required=True, help="a spikeviz .safetensors checkpoint")
+    p.add_argument("--checkpoint", required=True,
+                   help="a spikeviz .safetensors checkpoint, or a shipped one by name")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
     p.add_argument("--mode", choices=("teacher", "free"), default="teacher",
-                   help="teacher: each bin from the real past; free: the model's own draws fed back")
+                   help="teacher: each bin from the real past; free: the model's own draws "
+                        "fed back")
     p.add_argument("--seconds", type=float, default=10.0, help="length to generate (s)")
     p.add_argument("--start", type=float,
                    help="where in the recording (s): teacher generates over [start, start+S), "
@@ -62,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpikevizError(f"--seed must not be negative, got {args.seed}")
     model = load_model(resolve_checkpoint(args.checkpoint))
     recording = load_from_args(args)
-    start = start_of_test_split(recording, float(model.meta.get("bin_ms", 1.0))) if args.start is None \
-        else args.start
+    start = args.start if args.start is not None else start_of_test_split(
+        recording, float(model.meta.get("bin_ms", 1.0)))
     generated = generate_recording(model, recording, args.mode, args.seconds, start,
                                    args.threshold, args.threshold_rule, args.seed)
     try:

@@ -41,6 +41,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..catalog import resolve_checkpoint
     from ..report import TABLE_FILES, build_table, update_readme
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             if (Path(args.out) / name).exists():
                 raise SpikevizError("exists already: pass --force to replace it",
                                     Path(args.out) / name)
-    table = build_table(args.checkpoint, seconds=args.seconds, unit_order=args.unit_order,
+    checkpoints = [str(resolve_checkpoint(c)) for c in args.checkpoint] if args.checkpoint else None
+    table = build_table(checkpoints, seconds=args.seconds, unit_order=args.unit_order,
                         protocol=args.protocol, jobs=args.jobs,
                         progress=(lambda m: None) if args.quiet else
                         (lambda m: print(f"evaluating {m}", file=sys.stderr, flush=True)))
