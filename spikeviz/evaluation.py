@@ -10,7 +10,7 @@ import numpy as np
 
 from .baselines import BASELINES, EWMAPredictor, GLMPredictor, RatePredictor
 from .binning import n_bins_of, bin_range, bin_rates, train_units
-from .catalog import bundled_session, direction, recording_domain
+from .catalog import direction, recording_domain
 from .errors import SpikevizError
 from .predictor import SPLIT_NAME, Predictor, split_bounds
 from .recording import Recording
@@ -106,17 +106,13 @@ def source_from_recording(recording: Recording, unit_ids: Sequence, bin_ms: floa
 @lru_cache(maxsize=4)
 def _source_cached(session: str | None, data_path: str | None, seconds: float | None, bin_ms: float,
                    unit_names: tuple, content_hash: str | None) -> Source | None:
-    from .catalog import session as find_session
-    from .io import load_recording
+    from .catalog import open_recording
 
+    where = session or (data_path if data_path and Path(data_path).exists() else None)
+    if where is None:
+        return None
     try:
-        if session:
-            rec = find_session(session).load()
-        elif data_path and Path(data_path).exists():
-            bundled = bundled_session(data_path)
-            rec = bundled.load() if bundled else load_recording(data_path)
-        else:
-            return None
+        rec = open_recording(where)
     except SpikevizError:
         return None
     if content_hash and rec.content_hash() != content_hash:
