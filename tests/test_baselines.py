@@ -4,8 +4,8 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.baselines import (BASELINES, EWMAPredictor, GLMPredictor, RatePredictor,
-                                make_baseline)
+from spikeviz.baselines import (BASELINES, RATE_WEIGHTS, EWMAPredictor, GLMPredictor,
+                                RatePredictor, TunedEWMAPredictor, make_baseline)
 from spikeviz.metrics import ScoreHistogram
 from spikeviz.predictor import Predictor, split_bounds
 
@@ -60,6 +60,41 @@ def test_ewma_follows_its_definition():
     # 2-ms bins: the same time constant in ms.
     assert EWMAPredictor(tau_ms=50, bin_ms=2).predict(X)[11, 0] == pytest.approx(
         (1 - np.exp(-2 / 50)) * np.exp(-2 / 50), rel=1e-5)
+
+
+def _modulated(rng, T, N, period, base=0.01, depth=0.9):
+    """Spikes whose rate switches between base (1 +- depth) every `period` bins."""
+    gain = 1 + depth * np.where(rng.random((T // period + 1, N)) < 0.5, -1, 1)
+    p = base * np.repeat(gain, period, axis=0)[:T]
+    return (rng.random((T, N)) < p).astype(np.uint8)
+
+
+@pytest.mark.parametrize("criterion", ["pr_auc", "loglik"])
+def test_tuned_ewma_picks_the_time_constant_of_the_data(criterion):
+    """Rates that switch every 30 ms want a short tau, every 4 s a long one."""
+    rng = np.random.default_rng(5)
+    fast = TunedEWMAPredictor(criterion=criterion).fit(_modulated(rng, 40_000, 16, 30, base=0.2))
+    slow = TunedEWMAPredictor(criterion=criterion).fit(_modulated(rng, 40_000, 16, 4000))
+    assert fast.tau_ms <= 10 and slow.tau_ms >= 200
+
+
+def test_tuned_ewma_is_the_ewma_mixed_with_a_rate_floor():
+    rng = np.random.default_rng(6)
+    X = _modulated(rng, 20_000, 6, 500)
+    X[:, 5] = 0                                    # a unit silent on the fitting stretch
+    p = TunedEWMAPredictor(bin_ms=2.0).fit(X)
+    assert p.tau_ms in p.taus_ms and p.rate_weight in RATE_WEIGHTS
+    np.testing.assert_allclose(p.rates, (X.sum(0) + 0.5) / (len(X) + 1), rtol=1e-6)
+    P = p.predict(X)
+    E = EWMAPredictor(p.tau_ms, bin_ms=2.0).predict(X)
+    np.testing.assert_allclose(P, (1 - p.rate_weight) * E + p.rate_weight * p.rates, rtol=1e-5)
+    assert P.min() > 0 and P.dtype == np.float32
+    with pytest.raises(SpikevizError, match="rates for 6 units"):
+        p.predict(X[:, :3])
+    with pytest.raises(SpikevizError, match="not fitted"):
+        TunedEWMAPredictor().predict(X)
+    with pytest.raises(SpikevizError, match="criterion"):
+        TunedEWMAPredictor(criterion="f1")
 
 
 def test_rate_predictor_uses_train_rates_or_given_ones():
