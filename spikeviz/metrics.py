@@ -402,12 +402,12 @@ class LogLikelihood:
             raise SpikevizError(f"log-likelihood of {len(self.per_unit)} units, chunk has {Y.shape[1]}")
         rows = max(1, _CHUNK // Y.shape[1])
         for s in range(0, len(Y), rows):
-            p = np.clip(P[s:s + rows], LL_CLIP, 1 - LL_CLIP, dtype=np.float32)
+            p = np.clip(P[s:s + rows], LL_CLIP, 1 - LL_CLIP, dtype=np.float64)
             y = Y[s:s + rows].astype(bool)
             # Every cell's log(1 - p), corrected at the (rare) spikes: one log per cell.
-            self.per_unit += np.log1p(-p).sum(0, dtype=np.float64)
+            self.per_unit += np.log1p(-p).sum(0)
             t, i = np.nonzero(y)
-            q = p[t, i].astype(np.float64)
+            q = p[t, i]
             np.add.at(self.per_unit, i, np.log(q) - np.log1p(-q))
             self.spikes += np.bincount(i, minlength=len(self.spikes))
         self.n += Y.size
