@@ -67,6 +67,11 @@ def level_values(bits: int = FINE_BITS) -> np.ndarray:
     return np.append((edges[:-1] + edges[1:]) / 2, edges[-1])
 
 
+def score_levels(scores: np.ndarray, bits: int = FINE_BITS) -> np.ndarray:
+    """int32 levels of probabilities `scores` (any shape), as the histograms count them."""
+    return _levels(_keys(np.array(scores, dtype=np.float32)), bits)
+
+
 def score_level(threshold: float, bits: int = FINE_BITS) -> int:
     """The level a score in [0, 1] falls in."""
     k = int((np.float32(threshold) * SCALE).view(np.int32)) >> 12
@@ -116,8 +121,10 @@ def _count(y: np.ndarray, p: np.ndarray, per_unit: bool) -> tuple[np.ndarray, np
     return pooled, None if units is None else units.reshape(n_units, Lu, 2).transpose(0, 2, 1)
 
 
-def _aucs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ROC-AUC (ties count half) and average precision (scikit-learn's step sum) along the last axis."""
+def aucs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUC (ties count half) and average precision (scikit-learn's step sum) of positive and
+    negative counts per level (increasing score), along the last axis: any batch shape, any
+    non-negative weights."""
     P = pos.sum(-1, dtype=np.float64)
     N = neg.sum(-1, dtype=np.float64)
     tp = np.cumsum(pos[..., ::-1], -1, dtype=np.float64)   # positives scoring >= each level, top down
@@ -213,12 +220,12 @@ class ScoreHistogram:
 
     @cached_property
     def roc_auc(self) -> float:
-        return float(_aucs(self.pos, self.neg)[0])
+        return float(aucs(self.pos, self.neg)[0])
 
     @cached_property
     def pr_auc(self) -> float:
         """Average precision (scikit-learn's definition)."""
-        return float(_aucs(self.pos, self.neg)[1])
+        return float(aucs(self.pos, self.neg)[1])
 
     @cached_property
     def _points(self) -> np.ndarray:
@@ -333,7 +340,7 @@ class UnitHistograms:
 
     @cached_property
     def _aucs(self) -> tuple[np.ndarray, np.ndarray]:
-        return _aucs(self.counts[:, 1], self.counts[:, 0])
+        return aucs(self.counts[:, 1], self.counts[:, 0])
 
     @property
     def roc_auc(self) -> np.ndarray:
