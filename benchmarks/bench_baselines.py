@@ -15,14 +15,14 @@ import time
 import numpy as np
 
 import spikeviz
-from spikeviz.baselines import BASELINES, make_baseline
+from spikeviz.baselines import ALL_BASELINES, make_baseline
 from spikeviz.metrics import LogLikelihood, scores_histograms
 from spikeviz.predictor import split_bounds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--baselines", default=",".join(BASELINES))
+    parser.add_argument("--baselines", default=",".join(ALL_BASELINES))
     parser.add_argument("--sessions", default=",".join(s.name for s in spikeviz.sessions()))
     parser.add_argument("--seconds", type=float, default=200.0)
     parser.add_argument("--warmup", type=float, default=30.0)

@@ -1,4 +1,4 @@
-"""Causal baselines every result stands next to: rate, EWMA (fixed and tuned tau), GLMs, a GRU."""
+"""Causal baselines every result stands next to: rate, EWMA (fixed, tuned tau), pooled/per-unit/coupled GLMs."""
 from __future__ import annotations
 
 from typing import Callable
@@ -423,11 +423,14 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         return feats
 
 
-BASELINES = ("rate", "ewma", "glm", "ewma-tuned", "glm-unit", "glm-coupled")
+BASELINES = ("rate", "ewma", "glm")
+# The stronger, matched ones: evaluation scores BASELINES until it learns where to fit these.
+MATCHED_BASELINES = ("ewma-tuned", "glm-unit", "glm-coupled")
+ALL_BASELINES = BASELINES + MATCHED_BASELINES
 
 
 def make_baseline(name: str, bin_ms: float = 1.0):
-    """A fresh baseline predictor by name (one of BASELINES)."""
+    """A fresh baseline predictor by name (one of ALL_BASELINES)."""
     if name == "rate":
         return RatePredictor()
     if name == "ewma":
@@ -440,4 +443,4 @@ def make_baseline(name: str, bin_ms: float = 1.0):
         return UnitGLMPredictor(bin_ms=bin_ms)
     if name == "glm-coupled":
         return CoupledGLMPredictor(bin_ms=bin_ms)
-    raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(BASELINES)}")
+    raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(ALL_BASELINES)}")

@@ -1,5 +1,4 @@
-"""Scores of probabilistic spike predictions: ROC and PR curves, AUCs, operating points, threshold
-presets, Brier score and reliability from score histograms; streamed log-likelihood and bits/spike."""
+"""Scores of spike predictions: histogram ROC/PR curves, AUCs, presets, Brier, reliability; bits/spike."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
