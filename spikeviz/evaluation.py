@@ -8,14 +8,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .baselines import BASELINES, EWMAPredictor, GLMPredictor, RatePredictor
+from .baselines import ALL_BASELINES, RatePredictor, make_baseline
 from .binning import n_bins_of, bin_range, bin_rates, train_units
 from .catalog import direction, recording_domain
 from .errors import SpikevizError
 from .predictor import SPLIT_NAME, Predictor, split_bounds
 from .recording import Recording
-from .scoring import (PROTOCOLS, Scored, bits_per_spike, json_safe, log_likelihood,
-                      parse_threshold, resolve_threshold, score_stretch)
+from .metrics import LogLikelihood
+from .scoring import (PROTOCOLS, Scored, json_safe, parse_threshold, resolve_threshold,
+                      score_stretch)
+from .uncertainty import paired_difference
 
 SECONDS = 200.0   # default cap on the evaluated stretch (s)
 # Real past before the evaluated stretch, the same for `evaluate`, `table`, `grid` and the
@@ -232,7 +234,7 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
                         unit_order: str = "auto", protocol: str = "strict",
                         threshold: float | str = "youden", seconds: float | None = SECONDS,
                         warmup_s: float = WARMUP_S, n_units: int = 128,
-                        baselines: Sequence[str] = BASELINES,
+                        baselines: Sequence[str] = ALL_BASELINES,
                         cache: dict | None = None,
                         progress: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
     """Score a checkpoint (path or loaded model) and the baselines on `recording`; a JSON-able dict.
@@ -281,15 +283,13 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
             progress(f"baseline {name}")
             if name == "rate":
                 predictor = RatePredictor(src_rates)
-            elif name == "ewma":
-                predictor = EWMAPredictor(bin_ms=bin_ms)
-            elif name == "glm":
-                fit_key = ("glm-fit", source.key)
-                if fit_key not in cache:
-                    cache[fit_key] = GLMPredictor(bin_ms=bin_ms).fit(source.train)
-                predictor = cache[fit_key]
+            elif name == "ewma-tuned":   # needs no training data: tuned on the target's warm-up
+                predictor = make_baseline(name, bin_ms).fit(X[:st.warm])
             else:
-                raise SpikevizError(f"unknown baseline {name!r}: use {', '.join(BASELINES)}")
+                fit_key = (f"{name}-fit", source.key)
+                if fit_key not in cache:
+                    cache[fit_key] = make_baseline(name, bin_ms).fit(source.train)
+                predictor = cache[fit_key]
             cache[key] = scored(predictor)
         results[name] = cache[key]
     if cfg.kind == "generalist":
@@ -299,13 +299,12 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     model_scored = scored(ModelPredictor(adapted))
     thr, rule = resolve_threshold(threshold, model_scored.calibration)
     hist = model_scored.hists[protocol]
-    Y = X[st.warm + 1:]
-    reference = log_likelihood(Y, np.broadcast_to(target.rates[perm], Y.shape))
-    n_spikes = int(Y.sum(dtype=np.int64))
+    reference = LogLikelihood().add(X[st.warm + 1:], np.broadcast_to(
+        target.rates[perm], (len(X) - st.warm - 1, len(ids))))
 
     def result(s: Scored, thr: float | None = None) -> dict:
-        return s.result(protocol, thr) | {
-            "bits_per_spike": bits_per_spike(s.loglik, reference, n_spikes)}
+        bps = (s.loglik - reference.total) / max(reference.n_spikes, 1) / np.log(2)
+        return s.result(protocol, thr) | {"bits_per_spike": bps}
 
     base_results = {name: result(s) for name, s in results.items()}
     best = max((n for n in base_results if base_results[n]["pr_auc"] is not None),
@@ -336,13 +335,23 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
         "guard": adapted.meta.get("guard"),
         "model": model_result,
         "baselines": base_results,
-        "comparison": {"best_baseline": best, "pr_auc_diff": None if best is None else
-                       model_result["pr_auc"] - base_results[best]["pr_auc"]},
+        "comparison": _comparison(model_scored, results.get(best), best),
         "protocols": {proto: {"model": _aucs(model_scored.hists[proto]),
                               **{name: _aucs(s.hists[proto]) for name, s in results.items()}}
                       for proto in PROTOCOLS},
     }
     return json_safe(out)
+
+
+def _comparison(model: Scored, baseline: Scored | None, name: str | None) -> dict:
+    """Model - best baseline, PR-AUC and bits/spike, with 95 % block-bootstrap intervals."""
+    if baseline is None:
+        return {"best_baseline": None, "pr_auc_diff": None, "pr_auc_diff_ci95": None}
+    pr = paired_difference(model.blocks, baseline.blocks, "pr_auc")
+    bits = paired_difference(model.blocks, baseline.blocks, "bits_per_spike")
+    return {"best_baseline": name, "pr_auc_diff": pr["diff"], "pr_auc_diff_ci95": pr["ci95"],
+            "bits_per_spike_diff": bits["diff"], "bits_per_spike_diff_ci95": bits["ci95"],
+            "blocks": pr["n_blocks"], "resamples": pr["n_boot"]}
 
 
 def _aucs(h) -> dict:

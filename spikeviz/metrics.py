@@ -1,4 +1,4 @@
-"""Score histograms: ROC and PR curves, AUCs, chance levels, operating points and threshold presets."""
+"""Scores of spike predictions: histogram ROC/PR curves, AUCs, presets, Brier, reliability; bits/spike."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -21,6 +21,7 @@ _KTOP = (127 + 24) << 11  # k of 1.0 (scaled)
 _LOW_SHIFT = 5       # below it: 6 mantissa bits (1.6 %)
 _CHUNK = 1 << 18     # elements per pass: keeps the working set in cache
 THRESHOLD_RULES = ("youden", "max-f1", "density")
+LL_CLIP = 1e-6       # log-likelihoods clip probabilities to [LL_CLIP, 1 - LL_CLIP], as NLB does
 
 
 def _offset(bits: int) -> int:
@@ -56,6 +57,18 @@ def level_edges(bits: int = FINE_BITS) -> np.ndarray:
     edges = (k[first] << 12).view(np.float32).astype(np.float64) / float(SCALE)
     edges[0] = 0.0
     return edges
+
+
+@lru_cache(maxsize=4)
+def level_values(bits: int = FINE_BITS) -> np.ndarray:
+    """A representative score of each level: the middle of its range (1.0 for the top level)."""
+    edges = level_edges(bits)
+    return np.append((edges[:-1] + edges[1:]) / 2, edges[-1])
+
+
+def score_levels(scores: np.ndarray, bits: int = FINE_BITS) -> np.ndarray:
+    """int32 levels of probabilities `scores` (any shape), as the histograms count them."""
+    return _levels(_keys(np.array(scores, dtype=np.float32)), bits)
 
 
 def score_level(threshold: float, bits: int = FINE_BITS) -> int:
@@ -107,8 +120,10 @@ def _count(y: np.ndarray, p: np.ndarray, per_unit: bool) -> tuple[np.ndarray, np
     return pooled, None if units is None else units.reshape(n_units, Lu, 2).transpose(0, 2, 1)
 
 
-def _aucs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ROC-AUC (ties count half) and average precision (scikit-learn's step sum) along the last axis."""
+def aucs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUC (ties count half) and average precision (scikit-learn's step sum) of positive and
+    negative counts per level (increasing score), along the last axis: any batch shape, any
+    non-negative weights."""
     P = pos.sum(-1, dtype=np.float64)
     N = neg.sum(-1, dtype=np.float64)
     tp = np.cumsum(pos[..., ::-1], -1, dtype=np.float64)   # positives scoring >= each level, top down
@@ -204,12 +219,12 @@ class ScoreHistogram:
 
     @cached_property
     def roc_auc(self) -> float:
-        return float(_aucs(self.pos, self.neg)[0])
+        return float(aucs(self.pos, self.neg)[0])
 
     @cached_property
     def pr_auc(self) -> float:
         """Average precision (scikit-learn's definition)."""
-        return float(_aucs(self.pos, self.neg)[1])
+        return float(aucs(self.pos, self.neg)[1])
 
     @cached_property
     def _points(self) -> np.ndarray:
@@ -233,6 +248,35 @@ class ScoreHistogram:
         pred = tp[k] + fp[k]
         precision = np.where(pred > 0, tp[k] / np.maximum(pred, 1), 1.0)
         return precision, tp[k] / max(self.n_pos, 1), self.edges[k]
+
+    @cached_property
+    def brier(self) -> float:
+        """Mean squared error of the scores against the labels (scores at their level's middle:
+        within 0.05 % relative above 2^-32)."""
+        v = level_values(self.bits)
+        return float((self.pos @ (1 - v) ** 2 + self.neg @ v ** 2) / self.n) if self.n else float("nan")
+
+    def reliability(self, n_bins: int = 15, spacing: str = "quantile") -> dict[str, np.ndarray]:
+        """Reliability curve: mean score, observed spike frequency and cell count per score bin.
+
+        "quantile": bins of about equal cell counts; "log": log-spaced edges from 1e-6 to 1 (scores
+        below 1e-6 in the first bin). Empty bins are left out.
+        """
+        v = level_values(self.bits)
+        count = self.pos + self.neg
+        if spacing == "quantile":
+            before = np.cumsum(count) - count
+            group = np.minimum(before * n_bins // max(self.n, 1), n_bins - 1)
+        elif spacing == "log":
+            edges = np.geomspace(LL_CLIP, 1.0, n_bins)[:-1]
+            group = np.searchsorted(edges, v, side="right")
+        else:
+            raise SpikevizError(f"unknown reliability spacing {spacing!r}: use 'quantile' or 'log'")
+        n = np.bincount(group, count, n_bins)
+        s = np.bincount(group, count * v, n_bins)
+        y = np.bincount(group, self.pos, n_bins)
+        ok = n > 0
+        return {"predicted": s[ok] / n[ok], "observed": y[ok] / n[ok], "count": n[ok].astype(np.int64)}
 
     def _op(self, k: int) -> OperatingPoint:
         tp_, fp_ = self._cum
@@ -295,7 +339,7 @@ class UnitHistograms:
 
     @cached_property
     def _aucs(self) -> tuple[np.ndarray, np.ndarray]:
-        return _aucs(self.counts[:, 1], self.counts[:, 0])
+        return aucs(self.counts[:, 1], self.counts[:, 0])
 
     @property
     def roc_auc(self) -> np.ndarray:
@@ -306,6 +350,19 @@ class UnitHistograms:
     def pr_auc(self) -> np.ndarray:
         """Average precision of each unit (NaN for a unit with no spike)."""
         return self._aucs[1]
+
+    @property
+    def n_spikes(self) -> np.ndarray:
+        return self.counts[:, 1].sum(1, dtype=np.int64)
+
+    @property
+    def roc_auc_spike_weighted(self) -> float:
+        """Per-unit ROC-AUCs averaged with each unit's spike count as weight (scored units only).
+
+        Unlike the pooled ROC-AUC it does not reward ranking units by rate."""
+        roc, w = self.roc_auc, self.n_spikes
+        ok = np.isfinite(roc)
+        return float(roc[ok] @ w[ok] / w[ok].sum()) if ok.any() else float("nan")
 
     @property
     def base_rate(self) -> np.ndarray:
@@ -320,11 +377,70 @@ class UnitHistograms:
         roc, pr = self.roc_auc, self.pr_auc
         ok = np.isfinite(roc)
         return {"n_units_scored": int(ok.sum()),
+                "roc_auc_spike_weighted": self.roc_auc_spike_weighted if ok.any() else None,
                 "roc_auc_median": float(np.median(roc[ok])) if ok.any() else None,
                 "roc_auc_iqr": [float(q) for q in np.quantile(roc[ok], [0.25, 0.75])]
                 if ok.any() else None,
                 "pr_auc_median": float(np.nanmedian(pr)) if np.isfinite(pr).any() else None,
                 "frac_units_above_chance": float((roc[ok] > 0.5).mean()) if ok.any() else None}
+
+
+class LogLikelihood:
+    """Bernoulli log-likelihood (nats) of 0/1 labels under probabilities, per unit, streamed.
+
+    `add(Y, P)` takes (T, N) chunks (or 1-D, one unit) in time order or any order: the totals are
+    sums. Probabilities are clipped to [LL_CLIP, 1 - LL_CLIP] so a confident miss costs at most
+    ln(1e6) = 13.8 nats.
+    """
+
+    def __init__(self):
+        self.per_unit: np.ndarray | None = None     # (N,) float64 nats
+        self.spikes: np.ndarray | None = None       # (N,) int64
+        self.n = 0
+
+    def add(self, Y: np.ndarray, P: np.ndarray) -> "LogLikelihood":
+        Y, P = np.asarray(Y), np.asarray(P)
+        _check(Y, P)
+        Y, P = Y.reshape(len(Y), -1), P.reshape(len(P), -1)
+        if self.per_unit is None:
+            self.per_unit, self.spikes = np.zeros(Y.shape[1]), np.zeros(Y.shape[1], np.int64)
+        elif Y.shape[1] != len(self.per_unit):
+            raise SpikevizError(f"log-likelihood of {len(self.per_unit)} units, chunk has {Y.shape[1]}")
+        rows = max(1, _CHUNK // Y.shape[1])
+        for s in range(0, len(Y), rows):
+            p = np.clip(P[s:s + rows], LL_CLIP, 1 - LL_CLIP, dtype=np.float64)
+            y = Y[s:s + rows].astype(bool)
+            # Every cell's log(1 - p), corrected at the (rare) spikes: one log per cell.
+            self.per_unit += np.log1p(-p).sum(0)
+            t, i = np.nonzero(y)
+            q = p[t, i]
+            np.add.at(self.per_unit, i, np.log(q) - np.log1p(-q))
+            self.spikes += np.bincount(i, minlength=len(self.spikes))
+        self.n += Y.size
+        return self
+
+    @property
+    def total(self) -> float:
+        return float(self.per_unit.sum()) if self.per_unit is not None else 0.0
+
+    @property
+    def n_spikes(self) -> int:
+        return int(self.spikes.sum()) if self.spikes is not None else 0
+
+    def bits_per_spike(self, reference: "LogLikelihood") -> float:
+        """(this log-likelihood - the reference's) / spikes / ln 2, the reference scored on the same
+        labels: NLB's co-bps when the reference is the per-unit rate."""
+        if reference.n != self.n or reference.n_spikes != self.n_spikes:
+            raise SpikevizError("bits per spike compares log-likelihoods of the same labels")
+        if not self.n_spikes:
+            return float("nan")
+        return (self.total - reference.total) / self.n_spikes / np.log(2)
+
+
+def bits_per_spike(Y: np.ndarray, P: np.ndarray, P_rate: np.ndarray) -> float:
+    """Log-likelihood gain of P over the rate predictions P_rate, in bits per spike (NLB's co-bps,
+    whose null model is each unit's rate; here whatever rate the caller fitted, e.g. on train)."""
+    return LogLikelihood().add(Y, P).bits_per_spike(LogLikelihood().add(Y, P_rate))
 
 
 def scores_histograms(Y: np.ndarray, P: np.ndarray) -> tuple[ScoreHistogram, UnitHistograms]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import SpikevizError
 from .metrics import THRESHOLD_RULES, ScoreHistogram, UnitHistograms, scores_histograms
+from .uncertainty import BlockScores
 
 PROTOCOLS = ("strict", "reference")
 FPR_CAP = 0.005
@@ -34,7 +35,12 @@ class Scored:
     hists: dict[str, ScoreHistogram]
     units: UnitHistograms | None   # None where a caller dropped them to save memory
     calibration: ScoreHistogram
-    loglik: float = float("nan")   # nats, Bernoulli log-likelihood of the scored pairs
+    blocks: BlockScores | None = None   # the scored pairs in 10-s blocks, for paired intervals
+
+    @property
+    def loglik(self) -> float:
+        """Bernoulli log-likelihood (nats) of the scored pairs."""
+        return float(self.blocks.loglik.sum()) if self.blocks is not None else float("nan")
 
     def result(self, protocol: str, threshold: float | None = None) -> dict:
         h = self.hists[protocol]
@@ -56,7 +62,8 @@ def _nanmedian(a: np.ndarray) -> float | None:
 
 def score_stretch(P: np.ndarray, X: np.ndarray, warm: int, protocol: str, prime: int = 0) -> Scored:
     """Histograms of predictions P over X (both (warm + T, N)): the evaluated pairs t >= warm under
-    both protocols (per unit for `protocol`), and the calibration pairs prime <= t < warm - 1."""
+    both protocols (per unit for `protocol`, and in 10-s blocks with their log-likelihoods), and
+    the calibration pairs prime <= t < warm - 1."""
     hists = {}
     for proto in PROTOCOLS:
         y, p = aligned(P[warm:], X[warm:], proto)
@@ -66,21 +73,8 @@ def score_stretch(P: np.ndarray, X: np.ndarray, warm: int, protocol: str, prime:
             hists[proto] = ScoreHistogram.from_scores(y, p)
     y, p = aligned(P[prime:warm], X[prime:warm], protocol)
     calibration = ScoreHistogram.from_scores(y, p)
-    return Scored(hists, units, calibration, log_likelihood(*aligned(P[warm:], X[warm:], protocol)))
-
-
-def log_likelihood(Y: np.ndarray, P: np.ndarray, rows: int = 8192) -> float:
-    """Bernoulli log-likelihood (nats) of labels Y under probabilities P, clipped to [1e-6, 1-1e-6]."""
-    total = 0.0
-    for s in range(0, len(P), rows):
-        p = np.clip(P[s:s + rows], 1e-6, 1 - 1e-6, dtype=np.float64)
-        total += float(np.where(Y[s:s + rows] > 0, np.log(p), np.log1p(-p)).sum())
-    return total
-
-
-def bits_per_spike(loglik: float, reference: float, n_spikes: int) -> float:
-    """Log-likelihood gain over a reference (nats) per spike, in bits (NLB's co-bps)."""
-    return (loglik - reference) / max(n_spikes, 1) / math.log(2.0)
+    return Scored(hists, units, calibration,
+                  BlockScores.from_scores(*aligned(P[warm:], X[warm:], protocol)))
 
 
 def parse_threshold(threshold: float | str) -> float | str:

@@ -4,9 +4,10 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.baselines import (BASELINES, EWMAPredictor, GLMPredictor, RatePredictor,
+from spikeviz.baselines import (ALL_BASELINES, RATE_WEIGHTS, CoupledGLMPredictor, EWMAPredictor,
+                                GLMPredictor, RatePredictor, TunedEWMAPredictor, UnitGLMPredictor,
                                 make_baseline)
-from spikeviz.metrics import ScoreHistogram
+from spikeviz.metrics import LogLikelihood, ScoreHistogram
 from spikeviz.predictor import Predictor, split_bounds
 
 
@@ -23,7 +24,7 @@ def data(request):
     return _stretches(request.param)
 
 
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", ALL_BASELINES)
 def test_each_baseline_beats_chance_on_real_data(data, name):
     train, test, warm = data
     p = make_baseline(name).fit(train)
@@ -36,7 +37,7 @@ def test_each_baseline_beats_chance_on_real_data(data, name):
     assert h.pr_auc > 1.5 * h.base_rate
 
 
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", ALL_BASELINES)
 def test_baselines_are_causal(name):
     """Changing the future never changes a past prediction."""
     rng = np.random.default_rng(1)
@@ -60,6 +61,41 @@ def test_ewma_follows_its_definition():
     # 2-ms bins: the same time constant in ms.
     assert EWMAPredictor(tau_ms=50, bin_ms=2).predict(X)[11, 0] == pytest.approx(
         (1 - np.exp(-2 / 50)) * np.exp(-2 / 50), rel=1e-5)
+
+
+def _modulated(rng, T, N, period, base=0.01, depth=0.9):
+    """Spikes whose rate switches between base (1 +- depth) every `period` bins."""
+    gain = 1 + depth * np.where(rng.random((T // period + 1, N)) < 0.5, -1, 1)
+    p = base * np.repeat(gain, period, axis=0)[:T]
+    return (rng.random((T, N)) < p).astype(np.uint8)
+
+
+@pytest.mark.parametrize("criterion", ["pr_auc", "loglik"])
+def test_tuned_ewma_picks_the_time_constant_of_the_data(criterion):
+    """Rates that switch every 30 ms want a short tau, every 4 s a long one."""
+    rng = np.random.default_rng(5)
+    fast = TunedEWMAPredictor(criterion=criterion).fit(_modulated(rng, 40_000, 16, 30, base=0.2))
+    slow = TunedEWMAPredictor(criterion=criterion).fit(_modulated(rng, 40_000, 16, 4000))
+    assert fast.tau_ms <= 10 and slow.tau_ms >= 200
+
+
+def test_tuned_ewma_is_the_ewma_mixed_with_a_rate_floor():
+    rng = np.random.default_rng(6)
+    X = _modulated(rng, 20_000, 6, 500)
+    X[:, 5] = 0                                    # a unit silent on the fitting stretch
+    p = TunedEWMAPredictor(bin_ms=2.0).fit(X)
+    assert p.tau_ms in p.taus_ms and p.rate_weight in RATE_WEIGHTS
+    np.testing.assert_allclose(p.rates, (X.sum(0) + 0.5) / (len(X) + 1), rtol=1e-6)
+    P = p.predict(X)
+    E = EWMAPredictor(p.tau_ms, bin_ms=2.0).predict(X)
+    np.testing.assert_allclose(P, (1 - p.rate_weight) * E + p.rate_weight * p.rates, rtol=1e-5)
+    assert P.min() > 0 and P.dtype == np.float32
+    with pytest.raises(SpikevizError, match="rates for 6 units"):
+        p.predict(X[:, :3])
+    with pytest.raises(SpikevizError, match="not fitted"):
+        TunedEWMAPredictor().predict(X)
+    with pytest.raises(SpikevizError, match="criterion"):
+        TunedEWMAPredictor(criterion="f1")
 
 
 def test_rate_predictor_uses_train_rates_or_given_ones():
@@ -96,6 +132,60 @@ def test_glm_learns_history_dependence():
     h = ScoreHistogram.from_scores(X[30_001:], glm.predict(X[30_000:])[:-1])
     # A third of the spikes follow a spike: ROC about 1/3 + 2/3 * 0.5.
     assert h.roc_auc > 0.62 and glm.coef[0] > 0
+
+
+def _opposite_histories(rng, T=60_000, N=8):
+    """Even units burst (a spike makes the next bin likely), odd units are refractory for 5 ms."""
+    X = np.zeros((T, N), np.uint8)
+    base = np.where(np.arange(N) % 2, 0.08, 0.01)
+    u = rng.random((T, N))
+    last = np.full(N, -100)
+    for t in range(T):
+        p = base.copy()
+        since = t - last
+        p[0::2] = np.where(since[0::2] == 1, 0.5, p[0::2])
+        p[1::2] = np.where(since[1::2] <= 5, 0.0, p[1::2])
+        X[t] = u[t] < p
+        last[X[t] == 1] = t
+    return X
+
+
+def test_unit_glm_fits_each_unit_its_own_history_filter():
+    """One pooled weight vector cannot serve bursting and refractory units; per-unit weights can."""
+    X = _opposite_histories(np.random.default_rng(7))
+    train, test = X[:40_000], X[40_000:]
+    unit = UnitGLMPredictor().fit(train)
+    assert unit.coef.shape == (len(unit.feature_names), 8) and unit.intercept.shape == (8,)
+    assert (unit.coef[0, 0::2] > 0).all() and (unit.coef[0, 1::2] < 0).all()   # own last bin
+    ll = lambda p: LogLikelihood().add(test[1:], p.predict(test)[:-1]).total  # noqa: E731
+    assert ll(unit) > ll(GLMPredictor().fit(train)) + 100
+    # Each unit's intercept is corrected for its own sampling rates: rates come out right.
+    np.testing.assert_allclose(unit.predict(test)[:-1].mean(0), test[1:].mean(0), rtol=0.15)
+
+
+def test_unit_glm_shrinks_towards_the_pooled_fit_not_towards_zero():
+    X = _opposite_histories(np.random.default_rng(8), T=20_000)
+    stiff = UnitGLMPredictor(l2=1e9).fit(X)
+    assert np.abs(stiff.coef - stiff.coef[:, :1]).max() < 1e-4 * np.abs(stiff.coef).max()
+    assert np.abs(stiff.coef).max() > 0.1
+    with pytest.raises(SpikevizError, match="fitted on 8 units, data has 3"):
+        stiff.predict(X[:, :3])
+    with pytest.raises(SpikevizError, match="not fitted"):
+        UnitGLMPredictor().predict(X)
+
+
+def test_coupled_glm_finds_the_driving_unit():
+    """Unit 3 fires 2 ms after unit 6 half the time: its partner must be 6, and the coupling must
+    beat the uncoupled per-unit GLM on unit 3."""
+    rng = np.random.default_rng(9)
+    X = (rng.random((50_000, 10)) < 0.02).astype(np.uint8)
+    X[2:, 3] |= X[:-2, 6] & (rng.random(len(X) - 2) < 0.5)
+    train, test = X[:35_000], X[35_000:]
+    coupled = CoupledGLMPredictor(n_partners=2).fit(train)
+    assert coupled.partners[3, 0] == 6 and 3 not in coupled.partners[3]
+    assert len(coupled.coef) == len(coupled.feature_names)
+    pr = lambda p: ScoreHistogram.from_scores(test[1:, 3], p.predict(test)[:-1, 3]).pr_auc  # noqa: E731
+    assert pr(coupled) > max(0.1, 3 * pr(UnitGLMPredictor().fit(train)))
 
 
 def test_unknown_and_unfitted():

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 import spikeviz
 from spikeviz import SpikevizError
 from spikeviz.baselines import EWMAPredictor
-from spikeviz.metrics import (THRESHOLD_RULES, ScoreHistogram, level_edges, pr_auc, roc_auc, score_level,
+from spikeviz.metrics import (THRESHOLD_RULES, LogLikelihood, ScoreHistogram, bits_per_spike,
+                              level_edges, pr_auc, roc_auc, score_level,
                               scores_histograms, threshold_preset)
 from spikeviz.predictor import split_bounds
 
@@ -138,3 +139,96 @@ def test_pooled_and_per_unit_aucs_on_real_predictions(real_predictions):
     # A unit's histogram gives the same AUC as the vector of per-unit AUCs.
     assert units.unit(cols[0]).roc_auc == pytest.approx(units.roc_auc[cols[0]])
     assert units.summary()["n_units_scored"] == (~silent).sum()
+
+
+def _units(T=20_000, N=6, seed=11):
+    """Labels drawn from known probabilities, rates differing per unit."""
+    rng = np.random.default_rng(seed)
+    p = np.clip(rng.lognormal(-4.5, 1.0, (T, N)) * np.geomspace(0.3, 3, N), 0, 0.9).astype(np.float32)
+    return (rng.random((T, N)) < p).astype(np.uint8), p
+
+
+def test_log_likelihood_streams_per_unit_and_clips():
+    Y, P = _units()
+    P[0, 0], P[1, 1] = 0.0, 1.0                     # clipped to 1e-6 and 1 - 1e-6
+    q = np.clip(P.astype(np.float64), 1e-6, 1 - 1e-6)
+    ref = (Y * np.log(q) + (1 - Y) * np.log(1 - q)).sum(0)
+    one = LogLikelihood().add(Y, P)
+    np.testing.assert_allclose(one.per_unit, ref, rtol=1e-6)
+    streamed = LogLikelihood()
+    for s in range(0, len(Y), 3001):
+        streamed.add(Y[s:s + 3001], P[s:s + 3001])
+    assert streamed.total == pytest.approx(ref.sum(), rel=1e-9)
+    assert streamed.n == Y.size and streamed.n_spikes == Y.sum()
+    np.testing.assert_array_equal(streamed.spikes, Y.sum(0))
+    assert LogLikelihood().add(Y[:, 0], P[:, 0]).total == pytest.approx(ref[0], rel=1e-6)
+    with pytest.raises(SpikevizError, match="6 units"):
+        streamed.add(Y[:, :2], P[:, :2])
+    with pytest.raises(SpikevizError, match="probabilities"):
+        LogLikelihood().add(Y, P * 2)
+
+
+def test_bits_per_spike_by_hand():
+    Y, P = _units()
+    rate = np.broadcast_to(Y.mean(0), Y.shape).astype(np.float32)
+    ll = lambda p: (Y * np.log(np.clip(p, 1e-6, 1 - 1e-6)) + (1 - Y) * np.log1p(
+        -np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6))).sum()  # noqa: E731
+    ref = (ll(P) - ll(rate)) / Y.sum() / np.log(2)
+    assert ref > 0.3                          # the true probabilities beat each unit's rate
+    assert bits_per_spike(Y, P, rate) == pytest.approx(ref, rel=1e-5)
+    assert bits_per_spike(Y, rate, P) == pytest.approx(-ref, rel=1e-5)
+    assert bits_per_spike(Y, rate, rate) == 0
+    with pytest.raises(SpikevizError, match="same labels"):
+        LogLikelihood().add(Y, P).bits_per_spike(LogLikelihood().add(Y[1:], P[1:]))
+    assert np.isnan(bits_per_spike(np.zeros((5, 2)), np.full((5, 2), 0.1), np.full((5, 2), 0.2)))
+
+
+def test_brier_and_reliability_from_the_histogram():
+    Y, P = _units(T=100_000)
+    h = ScoreHistogram.from_scores(Y, P)
+    assert h.brier == pytest.approx(brier_score_loss(Y.ravel(), P.ravel()), rel=1e-4)
+    for spacing in ("quantile", "log"):
+        r = h.reliability(10, spacing)
+        assert r["count"].sum() == Y.size
+        # Labels are drawn from P: observed frequencies follow the predictions.
+        big = r["count"] > 20_000
+        np.testing.assert_allclose(r["observed"][big], r["predicted"][big], rtol=0.15, atol=2e-3)
+        assert np.all(np.diff(r["predicted"]) > 0)
+    q = h.reliability(10, "quantile")
+    assert len(q["count"]) == 10 and q["count"].max() < 1.3 * Y.size / 10
+    # Each bin's mean score is the cells' mean score, to the levels' resolution.
+    edges = np.quantile(P.ravel(), [0.5])
+    lo = P.ravel() < edges[0]
+    two = h.reliability(2, "quantile")
+    assert two["predicted"][0] == pytest.approx(P.ravel()[lo].mean(), rel=0.01)
+    assert two["observed"][1] == pytest.approx(Y.ravel()[~lo].mean(), rel=0.01)
+    with pytest.raises(SpikevizError, match="spacing"):
+        h.reliability(10, "linear")
+
+
+def test_spike_weighted_per_unit_roc_auc():
+    Y, P = _units()
+    P[:, 3] = np.random.default_rng(2).random(len(P))    # one unit's scores are noise
+    _, units = scores_histograms(Y, P)
+    aucs = np.array([roc_auc_score(Y[:, i], P[:, i]) for i in range(Y.shape[1])])
+    w = Y.sum(0)
+    assert units.roc_auc_spike_weighted == pytest.approx((aucs * w).sum() / w.sum(), abs=2e-3)
+    assert units.roc_auc_spike_weighted != pytest.approx(aucs.mean(), abs=2e-3)
+    # Pooled over units the rate alone ranks well; within units it is chance.
+    rate = np.broadcast_to(Y.mean(0), Y.shape).astype(np.float32)
+    pooled, by_unit = scores_histograms(Y, rate)
+    assert pooled.roc_auc > 0.65 and by_unit.roc_auc_spike_weighted == pytest.approx(0.5)
+    assert by_unit.summary()["roc_auc_spike_weighted"] == pytest.approx(0.5)
+
+
+def test_speed_1e7_scores():
+    y = RNG.random(10_000_000, dtype=np.float32) < 0.02
+    p = RNG.random(10_000_000, dtype=np.float32)
+    t = time.perf_counter()
+    h = ScoreHistogram.from_scores(y, p)
+    h.roc_auc, h.pr_auc, h.roc_curve(), h.pr_curve()
+    assert time.perf_counter() - t < 2.0   # about 0.05 s on an idle core: generous for busy machines
+    t = time.perf_counter()
+    for thr in np.linspace(0, 1, 1000):
+        h.operating_point(thr)
+    assert time.perf_counter() - t < 1.0   # a slider step costs microseconds (about 0.03 s here)
