@@ -241,9 +241,9 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
 
     Units: the checkpoint's own columns when `recording` is its training data, else the most
     active ones of the training split (the model's unit count; `n_units` for a unit-agnostic
-    model). unit_order "auto" is recorded on the training data, rate-rank elsewhere. Baselines are
-    fitted like the model on the source's train split (the target's when the model has no single
-    source or it cannot be found) and see the model's column order. A threshold preset is tuned on
+    model). unit_order "auto" is recorded on the training data, rate-rank elsewhere (the source's
+    rates against the target's warm-up). Baselines are fitted on the target's own train split:
+    what a user could fit on this recording instead. A threshold preset is tuned on
     the warm-up window, never on the scored bins; so is a generalist's guard. Bits per spike are
     the log-likelihood gain over each unit's mean rate in the target's train split.
     `cache` (a dict) reuses baseline scores and fits across checkpoints; `progress` is told of
@@ -271,36 +271,38 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     perm = unit_permutation(policy, len(ids), st.X[:st.warm], src_rates)
     X = np.ascontiguousarray(st.X[:, perm])
 
-    def scored(predictor: Predictor) -> Scored:
+    def scored(predictor: Predictor, X: np.ndarray) -> Scored:
         return score_stretch(predictor.predict(X), X, st.warm, protocol, st.prime)
 
+    # Baselines are what a user could fit on this recording: its own train split (ewma-tuned, which
+    # needs no training data, its warm-up), in recorded column order. Pooled scores do not depend
+    # on the column order, so they serve every checkpoint scored on this stretch.
     cache = {} if cache is None else cache
-    target_key = (recording.content_hash(), st.bins, policy, protocol, tuple(ids))
     results = {}
     for name in baselines:
-        key = (name, source.key, target_key)
+        key = (name, target.key, st.bins, protocol)
         if key not in cache:
             progress(f"baseline {name}")
             if name == "rate":
-                predictor = RatePredictor(src_rates)
-            elif name == "ewma-tuned":   # needs no training data: tuned on the target's warm-up
-                predictor = make_baseline(name, bin_ms).fit(X[:st.warm])
+                predictor = RatePredictor(target.rates)
+            elif name == "ewma-tuned":
+                predictor = make_baseline(name, bin_ms).fit(st.X[:st.warm])
             else:
-                fit_key = (f"{name}-fit", source.key)
+                fit_key = (f"{name}-fit", target.key)
                 if fit_key not in cache:
-                    cache[fit_key] = make_baseline(name, bin_ms).fit(source.train)
+                    cache[fit_key] = make_baseline(name, bin_ms).fit(target.train)
                 predictor = cache[fit_key]
-            cache[key] = scored(predictor)
+            cache[key] = scored(predictor, st.X)
         results[name] = cache[key]
     if cfg.kind == "generalist":
         progress("fitting the generalist's guard on the warm-up")
     adapted = for_target(model, X, st)
     progress(f"model ({len(X):,} bins x {len(ids)} units)")
-    model_scored = scored(ModelPredictor(adapted))
+    model_scored = scored(ModelPredictor(adapted), X)
     thr, rule = resolve_threshold(threshold, model_scored.calibration)
     hist = model_scored.hists[protocol]
-    reference = LogLikelihood().add(X[st.warm + 1:], np.broadcast_to(
-        target.rates[perm], (len(X) - st.warm - 1, len(ids))))
+    reference = LogLikelihood().add(st.X[st.warm + 1:], np.broadcast_to(
+        target.rates, (len(X) - st.warm - 1, len(ids))))
 
     def result(s: Scored, thr: float | None = None) -> dict:
         bps = (s.loglik - reference.total) / max(reference.n_spikes, 1) / np.log(2)
@@ -315,7 +317,8 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     out = {
         "checkpoint": str(meta.get("path", "")), "preset": cfg.preset, "loss": meta.get("loss"),
         "source": {"name": meta.get("session") or meta.get("data"), "domain": source_domain,
-                   "sessions": meta.get("sessions"), "baselines_fit_on": source.fit},
+                   "sessions": meta.get("sessions")},
+        "baselines_fit_on": "the target's train split (ewma-tuned: its warm-up)",
         "data": recording.source.get("path") or recording.name, "data_name": recording.name,
         "domain": target_domain,
         "direction": direction(source_domain or ("mixed" if meta.get("sessions") else None),

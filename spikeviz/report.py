@@ -206,8 +206,8 @@ def _pm(s: dict, col: str, nd: int = 3, sign: bool = False) -> str:
 
 def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: float = SECONDS,
                 warmup_s: float = WARMUP_S, unit_order: str = "auto", protocol: str = "strict",
-                threshold: float | str = "youden", jobs: int = 1,
-                progress: Callable[[str], None] = lambda msg: None) -> Table:
+                threshold: float | str = "youden", baselines: Sequence[str] | None = None,
+                jobs: int = 1, progress: Callable[[str], None] = lambda msg: None) -> Table:
     """Evaluate every checkpoint on the bundled sessions' test splits (the same stretch for all):
     one-recording models and generalists on every session, left-out runs (trained on some
     sessions, not all) only on the sessions they never saw. `jobs` > 1 evaluates groups of
@@ -227,7 +227,7 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
 
         groups = [paths[k::jobs] for k in range(jobs)]
         options = dict(seconds=seconds, warmup_s=warmup_s, unit_order=unit_order,
-                       protocol=protocol, threshold=threshold)
+                       protocol=protocol, threshold=threshold, baselines=baselines)
         with ProcessPoolExecutor(jobs) as pool:
             parts = list(pool.map(_table_rows, groups, [options] * jobs))
         by_checkpoint = {}
@@ -248,7 +248,8 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
             progress(f"{Path(path).name} on {test.name} ({seconds:g} s)")
             result = evaluate_checkpoint(model, test.load(), unit_order=unit_order,
                                          protocol=protocol, threshold=threshold, seconds=seconds,
-                                         warmup_s=warmup_s, cache=cache)
+                                         warmup_s=warmup_s, cache=cache,
+                                         **({} if baselines is None else {"baselines": baselines}))
             table.rows.append(table_row(result, model.meta, test.name))
     return table
 

@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from spikeviz.baselines import ALL_BASELINES
+
 import spikeviz
 from spikeviz.cli import main
 from spikeviz.io.table import write_table
@@ -50,15 +52,20 @@ def test_evaluate_json_on_a_bundled_session(ckpt, capsys):
     for key in ("roc_auc", "pr_auc", "per_unit_roc_auc_median", "threshold", "precision",
                 "recall", "f1"):
         assert key in r["model"]
-    assert {k: set(v) >= {"roc_auc", "pr_auc"} for k, v in r["baselines"].items()} == {
-        "rate": True, "ewma": True, "glm": True}
+    assert {k: set(v) >= {"roc_auc", "pr_auc", "bits_per_spike"}
+            for k, v in r["baselines"].items()} == dict.fromkeys(ALL_BASELINES, True)
     assert r["loss"] == "dice" and r["chance"]["pr_auc"] == r["base_rate"]
+    c = r["comparison"]
+    best = max(r["baselines"], key=lambda k: r["baselines"][k]["pr_auc"])
+    assert c["best_baseline"] == best and c["blocks"] == 1
+    assert c["pr_auc_diff"] == pytest.approx(r["model"]["pr_auc"] - r["baselines"][best]["pr_auc"])
+    assert c["pr_auc_diff_ci95"][0] <= c["pr_auc_diff"] <= c["pr_auc_diff_ci95"][1]
 
 
 def test_evaluate_more_than_128_units(ckpt, merged, capsys):
     r = _json(capsys, ["evaluate", "--checkpoint", ckpt, "--data", str(merged), "--seconds", "2",
                        "--unit-order", "random:1", "--protocol", "reference",
-                       "--threshold-rule", "density", "--json"])
+                       "--threshold-rule", "density", "--baselines", "rate,ewma", "--json"])
     assert r["n_units"] == 128 and r["unit_order"] == "random:1" and r["leaky"]
     assert r["direction"] is None and r["domain"] is None          # not a catalogued session
     # The 128 most active of 253 units, taken from both sessions.
@@ -68,7 +75,7 @@ def test_evaluate_more_than_128_units(ckpt, merged, capsys):
 
 def test_evaluate_text_output(ckpt, capsys):
     assert main(["evaluate", "--checkpoint", ckpt, "--session", VITRO, "--seconds", "1",
-                 "--threshold", "0.05"]) == 0
+                 "--threshold", "0.05", "--baselines", "rate,ewma,glm"]) == 0
     out = capsys.readouterr().out
     assert "unit order recorded" in out and "glm" in out and "(leaky)" in out
     assert ": given" in out and "real spikes" in out
@@ -93,8 +100,8 @@ def test_evaluate_refuses_a_missing_checkpoint(tmp_path, capsys):
 
 def test_table_cli(ckpt, tmp_path, capsys):
     t = _json(capsys, ["table", "--checkpoint", ckpt, "--seconds", "1", "--out",
-                       str(tmp_path / "t"), "--json", "--quiet"])
+                       str(tmp_path / "t"), "--json", "--quiet", "--baselines", "rate,ewma"])
     assert len(t["rows"]) == 3 and t["settings"]["seconds"] == 1
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["table.csv", "table.json",
                                                                   "table.md"]
-    assert "| vitro->vivo | dice |" in (tmp_path / "t" / "table.md").read_text()
+    assert "| cross domain | vitro->vivo | fast | dice |" in (tmp_path / "t" / "table.md").read_text()

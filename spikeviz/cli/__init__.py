@@ -33,6 +33,18 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def baseline_list(text: str) -> tuple[str, ...]:
+    """--baselines: comma-separated names of spikeviz.baselines.ALL_BASELINES."""
+    from ..baselines import ALL_BASELINES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in ALL_BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown baselines {unknown or [text]}: use a "
+                                         f"comma-separated list of {', '.join(ALL_BASELINES)}")
+    return names
+
+
 def split_text() -> str:
     """The chronological split in words, from the one place that defines it."""
     from ..predictor import SPLIT_FRACTIONS

@@ -7,7 +7,7 @@ import math
 import sys
 
 from ..errors import SpikevizError
-from . import HelpFormatter, add_data_options, load_from_args
+from . import HelpFormatter, add_data_options, baseline_list, load_from_args
 
 EPILOG = """\
 Units: on the checkpoint's own training recording its own columns; on any other recording the
@@ -34,6 +34,8 @@ class EpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 def add_parser(sub) -> None:
+    from ..baselines import ALL_BASELINES
+
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines on a recording",
                        description="Score a checkpoint's next-bin predictions (ROC-AUC, PR-AUC, "
                                    "per-unit AUCs, operating point) next to the rate, EWMA and GLM "
@@ -58,6 +60,8 @@ def add_parser(sub) -> None:
                    help="evaluate the first S seconds of the split (0: all of it)")
     p.add_argument("--units", type=int, default=128,
                    help="units for a transfer-preset model (the most active)")
+    p.add_argument("--baselines", type=baseline_list, default=",".join(ALL_BASELINES),
+                   help="baselines to score beside the model, comma-separated")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                             unit_order=args.unit_order, protocol=args.protocol,
                             threshold=args.threshold if args.threshold is not None
                             else args.threshold_rule, seconds=args.seconds or None,
-                            n_units=args.units,
+                            n_units=args.units, baselines=args.baselines,
                             progress=lambda stage: print(f"evaluating: {stage}", file=sys.stderr,
                                                          flush=True))
     if args.json:

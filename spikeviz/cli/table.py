@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 from ..errors import SpikevizError
+from . import baseline_list
 
 
 def add_parser(sub) -> None:
+    from ..baselines import ALL_BASELINES
+
     p = sub.add_parser(
         "table", help="the results table: every shipped model and run on the bundled sessions",
         description="Evaluate every shipped checkpoint (models/*.safetensors, or $SPIKEVIZ_MODELS) "
@@ -35,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--readme", action="append", default=[], metavar="FILE",
                    help="also rewrite the results section of this Markdown file (between "
                         "<!-- results:start --> and <!-- results:end -->; repeatable)")
+    p.add_argument("--baselines", type=baseline_list, default=",".join(ALL_BASELINES),
+                   help="baselines to score beside the model, comma-separated")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run)
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                                     Path(args.out) / name)
     checkpoints = [str(resolve_checkpoint(c)) for c in args.checkpoint] if args.checkpoint else None
     table = build_table(checkpoints, seconds=args.seconds, unit_order=args.unit_order,
-                        protocol=args.protocol, jobs=args.jobs,
+                        protocol=args.protocol, jobs=args.jobs, baselines=args.baselines,
                         progress=(lambda m: None) if args.quiet else
                         (lambda m: print(f"evaluating {m}", file=sys.stderr, flush=True)))
     if args.out:
