@@ -138,3 +138,32 @@ def test_generate_cli_writes_readable_trains_and_refuses_pickles(tmp_path):
     assert main(["generate", "--checkpoint", str(evil), "--session", "invitro_210511001_bh",
                  "--out", str(tmp_path / "x.npz")]) == 2
     assert not marker.exists()
+
+
+def test_draw_rules():
+    from spikeviz import SpikevizError
+    from spikeviz.predict import DRAW_RULES, draw_spikes, unit_thresholds
+
+    rng = np.random.default_rng(0)
+    P = (rng.random((5000, 6)) * np.array([0.002, 0.01, 0.02, 0.05, 0.1, 0.2])).astype(np.float32)
+    assert set(DRAW_RULES) == {"bernoulli", "pooled", "unit-density", "lift"}
+    b = draw_spikes(P, seed=1)
+    assert b.dtype == np.uint8 and b.shape == P.shape
+    assert np.array_equal(b, draw_spikes(P, "bernoulli", 0.9, seed=1))   # threshold ignored
+    assert not np.array_equal(b, draw_spikes(P, seed=2))
+    assert (np.abs(b.sum(0) - P.sum(0)) < 4 * np.sqrt(P.sum(0)) + 1).all()
+    np.testing.assert_array_equal(draw_spikes(P, "pooled", 0.05), P >= 0.05)
+    # unit-density: each unit's count is t x its expected count, or t x its causal rate x T.
+    np.testing.assert_array_equal(draw_spikes(P, "unit-density", 2.0).sum(0),
+                                  np.round(2.0 * P.sum(0, dtype=np.float64)))
+    rates = np.array([0.01, 0.001, 0.002, 0.004, 0.03, 0.0], np.float32)
+    np.testing.assert_array_equal(draw_spikes(P, "unit-density", 1.0, unit_rates=rates).sum(0),
+                                  np.round(rates.astype(np.float64) * len(P)))
+    # lift: p / p-bar >= t with p-bar the given causal rates.
+    np.testing.assert_array_equal(draw_spikes(P, "lift", 3.0, unit_rates=rates),
+                                  P >= np.float32(3.0) * rates)
+    np.testing.assert_allclose(unit_thresholds(P, "lift", 2.0), 2.0 * P.mean(0), rtol=1e-5)
+    with pytest.raises(SpikevizError, match="draw rule"):
+        draw_spikes(P, "nope")
+    with pytest.raises(SpikevizError, match="one rate per unit"):
+        draw_spikes(P, "lift", 2.0, unit_rates=rates[:3])
