@@ -167,3 +167,28 @@ def test_draw_rules():
         draw_spikes(P, "nope")
     with pytest.raises(SpikevizError, match="one rate per unit"):
         draw_spikes(P, "lift", 2.0, unit_rates=rates[:3])
+
+
+def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
+    import json
+
+    from spikeviz.checkpoint import save_checkpoint
+    from spikeviz.cli import main
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(make("fast", n_units=128), path, {"bin_ms": 1.0, "n_units": 128})
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
+                 "--seconds", "0.5", "--start", "3", "--draw", "lift", "--threshold", "2",
+                 "--json", "--out", str(tmp_path / "g.npz")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    made = report["generated_by"]
+    assert made["draw"] == "lift" and made["threshold"] == 2
+    assert made["calibration"]["fitted_on_s"] == [0.001, 3.0]    # the warm-up before --start
+    assert report["ceiling_stretch_s"] == [3.5, 4.0] and report["bins"] == 500
+    for who in ("model", "floor", "ceiling"):
+        assert {"count_ratio", "rate_spearman", "isi_ks", "median_cv", "median_fano_100ms",
+                "corr_similarity_10ms", "synchrony", "active_fraction"} <= set(report[who])
+    assert report["model"]["spikes"] == spikeviz.load_recording(tmp_path / "g.npz").n_spikes
+    assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
+                 "--draw", "nope", "--out", str(tmp_path / "h.npz")]) == 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -26,7 +27,15 @@ def add_parser(sub) -> None:
     draw.add_argument("--threshold", type=float, help="spike where p >= T (instead of sampling)")
     draw.add_argument("--preset", choices=("youden", "max-f1", "density"),
                       help="threshold tuned on the first minute of the data's training half")
+    p.add_argument("--draw", metavar="RULE",
+                   help="draw rule: bernoulli (the default), pooled (the default with "
+                        "--threshold or --preset), unit-density or lift; "
+                        "--threshold is the rule's number: a probability (pooled), a multiple of "
+                        "each unit's expected count (unit-density) or of its rate (lift)")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: generated against the real stretch (fidelity "
+                        "report with a real-vs-real ceiling and a Poisson floor)")
     p.add_argument("--out", required=True,
                    help="output: .nwb, a spike-time table (.csv, .tsv, .parquet, .npz) or a "
                         "SpikeInterface sorting folder (.si, needs spikeviz[interop])")
@@ -37,7 +46,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..io import OUTPUT_SUFFIXES, write_recording
-    from ..predict import generate_recording
+    from ..predict import DRAW_RULES, generate_recording
 
     out = Path(args.out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -52,19 +61,32 @@ def run(args: argparse.Namespace) -> int:
             math.isfinite(args.start) and args.start >= 0):
         raise SpikevizError(f"--seconds must be positive and --start not negative, got "
                             f"{args.seconds} and {args.start}")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
+    if args.draw is not None and args.draw not in DRAW_RULES:
+        raise SpikevizError(f"unknown --draw {args.draw!r}: use one of {', '.join(DRAW_RULES)}")
+    if args.threshold is not None and args.draw in (None, "pooled") and not 0 <= args.threshold <= 1:
         raise SpikevizError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
+    if args.threshold is not None and not (math.isfinite(args.threshold) and args.threshold >= 0):
+        raise SpikevizError(f"--threshold must not be negative, got {args.threshold}")
+    if args.preset and args.draw not in (None, "pooled"):
+        raise SpikevizError(f"--preset tunes a pooled threshold: it does not go with --draw "
+                            f"{args.draw}")
     if args.seed < 0:
         raise SpikevizError(f"--seed must not be negative, got {args.seed}")
     model = load_model(args.checkpoint)
     recording = load_from_args(args)
     generated = generate_recording(model, recording, args.mode, args.seconds, args.start,
-                                   args.threshold, args.preset, args.seed)
+                                   args.threshold, args.preset, args.seed, draw=args.draw)
     try:
         write_recording(generated, out)
     except OSError as exc:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]
+    if args.json:
+        from ..stats import recording_fidelity
+
+        print(json.dumps({"out": str(out), "generated_by": made}
+                         | recording_fidelity(recording, generated, args.start, args.seed)))
+        return 0
     real = recording.slice(args.start, args.start + args.seconds) if args.mode == "teacher" else None
     print(f"{out}: {generated.n_spikes:,} spikes in {generated.duration_s:g} s x "
           f"{generated.n_units} units ({generated.rates_hz.mean():.2f} Hz a unit"
