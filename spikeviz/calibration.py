@@ -14,6 +14,10 @@ OFFSET_PRIOR_SD = 0.75
 RATE_PRIOR_SPIKES = 2.0
 TEMPERATURE_RANGE = (0.25, 4.0)
 MAX_CELLS = 2_000_000
+# The free-running rate controller (predict.RateController, fused._run): every `every` bins each
+# unit's offset moves by `gain` x log(target rate / its mean p over ~`tau` bins), within
+# `max_shift` of its calibrated value.
+RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.01, "max_shift": 1.5}
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,7 +8,8 @@ import torch
 
 from . import __version__
 from .binning import BinnedSpikes, bin_spikes
-from .calibration import TargetCalibration, fit_target_calibration, identity
+from . import fused
+from .calibration import RATE_CONTROL, TargetCalibration, fit_target_calibration, identity
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
@@ -200,17 +201,24 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     cfg = model.config
     prompt = X[-cfg.context:]
     past = X[:len(X) - len(prompt)]
+    # Platt scaling and the target calibration folded into one affine map of the raw logits.
+    scale, shift = model.calibration
+    gain = scale / cal.temperature
+    bias = (shift / cal.temperature + cal.offsets).astype(np.float32)
+    controlled = rate_control and thr is None and rates is not None
+    if fused.supported(model):
+        traces = compute_traces(past, cfg.trace_taus)[-1] if len(past) else \
+            np.zeros((len(cfg.trace_taus), N), np.float32)
+        return fused.free_run(model, traces, prompt, n, gain, bias, seed=seed,
+                              thresholds=None if thr is None else thr.numpy(),
+                              rates=rates if controlled else None)[0]
     state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
                         if len(past) and cfg.trace_taus else None)
     model.eval()
     for row in torch.from_numpy(prompt.astype(np.float32)):
         logits = model.step(row, state)
-    # Platt scaling and the target calibration folded into one affine map of the raw logits.
-    scale, shift = model.calibration
-    gain = scale / cal.temperature
-    bias = torch.from_numpy((shift / cal.temperature + cal.offsets).astype(np.float32))
-    control = RateController(bias, rates) if (rate_control and thr is None
-                                              and rates is not None) else None
+    bias = torch.from_numpy(bias)
+    control = RateController(bias, rates) if controlled else None
     # Draws stay in torch: a numpy round trip per bin would cost as much as the model step.
     gen = torch.Generator().manual_seed(seed)
     out = torch.empty((n, N), dtype=torch.uint8)
@@ -226,7 +234,8 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
 
 
 class RateController:
-    """Slow integral control of per-unit logit offsets toward target rates, causal and in place.
+    """Slow integral control of per-unit logit offsets toward target rates, causal and in place
+    (calibration.RATE_CONTROL; spikeviz.fused runs the same in its compiled loop).
 
     Every `every` bins each unit's offset moves by `gain` times the log ratio of its target rate
     to its mean probability over the last ~`tau` bins (an exponential average), within
@@ -234,8 +243,9 @@ class RateController:
     the model, fast enough to stop a drift of the model's own feedback over minutes.
     """
 
-    def __init__(self, bias: torch.Tensor, rates: np.ndarray, tau: float = 1000.0,
-                 every: int = 100, gain: float = 0.05, max_shift: float = 3.0):
+    def __init__(self, bias: torch.Tensor, rates: np.ndarray, tau: float = RATE_CONTROL["tau"],
+                 every: int = RATE_CONTROL["every"], gain: float = RATE_CONTROL["gain"],
+                 max_shift: float = RATE_CONTROL["max_shift"]):
         self.bias, self.start = bias, bias.clone()
         self.target = torch.from_numpy(np.log(np.maximum(rates, 1e-6)).astype(np.float32))
         self.mean = torch.from_numpy(np.asarray(rates, np.float32)).clone()

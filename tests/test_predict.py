@@ -192,3 +192,33 @@ def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
     assert report["model"]["spikes"] == spikeviz.load_recording(tmp_path / "g.npz").n_spikes
     assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
                  "--draw", "nope", "--out", str(tmp_path / "h.npz")]) == 2
+
+
+def test_fused_free_run_matches_forward():
+    from spikeviz import fused
+
+    model = make("fast", context=48)
+    with torch.no_grad():
+        model.own.normal_(0, 0.5)          # the own-history path, zero when untrained
+    assert fused.supported(model) and not fused.supported(make("transfer"))
+    full = spikes(160, 10)
+    tr = compute_traces(full, model.config.trace_taus)
+    a = 53
+    # Prompt full[a:100] after its traces, then bins 100.. forced to the real ones: the fused
+    # loop's probability for bin t must equal a forward pass over the (<= 48) bins before it.
+    _, P = fused.free_run(model, tr[a - 1], full[a:100], 60, 1.0, np.zeros(10),
+                          forced=full[100:160])
+    with torch.inference_mode():
+        for t in (100, 101, 130, 159):
+            lo = max(a, t - 48)
+            ref = torch.sigmoid(model(torch.from_numpy(full[lo:t][None].astype(np.float32)),
+                                      torch.from_numpy(tr[lo:t][None])))[0, -1].numpy()
+            np.testing.assert_allclose(P[t - 100], ref, atol=1e-5)
+    # The affine calibration map and the rate controller act in the loop.
+    hi, _ = fused.free_run(model, tr[a - 1], full[a:100], 2000, 1.0, np.full(10, 2.0))
+    lo_, _ = fused.free_run(model, tr[a - 1], full[a:100], 2000, 1.0, np.full(10, -2.0))
+    assert hi.mean() > 2 * lo_.mean()
+    rates = np.full(10, 0.02, np.float32)
+    held, _ = fused.free_run(model, tr[a - 1], full[a:100], 4000, 1.0, np.full(10, 2.0),
+                             rates=rates, control={"gain": 0.05, "max_shift": 4.0})
+    assert held[2000:].mean() < 0.5 * hi[:2000].mean()
