@@ -17,7 +17,7 @@ MAX_CELLS = 2_000_000
 # The free-running rate controller (predict.RateController, fused._run): every `every` bins each
 # unit's offset moves by `gain` x log(target rate / its mean p over ~`tau` bins), within
 # `max_shift` of its calibrated value.
-RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.01, "max_shift": 1.5}
+RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.02, "max_shift": 1.5}
 
 
 @dataclass(frozen=True, eq=False)

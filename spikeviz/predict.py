@@ -298,7 +298,8 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
 
     teacher: each bin drawn from the real past; free: the model's own draws fed back after the
     real past before `start_s`. The logits are first calibrated to this recording
-    (spikeviz.calibration) on up to `calibration_s` seconds just before `start_s` (none when
+    (spikeviz.calibration) on up to `calibration_s` seconds just before `start_s`, after the
+    traces have settled where the recording allows (none when
     start_s is 0 or calibration_s is 0: the checkpoint's own calibration). Draws follow `draw`
     (DRAW_RULES) with `threshold`, or a pooled threshold `preset` (youden, max-f1, density: tuned
     on the calibration stretch, else on the first minute of the recording's training half), or
@@ -317,7 +318,10 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
         raise SpikevizError(f"[{start_s:g}, {start_s + seconds:g}) s is not inside the "
                             f"recording ({recording.duration_s:g} s)", where)
     rule = _rule("pooled" if preset else draw, threshold)
-    cal_lo = max(1, lo - int(round(calibration_s * 1000.0 / bin_ms)))
+    # Bins before the traces have settled (the recording's first seconds) fit the wrong regime:
+    # skip them, keeping at least half of the past before start_s.
+    cal_lo = max(1, lo - int(round(calibration_s * 1000.0 / bin_ms)),
+                 min(warmup_bins(model), lo // 2))
     w = max(0, min(cal_lo, lo) - 1 - warmup_bins(model))
     # One pass over the real data gives the calibration stretch [cal_lo, lo) and, teacher-forced,
     # the generated one [lo, lo + n): row r of Z predicts bin w + r + 1.
