@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     draw = p.add_mutually_exclusive_group()
     draw.add_argument("--threshold", type=float, help="spike where p >= T (instead of sampling)")
     draw.add_argument("--preset", choices=("youden", "max-f1", "density"),
-                      help="threshold tuned on the first minute of the data's training half")
+                      help="pooled threshold tuned on the calibration warm-up before --start "
+                           "(at --start 0: the first minute of the data's training half)")
     p.add_argument("--draw", metavar="RULE",
                    help="draw rule: bernoulli (the default), pooled (the default with "
                         "--threshold or --preset), unit-density or lift; "
