@@ -9,6 +9,8 @@ import torch
 
 from . import __version__
 from .binning import BinnedSpikes, bin_spikes
+from . import fused
+from .calibration import RATE_CONTROL, TargetCalibration, fit_target_calibration, identity
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
@@ -103,59 +105,191 @@ def _logits_next(model, X, batch_size: int | None) -> np.ndarray:
 
 
 def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
-                 batch_size: int | None = None) -> np.ndarray:
+                 batch_size: int | None = None, logits: bool = False) -> np.ndarray:
     """P (T, N) float32 with P[t] = p(X[t+1] = 1 | X[0..t]), from batched overlapping windows.
 
-    Probabilities carry the checkpoint's calibration (a monotone map: AUCs are unaffected).
+    Probabilities carry the checkpoint's calibration (a monotone map: AUCs are unaffected);
+    `logits`: their logits instead (what spikeviz.calibration maps on a target).
     """
-    logits = torch.from_numpy(logits_next(model, X, batch_size))
-    return model.probabilities(logits).numpy()
+    scale, shift = model.calibration
+    z = logits_next(model, X, batch_size) * scale + shift
+    return z if logits else torch.sigmoid(torch.from_numpy(z)).numpy()
 
 
-def _draw(p: np.ndarray, threshold: float | None, rng: np.random.Generator) -> np.ndarray:
-    if threshold is None:
-        return (rng.random(p.shape, dtype=np.float32) < p).astype(np.uint8)
-    return (p >= threshold).astype(np.uint8)
+DRAW_RULES: dict[str, dict] = {
+    "bernoulli": {"label": "Bernoulli sampling (seeded)", "min": 0.0, "max": 1.0, "step": 0.01,
+                  "default": None, "means": "ignored: each bin spikes with its probability p"},
+    "pooled": {"label": "pooled threshold: p >= t, one t for all units", "min": 0.0, "max": 1.0,
+               "step": 0.001, "default": 0.1, "means": "probability every unit must reach"},
+    "unit-density": {"label": "per-unit density match", "min": 0.1, "max": 4.0, "step": 0.05,
+                     "default": 1.0,
+                     "means": "each unit's spike count / its expected count (its causal rate "
+                              "when given, else the sum of its p): a per-unit threshold"},
+    "lift": {"label": "lift: p / p-bar(unit) >= t", "min": 1.0, "max": 50.0, "step": 0.5,
+             "default": 5.0, "means": "how many times its own causal rate a unit's p must reach"},
+}
+
+
+def _rule(rule: str | None, threshold: float | None) -> str:
+    # Callers of the threshold-only API (threshold=t) meant the pooled rule.
+    rule = rule or ("pooled" if threshold is not None else "bernoulli")
+    if rule not in DRAW_RULES:
+        raise SpikevizError(f"unknown draw rule {rule!r}: use one of {', '.join(DRAW_RULES)}")
+    return rule
+
+
+def unit_thresholds(P: np.ndarray, rule: str, threshold: float | None = None,
+                    unit_rates: np.ndarray | None = None) -> np.ndarray:
+    """Per-unit thresholds (N,) float32 of a threshold rule: a unit spikes where P >= its threshold.
+
+    pooled: t for every unit; lift: t * p-bar (unit_rates, the units' causal rates per bin, else
+    each column's mean of P); unit-density: the p above which the unit's count in P is t times its
+    expected count (unit_rates * T, else the column sum of P).
+    """
+    rule = _rule(rule, threshold)
+    if rule == "bernoulli":
+        raise SpikevizError("Bernoulli sampling has no threshold")
+    spec = DRAW_RULES[rule]
+    t = float(spec["default"] if threshold is None else threshold)
+    P = np.asarray(P)
+    T, N = P.shape
+    if unit_rates is not None:
+        unit_rates = np.asarray(unit_rates, np.float64)
+        if unit_rates.shape != (N,):
+            raise SpikevizError(f"unit_rates must have one rate per unit ({N}), got shape "
+                                f"{unit_rates.shape}")
+    if rule == "pooled":
+        return np.full(N, t, np.float32)
+    if rule == "lift":
+        pbar = P.mean(0, dtype=np.float64) if unit_rates is None else unit_rates
+        return (t * pbar).astype(np.float32)
+    expected = P.sum(0, dtype=np.float64) if unit_rates is None else unit_rates * T
+    k = np.clip(np.round(t * expected).astype(np.int64), 0, T)
+    out = np.full(N, np.inf, np.float32)          # k = 0: never spikes
+    for j in np.flatnonzero(k):
+        out[j] = np.partition(P[:, j], T - k[j])[T - k[j]]
+    return out
+
+
+def draw_spikes(P: np.ndarray, rule: str = "bernoulli", threshold: float | None = None, *,
+                seed: int = 0, unit_rates: np.ndarray | None = None) -> np.ndarray:
+    """Spikes uint8 (T, N) drawn from next-bin probabilities P (T, N) by a rule of DRAW_RULES.
+
+    bernoulli (seeded; threshold ignored), or P >= a per-unit threshold (unit_thresholds): pooled,
+    unit-density or lift. Scoring never depends on the rule: it reads P.
+    """
+    P = np.asarray(P)
+    if P.ndim != 2:
+        raise SpikevizError(f"probabilities must be a (bins, units) matrix, got shape {P.shape}")
+    if _rule(rule, threshold) == "bernoulli":
+        rng = np.random.default_rng(seed)
+        return (rng.random(P.shape, dtype=np.float32) < P).astype(np.uint8)
+    return (P >= unit_thresholds(P, rule, threshold, unit_rates)).astype(np.uint8)
 
 
 @torch.inference_mode()
 def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: str = "teacher",
-             threshold: float | None = None, seed: int = 0, n_bins: int | None = None) -> np.ndarray:
-    """Generated spikes, uint8 (n, N); a threshold, or Bernoulli sampling (seeded) when None.
+             threshold: float | None = None, seed: int = 0, n_bins: int | None = None, *,
+             draw: str | None = None, calibration: TargetCalibration | None = None,
+             unit_rates: np.ndarray | None = None, rate_control: bool = True) -> np.ndarray:
+    """Generated spikes, uint8 (n, N), drawn by `draw` (DRAW_RULES; default Bernoulli sampling,
+    seeded, or the pooled rule when only a threshold is given).
 
     teacher: row t is bin t+1 drawn from p(X[t+1] | real X[0..t]) (n = n_bins or len(X_real)).
     free: X_real is the real past (a silent bin when empty); row t is the bin t after it, drawn
     from the model given that past and its own earlier draws, fed back through the KV cache.
+    `calibration` (spikeviz.calibration, fitted on the target before X_real ends) maps the logits
+    first. Free-running Bernoulli draws with known target rates (unit_rates, else the
+    calibration's) pass through a slow causal rate controller (`rate_control`): each unit's
+    offset follows the log ratio of its target rate to its recent mean probability, so the
+    model's own feedback cannot drift into runaway bursts or silence over minutes.
     """
     X = _matrix(model, X_real)
     T, N = X.shape
-    rng = np.random.default_rng(seed)
+    rule = _rule(draw, threshold)
+    cal = calibration or identity(N)
+    rates = cal.rates if unit_rates is None else np.asarray(unit_rates, np.float32)
+
+    def probs(Xp: np.ndarray) -> np.ndarray:
+        if calibration is None:
+            return predict_next(model, Xp)
+        return cal.probabilities(predict_next(model, Xp, logits=True))
+
     if mode == "teacher":
         n = T if n_bins is None else min(int(n_bins), T)
-        return _draw(predict_next(model, X[:n]), threshold, rng)
+        return draw_spikes(probs(X[:n]), rule, threshold, seed=seed, unit_rates=rates)
     if mode != "free":
         raise SpikevizError(f"unknown generation mode {mode!r}: use 'teacher' or 'free'")
     n = T if n_bins is None else int(n_bins)
+    thr = None
+    if rule != "bernoulli":
+        # Per-unit thresholds fixed before the run: a rule's reference is the real past.
+        ref = probs(X) if len(X) and (rule == "unit-density" or rates is None) else \
+            np.zeros((1, N), np.float32)
+        thr = torch.from_numpy(unit_thresholds(ref, rule, threshold, rates))
     if T == 0:
         X = np.zeros((1, N), dtype=np.uint8)
     cfg = model.config
     prompt = X[-cfg.context:]
     past = X[:len(X) - len(prompt)]
+    # Platt scaling and the target calibration folded into one affine map of the raw logits.
+    scale, shift = model.calibration
+    gain = scale / cal.temperature
+    bias = (shift / cal.temperature + cal.offsets).astype(np.float32)
+    controlled = rate_control and thr is None and rates is not None
+    if fused.supported(model):
+        traces = compute_traces(past, cfg.trace_taus)[-1] if len(past) else \
+            np.zeros((len(cfg.trace_taus), N), np.float32)
+        return fused.free_run(model, traces, prompt, n, gain, bias, seed=seed,
+                              thresholds=None if thr is None else thr.numpy(),
+                              rates=rates if controlled else None)[0]
     state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
                         if len(past) and cfg.trace_taus else None)
     model.eval()
     for row in torch.from_numpy(prompt.astype(np.float32)):
         logits = model.step(row, state)
+    bias = torch.from_numpy(bias)
+    control = RateController(bias, rates) if controlled else None
     # Draws stay in torch: a numpy round trip per bin would cost as much as the model step.
     gen = torch.Generator().manual_seed(seed)
     out = torch.empty((n, N), dtype=torch.uint8)
     for t in range(n):
-        p = model.probabilities(logits)
-        x = torch.bernoulli(p, generator=gen) if threshold is None else (p >= threshold).float()
+        p = torch.sigmoid(torch.add(bias, logits, alpha=gain))
+        x = torch.bernoulli(p, generator=gen) if thr is None else (p >= thr).float()
         out[t] = x
+        if control is not None:
+            control.update(p)
         if t + 1 < n:
             logits = model.step(x, state)
     return out.numpy()
+
+
+class RateController:
+    """Slow integral control of per-unit logit offsets toward target rates, causal and in place
+    (calibration.RATE_CONTROL; spikeviz.fused runs the same in its compiled loop).
+
+    Every `every` bins each unit's offset moves by `gain` times the log ratio of its target rate
+    to its mean probability over the last ~`tau` bins (an exponential average), within
+    `max_shift` of where it started. Slow enough (seconds) to leave spike timing and bursts to
+    the model, fast enough to stop a drift of the model's own feedback over minutes.
+    """
+
+    def __init__(self, bias: torch.Tensor, rates: np.ndarray, tau: float = RATE_CONTROL["tau"],
+                 every: int = RATE_CONTROL["every"], gain: float = RATE_CONTROL["gain"],
+                 max_shift: float = RATE_CONTROL["max_shift"]):
+        self.bias, self.start = bias, bias.clone()
+        self.target = torch.from_numpy(np.log(np.maximum(rates, 1e-6)).astype(np.float32))
+        self.mean = torch.from_numpy(np.asarray(rates, np.float32)).clone()
+        self.alpha, self.every, self.gain, self.max_shift = 1.0 / tau, every, gain, max_shift
+        self.t = 0
+
+    def update(self, p: torch.Tensor) -> None:
+        self.mean.lerp_(p, self.alpha)
+        self.t += 1
+        if self.t % self.every == 0:
+            self.bias.add_(self.target - torch.log(self.mean.clamp_min(1e-7)), alpha=self.gain)
+            torch.minimum(self.bias, self.start + self.max_shift, out=self.bias)
+            torch.maximum(self.bias, self.start - self.max_shift, out=self.bias)
 
 
 def warmup_bins(model: SpikeTransformer) -> int:
@@ -183,15 +317,25 @@ def scores_for_range(model: SpikeTransformer, X: np.ndarray, lo: int, hi: int,
 THRESHOLD_BINS = 60_000
 
 
+# Seconds of the target's real past, just before the generated stretch, that calibration fits on.
+CALIBRATION_S = 30.0
+
+
 def generate_recording(model: SpikeTransformer, recording: Recording, mode: str = "teacher",
                        seconds: float = 10.0, start_s: float = 0.0, threshold: float | None = None,
-                       preset: str | None = None, seed: int = 0) -> Recording:
+                       preset: str | None = None, seed: int = 0, *, draw: str | None = None,
+                       calibration_s: float = CALIBRATION_S) -> Recording:
     """Generated trains over [start_s, start_s + seconds) of `recording`, as a Recording.
 
     teacher: each bin drawn from the real past; free: the model's own draws fed back after the
-    real past before `start_s`. Draws use `threshold`, a threshold `preset` (youden, max-f1,
-    density: tuned on the first minute of the recording's training half), or Bernoulli sampling
-    (seeded). `source["generated_by"]` records the checkpoint, mode, threshold, seed and data.
+    real past before `start_s`. The logits are first calibrated to this recording
+    (spikeviz.calibration) on up to `calibration_s` seconds just before `start_s`, after the
+    traces have settled where the recording allows (none when
+    start_s is 0 or calibration_s is 0: the checkpoint's own calibration). Draws follow `draw`
+    (DRAW_RULES) with `threshold`, or a pooled threshold `preset` (youden, max-f1, density: tuned
+    on the calibration stretch, else on the first minute of the recording's training half), or
+    Bernoulli sampling (seeded). `source["generated_by"]` records the checkpoint, mode, rule,
+    threshold, seed, calibration and data.
     """
     where = recording.source.get("path")
     bin_ms = float(model.meta.get("bin_ms", 1.0))
@@ -204,25 +348,44 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
     if lo >= len(X) or (mode == "teacher" and lo + n > len(X)):
         raise SpikevizError(f"[{start_s:g}, {start_s + seconds:g}) s is not inside the "
                             f"recording ({recording.duration_s:g} s)", where)
+    rule = _rule("pooled" if preset else draw, threshold)
+    # Bins before the traces have settled (the recording's first seconds) fit the wrong regime:
+    # skip them, keeping at least half of the past before start_s.
+    cal_lo = max(1, lo - int(round(calibration_s * 1000.0 / bin_ms)),
+                 min(warmup_bins(model), lo // 2))
+    w = max(0, min(cal_lo, lo) - 1 - warmup_bins(model))
+    # One pass over the real data gives the calibration stretch [cal_lo, lo) and, teacher-forced,
+    # the generated one [lo, lo + n): row r of Z predicts bin w + r + 1.
+    end = lo + n - 1 if mode == "teacher" else (lo - 1 if cal_lo < lo else w)
+    Z = predict_next(model, X[w:end], logits=True)
+    cal = fit_target_calibration(Z[cal_lo - w - 1:lo - w - 1], X[cal_lo:lo]) if cal_lo < lo \
+        else None
     if preset:
         from .metrics import threshold_preset
 
-        a, b = split_bounds(len(X))["train"]
-        P, Y = scores_for_range(model, X, a, min(b, a + THRESHOLD_BINS))
+        if cal is not None:
+            P, Y = cal.probabilities(Z[cal_lo - w - 1:lo - w - 1]), X[cal_lo:lo]
+        else:
+            a, b = split_bounds(len(X))["train"]
+            P, Y = scores_for_range(model, X, a, min(b, a + THRESHOLD_BINS))
         threshold = float(threshold_preset(Y, P, preset))
-    w = max(0, lo - warmup_bins(model))
     if mode == "teacher":
-        # Row r of G is bin w + r + 1; keep the bins of [lo, lo + n) (bin 0 has no past).
-        G = generate(model, X[w:lo + n - 1], "teacher", threshold=threshold, seed=seed)
         first = max(lo, 1)
+        Zg = Z[first - w - 1:]
+        P = cal.probabilities(Zg) if cal is not None else 1.0 / (1.0 + np.exp(-Zg))
         bins = np.zeros((n, X.shape[1]), dtype=np.uint8)
-        bins[first - lo:] = G[first - w - 1:]
+        bins[first - lo:] = draw_spikes(P, rule, threshold, seed=seed,
+                                        unit_rates=None if cal is None else cal.rates)
     else:
-        bins = generate(model, X[w:lo], mode, threshold=threshold, seed=seed, n_bins=n)
+        bins = generate(model, X[w:lo], mode, threshold=threshold, seed=seed, n_bins=n, draw=rule,
+                        calibration=cal)
     trains = tuple(np.flatnonzero(bins[:, j]) * (bin_ms / 1000.0) for j in range(bins.shape[1]))
     generated_by = {"checkpoint": str(model.meta.get("path", "")), "mode": mode,
-                    "threshold": threshold, "preset": preset,
-                    "draw": "threshold" if threshold is not None else "bernoulli", "seed": seed,
+                    "threshold": threshold, "preset": preset, "draw": rule, "seed": seed,
+                    "calibration": None if cal is None else
+                    {"fitted_on_s": [cal_lo * bin_ms / 1000.0, lo * bin_ms / 1000.0],
+                     "temperature": cal.temperature,
+                     "median_offset": float(np.median(cal.offsets))},
                     "data": recording.name, "data_path": where, "start_s": start_s,
                     "bin_ms": bin_ms, "spikeviz_version": __version__}
     return Recording(f"{recording.name}-{mode}", binned.unit_ids, trains, n * bin_ms / 1000.0,

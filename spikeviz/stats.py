@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as sps
 
 from .errors import SpikevizError
 
+if TYPE_CHECKING:
+    from .recording import Recording
+
+BLOCK_S = 10.0   # blocks of the rate-drift report
 ISI_EDGES_MS = np.geomspace(1.0, 10_000.0, 41)   # log-spaced; longer ISIs fall in the last bin
 
 
@@ -188,4 +193,120 @@ def compare_stats(real: FiringStats, generated: FiringStats) -> dict:
         iu = np.triu_indices(real.n_units, 1)
         d = np.abs(real.corr[iu] - generated.corr[iu])
         out["corr_mad"] = float(np.nanmean(d)) if np.isfinite(d).any() else None
+    return out
+
+
+def _isi_values(X: np.ndarray) -> np.ndarray:
+    t, u = spike_indices(X)
+    order = np.argsort(u, kind="stable")
+    t, u = t[order], u[order]
+    return np.diff(t)[u[1:] == u[:-1]]
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of the off-diagonal entries of two correlation matrices."""
+    iu = np.triu_indices(len(a), 1)
+    x, y = a[iu], b[iu]
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
+        return None
+    return float(np.corrcoef(x[ok], y[ok])[0, 1])
+
+
+def block_rates(X: np.ndarray, bin_ms: float, block_bins: int) -> list[float]:
+    """Mean rate per unit (Hz) in consecutive blocks of `block_bins` bins (the last may be short)."""
+    return [float(X[i:i + block_bins].mean() * 1000.0 / bin_ms) for i in range(0, len(X), block_bins)]
+
+
+def _against(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: float,
+             block_bins: int) -> dict:
+    """One candidate's statistics and its distances to the real stretch."""
+    s = firing_stats(X, bin_ms)
+    counts, real_counts = X.sum(0, dtype=np.int64), real.sum(0, dtype=np.int64)
+    active = real_counts > 0
+    a, b = _isi_values(real), _isi_values(X)
+    n = min(len(real), len(X))
+    blocks = [float(X[i:i + block_bins].sum() / real[i:i + block_bins].sum())
+              if real[i:i + block_bins].any() else None for i in range(0, n, block_bins)]
+    summary = s.summary()
+    return {
+        "spikes": int(counts.sum()),
+        "count_ratio": float(counts.sum() / real_counts.sum()) if real_counts.any() else None,
+        "rate_spearman": float(sps.spearmanr(counts, real_counts)[0])
+        if counts.std() > 0 and real_counts.std() > 0 else None,
+        "active_fraction": float((counts[active] > 0).mean()) if active.any() else None,
+        "isi_ks": float(sps.ks_2samp(a, b).statistic) if len(a) and len(b) else None,
+        "median_cv": summary["median_cv"], "median_fano_100ms": summary["median_fano"],
+        "corr_similarity_10ms": _similarity(rs.corr, s.corr),
+        "synchrony": s.synchrony,
+        "count_ratio_per_block": blocks,
+        "rate_hz_per_block": block_rates(X, bin_ms, block_bins),
+    }
+
+
+def fidelity_report(real: np.ndarray, generated: np.ndarray, reference: np.ndarray | None = None,
+                    *, bin_ms: float = 1.0, seed: int = 0, block_s: float = BLOCK_S) -> dict:
+    """Generated against real spikes of the same stretch, beside a ceiling and a floor.
+
+    real, generated: (T, N) binary matrices, same units in the same order. `reference`: another
+    real stretch of the same recording (the ceiling: real against real); the floor: Poisson
+    (Bernoulli) trains at each unit's real rate, seeded. Each entry gives spikes, the count
+    ratio to real (also per `block_s` block, and the mean rate per unit in each block of the
+    whole candidate: rate drift over a long free run), per-unit rate Spearman, the fraction of
+    real active units that fire, the KS distance of the pooled ISI distributions, median ISI CV,
+    median Fano factor (100-ms counts), the similarity (Pearson r) of the pairwise count
+    correlations at 10 ms to the real ones, and synchrony (fraction of bins with >= 2 spikes).
+    """
+    real, generated = np.ascontiguousarray(real, np.uint8), np.ascontiguousarray(generated, np.uint8)
+    if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
+        raise SpikevizError(f"fidelity needs real and generated (T, N) matrices of the same units, "
+                            f"got shapes {real.shape} and {generated.shape}")
+    block = _bins_of(block_s * 1000.0, bin_ms)
+    rs = firing_stats(real, bin_ms)
+    rng = np.random.default_rng(seed)
+    floor = (rng.random(real.shape, dtype=np.float32) < real.mean(0)).astype(np.uint8)
+    out = {"bins": len(real), "units": real.shape[1], "bin_ms": bin_ms,
+           "real": _against(real, rs, real, bin_ms, block),
+           "model": _against(real, rs, generated, bin_ms, block),
+           "floor": _against(real, rs, floor, bin_ms, block)}
+    out["ceiling"] = None if reference is None else _against(
+        real, rs, np.ascontiguousarray(reference, np.uint8), bin_ms, block)
+    return out
+
+
+def recording_fidelity(real: Recording, generated: Recording, start_s: float,
+                       seed: int = 0) -> dict:
+    """fidelity_report of `generated` (from spikeviz.predict.generate_recording at `start_s`)
+    against `real` over the same stretch and units; the ceiling is the real stretch of the same
+    length just after (else just before) it, when the recording has one."""
+    from .binning import bin_spikes
+
+    ids = list(generated.unit_ids)
+    bin_ms = float(generated.source.get("generated_by", {}).get("bin_ms", 1.0))
+    secs = generated.duration_s
+    stop = min(start_s + secs, real.duration_s)
+    if stop <= start_s:
+        raise SpikevizError(f"the recording ends at {real.duration_s:g} s, before the generated "
+                            f"stretch starts ({start_s:g} s)", real.source.get("path"))
+
+    def matrix(rec, a: float, b: float) -> np.ndarray:
+        return bin_spikes(rec, bin_ms, len(ids), select=ids, start_s=a, stop_s=b).X
+
+    R = matrix(real, start_s, stop)
+    G = matrix(generated, 0.0, stop - start_s)
+    if start_s + 2 * secs <= real.duration_s:
+        ref, where = (start_s + secs, start_s + 2 * secs), "after"
+    elif start_s >= secs:
+        ref, where = (start_s - secs, start_s), "before"
+    else:
+        ref, where = None, None
+    out = fidelity_report(R, G, None if ref is None else matrix(real, *ref)[:len(R)],
+                          bin_ms=bin_ms, seed=seed)
+    out["ceiling_stretch_s"] = None if ref is None else [ref[0], ref[1]]
+    out["ceiling_where"] = where
+    # A free run past the recording's end is compared where real data exist; its drift shows in
+    # rate_hz_per_block of the whole generated matrix.
+    if stop < start_s + secs:
+        out["model"]["rate_hz_per_block"] = block_rates(matrix(generated, 0.0, secs), bin_ms,
+                                                        _bins_of(BLOCK_S * 1000.0, bin_ms))
     return out

@@ -138,3 +138,88 @@ def test_generate_cli_writes_readable_trains_and_refuses_pickles(tmp_path):
     assert main(["generate", "--checkpoint", str(evil), "--session", "invitro_210511001_bh",
                  "--out", str(tmp_path / "x.npz")]) == 2
     assert not marker.exists()
+
+
+def test_draw_rules():
+    from spikeviz import SpikevizError
+    from spikeviz.predict import DRAW_RULES, draw_spikes, unit_thresholds
+
+    rng = np.random.default_rng(0)
+    P = (rng.random((5000, 6)) * np.array([0.002, 0.01, 0.02, 0.05, 0.1, 0.2])).astype(np.float32)
+    assert set(DRAW_RULES) == {"bernoulli", "pooled", "unit-density", "lift"}
+    b = draw_spikes(P, seed=1)
+    assert b.dtype == np.uint8 and b.shape == P.shape
+    assert np.array_equal(b, draw_spikes(P, "bernoulli", 0.9, seed=1))   # threshold ignored
+    assert not np.array_equal(b, draw_spikes(P, seed=2))
+    assert (np.abs(b.sum(0) - P.sum(0)) < 4 * np.sqrt(P.sum(0)) + 1).all()
+    np.testing.assert_array_equal(draw_spikes(P, "pooled", 0.05), P >= 0.05)
+    # unit-density: each unit's count is t x its expected count, or t x its causal rate x T.
+    np.testing.assert_array_equal(draw_spikes(P, "unit-density", 2.0).sum(0),
+                                  np.round(2.0 * P.sum(0, dtype=np.float64)))
+    rates = np.array([0.01, 0.001, 0.002, 0.004, 0.03, 0.0], np.float32)
+    np.testing.assert_array_equal(draw_spikes(P, "unit-density", 1.0, unit_rates=rates).sum(0),
+                                  np.round(rates.astype(np.float64) * len(P)))
+    # lift: p / p-bar >= t with p-bar the given causal rates.
+    np.testing.assert_array_equal(draw_spikes(P, "lift", 3.0, unit_rates=rates),
+                                  P >= np.float32(3.0) * rates)
+    np.testing.assert_allclose(unit_thresholds(P, "lift", 2.0), 2.0 * P.mean(0), rtol=1e-5)
+    with pytest.raises(SpikevizError, match="draw rule"):
+        draw_spikes(P, "nope")
+    with pytest.raises(SpikevizError, match="one rate per unit"):
+        draw_spikes(P, "lift", 2.0, unit_rates=rates[:3])
+
+
+def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
+    import json
+
+    from spikeviz.checkpoint import save_checkpoint
+    from spikeviz.cli import main
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(make("fast", n_units=128), path, {"bin_ms": 1.0, "n_units": 128})
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
+                 "--seconds", "0.5", "--start", "3", "--draw", "lift", "--threshold", "2",
+                 "--json", "--out", str(tmp_path / "g.npz")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    made = report["generated_by"]
+    assert made["draw"] == "lift" and made["threshold"] == 2
+    # the warm-up before --start, after the traces settled (at least half of it)
+    assert made["calibration"]["fitted_on_s"] == [1.5, 3.0]
+    assert report["ceiling_stretch_s"] == [3.5, 4.0] and report["bins"] == 500
+    for who in ("model", "floor", "ceiling"):
+        assert {"count_ratio", "rate_spearman", "isi_ks", "median_cv", "median_fano_100ms",
+                "corr_similarity_10ms", "synchrony", "active_fraction"} <= set(report[who])
+    assert report["model"]["spikes"] == spikeviz.load_recording(tmp_path / "g.npz").n_spikes
+    assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
+                 "--draw", "nope", "--out", str(tmp_path / "h.npz")]) == 2
+
+
+def test_fused_free_run_matches_forward():
+    from spikeviz import fused
+
+    model = make("fast", context=48)
+    with torch.no_grad():
+        model.own.normal_(0, 0.5)          # the own-history path, zero when untrained
+    assert fused.supported(model) and not fused.supported(make("transfer"))
+    full = spikes(160, 10)
+    tr = compute_traces(full, model.config.trace_taus)
+    a = 53
+    # Prompt full[a:100] after its traces, then bins 100.. forced to the real ones: the fused
+    # loop's probability for bin t must equal a forward pass over the (<= 48) bins before it.
+    _, P = fused.free_run(model, tr[a - 1], full[a:100], 60, 1.0, np.zeros(10),
+                          forced=full[100:160])
+    with torch.inference_mode():
+        for t in (100, 101, 130, 159):
+            lo = max(a, t - 48)
+            ref = torch.sigmoid(model(torch.from_numpy(full[lo:t][None].astype(np.float32)),
+                                      torch.from_numpy(tr[lo:t][None])))[0, -1].numpy()
+            np.testing.assert_allclose(P[t - 100], ref, atol=1e-5)
+    # The affine calibration map and the rate controller act in the loop.
+    hi, _ = fused.free_run(model, tr[a - 1], full[a:100], 2000, 1.0, np.full(10, 2.0))
+    lo_, _ = fused.free_run(model, tr[a - 1], full[a:100], 2000, 1.0, np.full(10, -2.0))
+    assert hi.mean() > 2 * lo_.mean()
+    rates = np.full(10, 0.02, np.float32)
+    held, _ = fused.free_run(model, tr[a - 1], full[a:100], 4000, 1.0, np.full(10, 2.0),
+                             rates=rates, control={"gain": 0.05, "max_shift": 4.0})
+    assert held[2000:].mean() < 0.5 * hi[:2000].mean()

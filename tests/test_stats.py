@@ -89,3 +89,39 @@ def test_an_hour_of_128_units():
     s = firing_stats(X)   # its speed: benchmarks/bench_curves.py
     assert s.summary()["mean_rate_hz"] == pytest.approx(1.01, abs=0.01)
     assert s.synchrony > s.synchrony_independent    # in vivo units co-fire beyond chance
+
+
+def _bursty(T, N, seed):
+    """Units that fire together in population events on top of their own Poisson spikes."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((T, N)) < np.linspace(0.0005, 0.002, N)
+    events = rng.random(T) < 0.002
+    X[events] |= rng.random((events.sum(), N)) < 0.5
+    return X.astype(np.uint8)
+
+
+def test_fidelity_report_orders_model_floor_and_ceiling():
+    from spikeviz.stats import fidelity_report
+
+    real, other = _bursty(60_000, 20, 1), _bursty(60_000, 20, 2)
+    r = fidelity_report(real, real.copy(), other, seed=3)
+    m, floor, ceil = r["model"], r["floor"], r["ceiling"]
+    assert m["count_ratio"] == 1 and m["rate_spearman"] == pytest.approx(1.0)
+    assert m["isi_ks"] == 0 and m["corr_similarity_10ms"] == pytest.approx(1.0)
+    assert m["active_fraction"] == 1 and m["count_ratio_per_block"] == [1.0] * 6
+    # Rate-matched Poisson: right counts, none of the population events.
+    assert floor["count_ratio"] == pytest.approx(1.0, abs=0.05) and floor["rate_spearman"] > 0.9
+    assert floor["synchrony"] < 0.8 * r["real"]["synchrony"]
+    assert floor["corr_similarity_10ms"] < 0.3 < ceil["corr_similarity_10ms"]
+    assert ceil["isi_ks"] < 0.05 < fidelity_report(real, real[::-1].repeat(2, 0)[:len(real)]
+                                                  )["model"]["isi_ks"]      # ISIs doubled
+    # A generator that fades out: its drift shows block by block; silent units are counted.
+    fading = real.copy()
+    fading[30_000:, ::2] = 0
+    d = fidelity_report(real, fading)["model"]
+    assert d["count_ratio_per_block"][0] == 1 and d["count_ratio_per_block"][-1] < 0.7
+    assert d["rate_hz_per_block"][-1] < d["rate_hz_per_block"][0]
+    assert fidelity_report(real, fading[30_000:].repeat(2, 0))["model"]["active_fraction"] == 0.5
+    assert r["ceiling"] is not None and fidelity_report(real, real)["ceiling"] is None
+    with pytest.raises(SpikevizError, match="same units"):
+        fidelity_report(real, real[:, :5])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -30,8 +31,17 @@ def add_parser(sub) -> None:
     draw = p.add_mutually_exclusive_group()
     draw.add_argument("--threshold", type=float, help="spike where p >= T (instead of sampling)")
     draw.add_argument("--threshold-rule", choices=("youden", "max-f1", "density"),
-                      help="threshold tuned on the first minute of the data's training half")
+                      help="pooled threshold tuned on the calibration warm-up before --start "
+                           "(at --start 0: the first minute of the data's training half)")
+    p.add_argument("--draw", metavar="RULE",
+                   help="draw rule: bernoulli (the default), pooled (the default with "
+                        "--threshold or --threshold-rule), unit-density or lift; --threshold is "
+                        "the rule's number: a probability (pooled), a multiple of each unit's "
+                        "expected count (unit-density) or of its rate (lift)")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: generated against the real stretch (fidelity "
+                        "report with a real-vs-real ceiling and a Poisson floor)")
     p.add_argument("--out", required=True,
                    help="output: .nwb, a spike-time table (.csv, .tsv, .parquet, .npz) or a "
                         "SpikeInterface sorting folder (.si, needs spikeviz[interop])")
@@ -43,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..catalog import resolve_checkpoint
     from ..checkpoint import load_model
     from ..io import OUTPUT_SUFFIXES, write_recording
-    from ..predict import generate_recording
+    from ..predict import DRAW_RULES, generate_recording
 
     out = Path(args.out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -58,8 +68,15 @@ def run(args: argparse.Namespace) -> int:
             args.start is None or math.isfinite(args.start) and args.start >= 0):
         raise SpikevizError(f"--seconds must be positive and --start not negative, got "
                             f"{args.seconds} and {args.start}")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
+    if args.draw is not None and args.draw not in DRAW_RULES:
+        raise SpikevizError(f"unknown --draw {args.draw!r}: use one of {', '.join(DRAW_RULES)}")
+    if args.threshold is not None and args.draw in (None, "pooled") and not 0 <= args.threshold <= 1:
         raise SpikevizError(f"--threshold must be a probability in [0, 1], got {args.threshold}")
+    if args.threshold is not None and not (math.isfinite(args.threshold) and args.threshold >= 0):
+        raise SpikevizError(f"--threshold must not be negative, got {args.threshold}")
+    if args.threshold_rule and args.draw not in (None, "pooled"):
+        raise SpikevizError(f"--threshold-rule tunes a pooled threshold: it does not go with "
+                            f"--draw {args.draw}")
     if args.seed < 0:
         raise SpikevizError(f"--seed must not be negative, got {args.seed}")
     model = load_model(resolve_checkpoint(args.checkpoint))
@@ -67,12 +84,18 @@ def run(args: argparse.Namespace) -> int:
     start = args.start if args.start is not None else start_of_test_split(
         recording, float(model.meta.get("bin_ms", 1.0)))
     generated = generate_recording(model, recording, args.mode, args.seconds, start,
-                                   args.threshold, args.threshold_rule, args.seed)
+                                   args.threshold, args.threshold_rule, args.seed, draw=args.draw)
     try:
         write_recording(generated, out)
     except OSError as exc:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]
+    if args.json:
+        from ..stats import recording_fidelity
+
+        print(json.dumps({"out": str(out), "generated_by": made}
+                         | recording_fidelity(recording, generated, start, args.seed)))
+        return 0
     real = recording.slice(start, start + args.seconds).select_units(list(generated.unit_ids)) \
         if args.mode == "teacher" else None
     print(f"{out}: {generated.n_spikes:,} spikes in {generated.duration_s:g} s x "

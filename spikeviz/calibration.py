@@ -1,0 +1,113 @@
+"""Calibration of a model's logits to a target recording: shared temperature, per-unit offsets, target rates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SpikevizError
+
+# Prior SD (logits) of a unit's offset around the shared bias: a unit needs a few dozen spikes in
+# the warm-up before its own offset moves far (in vivo units fire ~1 Hz: ~30 spikes in 30 s).
+OFFSET_PRIOR_SD = 0.75
+# Pseudo-spikes at the population rate added to each unit's warm-up count for its target rate.
+RATE_PRIOR_SPIKES = 2.0
+TEMPERATURE_RANGE = (0.25, 4.0)
+MAX_CELLS = 2_000_000
+# The free-running rate controller (predict.RateController, fused._run): every `every` bins each
+# unit's offset moves by `gain` x log(target rate / its mean p over ~`tau` bins), within
+# `max_shift` of its calibrated value.
+RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.02, "max_shift": 1.5}
+
+
+@dataclass(frozen=True, eq=False)
+class TargetCalibration:
+    """logits -> logits / temperature + offsets, fitted on a target recording's warm-up.
+
+    It stacks on the checkpoint's Platt scaling: its input is the logit of
+    `model.probabilities(...)` (predict_next(..., logits=True)), not the raw network output.
+    `rates` (N,) are the units' shrunk warm-up spike probabilities per bin: the "causal rates" the
+    draw rules and the free-running rate controller aim at.
+    """
+
+    temperature: float
+    offsets: np.ndarray
+    rates: np.ndarray | None = None
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return (np.asarray(logits, np.float32) / np.float32(self.temperature)
+                + self.offsets.astype(np.float32))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-self.apply(logits)))).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"temperature": self.temperature, "offsets": [round(float(o), 4) for o in self.offsets]}
+
+
+def identity(n_units: int) -> TargetCalibration:
+    """No change: the checkpoint's own calibration."""
+    return TargetCalibration(1.0, np.zeros(n_units, np.float32))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _fit_shared(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Logistic regression y ~ sigmoid(a z + b): maximum likelihood of two parameters."""
+    from scipy.optimize import minimize
+
+    def nll(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        u = ab[0] * z + ab[1]
+        # log(1 + e^u) - y u, and its gradient (p - y) [z, 1]
+        r = _sigmoid(u) - y
+        return float(np.logaddexp(0.0, u).sum() - y @ u), np.array([r @ z, r.sum()])
+
+    m = y.mean()
+    start = np.array([1.0, np.log(m / (1 - m)) - z.mean()])
+    a, b = minimize(nll, start, jac=True, method="L-BFGS-B").x
+    return float(a), float(b)
+
+
+def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibration:
+    """Fit on a target's warm-up: row t of `logits` (T, N) predicts row t of `Y` (T, N).
+
+    A shared temperature and bias come from a pooled logistic regression; each unit's offset is
+    the bias plus its own deviation, a MAP estimate under a N(0, OFFSET_PRIOR_SD^2) prior, so a
+    unit with few warm-up spikes stays near the shared bias. The warm-up must lie strictly before
+    the stretch generated or scored with it. No spikes at all: the checkpoint's calibration.
+    """
+    z, Y = np.asarray(logits, np.float64), np.asarray(Y)
+    if z.shape != Y.shape or z.ndim != 2:
+        raise SpikevizError(f"calibration needs logits and spikes of one (T, N) shape, got "
+                            f"{z.shape} and {Y.shape}")
+    T, N = z.shape
+    counts = Y.sum(0, dtype=np.float64)
+    if T == 0 or counts.sum() == 0:
+        return identity(N)
+    zf, yf = z.ravel(), Y.ravel().astype(np.float64)
+    if zf.size > MAX_CELLS:   # a fixed subsample keeps it cheap and deterministic
+        idx = np.random.default_rng(0).choice(zf.size, MAX_CELLS, replace=False)
+        zf, yf = zf[idx], yf[idx]
+    a, b = _fit_shared(zf, yf)
+    lo, hi = TEMPERATURE_RANGE
+    a = float(np.clip(a, 1 / hi, 1 / lo))
+    # Refit the bias with the temperature clipped, then each unit's deviation from it.
+    base = a * z
+    d = np.zeros(N)
+    prec = 1.0 / OFFSET_PRIOR_SD ** 2
+    for _ in range(30):
+        p = _sigmoid(base + b + d)
+        # The shared bias moves with the pooled residual; deviations with each unit's own.
+        b += np.clip((counts.sum() - p.sum()) / max((p * (1 - p)).sum(), 1e-9), -2, 2)
+        p = _sigmoid(base + b + d)
+        g = counts - p.sum(0) - prec * d
+        h = (p * (1 - p)).sum(0) + prec
+        step = g / h
+        d += np.clip(step, -2, 2)
+        if np.abs(step).max() < 1e-5:
+            break
+    pop = counts.sum() / (T * N)
+    rates = (counts + RATE_PRIOR_SPIKES) / (T + RATE_PRIOR_SPIKES / pop)
+    return TargetCalibration(1.0 / a, (b + d).astype(np.float32), rates.astype(np.float32))

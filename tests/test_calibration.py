@@ -1,0 +1,111 @@
+"""Target calibration: recovers a known temperature and offsets, shrinks sparse units, and is fitted strictly before what it generates."""
+import numpy as np
+import pytest
+
+from spikeviz import SpikevizError
+from spikeviz.calibration import fit_target_calibration, identity
+
+
+def synthetic(T=60_000, N=12, temperature=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(-6.0, 1.5, (T, N))           # the model's logits: rare spikes, ~1-20 Hz
+    offsets = np.linspace(-1.0, 1.5, N)
+    Y = (rng.random((T, N)) < 1 / (1 + np.exp(-(z / temperature + offsets)))).astype(np.uint8)
+    return z, Y, offsets
+
+
+def test_recovers_temperature_and_offsets():
+    z, Y, offsets = synthetic()
+    cal = fit_target_calibration(z, Y)
+    assert cal.temperature == pytest.approx(2.0, rel=0.1)
+    np.testing.assert_allclose(cal.offsets, offsets, atol=0.25)
+    np.testing.assert_allclose(cal.apply(z[:3]), z[:3] / cal.temperature + cal.offsets, rtol=1e-5)
+    # Calibrated expected counts match the real ones unit by unit.
+    np.testing.assert_allclose(cal.probabilities(z).sum(0), Y.sum(0), rtol=0.05)
+    np.testing.assert_allclose(cal.rates, Y.mean(0), rtol=0.1)
+
+
+def test_sparse_units_are_shrunk_toward_the_shared_bias():
+    rng = np.random.default_rng(1)
+    z = rng.normal(-5.0, 1.0, (4000, 10))
+    Y = (rng.random(z.shape) < 1 / (1 + np.exp(-z))).astype(np.uint8)   # ~40 spikes a unit
+    Y[:, 0] = 0                                  # silent in the warm-up
+    Y[:, 1] = 0
+    Y[[100, 2000, 3900], 1] = 1                  # three spikes
+    cal = fit_target_calibration(z, Y)
+    shared = np.median(cal.offsets[2:])
+    expected = (1 / (1 + np.exp(-(z[:, 1] / cal.temperature + shared)))).sum()
+    # A silent unit is pulled down, but not to -inf; the one with three spikes less far, and
+    # less far than its own maximum-likelihood offset.
+    assert shared - 3 < cal.offsets[0] < cal.offsets[1] < shared
+    assert cal.offsets[1] > shared + np.log(3 / expected) + 0.2
+    assert 0 < cal.rates[0] < cal.rates[1] < np.median(cal.rates[2:])
+
+
+def test_no_spikes_or_bad_shapes():
+    z, Y, _ = synthetic(T=1000, N=3)
+    cal = fit_target_calibration(z, np.zeros_like(Y))
+    assert cal.temperature == 1.0 and not cal.offsets.any()
+    np.testing.assert_array_equal(identity(3).apply(z[:5]), z[:5].astype(np.float32))
+    with pytest.raises(SpikevizError, match="shape"):
+        fit_target_calibration(z, Y[:, :2])
+
+
+def _recording(X):
+    from spikeviz import Recording
+
+    return Recording("r", np.array([f"u{j}" for j in range(X.shape[1])]),
+                     tuple(np.flatnonzero(X[:, j]) / 1000.0 for j in range(X.shape[1])),
+                     len(X) / 1000.0, {})
+
+
+def test_generation_calibrates_on_the_warm_up_only():
+    import torch
+
+    from spikeviz.model import SpikeTransformer, preset_config
+    from spikeviz.predict import generate_recording
+
+    torch.manual_seed(0)
+    model = SpikeTransformer(preset_config("fast", 10)).eval()
+    model.meta = {"bin_ms": 1.0}
+    rng = np.random.default_rng(0)
+    X = (rng.random((6000, 10)) < 0.03).astype(np.uint8)
+
+    def run(Xr, mode="teacher"):
+        g = generate_recording(model, _recording(Xr), mode, seconds=1.0, start_s=4.0,
+                               calibration_s=2.0).source["generated_by"]["calibration"]
+        return g
+
+    base = run(X)
+    assert base["fitted_on_s"] == [2.0, 4.0]
+    later = X.copy()
+    later[4000:] = (rng.random((2000, 10)) < 0.3)     # the generated stretch and after
+    assert run(later) == base
+    # free: the same warm-up through other prediction windows (float rounding only)
+    free = run(later, "free")
+    assert free["fitted_on_s"] == base["fitted_on_s"]
+    assert free["median_offset"] == pytest.approx(base["median_offset"], rel=1e-5)
+    earlier = X.copy()
+    earlier[2000:4000] = (rng.random((2000, 10)) < 0.3)  # the warm-up itself
+    assert run(earlier)["median_offset"] > base["median_offset"] + 1
+
+
+def test_cross_domain_counts_match_the_target():
+    """The shipped in vitro transfer checkpoint on in vivo units (a few, to stay quick): counts
+    within [0.8, 1.25] of the real ones once calibrated on the warm-up, 4x too many without."""
+    import spikeviz
+    from spikeviz.catalog import models_dir
+    from spikeviz.predict import generate_recording
+
+    model = spikeviz.load_model(models_dir() / "invitro_210511001_bh-focal-transfer.safetensors")
+    rec = spikeviz.load_session("invivo_NYU-40_2021-04-14_001").slice(0, 25.0)
+    ids = spikeviz.bin_spikes(rec, n_units=16, start_s=10, stop_s=20).unit_ids
+    rec = rec.select_units(list(ids))
+    real = rec.slice(20, 24).n_spikes
+
+    def ratio(calibration_s):
+        return generate_recording(model, rec, "teacher", seconds=4, start_s=20, seed=1,
+                                  calibration_s=calibration_s).n_spikes / real
+
+    assert 0.8 <= ratio(10.0) <= 1.25
+    assert ratio(0.0) > 2
