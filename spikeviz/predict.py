@@ -243,24 +243,25 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
         return fused.free_run(model, traces, prompt, n, gain, bias, seed=seed,
                               thresholds=None if thr is None else thr.numpy(),
                               rates=rates if controlled else None)[0]
-    state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
-                        if len(past) and cfg.trace_taus else None)
-    model.eval()
-    for row in torch.from_numpy(prompt.astype(np.float32)):
-        logits = model.step(row, state)
-    bias = torch.from_numpy(bias)
-    control = RateController(bias, rates) if controlled else None
-    # Draws stay in torch: a numpy round trip per bin would cost as much as the model step.
-    gen = torch.Generator().manual_seed(seed)
-    out = torch.empty((n, N), dtype=torch.uint8)
-    for t in range(n):
-        p = torch.sigmoid(torch.add(bias, logits, alpha=gain))
-        x = torch.bernoulli(p, generator=gen) if thr is None else (p >= thr).float()
-        out[t] = x
-        if control is not None:
-            control.update(p)
-        if t + 1 < n:
-            logits = model.step(x, state)
+    with one_thread():
+        state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
+                            if len(past) and cfg.trace_taus else None)
+        model.eval()
+        for row in torch.from_numpy(prompt.astype(np.float32)):
+            logits = model.step(row, state)
+        bias = torch.from_numpy(bias)
+        control = RateController(bias, rates) if controlled else None
+        # Draws stay in torch: a numpy round trip per bin would cost as much as the model step.
+        gen = torch.Generator().manual_seed(seed)
+        out = torch.empty((n, N), dtype=torch.uint8)
+        for t in range(n):
+            p = torch.sigmoid(torch.add(bias, logits, alpha=gain))
+            x = torch.bernoulli(p, generator=gen) if thr is None else (p >= thr).float()
+            out[t] = x
+            if control is not None:
+                control.update(p)
+            if t + 1 < n:
+                logits = model.step(x, state)
     return out.numpy()
 
 
