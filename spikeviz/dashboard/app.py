@@ -56,7 +56,7 @@ def describe(state: DashboardState, *_) -> str:
         return ""
     a, b = test_split_s(rec)
     info = state.checkpoint_info
-    trained = (f"`{info.name}`: trained on **{info.session or 'unknown'}** ({info.domain or '?'}), "
+    trained = (f"`{info.name}`: trained on **{info.session or 'unknown'}** ({'any domain' if info.any_domain else info.domain or '?'}), "
                f"{info.loss or '?'} loss{', ' + info.preset if info.preset else ''}" if info
                else "no checkpoint: the **GLM baseline** generates")
     ev = state.evaluation

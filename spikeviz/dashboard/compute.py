@@ -12,8 +12,9 @@ import pandas as pd
 from ..baselines import EWMAPredictor, GLMPredictor, RatePredictor
 from ..binning import bin_range, select_units
 from ..errors import SpikevizError
-from ..evaluation import (PRIME_S, WARMUP_S, Source, checkpoint_source, is_training_data,
-                          rates_for, source_from_recording, target_units, unit_permutation)
+from ..evaluation import (PRIME_S, WARMUP_S, Source, checkpoint_source, for_target,
+                          is_training_data, rates_for, source_from_recording, target_units,
+                          unit_permutation)
 from ..scoring import FPR_CAP, Scored, score_stretch
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
 from ..predictor import SPLIT_FRACTIONS
@@ -285,6 +286,9 @@ def evaluate(recording: Recording, window: tuple[float, float], generator: Gener
                   "ewma": EWMAPredictor(bin_ms=BIN_MS), "glm": glm}
     keys = {"rate": ("rate", src.key), "ewma": ("ewma",), "glm": ("glm", src.key)}
     if model is not None:
+        # A generalist's guard is fitted on this stretch's warm-up, as `spikeviz evaluate` does.
+        adapted = for_target(model.model, stretch.X, stretch)
+        model = model if adapted is model.model else ModelPredictor(adapted, generator.name)
         predictors = {generator.name: model} | predictors
         keys[generator.name] = model_key
     else:

@@ -1,8 +1,8 @@
 """What the dashboard may open: bundled sessions, files under allowed roots, shipped checkpoints."""
 from __future__ import annotations
 
+import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,6 @@ from ..recording import Recording
 
 DOMAINS = ("vitro", "vivo")
 DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
-_CHECKPOINT = re.compile(r"^(?P<session>.+?)-(?P<loss>dice|focal|bce)(?:-(?P<preset>[\w.]+))?$")
 
 
 ROOTS_ENV = "SPIKEVIZ_ROOTS"
@@ -71,36 +70,46 @@ def load_source(name: str | None, path: str = "", file_format: str | None = None
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A model file and what its name says: the session it was trained on, its loss and preset."""
+    """A model file and what its header says: the session(s) it was trained on, loss and preset."""
 
     path: Path
     session: str
     loss: str
     preset: str = ""
+    domain: str | None = None     # "vitro" or "vivo"; None: any (a generalist) or unknown
 
     @property
     def name(self) -> str:
         return self.path.stem
 
     @property
-    def domain(self) -> str | None:
-        return session_domain(self.session)
+    def any_domain(self) -> bool:
+        """A generalist applies to recordings of either domain."""
+        return self.preset == "generalist"
 
 
-def parse_checkpoint(path: str | Path) -> Checkpoint:
-    """Read `<session>-<loss>[-<preset>].safetensors`; names that do not follow it keep only the path."""
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint's details from its safetensors header (nothing else is read or trusted)."""
+    from ..catalog import short_domain
+    from ..checkpoint import read_header
+
     path = Path(path)
-    match = _CHECKPOINT.match(path.stem)
-    if not match:
-        return Checkpoint(path, "", "")
-    return Checkpoint(path, match["session"], match["loss"], match["preset"] or "")
+    meta = read_header(path).get("__metadata__", {})
+    try:
+        info = json.loads(meta.get("spikeviz", "{}"))
+    except ValueError as exc:
+        raise SpikevizError("corrupt spikeviz metadata in the header", path) from exc
+    info = info if isinstance(info, dict) else {}
+    name = info.get("session") or " + ".join(map(str, info.get("sessions") or [])) or ""
+    return Checkpoint(path, str(name), str(info.get("loss") or ""), str(info.get("preset") or ""),
+                      short_domain(info.get("domain")) if info.get("domain") else None)
 
 
 def shipped_checkpoints() -> list[Checkpoint]:
-    """The checkpoints in models/ (resume states left out), sorted by name."""
+    """The checkpoints in models/ (resume states left out), generalists first."""
     from ..catalog import shipped_checkpoints as paths
 
-    return [parse_checkpoint(p) for p in paths()] if models_dir().is_dir() else []
+    return [read_checkpoint(p) for p in paths()] if models_dir().is_dir() else []
 
 
 def bundled_names() -> list[str]:

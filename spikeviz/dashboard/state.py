@@ -19,7 +19,7 @@ from . import compute, results
 from .compute import PRESETS, UNIT_ORDERS, Evaluation, Frame, Generator, LRUCache
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, bundled_names, checked_path,
                       checkpoint_roots, direction,
-                      load_source, parse_checkpoint, session_domain, shipped_checkpoints)
+                      load_source, read_checkpoint, session_domain, shipped_checkpoints)
 
 OPEN_FILE = "file on disk…"
 BASELINE_ONLY = "none: GLM baseline"
@@ -238,9 +238,11 @@ class DashboardState(param.Parameterized):
     # --- model and direction ------------------------------------------------------------------
 
     def _default_checkpoint(self, source_domain: str | None) -> str:
-        """A shipped checkpoint from `source_domain` (full-size presets first), else the baseline."""
-        matches = [c for c in self._checkpoints.values() if c.domain == source_domain]
-        matches.sort(key=lambda c: (c.preset == "transfer", c.loss != "focal", c.name))
+        """A shipped checkpoint for `source_domain` (the generalist first, focal before Dice), else
+        the baseline."""
+        matches = [c for c in self._checkpoints.values()
+                   if c.any_domain or c.domain == source_domain]
+        matches.sort(key=lambda c: (not c.any_domain, c.loss != "focal", c.name))
         return matches[0].name if matches else BASELINE_ONLY
 
     @property
@@ -275,7 +277,7 @@ class DashboardState(param.Parameterized):
             else:
                 updates["session"] = next(n for n in bundled_names() if session_domain(n) == target)
         info = self.checkpoint_info
-        if info is not None and info.domain != source:
+        if info is not None and not info.any_domain and info.domain != source:
             updates["checkpoint"] = self._default_checkpoint(source)
         self.param.update(updates)
         # Without a checkpoint only the direction says where the baselines train.
@@ -289,7 +291,7 @@ class DashboardState(param.Parameterized):
         except SpikevizError as exc:
             self.error = _message(exc)
             return
-        self._custom_checkpoint = parse_checkpoint(path)
+        self._custom_checkpoint = read_checkpoint(path)
         if self.checkpoint == OPEN_CHECKPOINT:
             self._evaluate()
         else:
