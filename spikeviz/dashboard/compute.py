@@ -1,6 +1,7 @@
 """Dashboard data without Panel: the evaluated stretch, cached predictions, threshold-dependent frames."""
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..evaluation import (PRIME_S, WARMUP_S, Source, checkpoint_source, for_targ
                           unit_permutation)
 from ..scoring import FPR_CAP, Scored, score_stretch
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
-from ..predictor import SPLIT_FRACTIONS
+from ..predictor import SPLIT_FRACTIONS, SPLIT_NAME
 from ..recording import Recording
 from ..stats import FiringStats, compare_stats, firing_stats
 
@@ -28,7 +29,7 @@ PRESETS = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 
 
 def test_split_s(recording: Recording) -> tuple[float, float]:
-    """Start and end (s) of the chronological test split (50-75 % of the session)."""
+    """Start and end (s) of the chronological test split (predictor.SPLIT_FRACTIONS)."""
     a, b = SPLIT_FRACTIONS["test"]
     return a * recording.duration_s, b * recording.duration_s
 
@@ -40,9 +41,10 @@ def default_window(recording: Recording, length_s: float = 60.0) -> tuple[float,
     if not stop - start >= 1.0:
         shortest = (WARMUP_S + 1.0) / SPLIT_FRACTIONS["test"][1]
         raise SpikevizError(f"{recording.duration_s:g} s is too short for the dashboard: it scores "
-                            f"the test split (50-75 %) after {WARMUP_S:g} s of real past, so it "
+                            f"the test split ({SPLIT_NAME}) after {WARMUP_S:g} s of real past, so it "
                             f"needs more than {shortest:g} s", recording.source.get("path"))
-    return round(start, 3), round(min(stop, start + length_s), 3)
+    start = math.ceil(round(start * 1000.0, 6)) / 1000.0   # whole ms, inside the split
+    return start, round(min(stop, start + length_s), 3)
 
 
 def raster_points(recording: Recording) -> pd.DataFrame:
