@@ -130,22 +130,12 @@ class Generalist(Rotary, nn.Module):
         if cfg.population:
             pop, _ = self._features(x, state.traces, pop=True)
             h = F.linear(pop.view(1, 1, -1), self.pop_embed.weight, self.pop_embed.bias)
-            if state.rotations is None or state.pos - state.rot_start >= len(state.rotations):
-                state.rotations, state.rot_start = self._rotation_maps(state.pos, 1024), state.pos
-            rot = state.rotations[state.pos - state.rot_start]
-            slot, n = state.pos % cfg.context, min(state.pos + 1, cfg.context)
-            for block, w, K, V in zip(self.blocks, state.weights, state.keys, state.values):
-                h = block.step(h, w, rot, K, V, slot, n)
-            h = self.pop_in(self.ln_f(h)).view(-1)
+            h = self.pop_in(self.ln_f(self._step_blocks(h, state))).view(-1)
         else:
             h = torch.zeros(cfg.d_ff)
         state.pos += 1
         corr = self.out(F.relu(self.unit_in(own) + h)).squeeze(-1)
         return self._combine(base, corr)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.calibration
-        return torch.sigmoid(logits * scale + shift)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

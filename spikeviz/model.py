@@ -179,7 +179,23 @@ class DecodeState:
 
 
 class Rotary:
-    """Rotary position angles and maps from `self._inv_freq` (set by the model)."""
+    """What the decoders share: rotary positions (from `self._inv_freq`), one token through the
+    blocks' KV caches, and calibrated probabilities."""
+
+    def _step_blocks(self, h: torch.Tensor, state: "DecodeState") -> torch.Tensor:
+        """Token(s) h (rows, 1, d) at position state.pos through every block and its KV cache."""
+        if state.rotations is None or state.pos - state.rot_start >= len(state.rotations):
+            state.rotations, state.rot_start = self._rotation_maps(state.pos, 1024), state.pos
+        rot = state.rotations[state.pos - state.rot_start]
+        context = self.config.context
+        slot, n = state.pos % context, min(state.pos + 1, context)
+        for block, w, K, V in zip(self.blocks, state.weights, state.keys, state.values):
+            h = block.step(h, w, rot, K, V, slot, n)
+        return h
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.calibration
+        return torch.sigmoid(logits * scale + shift)
 
     def _rotation(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         # float64 angles keep absolute positions in the millions exact enough for generation.
@@ -280,19 +296,9 @@ class SpikeTransformer(Rotary, nn.Module):
         if cfg.trace_taus:
             state.traces.mul_(self._decay).addcmul_(self._gain, x)
         tokens, own = self._tokens(x.view(1, 1, N), state.traces.view(1, 1, -1, N))
-        h = F.linear(tokens, self.embed.weight, self.embed.bias)
-        if state.rotations is None or state.pos - state.rot_start >= len(state.rotations):
-            state.rotations, state.rot_start = self._rotation_maps(state.pos, 1024), state.pos
-        rot = state.rotations[state.pos - state.rot_start]
-        slot, n = state.pos % cfg.context, min(state.pos + 1, cfg.context)
-        for block, w, K, V in zip(self.blocks, state.weights, state.keys, state.values):
-            h = block.step(h, w, rot, K, V, slot, n)
+        h = self._step_blocks(F.linear(tokens, self.embed.weight, self.embed.bias), state)
         state.pos += 1
         return self._readout(h, own).view(N)
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.calibration
-        return torch.sigmoid(logits * scale + shift)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
