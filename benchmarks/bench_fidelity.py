@@ -10,8 +10,9 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 
 DIRECTIONS = [
-    ("invitro_210511001_bh-focal-transfer", "invivo_NYU-40_2021-04-14_001"),
-    ("invivo_NYU-40_2021-04-14_001-focal-transfer", "invitro_210511001_lh"),
+    ("loso/generalist-focal-without-invivo_NYU-40_2021-04-14_001-seed0",
+     "invivo_NYU-40_2021-04-14_001"),
+    ("loso/generalist-focal-without-invitro_210511001_lh-seed0", "invitro_210511001_lh"),
     ("invitro_210511001_bh-focal", "invitro_210511001_bh"),
 ]
 KEYS = ["count_ratio", "rate_spearman", "active_fraction", "isi_ks", "median_cv",
