@@ -130,6 +130,9 @@ def open_recording(source: str | Path, format: str | None = None, tick_ms: float
             return load_session(str(source))
         except SpikevizError as exc:
             raise SpikevizError(f"no such file or folder in {Path.cwd()}, and {exc}") from None
+    # A relative path is shown as typed, with where it was looked for; an absolute one by its name.
+    if path.is_absolute():
+        raise SpikevizError("no such file or folder", path)
     raise SpikevizError(f"{source}: no such file or folder in {Path.cwd()}")
 
 

@@ -15,7 +15,7 @@ DATA_COMMANDS = ("inspect", "train", "evaluate", "generate")
 SURFACES = {
     "cli/__init__.py": DATA_COMMANDS, "catalog.py": DATA_COMMANDS, "io/": DATA_COMMANDS,
     "binning.py": ("train",), "training.py": ("train",), "_atomic.py": ("train", "generate"),
-    "evaluation.py": ("table",), "grid.py": ("grid",),
+    "evaluation.py": ("table",), "report.py": ("table",), "grid.py": ("grid",),
 }
 
 

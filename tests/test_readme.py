@@ -91,5 +91,5 @@ def test_results_table_sits_between_its_markers():
     text = README.read_text()
     assert text.count("<!-- results:start -->") == text.count("<!-- results:end -->") == 1
     inside = text.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
-    assert inside.strip().startswith("| direction") and inside.count("\n|") >= 3
+    assert inside.strip().startswith("| kind | direction") and inside.count("\n|") >= 3
     assert "results:start" in section("Results: does the model beat the baselines?")

@@ -34,9 +34,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def baseline_list(text: str) -> tuple[str, ...]:
-    """--baselines: comma-separated names of spikeviz.baselines.ALL_BASELINES."""
+    """--baselines: comma-separated names of spikeviz.baselines.ALL_BASELINES, or "all"."""
     from ..baselines import ALL_BASELINES
 
+    if text.strip() == "all":
+        return ALL_BASELINES
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in ALL_BASELINES]
     if unknown or not names:

@@ -60,8 +60,9 @@ def add_parser(sub) -> None:
                    help="evaluate the first S seconds of the split (0: all of it)")
     p.add_argument("--units", type=int, default=128,
                    help="units for a transfer-preset model (the most active)")
-    p.add_argument("--baselines", type=baseline_list, default=",".join(ALL_BASELINES),
-                   help="baselines to score beside the model, comma-separated")
+    p.add_argument("--baselines", type=baseline_list, default="all",
+                   help=f"baselines to score beside the model, comma-separated, from "
+                        f"{', '.join(ALL_BASELINES)}")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 

@@ -38,8 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--readme", action="append", default=[], metavar="FILE",
                    help="also rewrite the results section of this Markdown file (between "
                         "<!-- results:start --> and <!-- results:end -->; repeatable)")
-    p.add_argument("--baselines", type=baseline_list, default=",".join(ALL_BASELINES),
-                   help="baselines to score beside the model, comma-separated")
+    p.add_argument("--baselines", type=baseline_list, default="all",
+                   help=f"baselines to score beside the model, comma-separated, from "
+                        f"{', '.join(ALL_BASELINES)}")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run)

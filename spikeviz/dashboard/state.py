@@ -291,7 +291,10 @@ class DashboardState(param.Parameterized):
         except SpikevizError as exc:
             self.error = _message(exc)
             return
-        self._custom_checkpoint = read_checkpoint(path)
+        try:
+            self._custom_checkpoint = read_checkpoint(path)
+        except SpikevizError:   # loading it refuses it again, in the page, like any bad checkpoint
+            self._custom_checkpoint = Checkpoint(path, "", "")
         if self.checkpoint == OPEN_CHECKPOINT:
             self._evaluate()
         else:
