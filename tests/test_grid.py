@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from spikeviz.baselines import ALL_BASELINES
 from spikeviz.cli import main
 from spikeviz.grid import GridSpec, run_grid
 
