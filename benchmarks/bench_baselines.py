@@ -16,7 +16,8 @@ import numpy as np
 
 import spikeviz
 from spikeviz.baselines import ALL_BASELINES, make_baseline
-from spikeviz.metrics import LogLikelihood, scores_histograms
+from spikeviz.likelihood import LogLikelihood
+from spikeviz.metrics import scores_histograms
 from spikeviz.predictor import split_bounds
 
 

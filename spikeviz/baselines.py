@@ -7,7 +7,8 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .errors import SpikevizError
-from .metrics import LogLikelihood, ScoreHistogram
+from .likelihood import LogLikelihood
+from .metrics import ScoreHistogram
 
 _ROWS = 8192  # time bins per chunk when building GLM features
 

@@ -1,9 +1,10 @@
-"""Calibration of a model's logits to a target recording: shared temperature, per-unit offsets, target rates."""
+"""Calibration of a model's logits: Platt scaling after training; on a target recording, shared temperature, per-unit offsets, target rates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .errors import SpikevizError
 
@@ -14,7 +15,7 @@ OFFSET_PRIOR_SD = 0.75
 RATE_PRIOR_SPIKES = 2.0
 TEMPERATURE_RANGE = (0.25, 4.0)
 MAX_CELLS = 2_000_000
-# The free-running rate controller (predict.RateController, fused._run): every `every` bins each
+# The free-running rate controller (RateController below, fused._run): every `every` bins each
 # unit's offset moves by `gain` x log(target rate / its mean p over ~`tau` bins), within
 # `max_shift` of its calibrated value.
 RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.02, "max_shift": 1.5}
@@ -111,3 +112,47 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
     pop = counts.sum() / (T * N)
     rates = (counts + RATE_PRIOR_SPIKES) / (T + RATE_PRIOR_SPIKES / pop)
     return TargetCalibration(1.0 / a, (b + d).astype(np.float32), rates.astype(np.float32))
+
+
+class RateController:
+    """Slow integral control of per-unit logit offsets toward target rates, causal and in place
+    (calibration.RATE_CONTROL; spikeviz.fused runs the same in its compiled loop).
+
+    Every `every` bins each unit's offset moves by `gain` times the log ratio of its target rate
+    to its mean probability over the last ~`tau` bins (an exponential average), within
+    `max_shift` of where it started. Slow enough (seconds) to leave spike timing and bursts to
+    the model, fast enough to stop a drift of the model's own feedback over minutes.
+    """
+
+    def __init__(self, bias: torch.Tensor, rates: np.ndarray, tau: float = RATE_CONTROL["tau"],
+                 every: int = RATE_CONTROL["every"], gain: float = RATE_CONTROL["gain"],
+                 max_shift: float = RATE_CONTROL["max_shift"]):
+        self.bias, self.start = bias, bias.clone()
+        self.target = torch.from_numpy(np.log(np.maximum(rates, 1e-6)).astype(np.float32))
+        self.mean = torch.from_numpy(np.asarray(rates, np.float32)).clone()
+        self.alpha, self.every, self.gain, self.max_shift = 1.0 / tau, every, gain, max_shift
+        self.t = 0
+
+    def update(self, p: torch.Tensor) -> None:
+        self.mean.lerp_(p, self.alpha)
+        self.t += 1
+        if self.t % self.every == 0:
+            self.bias.add_(self.target - torch.log(self.mean.clamp_min(1e-7)), alpha=self.gain)
+            torch.minimum(self.bias, self.start + self.max_shift, out=self.bias)
+            torch.maximum(self.bias, self.start - self.max_shift, out=self.bias)
+
+
+def fit_calibration(P: np.ndarray, Y: np.ndarray, max_cells: int = 2_000_000) -> dict[str, float]:
+    """Platt scaling p -> sigmoid(scale * logit(p) + shift), fitted by logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    p, y = P.ravel(), Y.ravel()
+    if p.size > max_cells:   # a fixed subsample keeps it cheap and deterministic
+        idx = np.random.default_rng(0).choice(p.size, max_cells, replace=False)
+        p, y = p[idx], y[idx]
+    if y.min() == y.max():
+        return {"scale": 1.0, "shift": 0.0}
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    fit = LogisticRegression(C=1e6).fit(np.log(p / (1 - p))[:, None], y)
+    scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    return {"scale": scale, "shift": shift} if scale > 0 else {"scale": 1.0, "shift": 0.0}

@@ -14,7 +14,7 @@ from .catalog import direction, recording_domain
 from .errors import SpikevizError
 from .predictor import SPLIT_NAME, Predictor, split_bounds
 from .recording import Recording
-from .metrics import LogLikelihood
+from .likelihood import LogLikelihood
 from .scoring import (PROTOCOLS, Scored, json_safe, parse_threshold, resolve_threshold,
                       score_stretch)
 from .uncertainty import paired_difference

@@ -164,7 +164,7 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
                 probs[g, j] = p[j]
         if control:
             # slow integral control of each unit's offset toward its target rate (see
-            # predict.RateController, which this mirrors)
+            # calibration.RateController, which this mirrors)
             for j in range(N):
                 mean[j] += alpha * (p[j] - mean[j])
             if (g + 1) % every == 0:

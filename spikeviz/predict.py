@@ -10,7 +10,8 @@ import torch
 from . import __version__
 from .binning import BinnedSpikes, bin_spikes
 from . import fused
-from .calibration import RATE_CONTROL, TargetCalibration, fit_target_calibration, identity
+from .calibration import (RATE_CONTROL, RateController, TargetCalibration,
+                          fit_target_calibration, identity)
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
@@ -263,34 +264,6 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
             if t + 1 < n:
                 logits = model.step(x, state)
     return out.numpy()
-
-
-class RateController:
-    """Slow integral control of per-unit logit offsets toward target rates, causal and in place
-    (calibration.RATE_CONTROL; spikeviz.fused runs the same in its compiled loop).
-
-    Every `every` bins each unit's offset moves by `gain` times the log ratio of its target rate
-    to its mean probability over the last ~`tau` bins (an exponential average), within
-    `max_shift` of where it started. Slow enough (seconds) to leave spike timing and bursts to
-    the model, fast enough to stop a drift of the model's own feedback over minutes.
-    """
-
-    def __init__(self, bias: torch.Tensor, rates: np.ndarray, tau: float = RATE_CONTROL["tau"],
-                 every: int = RATE_CONTROL["every"], gain: float = RATE_CONTROL["gain"],
-                 max_shift: float = RATE_CONTROL["max_shift"]):
-        self.bias, self.start = bias, bias.clone()
-        self.target = torch.from_numpy(np.log(np.maximum(rates, 1e-6)).astype(np.float32))
-        self.mean = torch.from_numpy(np.asarray(rates, np.float32)).clone()
-        self.alpha, self.every, self.gain, self.max_shift = 1.0 / tau, every, gain, max_shift
-        self.t = 0
-
-    def update(self, p: torch.Tensor) -> None:
-        self.mean.lerp_(p, self.alpha)
-        self.t += 1
-        if self.t % self.every == 0:
-            self.bias.add_(self.target - torch.log(self.mean.clamp_min(1e-7)), alpha=self.gain)
-            torch.minimum(self.bias, self.start + self.max_shift, out=self.bias)
-            torch.maximum(self.bias, self.start - self.max_shift, out=self.bias)
 
 
 def warmup_bins(model: SpikeTransformer) -> int:

@@ -10,11 +10,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .binning import BinnedSpikes, bin_spikes, train_units
+from .calibration import fit_calibration
+from .distributed import Distributed
 from .checkpoint import checked_config, read_tensors, save_checkpoint, write_tensors
 from .errors import SpikevizError
 from .losses import make_loss
@@ -72,22 +73,6 @@ def pooled_auc(P: np.ndarray, Y: np.ndarray) -> dict[str, float]:
             "base_rate": float(Y.mean())}
 
 
-def fit_calibration(P: np.ndarray, Y: np.ndarray, max_cells: int = 2_000_000) -> dict[str, float]:
-    """Platt scaling p -> sigmoid(scale * logit(p) + shift), fitted by logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    p, y = P.ravel(), Y.ravel()
-    if p.size > max_cells:   # a fixed subsample keeps it cheap and deterministic
-        idx = np.random.default_rng(0).choice(p.size, max_cells, replace=False)
-        p, y = p[idx], y[idx]
-    if y.min() == y.max():
-        return {"scale": 1.0, "shift": 0.0}
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    fit = LogisticRegression(C=1e6).fit(np.log(p / (1 - p))[:, None], y)
-    scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
-    return {"scale": scale, "shift": shift} if scale > 0 else {"scale": 1.0, "shift": 0.0}
-
-
 def _train_traces(X: np.ndarray, taus: tuple[float, ...], piece: int = 100_000) -> np.ndarray:
     # float16 halves the memory of (T, K, N) traces; they are rates in [0, 1] read through a log.
     out = np.empty((X.shape[0], len(taus), X.shape[1]), dtype=np.float16)
@@ -112,50 +97,6 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
             _, i, name = key.split(".", 2)
             state.setdefault(int(i), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), if any."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        cuda = torch.cuda.is_available()
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device("cuda", local) if cuda else torch.device("cpu")
-        if world <= 1:
-            return cls(device=device)
-        owns = not dist.is_initialized()
-        if owns:
-            if cuda:
-                torch.cuda.set_device(device)
-            dist.init_process_group("nccl" if cuda else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), device, owns)
-
-    def broadcast(self, values: list[float]) -> list[float]:
-        """Rank 0's values on every rank (so every rank takes the same early-stopping decision)."""
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64,
-                         device=self.device if self.device.type == "cuda" else "cpu")
-        dist.broadcast(t, src=0)
-        return t.tolist()
-
-    def close(self) -> None:
-        if self.owns_group:
-            dist.barrier()
-            dist.destroy_process_group()
 
 
 def train(data: BinnedSpikes | Sequence[BinnedSpikes], out: str | Path, opts: TrainOptions,

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpikevizError
-from .metrics import LogLikelihood, aucs, n_levels, score_levels
+from .likelihood import LogLikelihood
+from .metrics import aucs, n_levels, score_levels
 
 METRICS = ("pr_auc", "roc_auc", "bits_per_spike")
 BLOCK_BINS = 10_000     # 10 s of 1-ms bins: longer than the slow rate changes within a recording

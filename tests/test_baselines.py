@@ -7,7 +7,8 @@ from spikeviz import SpikevizError
 from spikeviz.baselines import (ALL_BASELINES, RATE_WEIGHTS, CoupledGLMPredictor, EWMAPredictor,
                                 GLMPredictor, RatePredictor, TunedEWMAPredictor, UnitGLMPredictor,
                                 make_baseline)
-from spikeviz.metrics import LogLikelihood, ScoreHistogram
+from spikeviz.likelihood import LogLikelihood
+from spikeviz.metrics import ScoreHistogram
 from spikeviz.predictor import Predictor, split_bounds
 
 

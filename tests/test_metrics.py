@@ -7,7 +7,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 import spikeviz
 from spikeviz import SpikevizError
 from spikeviz.baselines import EWMAPredictor
-from spikeviz.metrics import (THRESHOLD_RULES, LogLikelihood, ScoreHistogram, bits_per_spike,
+from spikeviz.likelihood import LogLikelihood, bits_per_spike, reliability
+from spikeviz.metrics import (THRESHOLD_RULES, ScoreHistogram,
                               level_edges, pr_auc, roc_auc, score_level,
                               scores_histograms, threshold_preset)
 from spikeviz.predictor import split_bounds
@@ -188,22 +189,22 @@ def test_brier_and_reliability_from_the_histogram():
     h = ScoreHistogram.from_scores(Y, P)
     assert h.brier == pytest.approx(brier_score_loss(Y.ravel(), P.ravel()), rel=1e-4)
     for spacing in ("quantile", "log"):
-        r = h.reliability(10, spacing)
+        r = reliability(h, 10, spacing)
         assert r["count"].sum() == Y.size
         # Labels are drawn from P: observed frequencies follow the predictions.
         big = r["count"] > 20_000
         np.testing.assert_allclose(r["observed"][big], r["predicted"][big], rtol=0.15, atol=2e-3)
         assert np.all(np.diff(r["predicted"]) > 0)
-    q = h.reliability(10, "quantile")
+    q = reliability(h, 10, "quantile")
     assert len(q["count"]) == 10 and q["count"].max() < 1.3 * Y.size / 10
     # Each bin's mean score is the cells' mean score, to the levels' resolution.
     edges = np.quantile(P.ravel(), [0.5])
     lo = P.ravel() < edges[0]
-    two = h.reliability(2, "quantile")
+    two = reliability(h, 2, "quantile")
     assert two["predicted"][0] == pytest.approx(P.ravel()[lo].mean(), rel=0.01)
     assert two["observed"][1] == pytest.approx(Y.ravel()[~lo].mean(), rel=0.01)
     with pytest.raises(SpikevizError, match="spacing"):
-        h.reliability(10, "linear")
+        reliability(h, 10, "linear")
 
 
 def test_spike_weighted_per_unit_roc_auc():

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from spikeviz import SpikevizError
-from spikeviz.metrics import ScoreHistogram, bits_per_spike
+from spikeviz.likelihood import bits_per_spike
+from spikeviz.metrics import ScoreHistogram
 from spikeviz.uncertainty import BlockScores, paired_block_bootstrap, paired_difference
 
 
