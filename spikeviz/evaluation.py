@@ -1,7 +1,7 @@
 """Evaluating a checkpoint on a recording: units, unit order, the warm-up and scored stretch, the model against the baselines."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -143,18 +143,45 @@ def is_training_data(meta: dict[str, Any], recording: Recording) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Stretch:
-    """The binned warm-up and evaluated stretch of a target, columns in model order."""
+    """The binned warm-up and evaluated stretch of a target.
+
+    Predictions P over all of X score strictly one bin ahead: P[t] against X[t+1] for t >= warm
+    (scoring.score_stretch); `targets` and `window_of(P)` hold exactly those pairs.
+    """
 
     X: np.ndarray            # (warm + T, N) uint8
     warm: int
-    prime: int
+    prime: int               # warm-up bins that only prime history; the rest tune presets and guards
     unit_ids: np.ndarray     # target unit of each column
     bins: tuple[int, int]    # evaluated bins [a, b) of the whole target recording
     bin_ms: float
+    unit_order: str = "recorded"   # how the columns are ordered
 
     @property
     def seconds(self) -> tuple[float, float]:
         return tuple(round(x * self.bin_ms / 1000.0, 6) for x in self.bins)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.X[self.warm + 1:]
+
+    @property
+    def start_s(self) -> float:
+        """Time of the first target bin."""
+        return (self.bins[0] + 1) * self.bin_ms / 1000.0
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.targets) * self.bin_ms / 1000.0
+
+    def window_of(self, P: np.ndarray) -> np.ndarray:
+        """The rows of P scored against `targets`."""
+        return P[self.warm:-1]
+
+    def ordered(self, perm: np.ndarray, unit_order: str) -> "Stretch":
+        """The same stretch with model input column j = this stretch's column perm[j]."""
+        return replace(self, X=np.ascontiguousarray(self.X[:, perm]), unit_ids=self.unit_ids[perm],
+                       unit_order=unit_order)
 
 
 def stretch_bins(recording: Recording, bin_ms: float, split: str = "test",
@@ -230,20 +257,83 @@ def for_target(model, X: np.ndarray, st: Stretch):
     return adapt(model, X[:st.warm], st.prime, st.warm)
 
 
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """How a model (or the baselines alone) meets a target: its units, their order, the stretch
+    and the target's train split, which the baselines fit on."""
+
+    stretch: Stretch         # recorded column order: what the baselines score
+    model_stretch: Stretch   # model column order: what the model scores
+    target: Source           # the target's train split
+    source: Source           # the model's training data when it is found, else the target's
+    same: bool               # the target is the model's training data
+
+    @property
+    def nbytes(self) -> int:
+        arrays = {id(a): a for a in (self.stretch.X, self.model_stretch.X, self.target.train,
+                                     self.source.train)}
+        return sum(a.nbytes for a in arrays.values())
+
+
+def setup(model, recording: Recording, *, split: str = "test", unit_order: str = "auto",
+          seconds: float | None = SECONDS, warmup_s: float = WARMUP_S,
+          window_s: tuple[float, float] | None = None, n_units: int = 128,
+          find_source: Callable[[dict], Source | None] | None = None) -> Setup:
+    """Units, unit order and stretch as `evaluate`, `table`, `grid` and the dashboard choose them.
+
+    Units: a model's own columns on its training data, else the most active ones of the training
+    split (the model's unit count; `n_units` for a unit-agnostic model or without a model).
+    unit_order "auto" is recorded on the training data and unit-agnostic models, rate-rank
+    elsewhere (the source's rates against the target's warm-up). `find_source` reads a model's
+    training data from its metadata (default `checkpoint_source`).
+    """
+    requested, _ = parse_unit_order(unit_order)
+    if model is None:
+        bin_ms, same, shared = 1.0, True, True
+        ids = train_units(recording, min(n_units, recording.n_units))
+    else:
+        meta, cfg = model.meta, model.config
+        bin_ms, same, shared = float(meta.get("bin_ms", 1.0)), is_training_data(meta, recording), \
+            cfg.shared_units
+        ids = target_units(model, recording, same, n_units)
+    target = source_from_recording(recording, ids, bin_ms, fit="target train stretch")
+    source = (None if model is None else (find_source or checkpoint_source)(model.meta)) or target
+    policy = unit_order if requested != "auto" else (
+        "rate-rank" if not same and source is not target and not shared else "recorded")
+    st = make_stretch(recording, ids, bin_ms, split, seconds, warmup_s, window_s)
+    perm = unit_permutation(policy, len(ids), st.X[:st.warm], rates_for(len(ids), source.rates))
+    return Setup(st, st.ordered(perm, policy), target, source, same)
+
+
+def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predictor:
+    """Baseline `name` as a user could fit it on the target: on its own train split (ewma-tuned,
+    which needs no training data, on the warm-up); it predicts `setup.stretch` (recorded order).
+    `cache` (a dict) keeps fits across calls."""
+    target, st = setup.target, setup.stretch
+    if name == "rate":
+        return RatePredictor(target.rates)
+    if name == "ewma-tuned":
+        return make_baseline(name, st.bin_ms).fit(st.X[:st.warm])
+    cache = {} if cache is None else cache
+    key = (f"{name}-fit", target.key)
+    if key not in cache:
+        cache[key] = make_baseline(name, st.bin_ms).fit(target.train)
+    return cache[key]
+
+
 def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test",
                         unit_order: str = "auto", protocol: str = "strict",
                         threshold: float | str = "youden", seconds: float | None = SECONDS,
                         warmup_s: float = WARMUP_S, n_units: int = 128,
+                        window_s: tuple[float, float] | None = None,
                         baselines: Sequence[str] = ALL_BASELINES,
                         cache: dict | None = None,
                         progress: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
     """Score a checkpoint (path or loaded model) and the baselines on `recording`; a JSON-able dict.
 
-    Units: the checkpoint's own columns when `recording` is its training data, else the most
-    active ones of the training split (the model's unit count; `n_units` for a unit-agnostic
-    model). unit_order "auto" is recorded on the training data, rate-rank elsewhere (the source's
-    rates against the target's warm-up). Baselines are fitted on the target's own train split:
-    what a user could fit on this recording instead. A threshold preset is tuned on
+    Units, unit order and stretch (`seconds` of the split, or `window_s`) as `setup` chooses
+    them. Baselines are fitted on the target's own train
+    split: what a user could fit on this recording instead. A threshold preset is tuned on
     the warm-up window, never on the scored bins; so is a generalist's guard. Bits per spike are
     the log-likelihood gain over each unit's mean rate in the target's train split.
     `cache` (a dict) reuses baseline scores and fits across checkpoints; `progress` is told of
@@ -254,45 +344,28 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
 
     if protocol not in PROTOCOLS:
         raise SpikevizError(f"unknown protocol {protocol!r}: use 'strict' or 'reference' (leaky)")
-    requested, _ = parse_unit_order(unit_order)
+    parse_unit_order(unit_order)
     parse_threshold(threshold)
     model = load_model(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     meta, cfg = model.meta, model.config
     bin_ms = float(meta.get("bin_ms", 1.0))
-    same = is_training_data(meta, recording)
-    ids = target_units(model, recording, same, n_units)
-    target = source_from_recording(recording, ids, bin_ms, fit="target train stretch")
-    source = checkpoint_source(meta) or target
-    policy = unit_order if requested != "auto" else (
-        "rate-rank" if not same and source is not target and not cfg.shared_units
-        else "recorded")
-    st = make_stretch(recording, ids, bin_ms, split, seconds, warmup_s)
-    src_rates = rates_for(len(ids), source.rates)
-    perm = unit_permutation(policy, len(ids), st.X[:st.warm], src_rates)
-    X = np.ascontiguousarray(st.X[:, perm])
+    su = setup(model, recording, split=split, unit_order=unit_order, seconds=seconds,
+               warmup_s=warmup_s, n_units=n_units, window_s=window_s)
+    st, target, same, policy = su.stretch, su.target, su.same, su.model_stretch.unit_order
+    ids, X = st.unit_ids, su.model_stretch.X
 
     def scored(predictor: Predictor, X: np.ndarray) -> Scored:
         return score_stretch(predictor.predict(X), X, st.warm, protocol, st.prime)
 
-    # Baselines are what a user could fit on this recording: its own train split (ewma-tuned, which
-    # needs no training data, its warm-up), in recorded column order. Pooled scores do not depend
-    # on the column order, so they serve every checkpoint scored on this stretch.
+    # Pooled scores do not depend on the column order, so the baselines' serve every checkpoint
+    # scored on this stretch.
     cache = {} if cache is None else cache
     results = {}
     for name in baselines:
         key = (name, target.key, st.bins, protocol)
         if key not in cache:
             progress(f"baseline {name}")
-            if name == "rate":
-                predictor = RatePredictor(target.rates)
-            elif name == "ewma-tuned":
-                predictor = make_baseline(name, bin_ms).fit(st.X[:st.warm])
-            else:
-                fit_key = (f"{name}-fit", target.key)
-                if fit_key not in cache:
-                    cache[fit_key] = make_baseline(name, bin_ms).fit(target.train)
-                predictor = cache[fit_key]
-            cache[key] = scored(predictor, st.X)
+            cache[key] = scored(fit_baseline(name, su, cache), st.X)
         results[name] = cache[key]
     if cfg.kind == "generalist":
         progress("fitting the generalist's guard on the warm-up")
@@ -333,7 +406,7 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
         "protocol": protocol, "leaky": protocol == "reference",
         "unit_order": policy, "unit_order_requested": unit_order,
         "model_needs_unit_order": not cfg.shared_units,
-        "units": [str(u) for u in st.unit_ids[perm]],
+        "units": [str(u) for u in su.model_stretch.unit_ids],
         "threshold_rule": rule,
         "guard": adapted.meta.get("guard"),
         "model": model_result,

@@ -19,18 +19,19 @@ def predict_calls(monkeypatch):
     calls = []
     real = compute.predict
 
-    def spy(predictor, stretch, keep_P=True):
+    def spy(predictor, stretch, keep_P=True, disk_key=None):
         calls.append(getattr(predictor, "name", type(predictor).__name__))
-        return real(predictor, stretch, keep_P)
+        return real(predictor, stretch, keep_P, disk_key)
 
     monkeypatch.setattr(compute, "predict", spy)
     return calls
 
 
 def make_state(**params) -> DashboardState:
-    # A 10-s window keeps each evaluation around a second on 2 cores.
+    # A 10-s window keeps each evaluation around a second on 2 cores; a cache of its own so that
+    # the predictions counted are this state's.
     params.setdefault("checkpoint", BASELINE_ONLY)
-    state = DashboardState(threaded=False, window=(0.0, 10.0), **params)
+    state = DashboardState(threaded=False, window_length=10, cache=compute.LRUCache(), **params)
     assert state.error == "", state.error
     return state
 
@@ -43,32 +44,40 @@ def test_first_evaluation_feeds_every_view():
     state = make_state(session=VITRO)
     ev, frame = state.evaluation, state.frame
     assert state.direction == "vitro->vitro" and state.preset == "density"
-    assert ev.generator.name == "glm" and list(ev.predictions) == ["glm", "rate", "ewma"]
-    # Real raster = the scored target spikes; generated raster = the operating point's predictions.
-    assert n_points(views.real_points(ev)) == frame.op.real_spikes == int(ev.stretch.targets.sum())
-    assert n_points(views.generated_points(frame, ev)) == frame.op.predicted_spikes
+    assert ev.generator.name == "glm-coupled"
+    assert list(ev.predictions) == ["glm-coupled", "rate", "ewma-tuned"]
+    # Generated trains are Bernoulli draws by default, their count near the real one.
+    assert state.draw == "bernoulli" and 0.8 < frame.fidelity["model"]["count_ratio"] < 1.25
+    assert set(frame.fidelity) == {"real", "model", "ceiling", "floor"} and frame.fidelity["ceiling"]
+    assert len(views.fidelity_table(frame)) == len(views.FIDELITY_ROWS)
+    # Real raster = the scored target spikes; pooled generated raster = the operating point's.
+    state.draw = "pooled"
+    frame = state.frame
+    assert state.stretch is ev.stretch
+    assert n_points(views.real_points(state.stretch)) == frame.op.real_spikes == int(ev.stretch.targets.sum())
+    assert n_points(views.generated_points(frame)) == frame.op.predicted_spikes
     T, N = ev.P.shape
     assert views.probability_image(ev).data.shape == (N, T)
     assert len(views.roc_curves(ev)) == 4 and len(views.pr_curves(ev)) == 4   # 3 predictors + chance
     assert views.roc_marker(frame).data.iloc[0].tolist() == pytest.approx([frame.op.fpr, frame.op.recall])
     assert n_points(views.overview_points(state.recording)) == state.recording.n_spikes
-    assert len(views.rate_scatter(ev, frame).get(1).data) == N
-    table = views.summary_table(ev, frame)
+    assert len(views.rate_scatter(frame).get(1).data) == N
+    table = views.summary_table(frame)
     assert table.loc[table.statistic == "spikes", "generated"].item() == f"{frame.op.predicted_spikes:,}"
 
 
 def test_threshold_moves_f1_and_generated_raster_without_predicting(predict_calls):
-    state = make_state(session=VITRO)
+    state = make_state(session=VITRO, draw="pooled")
     assert len(predict_calls) == 3
     misses = state.cache.misses
-    before_f1, before_gen = state.frame.op.f1, n_points(views.generated_points(state.frame, state.evaluation))
+    before_f1, before_gen = state.frame.op.f1, n_points(views.generated_points(state.frame))
     evaluation = state.evaluation
     state.threshold = state.evaluation.presets["density"] * 2
     assert state.preset == "custom"
     assert state.frame.op.f1 != before_f1
-    assert n_points(views.generated_points(state.frame, state.evaluation)) != before_gen
+    assert n_points(views.generated_points(state.frame)) != before_gen
     assert state.frame.op.predicted_spikes < state.frame.op.real_spikes
-    assert predict_calls == ["glm", "rate", "ewma"] and state.cache.misses == misses
+    assert len(predict_calls) == 3 and state.cache.misses == misses
     assert state.evaluation is evaluation   # nothing upstream of the threshold was redone
     state.preset = "youden"
     assert state.threshold == state.evaluation.presets["youden"] and len(predict_calls) == 3
@@ -77,25 +86,44 @@ def test_threshold_moves_f1_and_generated_raster_without_predicting(predict_call
 def test_revisiting_a_window_hits_the_prediction_cache(predict_calls):
     state = make_state(session=VITRO)
     first = state.window
-    state.window = (first[0] + 5, first[1] + 5)
-    assert len(predict_calls) == 6
-    state.window = first
-    assert len(predict_calls) == 6 and state.cache.hits > 0
+    state.window_start += 5
+    assert state.window == (first[0] + 5, first[1] + 5) and len(predict_calls) == 6
+    state.window_start -= 5
+    assert state.window == first and len(predict_calls) == 6 and state.cache.hits > 0
 
 
+@pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_unit_order_and_seed_are_recorded():
-    state = make_state(session=VITRO, unit_order="random", seed=3)
-    assert state.evaluation.stretch.policy == "random:3"
+    from spikeviz.binning import train_units
+
+    state = make_state(session=VITRO, checkpoint="generalist-focal", unit_order="random", seed=3)
+    assert state.evaluation.stretch.unit_order == "random:3"
     perm = np.random.default_rng(3).permutation(state.recording.n_units)
     assert list(state.evaluation.stretch.unit_ids) == list(np.asarray(
-        compute.select_units(state.recording, 128, "rate"))[perm])
+        train_units(state.recording, 128))[perm])
 
 
-def test_direction_switches_the_test_session_and_baseline_source():
+def test_the_page_scores_what_spikeviz_evaluate_scores():
+    """One evaluation core: the page's PR-AUCs are `evaluate`'s on the same window."""
+    from spikeviz.evaluation import evaluate_checkpoint
+    from spikeviz.checkpoint import load_model
+
+    state = make_state(session=VITRO, checkpoint="generalist-focal")
+    ev = state.evaluation
+    out = evaluate_checkpoint(load_model(state.checkpoint_info.path), state.recording,
+                              window_s=tuple(state.window), baselines=["glm-coupled", "ewma-tuned"])
+    assert out["model"]["pr_auc"] == pytest.approx(ev.hists["generalist-focal"].pr_auc, rel=1e-6)
+    assert out["baselines"]["glm-coupled"]["pr_auc"] == pytest.approx(ev.hists["glm-coupled"].pr_auc, rel=1e-6)
+    assert out["baselines"]["ewma-tuned"]["pr_auc"] == pytest.approx(ev.hists["ewma-tuned"].pr_auc, rel=1e-6)
+
+
+def test_direction_switches_the_test_session_and_offers_unit_agnostic_checkpoints():
     state = make_state(session=VITRO)
     state.direction = "vitro->vivo"
     assert state.session == VIVO and state.error == ""
-    assert state.evaluation.source.startswith(VITRO) and state.evaluation.stretch.policy == "rate-rank"
+    offered = [shipped for shipped in shipped_checkpoints() if shipped.name in state.param.checkpoint.objects]
+    assert all(c.any_domain or c.domain == "vivo" for c in offered)
+    assert state.evaluation.stretch.unit_order == "recorded"
     # The whole in vivo session is the overview; the window is a slice of its test split.
     assert n_points(views.overview_points(state.recording)) == 458_082
     a, b = compute.test_split_s(state.recording)
@@ -149,7 +177,7 @@ def test_exports_use_the_same_data():
     png = figure_png(state.evaluation, state.frame, "test")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     table = results.current_metrics(state.evaluation, state.frame)
-    assert list(table.predictor) == ["glm", "rate", "ewma"]
+    assert list(table.predictor) == ["glm-coupled", "rate", "ewma-tuned"]
     assert table.loc[0, "F1 at threshold"] == pytest.approx(state.frame.op.f1, abs=1e-4)
 
 
@@ -204,3 +232,78 @@ def test_checkpoint_by_path_is_checked_against_the_roots():
     state.param.trigger("open_checkpoint")
     assert state.error == "" and state.evaluation.generator.name == ckpt.name
     assert state.direction == "vitro->vitro" and not state.busy
+
+
+def test_a_typed_threshold_survives_new_evaluations():
+    """Only a pressed preset moves the threshold: a new session's evaluation keeps a typed one."""
+    state = make_state(session=VITRO)
+    state.threshold = 0.0123
+    assert state.preset == "custom"
+    state.session = VIVO
+    assert state.error == "" and state.evaluation.data_key == (VIVO,)
+    assert state.threshold == 0.0123 and state.preset == "custom"
+    assert state.frame.threshold == pytest.approx(0.0123, rel=0.02)
+    state.preset = "density"
+    assert state.threshold == state.evaluation.presets["density"]
+
+
+def test_a_switch_clears_the_old_results_before_the_new_ones_arrive(monkeypatch):
+    """Views never show the previous session's evaluation while the new one is computed."""
+    state = make_state(session=VITRO)
+    seen = []
+    real_plan = compute.plan
+
+    def spy(recording, *args, **kwargs):
+        seen.append((state.stretch, state.evaluation, state.frame))
+        return real_plan(recording, *args, **kwargs)
+
+    monkeypatch.setattr(compute, "plan", spy)
+    state.session = "invitro_210511001_lh"
+    assert seen == [(None, None, None)]
+    assert state.evaluation.data_key == ("invitro_210511001_lh",)
+
+
+def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):
+    from spikeviz.dashboard import upload
+    from spikeviz.io import write_recording
+
+    state = make_state(session=VITRO)
+    part = state.recording.slice(0.0, 60.0)
+    write_recording(part, tmp_path / "rec.csv")
+    state.open_upload("../../rec.csv", (tmp_path / "rec.csv").read_bytes())
+    assert state.error == "" and state.session == OPEN_FILE
+    assert state.recording.n_spikes == part.n_spikes and state.frame is not None
+    stored = state._upload_dir
+    assert stored is not None and state.path.startswith(str(stored))
+
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("phy/../../escape.csv", "unit,time_s\n1,0.5\n")
+    state.open_upload("sorting.zip", buf.getvalue())
+    assert "outside its folder" in state.error and not (stored.parent / "escape.csv").exists()
+    state.open_upload("notes.exe", b"MZ")
+    assert "not a recording type" in state.error
+    monkeypatch.setattr(upload, "MAX_UPLOAD_MB", 0.001)
+    state.open_upload("rec.csv", (tmp_path / "rec.csv").read_bytes())
+    assert "upload limit" in state.error
+    state.close()
+    assert not stored.exists()
+
+
+def test_generated_trains_download_with_provenance(tmp_path):
+    from spikeviz.dashboard.trains import as_file, generated_recording
+    from spikeviz.io import load_recording
+
+    state = make_state(session=VITRO, draw="pooled")
+    state.threshold = state.evaluation.presets["density"] * 1.5
+    gen = generated_recording(state.frame, state.recording, state.preset, state.seed)
+    assert gen.n_spikes == state.frame.op.predicted_spikes
+    (tmp_path / "g.nwb").write_bytes(as_file(gen, ".nwb"))
+    back = load_recording(tmp_path / "g.nwb")
+    made = back.source["generated_by"]
+    assert back.n_spikes == gen.n_spikes and made["threshold"] == pytest.approx(state.frame.threshold)
+    assert made["data"] == VITRO and made["generator"] == "glm-coupled" and made["preset"] is None
+    (tmp_path / "g.csv").write_bytes(as_file(gen, ".csv"))
+    assert load_recording(tmp_path / "g.csv").n_spikes == gen.n_spikes

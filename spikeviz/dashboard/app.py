@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import math
 
 import pandas as pd
 import panel as pn
@@ -11,7 +10,9 @@ from . import results
 from .compute import N_UNITS, WARMUP_S, Evaluation, Frame, test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
-from .views import curves, rasters, statistics
+from .trains import as_file, generated_recording
+from .upload import ACCEPTED, MAX_UPLOAD_MB
+from .views import WAITING_CSS, curves, kept, rasters, statistics
 
 ACCENT = "#1f4e9c"
 CSS = """
@@ -31,10 +32,11 @@ def _card(key: str, value: str, sub: str = "") -> str:
             f'<div class="s">{sub}</div></div>')
 
 
-def readout(ev: Evaluation | None, frame: Frame | None) -> str:
+def readout(frame: Frame | None, status: str = "") -> str:
     """Operating point of the generator at the current threshold, and its AUCs next to chance."""
-    if ev is None or frame is None:
-        return '<div class="sv-note">Waiting for the first evaluation…</div>'
+    if frame is None:
+        return f'<div class="sv-waiting">Evaluating… {status}</div>'
+    ev = frame.evaluation
     op, h = frame.op, ev.hist
     ratio = op.predicted_spikes / op.real_spikes if op.real_spikes else float("nan")
     cards = [
@@ -58,14 +60,15 @@ def describe(state: DashboardState, *_) -> str:
     info = state.checkpoint_info
     trained = (f"`{info.name}`: trained on **{info.session or 'unknown'}** ({'any domain' if info.any_domain else info.domain or '?'}), "
                f"{info.loss or '?'} loss{', ' + info.preset if info.preset else ''}" if info
-               else "no checkpoint: the **GLM baseline** generates")
+               else "no checkpoint: the **coupled GLM baseline**, fitted on this recording's train split, generates")
     ev = state.evaluation
-    fitted = f" Baselines fitted on {ev.source}; unit order {ev.stretch.policy}." if ev else ""
+    fitted = (f" Baselines fitted on this recording's train split, as `spikeviz evaluate` does; "
+              f"unit order {ev.stretch.unit_order}." if ev else "")
     return (f"**{rec.name}**: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration_s:,.0f} s. "
             f"Test split {a:,.0f}–{b:,.0f} s. The evaluated window is predicted strictly one bin "
             f"ahead (up to {N_UNITS} units, 1-ms bins) after {WARMUP_S:g} s of real past, which "
             f"also tunes the threshold presets. Prediction costs seconds per minute of window on 2 "
-            f"CPU cores, so the window is capped (default 60 s; the transfer preset is ~30× "
+            f"CPU cores, so the window is capped (default 30 s; the transfer preset is ~30× "
             f"slower).\n\n{trained}.{fitted}")
 
 
@@ -76,6 +79,7 @@ def controls(state: DashboardState) -> list:
     is_free = pn.bind(lambda m: m == "free", state.param.mode)
     W = pn.widgets
     file_box = pn.Column(
+        drop_zone(state),
         W.TextInput.from_param(state.param.path, name="Path", placeholder="data/… or ./…"),
         pn.Row(W.Select.from_param(state.param.file_format, name="Format"),
                W.RadioButtonGroup.from_param(state.param.file_domain, name="Domain", margin=(26, 5, 5, 5))),
@@ -106,6 +110,9 @@ def controls(state: DashboardState) -> list:
                W.Select.from_param(state.param.unit_order, name="Unit order")),
         W.FloatSlider.from_param(state.param.free_s, name="Free-running length (s)", visible=is_free),
         window_controls(state),
+        W.Select.from_param(state.param.draw, name="Draw rule (teacher-forced)"),
+        W.FloatInput.from_param(state.param.draw_level, name="Rule level",
+                                visible=pn.bind(lambda d: d in ("unit-density", "lift"), state.param.draw)),
         "### Threshold",
         W.RadioButtonGroup.from_param(state.param.preset, name="Preset", button_type="primary",
                                       button_style="outline"),
@@ -115,45 +122,30 @@ def controls(state: DashboardState) -> list:
     ]
 
 
-WINDOW_LENGTHS_S = (10, 30, 60, 120, 300)
+def drop_zone(state: DashboardState) -> pn.widgets.FileDropper:
+    """Drop a recording (NWB, asdf .mat, a table, a zipped Kilosort/phy folder): it opens with the
+    format, tick and sample rate set below; a missing tick or rate is asked for in the error line."""
+    dropper = pn.widgets.FileDropper(accepted_filetypes=list(ACCEPTED), max_file_size=f"{MAX_UPLOAD_MB}MB",
+                                     multiple=False, layout="compact", height=90,
+                                     sizing_mode="stretch_width", css_classes=["sv-drop"])
+
+    def dropped(event) -> None:
+        for name, data in event.new.items():
+            state.open_upload(name, data if isinstance(data, bytes) else data.encode())
+
+    dropper.param.watch(dropped, "value")
+    return dropper
 
 
 def window_controls(state: DashboardState) -> pn.Row:
     """Start (inside the test split) and length of the evaluated window; each change re-predicts,
     so the start is sent on release."""
-    start = pn.widgets.FloatSlider(name="Window start (s, test split)", step=1.0, start=0.0, end=1.0,
-                                   value=0.0, format="0")
-    length = pn.widgets.Select(name="Length (s)", options=list(WINDOW_LENGTHS_S), value=60, width=90,
-                               css_classes=["sv-length"])
-
-    syncing = [False]   # widgets following the state must not write back a half-updated window
-
-    def to_widgets(*_):
-        if state.recording is None:
-            return
-        a, b = test_split_s(state.recording)
-        w0, w1 = state.window
-        syncing[0] = True
-        try:
-            length.value = min(WINDOW_LENGTHS_S, key=lambda n: abs(n - (w1 - w0)))
-            start.param.update(start=float(math.ceil(max(a, WARMUP_S))),
-                               end=float(max(math.ceil(max(a, WARMUP_S)) + 1, math.floor(b - length.value))),
-                               value=float(w0))
-        finally:
-            syncing[0] = False
-
-    def to_state(start_s: float, length_s: float):
-        if not syncing[0]:
-            state.window = (start_s, min(start_s + length_s, test_split_s(state.recording)[1]))
-
-    state.param.watch(to_widgets, ["window", "recording"])
-    start.param.watch(lambda e: to_state(e.new, length.value), "value_throttled")
-    length.param.watch(lambda e: to_state(start.value, e.new), "value")
-    to_widgets()
-    return pn.Row(start, length)
+    W = pn.widgets
+    return pn.Row(W.FloatSlider.from_param(state.param.window_start, format="0", throttled=True),
+                  W.Select.from_param(state.param.window_length, width=90, css_classes=["sv-length"]))
 
 
-def downloads(state: DashboardState) -> pn.Row:
+def downloads(state: DashboardState) -> pn.FlexBox:
     def png():
         if state.evaluation is None or state.frame is None:
             return None
@@ -163,14 +155,24 @@ def downloads(state: DashboardState) -> pn.Row:
     def csv(table: pd.DataFrame):
         return io.StringIO(table.to_csv(index=False))
 
+    def trains(suffix: str):
+        if state.frame is None or state.recording is None:
+            return None
+        return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.preset, state.seed, state.draw_level),
+                                  suffix))
+
     button = dict(button_type="primary", button_style="outline", width=220)
-    return pn.Row(
+    return pn.FlexBox(
         pn.widgets.FileDownload(callback=png, filename="spikeviz_figures.png", label="Figures (PNG)", **button),
         pn.widgets.FileDownload(callback=lambda: csv(results.current_metrics(state.evaluation, state.frame)),
                                 filename="spikeviz_metrics.csv", label="This evaluation (CSV)", **button),
         pn.widgets.FileDownload(callback=lambda: csv(results.table_frames(state.cross_table)[1]),
                                 filename="spikeviz_cross_session.csv", label="Cross-session table (CSV)",
-                                **button))
+                                **button),
+        pn.widgets.FileDownload(callback=lambda: trains(".nwb"), filename="spikeviz_generated.nwb",
+                                label="Generated trains (NWB, with provenance)", **button),
+        pn.widgets.FileDownload(callback=lambda: trains(".csv"), filename="spikeviz_generated.csv",
+                                label="Generated trains (CSV)", **button))
 
 
 def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
@@ -189,7 +191,8 @@ def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
 
 
 def results_tab(state: DashboardState) -> pn.Column:
-    metrics = pn.widgets.Tabulator(pn.bind(results.current_metrics, state.param.evaluation, state.param.frame),
+    metrics = pn.widgets.Tabulator(pn.bind(kept(lambda f: results.current_metrics(f and f.evaluation, f)),
+                                           state.param.frame),
                                    show_index=False, disabled=True, sizing_mode="stretch_width",
                                    layout="fit_data_stretch")
     return pn.Column("#### This evaluation (click a header to sort)", metrics, downloads(state),
@@ -214,11 +217,11 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
 
     `state_params` are initial DashboardState choices (session, checkpoint, window...)."""
     limit_blas_threads()
-    pn.extension("tabulator", sizing_mode="stretch_width", raw_css=[CSS], notifications=False)
+    pn.extension("tabulator", "filedropper", sizing_mode="stretch_width", raw_css=[CSS, WAITING_CSS], notifications=False)
     state = DashboardState(**state_params)
     pn.state.on_session_destroyed(lambda ctx: state.close())
     main = pn.Column(
-        pn.pane.HTML(pn.bind(readout, state.param.evaluation, state.param.frame), sizing_mode="stretch_width",
+        pn.pane.HTML(pn.bind(readout, state.param.frame, state.param.status), sizing_mode="stretch_width",
                      css_classes=["sv-readout"]),
         pn.Tabs(("Rasters", rasters(state)), ("Curves", curves(state)),
                 ("Firing statistics", statistics(state)), ("Results", results_tab(state)),

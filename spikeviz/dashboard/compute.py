@@ -1,7 +1,9 @@
 """Dashboard data without Panel: the evaluated stretch, cached predictions, threshold-dependent frames."""
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,22 +12,27 @@ from typing import Callable, Hashable
 import numpy as np
 import pandas as pd
 
-from ..baselines import EWMAPredictor, GLMPredictor, RatePredictor
-from ..binning import bin_range, select_units
+from .. import __version__
+from ..binning import bin_range
+from ..calibration import TargetCalibration, fit_target_calibration
 from ..errors import SpikevizError
-from ..evaluation import (PRIME_S, WARMUP_S, Source, checkpoint_source, for_target,
-                          is_training_data, rates_for, source_from_recording, target_units,
-                          unit_permutation)
-from ..scoring import FPR_CAP, Scored, score_stretch
+from ..evaluation import WARMUP_S, Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
 from ..predictor import SPLIT_FRACTIONS, SPLIT_NAME
 from ..recording import Recording
-from ..stats import FiringStats, compare_stats, firing_stats
+from ..scoring import FPR_CAP, Scored, score_stretch
+from ..stats import FiringStats, compare_stats, fidelity_entry, fidelity_references, firing_stats
+from ..store import Cache, content_key
 
 N_UNITS = 128
 BIN_MS = 1.0
 UNIT_ORDERS = ("auto", "recorded", "random", "rate-rank")
+DEFAULT_LENGTH_S = 30.0   # the default window: with its warm-up, 60 s of bins to predict
 PRESETS = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
+# The baselines beside the generator: what `spikeviz evaluate` fits on the target's own train
+# split, from the simplest to the strongest. Without a checkpoint the strongest generates.
+BASELINES = ("rate", "ewma-tuned", "glm-coupled")
+BASELINE_GENERATOR = BASELINES[-1]
 
 
 def test_split_s(recording: Recording) -> tuple[float, float]:
@@ -34,7 +41,7 @@ def test_split_s(recording: Recording) -> tuple[float, float]:
     return a * recording.duration_s, b * recording.duration_s
 
 
-def default_window(recording: Recording, length_s: float = 60.0) -> tuple[float, float]:
+def default_window(recording: Recording, length_s: float = DEFAULT_LENGTH_S) -> tuple[float, float]:
     """The first `length_s` seconds of the test split (after WARMUP_S, like `spikeviz table`)."""
     start, stop = test_split_s(recording)
     start = max(start, WARMUP_S)
@@ -61,89 +68,53 @@ def spike_points(t: np.ndarray, u: np.ndarray, start_s: float, bin_ms: float) ->
 
 
 @dataclass(frozen=True, eq=False)
-class Stretch:
-    """The evaluated window binned with WARMUP_S of real past before it, columns in model order.
-
-    Predictions P over all of X score strictly one bin ahead: P[t] against X[t+1] for t >= warm
-    (evaluation.score_stretch). `targets` and the window views of P hold exactly those pairs.
-    """
-
-    X: np.ndarray             # (warm + T, N) uint8
-    warm: int
-    prime: int                # bins of the warm-up that only prime history; the rest calibrate presets
-    unit_ids: np.ndarray      # target unit of each column
-    policy: str               # unit order actually used
-    bin_ms: float
-    start_bin: int            # bin of X[0] in the recording
-    key: tuple                # names the data for the prediction cache
-
-    @property
-    def targets(self) -> np.ndarray:
-        return self.X[self.warm + 1:]
-
-    @property
-    def start_s(self) -> float:
-        """Time of the first target bin."""
-        return (self.start_bin + self.warm + 1) * self.bin_ms / 1000.0
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.targets) * self.bin_ms / 1000.0
-
-    def window_of(self, P: np.ndarray) -> np.ndarray:
-        """The rows of P scored against `targets`."""
-        return P[self.warm:-1]
-
-
-def make_stretch(recording: Recording, window: tuple[float, float], ids: list, policy: str,
-                 source_rates: np.ndarray, data_key: Hashable = None) -> Stretch:
-    """Bin `window` (s) of units `ids` with WARMUP_S of past, then order columns by `policy`."""
-    n_bins = int(round(recording.duration_s * 1000.0 / BIN_MS))
-    warm = int(round(WARMUP_S * 1000.0 / BIN_MS))
-    a = max(int(round(window[0] * 1000.0 / BIN_MS)), warm)
-    b = min(int(round(window[1] * 1000.0 / BIN_MS)), n_bins)
-    if b - a < 2:
-        raise SpikevizError(f"the window [{window[0]:g}, {window[1]:g}) s leaves no bins to score "
-                            f"after the {WARMUP_S:g}-s warm-up")
-    X = bin_range(recording, ids, BIN_MS, a - warm, b)
-    perm = unit_permutation(policy, len(ids), X[:warm], rates_for(len(ids), source_rates))
-    prime = min(int(round(PRIME_S * 1000.0 / BIN_MS)), warm // 2)
-    return Stretch(np.ascontiguousarray(X[:, perm]), warm, prime, np.asarray(ids)[perm], policy,
-                   BIN_MS, a - warm, (data_key, a, b, policy, tuple(map(str, ids))))
-
-
-@dataclass(frozen=True, eq=False)
 class Prediction:
     """One predictor's window probabilities and scores (what the cache keeps)."""
 
     P: np.ndarray             # (T, N) rows scored against Stretch.targets; (0, N) if not kept
     scored: Scored
+    calibration: TargetCalibration | None = None   # fitted on the warm-up (the generator's)
 
     @property
     def nbytes(self) -> int:
         return self.P.nbytes
 
 
-def predict(predictor, stretch: Stretch, keep_P: bool = True) -> Prediction:
-    """Scores of `predictor` on the stretch; its probabilities only with `keep_P` (the generator's:
-    the baselines' curves need only their histograms, and an hour-long session's P is large)."""
-    P = predictor.predict(stretch.X)
+def _logits(P: np.ndarray) -> np.ndarray:
+    P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(P / (1 - P))
+
+
+def predict(predictor, stretch: Stretch, keep_P: bool = True, disk_key: str | None = None) -> Prediction:
+    """Scores of `predictor` on the stretch, as `spikeviz evaluate` scores them; its probabilities
+    and a target calibration (spikeviz.calibration, fitted on the warm-up after priming: what
+    generation draws from) only with `keep_P` (the generator's: the baselines' curves need only
+    their histograms, and an hour-long session's P is large). With `disk_key`, the probabilities
+    are read from the on-disk cache (checksummed), or computed and stored there."""
+    if disk_key is None:
+        P = predictor.predict(stretch.X)
+    else:
+        P = np.asarray(Cache().array(disk_key, "P.npy", lambda: predictor.predict(stretch.X)))
     scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
     if keep_P:   # a copy, so the full predictions (warm-up included) are freed
-        return Prediction(stretch.window_of(P).copy(), scored)
-    # The baselines' views need their pooled histograms only.
+        a, w = stretch.prime, stretch.warm
+        calibration = fit_target_calibration(_logits(P[a - 1:w - 1]), stretch.X[a:w])
+        return Prediction(stretch.window_of(P).copy(), scored, calibration)
     return Prediction(np.empty((0, P.shape[1]), np.float32), replace(scored, units=None))
 
 
 class LRUCache:
-    """A least-recently-used cache bounded in bytes (numpy arrays count their nbytes, others 0).
+    """A least-recently-used cache bounded in bytes (numpy arrays count their nbytes, others 0),
+    shared by the sessions' worker threads.
 
-    `misses` counts the values that had to be computed.
+    `misses` counts the values that had to be computed. Two threads missing the same key both
+    compute it (the values are equal); the lock only guards the bookkeeping.
     """
 
     def __init__(self, max_bytes: float = 300e6, max_items: int = 16):
         self.max_bytes, self.max_items = max_bytes, max_items
         self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -152,15 +123,17 @@ class LRUCache:
         return int(getattr(value, "nbytes", 0))
 
     def get(self, key: Hashable, compute: Callable[[], object]):
-        if key in self._items:
-            self.hits += 1
-            self._items.move_to_end(key)
-            return self._items[key]
-        self.misses += 1
+        with self._lock:
+            if key in self._items:
+                self.hits += 1
+                self._items.move_to_end(key)
+                return self._items[key]
+            self.misses += 1
         value = compute()
-        self._items[key] = value
-        while len(self._items) > 1 and (len(self._items) > self.max_items or self.nbytes > self.max_bytes):
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > 1 and (len(self._items) > self.max_items or self.nbytes > self.max_bytes):
+                self._items.popitem(last=False)
         return value
 
     @property
@@ -169,6 +142,10 @@ class LRUCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+# One cache for every browser session of a server: a session seen by anyone is instant for all.
+SHARED_CACHE = LRUCache(max_bytes=800e6, max_items=64)
 
 
 @dataclass(frozen=True)
@@ -187,19 +164,24 @@ class Generator:
 class Evaluation:
     """Everything the threshold does not change: stretch, predictions, presets, real statistics."""
 
-    stretch: Stretch
+    stretch: Stretch                      # what the generator predicts (model column order)
     predictions: dict[str, Prediction]    # generator first, then the baselines
     generator: Generator
     mode: str                             # "teacher" or "free"
     free: np.ndarray | None               # free-running samples aligned with the targets
-    source: str                           # where the baselines were fitted
     real: tuple[np.ndarray, np.ndarray]   # bins and columns of the real target spikes
     real_stats: FiringStats
+    references: dict                      # stats.fidelity_references: real, ceiling and floor
+    data_key: Hashable = None             # names the recording it was computed on
     presets: dict[str, float] = field(default_factory=dict)
 
     @property
     def P(self) -> np.ndarray:
         return self.predictions[self.generator.name].P
+
+    @property
+    def calibration(self) -> TargetCalibration:
+        return self.predictions[self.generator.name].calibration
 
     @property
     def hists(self) -> dict[str, ScoreHistogram]:
@@ -212,15 +194,6 @@ class Evaluation:
     @property
     def unit_hists(self) -> UnitHistograms:
         return self.predictions[self.generator.name].scored.units
-
-
-def _baseline_source(recording: Recording, source: Recording, same: bool) -> tuple[list, Source]:
-    """Units and baseline source without a checkpoint: the most active units of each recording."""
-    ids = select_units(recording, min(N_UNITS, recording.n_units), "rate")
-    if same:
-        return ids, source_from_recording(recording, ids, BIN_MS, fit="target train stretch")
-    src_ids = select_units(source, min(N_UNITS, source.n_units), "rate")
-    return ids, source_from_recording(source, src_ids, BIN_MS)
 
 
 def _within_roots(meta: dict) -> dict:
@@ -239,25 +212,45 @@ def _within_roots(meta: dict) -> dict:
     return meta if inside else meta | {"data_path": None}
 
 
-def evaluate(recording: Recording, window: tuple[float, float], generator: Generator,
-             source: Recording | None = None, *, unit_order: str = "auto", seed: int = 0,
-             mode: str = "teacher", free_s: float = 5.0, data_key: Hashable = None,
-             cache: LRUCache | None = None,
-             progress: Callable[[float, str], None] = lambda f, m: None) -> Evaluation:
-    """Predict `window` of `recording` with the generator and the baselines, as `spikeviz table` does.
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What an evaluation predicts, known before any prediction: the real window is drawn from it."""
 
-    Units, unit order and baseline fits follow spikeviz.evaluation: a checkpoint's own units on its
-    training data, else the most active ones; "auto" order is recorded on the training data and
-    rate-rank elsewhere; baselines fit on the source's train split (a checkpoint's training data,
-    else `source`, else the target). Presets are tuned on the warm-up, never on scored bins.
-    Predictions come from `cache` when the same data, predictor, unit order and mode were seen.
-    """
-    from ..predict import ModelPredictor, generate
+    setup: Setup              # evaluation.setup: units, order, stretch, the target's train split
+    generator: Generator
+    model: object | None      # predict.ModelPredictor of a checkpoint generator
+    model_key: tuple | None
+    data_key: Hashable
+    reference: np.ndarray | None   # a real stretch as long as the window, just before it
+    default_window: bool      # predictions on it are cached on disk too
 
-    cache = LRUCache() if cache is None else cache
-    if mode == "free" and not generator.is_model:
-        raise SpikevizError("free-running generation needs a model checkpoint; the baselines "
-                            "only predict teacher-forced")
+    @property
+    def stretch(self) -> Stretch:
+        """What the generator predicts: the model's column order, or recorded for a baseline."""
+        return self.setup.model_stretch if self.model is not None else self.setup.stretch
+
+    @property
+    def real(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bins and columns of the real target spikes."""
+        return np.nonzero(self.stretch.targets)
+
+    def key(self, stretch: Stretch) -> tuple:
+        return (self.data_key, stretch.bins, stretch.unit_order, tuple(map(str, stretch.unit_ids)))
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def plan(recording: Recording, window: tuple[float, float], generator: Generator, *,
+         unit_order: str = "auto", seed: int = 0, data_key: Hashable = None,
+         cache: LRUCache | None = None,
+         progress: Callable[[float, str], None] = lambda f, m: None) -> Plan:
+    """Units, unit order and the binned window exactly as `spikeviz evaluate` chooses them
+    (evaluation.setup); the baselines fit on the target's own train split."""
+    from ..predict import ModelPredictor
+
+    cache = SHARED_CACHE if cache is None else cache
     model, model_key = None, None
     if generator.is_model:
         progress(0.05, f"loading {generator.name}")
@@ -268,74 +261,129 @@ def evaluate(recording: Recording, window: tuple[float, float], generator: Gener
             raise SpikevizError(f"the dashboard works on {BIN_MS:g}-ms bins, but this checkpoint "
                                 f"was trained on {float(meta['bin_ms']):g}-ms bins: score it "
                                 f"with `spikeviz evaluate`", generator.path)
-        same = is_training_data(meta, recording)
-        ids = target_units(model.model, recording, same, N_UNITS)
-        progress(0.1, "reading the source session")
-        src = checkpoint_source(_within_roots(meta)) or source_from_recording(
-            recording, ids, BIN_MS, fit="target train stretch")
-    else:
-        same = source is None or source is recording
-        ids, src = cache.get(("source", data_key, id(source)),
-                             lambda: _baseline_source(recording, source or recording, same))
     requested = "random:%d" % seed if unit_order == "random" else unit_order
-    policy = requested if requested != "auto" else (
-        "rate-rank" if not same and src.fit == "source train stretch" else "recorded")
-    progress(0.15, "binning the window")
-    stretch = make_stretch(recording, window, ids, policy, src.rates, data_key)
-    progress(0.2, "fitting the baselines on the source's train split")
-    glm = cache.get(("glm-fit", src.key), lambda: GLMPredictor(bin_ms=BIN_MS).fit(src.train))
-    predictors = {"rate": RatePredictor(rates_for(len(ids), src.rates)),
-                  "ewma": EWMAPredictor(bin_ms=BIN_MS), "glm": glm}
-    keys = {"rate": ("rate", src.key), "ewma": ("ewma",), "glm": ("glm", src.key)}
-    if model is not None:
-        # A generalist's guard is fitted on this stretch's warm-up, as `spikeviz evaluate` does.
-        adapted = for_target(model.model, stretch.X, stretch)
-        model = model if adapted is model.model else ModelPredictor(adapted, generator.name)
-        predictors = {generator.name: model} | predictors
-        keys[generator.name] = model_key
+    progress(0.1, "binning the window and the train split")
+    su = cache.get(("setup", data_key, model_key, tuple(window), requested), lambda: setup(
+        None if model is None else model.model, recording, unit_order=requested,
+        window_s=tuple(window), n_units=N_UNITS,
+        find_source=lambda meta: checkpoint_source(_within_roots(meta))))
+    a, b = su.stretch.bins
+    n = b - a - 1
+    ids = (su.model_stretch if model is not None else su.stretch).unit_ids
+    reference = bin_range(recording, list(ids), BIN_MS, a - n, a) if a - n >= 0 else None
+    return Plan(su, generator, model, model_key, data_key, reference,
+                tuple(window) == default_window(recording))
+
+
+def _disk_key(plan: Plan, name: str, stretch: Stretch, cache: LRUCache) -> str | None:
+    """Content key of a predictor's predictions on a default window: the checkpoint's bytes (a
+    baseline: its name and fit data) and the binned window, so a changed file or recording names
+    another entry and a stale one is never read."""
+    if not plan.default_window:
+        return None
+    if name == plan.generator.name and plan.model is not None:
+        who = cache.get(("sha256",) + plan.model_key, lambda: _file_sha256(plan.generator.path))
     else:
-        predictors = {generator.name: predictors.pop(generator.name)} | predictors
+        who = (name, plan.setup.target.key)
+    data = hashlib.sha256(stretch.X.tobytes()).hexdigest()
+    return content_key("dashboard-predictions", who, data, stretch.X.shape, __version__)
+
+
+def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float = 5.0,
+             cache: LRUCache | None = None,
+             progress: Callable[[float, str], None] = lambda f, m: None) -> Evaluation:
+    """Predict the planned window with the generator and the baselines, as `spikeviz evaluate`
+    does (a generalist's guard fitted on the warm-up).
+
+    Presets are tuned on the warm-up, never on scored bins. Predictions come from `cache` when
+    the same data, predictor, unit order and mode were seen, and from disk for a default window
+    predicted before (by any server).
+    """
+    from ..predict import ModelPredictor, generate
+
+    cache = SHARED_CACHE if cache is None else cache
+    generator, su, model = plan.generator, plan.setup, plan.model
+    if mode == "free" and model is None:
+        raise SpikevizError("free-running generation needs a model checkpoint; the baselines "
+                            "only predict teacher-forced")
+    stretch = plan.stretch
+    # Fits depend only on the target's train split: shared by every window, page and cache.
+    fits = SHARED_CACHE.get(("baseline-fits", su.target.key), dict)
+    jobs = {name: (lambda name=name: fit_baseline(name, su, fits), su.stretch, (name, su.target.key))
+            for name in BASELINES}
+    if model is not None:
+        def adapted() -> ModelPredictor:
+            """The model as it scores this target (a generalist's guard fitted on the warm-up)."""
+            def make():
+                m = for_target(model.model, stretch.X, stretch)
+                return model if m is model.model else ModelPredictor(m, generator.name)
+            return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
+        jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs
+    else:
+        jobs = {generator.name: jobs.pop(generator.name)} | jobs
     predictions = {}
-    for i, (name, predictor) in enumerate(predictors.items()):
-        progress(0.25 + 0.6 * i / len(predictors), f"predicting {stretch.duration_s:.0f} s with {name}")
+    for i, (name, (make, st, key)) in enumerate(jobs.items()):
+        progress(0.2 + 0.65 * i / len(jobs), f"predicting {st.duration_s:.0f} s with {name}")
         keep = name == generator.name
-        predictions[name] = cache.get((stretch.key, keys[name], "teacher", keep),
-                                      lambda p=predictor, k=keep: predict(p, stretch, k))
+        predictions[name] = cache.get(
+            (plan.key(st), key, "teacher", keep),
+            lambda make=make, st=st, keep=keep, name=name:
+                predict(make(), st, keep, _disk_key(plan, name, st, cache)))
     free = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        # The real past up to the first target bin, then the model's own samples.
-        free = cache.get((stretch.key, model_key, "free", seed, n),
-                         lambda: generate(model.model, stretch.X[:stretch.warm + 1], mode="free",
-                                          seed=seed, n_bins=n))
+        calibration = predictions[generator.name].calibration
+        # The real past up to the first target bin, then the model's own samples, calibrated to
+        # this recording as `spikeviz generate` does.
+        free = cache.get((plan.key(stretch), plan.model_key, "free", seed, n),
+                         lambda: generate(adapted().model, stretch.X[:stretch.warm + 1], mode="free",
+                                          seed=seed, n_bins=n, calibration=calibration))
     progress(0.95, "firing statistics")
-    calibration = predictions[generator.name].scored.calibration
+    thresholds = predictions[generator.name].scored.calibration
     Y = stretch.targets
-    return Evaluation(stretch, predictions, generator, mode, free,
-                      f"{src.name} ({src.fit})", np.nonzero(Y), firing_stats(Y, BIN_MS),
-                      {name: calibration.threshold(name, FPR_CAP) for name in PRESETS})
+    return Evaluation(stretch, predictions, generator, mode, free, plan.real,
+                      firing_stats(Y, BIN_MS),
+                      fidelity_references(Y, plan.reference, bin_ms=BIN_MS, seed=seed),
+                      plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in PRESETS})
 
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """What one threshold gives: the operating point, the generated trains and their statistics."""
+    """What one threshold and draw rule give: the operating point, the generated trains and their
+    statistics."""
 
     evaluation: Evaluation                 # the one it was made from
     threshold: float
-    op: OperatingPoint                     # of the generator
+    draw: str                              # predict.DRAW_RULES (free-running: the model's samples)
+    op: OperatingPoint                     # of the generator: scoring never depends on the draw
     spikes: tuple[np.ndarray, np.ndarray]  # bins and columns of generated spikes (window time base)
     stats: FiringStats
     distances: dict                        # stats.compare_stats(real, generated)
+    fidelity: dict                         # stats.fidelity_entry for each of model, ceiling, floor
 
 
-def make_frame(ev: Evaluation, threshold: float) -> Frame:
-    """The generator's operating point at `threshold` and the trains it generates (no prediction)."""
+def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level: float | None = None,
+               seed: int = 0) -> Frame:
+    """The generator's operating point at `threshold` and the trains it generates (no prediction).
+
+    Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
+    (seeded), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
+    """
+    from ..predict import draw_spikes
+
     op = ev.hist.operating_point(threshold)
     if ev.mode == "free":
         generated = ev.free
-    else:
+    elif draw == "pooled":
         # P >= edge: exactly the cells the operating point counts as predicted spikes.
-        generated = ev.P >= np.float32(op.threshold)
+        generated = (ev.P >= np.float32(op.threshold)).astype(np.uint8)
+    else:
+        cal = ev.calibration
+        generated = draw_spikes(cal.probabilities(_logits(ev.P)), draw, level, seed=seed,
+                                unit_rates=cal.rates)
     stats = firing_stats(generated, ev.stretch.bin_ms)
-    return Frame(ev, op.threshold, op, np.nonzero(generated), stats, compare_stats(ev.real_stats, stats))
+    return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
+                 np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
+                 ev.references | {"model": fidelity_entry(ev.stretch.targets, ev.real_stats,
+                                                          generated, ev.stretch.bin_ms)})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import data_dir, load_path, models_dir, session, sessions
+from ..checkpoint import META_KEY, read_header
 from ..errors import SpikevizError
 from ..recording import Recording
 
@@ -109,7 +110,13 @@ def shipped_checkpoints() -> list[Checkpoint]:
     """The checkpoints in models/ (resume states left out), generalists first."""
     from ..catalog import shipped_checkpoints as paths
 
-    return [read_checkpoint(p) for p in paths()] if models_dir().is_dir() else []
+    found = []
+    for p in paths() if models_dir().is_dir() else ():
+        try:
+            found.append(read_checkpoint(p))
+        except SpikevizError:
+            continue   # a broken file in models/ must not take the page down
+    return found
 
 
 def bundled_names() -> list[str]:

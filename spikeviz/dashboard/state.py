@@ -1,56 +1,36 @@
-"""Per-browser-session state: the choices (inputs), what follows from them (outputs), the work queue."""
+"""Per-browser-session state: the choices (inputs) and what follows from them (outputs)."""
 from __future__ import annotations
 
-import asyncio
-import itertools
-import queue
-import threading
-from concurrent.futures import Future
+import logging
+import math
+import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import panel as pn
 import param
 
 from ..errors import SpikevizError
+from ..evaluation import WARMUP_S
 from ..io import FORMATS
 from ..recording import Recording
 from . import compute, results
-from .compute import PRESETS, UNIT_ORDERS, Evaluation, Frame, Generator, LRUCache
-from .sources import (DIRECTIONS, DOMAINS, Checkpoint, bundled_names, checked_path,
-                      checkpoint_roots, direction,
-                      load_source, read_checkpoint, session_domain, shipped_checkpoints)
+from ..evaluation import Stretch
+from ..predict import DRAW_RULES
+from .compute import (BASELINE_GENERATOR, DEFAULT_LENGTH_S, PRESETS, SHARED_CACHE, UNIT_ORDERS,
+                      Evaluation, Frame, Generator, LRUCache, test_split_s)
+from .jobs import Jobs
+from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
+                      checkpoint_roots, direction, load_source, read_checkpoint, session_domain,
+                      shipped_checkpoints)
+from .upload import store_upload, upload_folder
 
 OPEN_FILE = "file on disk…"
-BASELINE_ONLY = "none: GLM baseline"
+BASELINE_ONLY = "none: coupled GLM baseline"
 OPEN_CHECKPOINT = "checkpoint file…"
-BASELINE_GENERATOR = "glm"
-
-
-class Worker:
-    """One daemon thread running jobs in order: a session's jobs queue behind each other instead
-    of fighting over 2 cores, and a job still running never holds up server shutdown."""
-
-    def __init__(self):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="spikeviz-dashboard", daemon=True).start()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, fn, args = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-    def submit(self, fn: Callable, *args: Any) -> Future:
-        future: Future = Future()
-        self._jobs.put((future, fn, args))
-        return future
-
-    def close(self) -> None:
-        self._jobs.put(None)
+DRAWS = {"Bernoulli (sampled)": "bernoulli", "pooled threshold": "pooled",
+         "per-unit density": "unit-density", "lift p / p̄": "lift"}
+WINDOW_LENGTHS_S = (10, 30, 60, 120, 300)
+log = logging.getLogger(__name__)
 
 
 def _probability(threshold: float) -> float:
@@ -91,14 +71,25 @@ class DashboardState(param.Parameterized):
     unit_order = param.Selector(default="auto", objects=list(UNIT_ORDERS),
                                 doc="auto: as recorded on a model's own session, by rate rank elsewhere; "
                                     "random uses the seed")
-    window = param.Range((0.0, 60.0), bounds=(0.0, 60.0), doc="evaluated stretch (s)")
+    window_start = param.Number(0.0, bounds=(0.0, 1.0), step=1.0, label="Window start (s, test split)",
+                                doc="start of the evaluated window; its bounds follow the test split")
+    window_length = param.Selector(default=int(DEFAULT_LENGTH_S), objects=list(WINDOW_LENGTHS_S),
+                                   label="Length (s)")
+    draw = param.Selector(default="bernoulli", objects=DRAWS,
+                          doc="how teacher-forced trains are drawn from the calibrated probabilities")
+    draw_level = param.Number(DRAW_RULES["unit-density"]["default"], bounds=(0.0, None), step=0.1,
+                              label="Rule level", doc="unit-density: count ratio to the unit's "
+                              "expected count; lift: how many times its causal rate p must reach")
     threshold = param.Number(0.5, bounds=(0.0, 1.0), step=1e-4)
     preset = param.Selector(default="density", objects={"custom": "custom", **{v: k for k, v in PRESETS.items()}},
                             doc="Youden: max TPR - FPR with FPR <= 0.5 %; density: as many spikes as real")
     compute_table = param.Event(label="Compute the table")
     # Outputs
+    window = param.Range((0.0, DEFAULT_LENGTH_S), precedence=-1, doc="evaluated stretch (s)")
     cross_table = param.Dict(None, allow_None=True, precedence=-1, doc="evaluation.Table.as_dict()")
     recording = param.ClassSelector(class_=Recording, allow_None=True, precedence=-1)
+    stretch = param.ClassSelector(class_=Stretch, allow_None=True, precedence=-1,
+                                  doc="the window being evaluated: its real spikes show at once")
     evaluation = param.ClassSelector(class_=Evaluation, allow_None=True, precedence=-1)
     frame = param.ClassSelector(class_=Frame, allow_None=True, precedence=-1)
     busy = param.Boolean(False, precedence=-1)
@@ -106,97 +97,49 @@ class DashboardState(param.Parameterized):
     status = param.String("", precedence=-1)
     error = param.String("", precedence=-1)
 
-    def __init__(self, threaded: bool | None = None, **params: Any):
+    def __init__(self, threaded: bool | None = None, cache: LRUCache | None = None, **params: Any):
         self._checkpoints = {c.name: c for c in shipped_checkpoints()}
         self._custom_checkpoint: Checkpoint | None = None
-        self._tokens = {kind: itertools.count() for kind in ("load", "evaluate", "table")}
-        self._latest: dict[str, int] = {}
-        self._running: set[str] = set()
-        self._syncing = False
-        self._worker: Worker | None = None   # started by the first background job
-        self._threaded = threaded
-        self.cache = LRUCache()
+        self._jobs = Jobs(lambda **kw: self.param.update(**kw), threaded)
+        self.cache = SHARED_CACHE if cache is None else cache
         self._recording_key: tuple | None = None
+        self._upload_dir: Path | None = None   # this page's dropped files, made by the first drop
+        if "window" in params:   # a window by its ends: its start and nearest listed length
+            a, b = params.pop("window")
+            params.setdefault("window_start", float(a))
+            params.setdefault("window_length", min(WINDOW_LENGTHS_S, key=lambda n: abs(n - (b - a))))
         names = bundled_names()
         choices = {"session": params.pop("session", names[0])}
         choices["checkpoint"] = params.pop("checkpoint", self._default_checkpoint(session_domain(choices["session"])))
         params.setdefault("cross_table", results.cross_session_table())
+        start = params.pop("window_start", 0.0)
         super().__init__(**params)
+        self.param.window_start.bounds = (0.0, max(1.0, float(start)))
+        self.window_start = float(start)   # clamped into the test split once the data is loaded
         # Options are per instance (the catalog and models/ may change between sessions).
         self.param.session.objects = [*names, OPEN_FILE]
         self.param.checkpoint.objects = [*self._checkpoints, BASELINE_ONLY, OPEN_CHECKPOINT]
+        self.param.watch(self._draw_chosen, "draw")
         # Only listed values, whatever a client sends.
         self.param.session.check_on_set = self.param.checkpoint.check_on_set = True
         with param.parameterized.discard_events(self):
             self.param.update(choices)
+            self._offer_checkpoints()
+        self.param.watch(self._direction_chosen, "direction")
         self._sync_direction()
         self._load()
 
-    # --- running work off the event loop -------------------------------------------------------
-
-    def _in_server(self) -> bool:
-        if self._threaded is not None:
-            return self._threaded
-        doc = pn.state.curdoc
-        return doc is not None and doc.session_context is not None
-
-    def _submit(self, kind: str, work: Callable[[Callable[[float, str], None]], Any],
-                done: Callable[[Any], None]) -> None:
-        """Run `work(progress)` on the session's worker (inline outside a server), then `done`.
-
-        Only the latest job of a kind may apply its result: earlier ones finish and are dropped.
-        """
-        token = self._latest[kind] = next(self._tokens[kind])
-        self._running.add(kind)
-        self.param.update(busy=True, error="", progress=0)
-        if not self._in_server():
-            self._finish(kind, token, work, done, lambda f, m: self.param.update(progress=int(100 * f), status=m))
-            return
-        loop = asyncio.get_event_loop()
-        self._worker = self._worker or Worker()
-
-        def progress(fraction: float, message: str) -> None:
-            loop.call_soon_threadsafe(lambda: self.param.update(progress=int(100 * fraction), status=message))
-
-        async def run() -> None:
-            try:
-                result = await asyncio.wrap_future(self._worker.submit(work, progress))
-            except Exception as exc:  # shown in the page: a failed job must never kill the session
-                self._fail(kind, token, exc)
-                return
-            self._apply(kind, token, done, result)
-
-        pn.state.execute(run)
-
-    def _finish(self, kind, token, work, done, progress) -> None:
-        try:
-            result = work(progress)
-        except Exception as exc:  # shown in the page, as in a server
-            self._fail(kind, token, exc)
-            return
-        self._apply(kind, token, done, result)
-
-    def _apply(self, kind: str, token: int, done: Callable[[Any], None], result: Any) -> None:
-        if token != self._latest[kind]:
-            return
-        self._running.discard(kind)
-        try:
-            done(result)   # may submit the next job (a loaded recording starts its evaluation)
-        except Exception as exc:
-            self._fail(kind, token, exc)
-            return
-        if not self._running:
-            self.param.update(busy=False, progress=100, status="")
-
-    def _fail(self, kind: str, token: int, exc: Exception) -> None:
-        if token == self._latest[kind]:
-            self._running.discard(kind)
-            self.param.update(busy=bool(self._running), progress=0, status="", error=_message(exc))
+    def _fail(self, exc: Exception) -> None:
+        if not isinstance(exc, SpikevizError):   # a bug, not bad input: keep its traceback
+            log.error("dashboard job failed", exc_info=exc)
+        self.error = _message(exc)
 
     def close(self) -> None:
-        """Stop the worker after its current job: called when the browser session ends."""
-        if self._worker is not None:
-            self._worker.close()
+        """Stop the worker after its current job and remove dropped files: called when the
+        browser session ends."""
+        self._jobs.close()
+        if self._upload_dir is not None:
+            shutil.rmtree(self._upload_dir, ignore_errors=True)
 
     # --- test data ----------------------------------------------------------------------------
 
@@ -207,14 +150,32 @@ class DashboardState(param.Parameterized):
     def _source_args(self) -> dict:
         if self.session != OPEN_FILE:
             return {"name": self.session}
+        roots = allowed_roots() + ((self._upload_dir.resolve(),) if self._upload_dir else ())
         return {"name": None, "path": self.path, "file_format": None if self.file_format == "auto"
-                else self.file_format, "tick_ms": self.tick_ms, "sample_rate": self.sample_rate}
+                else self.file_format, "tick_ms": self.tick_ms, "sample_rate": self.sample_rate,
+                "roots": roots}
+
+    def open_upload(self, name: str, data: bytes) -> None:
+        """A dropped file (or zipped phy folder): stored in this page's private folder, then
+        opened like a path with the format, tick and sample rate chosen beside it."""
+        try:
+            self._upload_dir = self._upload_dir or upload_folder()
+            path = store_upload(name, data, self._upload_dir / "current")
+        except SpikevizError as exc:
+            self.error = _message(exc)
+            return
+        if self.session == OPEN_FILE:
+            self.path = str(path)
+            self.param.trigger("open_file")
+        else:
+            self.param.update(session=OPEN_FILE, path=str(path))
 
     @param.depends("session", "open_file", watch=True)
     def _load(self) -> None:
+        # Nothing of the previous data stays on screen under the new choice.
+        self.param.update(recording=None, stretch=None, evaluation=None, frame=None)
         if self.session == OPEN_FILE and not self.path.strip():
-            self.param.update(recording=None, evaluation=None, frame=None,
-                              status="give a path and press Open file")
+            self.status = "give a path and press Open file"
             return
         args = self._source_args()
 
@@ -224,26 +185,64 @@ class DashboardState(param.Parameterized):
             key = (args["name"],) if args["name"] else (
                 str(Path(args["path"]).resolve()), Path(args["path"]).stat().st_mtime_ns,
                 args["file_format"], args["tick_ms"], args["sample_rate"])
+            compute.default_window(recording)   # refuses a recording too short to evaluate
             return recording, key
 
-        self._submit("load", work, self._loaded)
+        self._jobs.submit("load", work, self._loaded, self._fail)
+
+    def _start_bounds(self, recording: Recording, length: float) -> tuple[float, float]:
+        a, b = test_split_s(recording)
+        lo = float(math.ceil(max(a, WARMUP_S)))
+        return lo, float(max(lo + 1, math.floor(b - length)))
+
+    def _window_for(self, recording: Recording, start: float, length: float) -> tuple[float, float]:
+        return round(start, 3), round(min(start + length, test_split_s(recording)[1]), 3)
 
     def _loaded(self, result: tuple[Recording, tuple]) -> None:
         recording, key = result
-        window = compute.default_window(recording, self.window[1] - self.window[0] or 60.0)
-        self.param.window.bounds = (0.0, round(recording.duration_s, 3))
+        lo, hi = self._start_bounds(recording, self.window_length)
+        start = self.window_start if lo <= self.window_start <= hi else lo
+        self.param.window_start.bounds = (lo, hi)
         self._recording_key = key
-        self.param.update(window=window, recording=recording)
+        self.param.update(window_start=start, window=self._window_for(recording, start, self.window_length),
+                          recording=recording)
+
+    @param.depends("window_start", "window_length", watch=True)
+    def _window_chosen(self) -> None:
+        if self.recording is None:
+            return
+        lo, hi = self._start_bounds(self.recording, self.window_length)
+        self.param.window_start.bounds = (lo, hi)
+        start = min(max(self.window_start, lo), hi)
+        if start != self.window_start:   # clamped into the new bounds: this runs again
+            self.window_start = start
+            return
+        self.window = self._window_for(self.recording, start, self.window_length)
 
     # --- model and direction ------------------------------------------------------------------
 
-    def _default_checkpoint(self, source_domain: str | None) -> str:
-        """A shipped checkpoint for `source_domain` (the generalist first, focal before Dice), else
-        the baseline."""
-        matches = [c for c in self._checkpoints.values()
-                   if c.any_domain or c.domain == source_domain]
-        matches.sort(key=lambda c: (not c.any_domain, c.loss != "focal", c.name))
+    def _offered(self, source_domain: str | None, target_domain: str | None) -> list[Checkpoint]:
+        """Shipped checkpoints for a direction, the generalists first, focal before Dice. Across
+        domains only unit-agnostic ones: a per-session model maps its own units by rate rank and
+        neither scores nor generates like the target (see the README's results)."""
+        matches = [c for c in self._checkpoints.values() if c.any_domain or (
+            c.domain == source_domain and source_domain == target_domain)]
+        return sorted(matches, key=lambda c: (not c.any_domain, c.loss != "focal", c.name))
+
+    def _default_checkpoint(self, source_domain: str | None, target_domain: str | None = None) -> str:
+        """The first checkpoint offered for the direction, else the baseline."""
+        matches = self._offered(source_domain, target_domain or source_domain)
         return matches[0].name if matches else BASELINE_ONLY
+
+    @param.depends("session", "file_domain", watch=True)
+    def _offer_checkpoints(self) -> None:
+        """The checkpoint list for the test data's domain: a checkpoint of the other domain's
+        sessions is not listed."""
+        target = self.target_domain
+        names = [c.name for c in self._checkpoints.values() if c.any_domain or c.domain == target]
+        self.param.checkpoint.objects = [*names, BASELINE_ONLY, OPEN_CHECKPOINT]
+        if self.checkpoint not in self.param.checkpoint.objects:
+            self.checkpoint = self._default_checkpoint(target)
 
     @property
     def checkpoint_info(self) -> Checkpoint | None:
@@ -258,17 +257,11 @@ class DashboardState(param.Parameterized):
 
     @param.depends("session", "checkpoint", "file_domain", "open_checkpoint", watch=True)
     def _sync_direction(self) -> None:
-        self._syncing = True
-        try:
-            self.direction = direction(self.source_domain, self.target_domain)
-        finally:
-            self._syncing = False
+        self.direction = direction(self.source_domain, self.target_domain)
 
-    @param.depends("direction", watch=True)
-    def _direction_chosen(self) -> None:
-        """A direction picked by hand: switch the test session and checkpoint to ones that fit it."""
-        if self._syncing:
-            return
+    def _direction_chosen(self, event: param.parameterized.Event) -> None:
+        """A direction that no longer fits the test data or checkpoint was picked by hand: switch
+        them to ones that fit it. (A direction set to fit them changes nothing here.)"""
         source, target = self.direction.split("->")
         updates = {}
         if self.target_domain != target:
@@ -278,11 +271,8 @@ class DashboardState(param.Parameterized):
                 updates["session"] = next(n for n in bundled_names() if session_domain(n) == target)
         info = self.checkpoint_info
         if info is not None and not info.any_domain and info.domain != source:
-            updates["checkpoint"] = self._default_checkpoint(source)
+            updates["checkpoint"] = self._default_checkpoint(source, target)
         self.param.update(updates)
-        # Without a checkpoint only the direction says where the baselines train.
-        if not {"session", "checkpoint"} & set(updates) and self.recording is not None:
-            self._evaluate()
 
     @param.depends("open_checkpoint", watch=True)
     def _checkpoint_opened(self) -> None:
@@ -308,23 +298,18 @@ class DashboardState(param.Parameterized):
             return Generator(BASELINE_GENERATOR)
         return Generator(info.name, info.path)
 
-    def _source_session(self) -> str | None:
-        """Where the baselines train without a checkpoint: the test data itself within a domain
-        (None), else the first bundled session of the source domain."""
-        if self.source_domain == self.target_domain:
-            return None
-        return next(n for n in bundled_names() if session_domain(n) == self.source_domain)
-
     @param.depends("compute_table", watch=True)
     def _build_table(self) -> None:
-        self._submit("table", results.build_cross_session_table,
-                     lambda table: setattr(self, "cross_table", table))
+        self._jobs.submit("table", results.build_cross_session_table,
+                          lambda table: setattr(self, "cross_table", table), self._fail)
 
     # --- evaluation and threshold -------------------------------------------------------------
 
     @param.depends("recording", "checkpoint", "mode", "seed", "free_s", "unit_order", "window",
                    watch=True)
     def _evaluate(self) -> None:
+        """Plan the window (its real spikes show at once), then predict it; views of the previous
+        evaluation are cleared first, never shown under the new choices."""
         if self.recording is None:
             return
         try:
@@ -332,30 +317,29 @@ class DashboardState(param.Parameterized):
         except SpikevizError as exc:
             self.error = _message(exc)
             return
-        recording, key = self.recording, self._recording_key
-        options = dict(unit_order=self.unit_order, seed=self.seed, mode=self.mode, free_s=self.free_s)
-        window = tuple(self.window)
-        source_name = None if generator.is_model else self._source_session()
+        self.param.update(stretch=None, evaluation=None, frame=None)
+        recording, key, window = self.recording, self._recording_key, tuple(self.window)
+        options = dict(mode=self.mode, seed=self.seed, free_s=self.free_s, cache=self.cache)
+        unit_order = self.unit_order
 
-        def work(progress):
-            source = load_source(source_name) if source_name else None
-            return compute.evaluate(recording, window, generator, source, data_key=key,
-                                    cache=self.cache, progress=progress, **options)
+        def plan(progress):
+            return compute.plan(recording, window, generator, unit_order=unit_order,
+                                seed=options["seed"], data_key=key, cache=self.cache, progress=progress)
 
-        self._submit("evaluate", work, self._evaluated)
+        def planned(p: compute.Plan) -> None:
+            self.stretch = p.stretch
+            self._jobs.submit("evaluate", lambda progress: compute.evaluate(p, progress=progress, **options),
+                              self._evaluated, self._fail)
+
+        self._jobs.submit("evaluate", plan, planned, self._fail)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         # The slider spans a few times the presets: spike probabilities are small in vivo.
         top = min(1.0, 4 * max(evaluation.presets.values()))
-        self.param.threshold.softbounds = (0.0, float(f"{top:.2g}"))
-        updates = {"evaluation": evaluation}
-        old = self.evaluation
-        if self.preset == "custom" and old is not None and (
-                old.stretch.key[0] != evaluation.stretch.key[0] or old.generator != evaluation.generator):
-            updates["preset"] = "density"   # a hand-set threshold means nothing for other data or models
-        preset = updates.get("preset", self.preset)
-        if preset != "custom":
-            updates["threshold"] = _probability(evaluation.presets[preset])
+        self.param.threshold.softbounds = (0.0, max(float(f"{top:.2g}"), self.threshold))
+        updates: dict[str, Any] = {"evaluation": evaluation}
+        if self.preset != "custom":   # a typed threshold stays: only a pressed preset moves it
+            updates["threshold"] = _probability(evaluation.presets[self.preset])
         self.param.update(updates)
 
     @param.depends("preset", watch=True)
@@ -363,11 +347,20 @@ class DashboardState(param.Parameterized):
         if self.evaluation is not None and self.preset != "custom":
             self.threshold = _probability(self.evaluation.presets[self.preset])
 
-    @param.depends("evaluation", "threshold", watch=True)
+    @param.depends("threshold", watch=True)
+    def _threshold_set(self) -> None:
+        """A threshold other than the preset's (typed or dragged, even before any evaluation)
+        makes the preset custom, so no later evaluation replaces it."""
+        ev = self.evaluation
+        if self.preset != "custom" and (ev is None or self.threshold != _probability(ev.presets[self.preset])):
+            self.preset = "custom"
+
+    def _draw_chosen(self, event: param.parameterized.Event) -> None:
+        if event.new in ("unit-density", "lift"):   # each rule's level has its own scale
+            self.draw_level = float(DRAW_RULES[event.new]["default"])
+
+    @param.depends("evaluation", "threshold", "draw", "draw_level", watch=True)
     def _update_frame(self) -> None:
         ev = self.evaluation
-        if ev is None:
-            return
-        if self.preset != "custom" and self.threshold != _probability(ev.presets[self.preset]):
-            self.preset = "custom"
-        self.frame = compute.make_frame(ev, self.threshold)
+        self.frame = None if ev is None else compute.make_frame(
+            ev, self.threshold, self.draw, self.draw_level, self.seed)

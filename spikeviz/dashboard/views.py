@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 from holoviews.operation.datashader import dynspread, rasterize
+from holoviews.operation.downsample import downsample1d
 
 from . import compute
 from .compute import Evaluation, Frame
@@ -17,14 +18,61 @@ TIME = hv.Dimension("time", label="time", unit="s")
 UNIT = hv.Dimension("unit", label="unit (model column)")
 SESSION_TIME = hv.Dimension("session_time", label="session time", unit="s")
 SESSION_UNIT = hv.Dimension("session_unit", label="unit (recorded order)")
-COLORS = {"real": "#222222", "generated": "#c0392b", "rate": "#8e9aaf", "ewma": "#2a9d8f",
-          "glm": "#e9a23b", "model": "#1f4e9c", "chance": "#9e9e9e"}
+COLORS = {"real": "#222222", "generated": "#c0392b", "rate": "#8e9aaf", "ewma-tuned": "#2a9d8f",
+          "glm-coupled": "#e9a23b", "model": "#1f4e9c", "chance": "#9e9e9e"}
 CURVE_POINTS = 1500     # a curve is drawn from at most this many of its points
 
 
 def color_of(name: str) -> str:
     """Baselines keep their colours; any checkpoint is the model."""
     return COLORS.get(name, COLORS["model"])
+
+
+# --- waiting --------------------------------------------------------------------------------
+
+WAITING_CSS = """
+.sv-waiting {border: 1px dashed #c4cad4; border-radius: 6px; background: #f4f6f9; color: #5b6472;
+             padding: 6px 12px; font-size: 13px;}
+.sv-stale {opacity: 0.3; filter: grayscale(1); pointer-events: none;}
+"""
+
+
+def waiting(state: DashboardState, what: str, name: str) -> pn.Column:
+    """A note standing in for views while `state.<name>` is being computed: what they will show,
+    the running step and a progress bar."""
+    def text(status: str, error: str) -> str:
+        step = error and f"stopped: {error}" or status or "queued"
+        return f"<b>{what}</b>: waiting for the evaluation ({step})"
+
+    return pn.Column(
+        pn.pane.HTML(pn.bind(text, state.param.status, state.param.error), sizing_mode="stretch_width"),
+        pn.indicators.Progress(value=state.param.progress, bar_color="secondary", height=8,
+                               sizing_mode="stretch_width", active=state.param.busy),
+        css_classes=["sv-waiting"], visible=pn.bind(lambda value: value is None, state.param[name]),
+        sizing_mode="stretch_width")
+
+
+
+
+def once_ready(state: DashboardState, what: str, name: str, build, css_classes: list[str] | None = None
+               ) -> pn.Column:
+    """Only the waiting note until `state.<name>` first has data, then `build()`'s view (built
+    once, never replaced: its plots follow the state). While newer data is computed the view is
+    greyed out under the note, so old results never pass for new ones. (Plots are not created
+    hidden: a Bokeh plot rendered while hidden did not show later updates.)"""
+    holder = pn.Column(waiting(state, what, name), sizing_mode="stretch_width", css_classes=css_classes or [])
+
+    def follow(value) -> None:
+        if value is not None and len(holder) == 1:
+            # Greyed out through a Column's class: a HoloViews pane's own styles fail to sync in
+            # Panel 1.9, and changing styles made Panel re-resolve stylesheets against its CDN.
+            holder.append(pn.Column(build(), sizing_mode="stretch_width"))
+        if len(holder) == 2:
+            holder[1].css_classes = [] if value is not None else ["sv-stale"]
+
+    state.param.watch(lambda event: follow(event.new), name)
+    follow(getattr(state, name))
+    return holder
 
 
 # --- rasters ------------------------------------------------------------------------------------
@@ -36,31 +84,37 @@ def overview_points(recording) -> hv.Points:
                      [SESSION_TIME, SESSION_UNIT])
 
 
+def test_span(recording) -> hv.VSpan:
+    return hv.VSpan(*(compute.test_split_s(recording) if recording is not None else (0, 0)))
+
+
 def window_span(window: tuple[float, float]) -> hv.VSpan:
     return hv.VSpan(*window)
 
 
-def _window_points(ev: Evaluation | None, spikes: tuple[np.ndarray, np.ndarray] | None) -> hv.Points:
+def _window_points(stretch: compute.Stretch | None, spikes: tuple[np.ndarray, np.ndarray] | None) -> hv.Points:
     """Spikes of the evaluated window; its extent is declared so that an empty raster (no spike at
     a high threshold) keeps the shared time axis on the window."""
-    if ev is None or spikes is None:
+    if stretch is None or spikes is None:
         return hv.Points([], [TIME, UNIT])
-    s = ev.stretch
+    s = stretch
     points = hv.Points(compute.spike_points(*spikes, s.start_s, s.bin_ms), [TIME, UNIT])
-    return points.redim.range(time=(s.start_s, s.start_s + s.duration_s), unit=(-0.5, ev.P.shape[1] - 0.5))
+    return points.redim.range(time=(s.start_s, s.start_s + s.duration_s), unit=(-0.5, s.X.shape[1] - 0.5))
 
 
-def real_points(ev: Evaluation | None) -> hv.Points:
-    return _window_points(ev, None if ev is None else ev.real)
+def real_points(stretch: compute.Stretch | None) -> hv.Points:
+    """The real spikes of the window: known before any prediction."""
+    return _window_points(stretch, None if stretch is None else np.nonzero(stretch.targets))
 
 
-def generated_points(frame: Frame | None, ev: Evaluation | None) -> hv.Points:
-    return _window_points(ev, None if frame is None else frame.spikes)
+def generated_points(frame: Frame | None) -> hv.Points:
+    return _window_points(None if frame is None else frame.evaluation.stretch,
+                          None if frame is None else frame.spikes)
 
 
 def probability_image(ev: Evaluation | None) -> hv.Image:
     vdim = hv.Dimension("p", label="p(spike)")
-    if ev is None:
+    if ev is None:   # never shown: the pane is hidden without an evaluation
         return hv.Image(np.zeros((2, 2)), [TIME, UNIT], vdim)
     s = ev.stretch
     n = ev.P.shape[1]
@@ -76,76 +130,97 @@ def raster_opts(cmap, title: str, height: int, xlabel: str = "") -> dict:
                 min_height=height, clabel="")
 
 
-def _raster(points, cmap: list[str], title: str, height: int, xlabel: str = ""):
+def _extent(element) -> tuple:
+    return tuple(element.range(d) for d in element.kdims)
+
+
+def streamed(state: DashboardState, name: str, make, ranges: hv.streams.RangeXY | None = None
+             ) -> hv.DynamicMap:
+    """A DynamicMap of `make(state.<name>)`, sent through a Pipe whenever the state changes it.
+
+    Rasterized plots aggregate over the range of their RangeXY stream, which holds the previous
+    view: it is reset first when the data's extent changes (a new window or session), so the new
+    data is drawn whole and the framewise plot re-ranges; a new threshold keeps the zoom."""
+    pipe = hv.streams.Pipe(data=make(getattr(state, name)))
+
+    def send(event) -> None:
+        if event.new is None:   # being recomputed: the view keeps (greyed out) what it shows
+            return
+        new = make(event.new)
+        if ranges is not None and _extent(new) != _extent(pipe.data):
+            ranges.reset()
+        pipe.send(new)
+
+    state.param.watch(send, name)
+    return hv.DynamicMap(lambda data: data, streams=[pipe])
+
+
+def kept(make):
+    """`make` for a bound table: while its input is being recomputed (None) the previous rows
+    stay, the same object, so the table is not re-rendered empty."""
+    last: dict = {}
+
+    def table(value):
+        if value is not None or "rows" not in last:
+            last["rows"] = make(value)
+        return last["rows"]
+
+    return table
+
+
+def _raster(state: DashboardState, name: str, make, cmap: list[str], title: str, height: int,
+            xlabel: str = ""):
     """Datashaded raster: counts per pixel, single spikes spread to stay visible when zoomed out."""
-    return dynspread(rasterize(points, aggregator=ds.count()),
+    ranges = hv.streams.RangeXY()
+    points = streamed(state, name, make, ranges)
+    return dynspread(rasterize(points, aggregator=ds.count(), streams=[ranges, hv.streams.PlotSize()]),
                      threshold=0.6, max_px=3, shape="square").opts(**raster_opts(cmap, title, height, xlabel))
 
 
-def overview(state: DashboardState, recording, live: list) -> pn.pane.HoloViews:
-    """Whole session; rebuilt per recording so its axes start at the new data's extent."""
-    plot = _raster(overview_points(recording), ["#b5b5b5", "#000000"],
-                   "Whole session (test split shaded blue, evaluated window red)", 210, "session time (s)")
-    if recording is None:
-        return pn.pane.HoloViews(plot, linked_axes=False)
-    test = hv.VSpan(*compute.test_split_s(recording)).opts(color="#1f4e9c", alpha=0.13, line_alpha=0)
-    window = hv.DynamicMap(pn.bind(window_span, state.param.window)).opts(
-        color="#c0392b", alpha=0.2, line_color="#c0392b", line_alpha=0.9)
-    live.append(window)
-    return pn.pane.HoloViews(plot * test * window, linked_axes=False)
-
-
-def detail(state: DashboardState, ev: Evaluation | None, live: list) -> pn.Column:
-    """Real, generated and probabilities of one evaluation; only the generated raster follows the
-    threshold (through the frame), everything else is fixed until the next evaluation."""
-    real = _raster(real_points(ev), ["#9a9a9a", "#000000"], "Real spikes in the evaluated window", 220)
-    frame = pn.bind(lambda f: f if f is not None and f.evaluation is ev else None, state.param.frame)
-    title = ("Generated: free-running samples (threshold only scores the teacher-forced predictions)"
-             if ev is not None and ev.mode == "free" else "Generated: teacher-forced, p ≥ threshold")
-    generated = hv.DynamicMap(pn.bind(generated_points, frame, ev))
-    live.append(generated)
-    gen = _raster(generated, ["#f1a9a0", "#8b0000"], title, 220)
-    probs = rasterize(probability_image(ev), aggregator="max").opts(
-        **raster_opts("viridis", "Predicted spike probability (max per pixel)", 250, "time (s)"))
-    # Separate panes with the same time and unit dimensions: Panel links their axes.
-    return pn.Column(*(pn.pane.HoloViews(p, css_classes=[f"sv-{name}"]) for name, p in
-                       (("real", real), ("generated", gen), ("probabilities", probs))),
-                     sizing_mode="stretch_width")
-
-
-def rebuilt(build, state: DashboardState, ref) -> pn.viewable.Viewable:
-    """`build(state, value, live)` again on every change of `ref`.
-
-    The DynamicMaps a build lists in `live` watch the state; HoloViews never unwatches them, so
-    they are dropped here before the next build (else every old plot, and the evaluation it
-    holds, would stay alive for the whole session).
-    """
-    live: list[hv.DynamicMap] = []
-
-    def make(value):
-        for dmap in live:
-            for stream in dmap.streams:
-                if isinstance(stream, hv.streams.Params):
-                    stream.unwatch()
-        live.clear()
-        return build(state, value, live)
-
-    return pn.panel(pn.bind(make, ref))
-
-
 def rasters(state: DashboardState) -> pn.viewable.Viewable:
-    """The whole-session overview, then real, generated and probabilities sharing one time axis."""
-    return pn.Column(rebuilt(overview, state, state.param.recording),
-                     rebuilt(detail, state, state.param.evaluation), sizing_mode="stretch_width")
+    """The whole-session overview, then real, generated and probabilities sharing one time axis.
+
+    Every plot is built once and follows the state through its DynamicMap: new data is sent to
+    the plots in the page, they are never replaced (a replaced plot can receive an update meant
+    for the old one)."""
+    def overview():
+        plot = (_raster(state, "recording", overview_points, ["#b5b5b5", "#000000"],
+                        "Whole session (test split shaded blue, evaluated window red)", 210,
+                        "session time (s)")
+                * hv.DynamicMap(pn.bind(test_span, state.param.recording)).opts(
+                    color="#1f4e9c", alpha=0.13, line_alpha=0)
+                * hv.DynamicMap(pn.bind(window_span, state.param.window)).opts(
+                    color="#c0392b", alpha=0.2, line_color="#c0392b", line_alpha=0.9))
+        return pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width")
+
+    def real():
+        return pn.pane.HoloViews(_raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
+                                         "Real spikes in the evaluated window", 220),
+                                 sizing_mode="stretch_width")
+
+    def generated():
+        title = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
+                 "free-running: the model's own samples)")
+        return pn.pane.HoloViews(_raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"],
+                                         title, 220), sizing_mode="stretch_width")
+
+    def probabilities():
+        ranges = hv.streams.RangeXY()
+        plot = rasterize(streamed(state, "evaluation", probability_image, ranges), aggregator="max",
+                         streams=[ranges, hv.streams.PlotSize()]).opts(
+            **raster_opts("viridis", "Predicted spike probability (max per pixel)", 250, "time (s)"))
+        return pn.pane.HoloViews(plot, sizing_mode="stretch_width")
+
+    # Separate panes with the same time and unit dimensions: Panel links their axes.
+    return pn.Column(
+        once_ready(state, "Whole session", "recording", overview),
+        once_ready(state, "Real spikes in the window", "stretch", real, ["sv-real"]),
+        once_ready(state, "Generated spikes", "frame", generated, ["sv-generated"]),
+        once_ready(state, "Predicted spike probabilities", "evaluation", probabilities, ["sv-probabilities"]),
+        sizing_mode="stretch_width")
 
 
 # --- curves ------------------------------------------------------------------------------------
-
-def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
-    n = len(arrays[0])
-    idx = np.unique(np.linspace(0, n - 1, min(n, CURVE_POINTS)).astype(int))
-    return [a[idx] for a in arrays]
-
 
 def roc_curves(ev: Evaluation | None) -> hv.Overlay:
     chance = hv.Curve([(0, 0), (1, 1)], "FPR", "TPR", label="chance").opts(
@@ -155,7 +230,6 @@ def roc_curves(ev: Evaluation | None) -> hv.Overlay:
     curves = []
     for name, h in ev.hists.items():
         fpr, tpr, _ = h.roc_curve()
-        fpr, tpr = _thin(fpr, tpr)
         curves.append(hv.Curve((fpr, tpr), "FPR", "TPR", label=f"{name}  AUC {h.roc_auc:.3f}").opts(
             color=color_of(name), line_width=3 if name == ev.generator.name else 1.6))
     return hv.Overlay([*curves, chance])
@@ -167,7 +241,6 @@ def pr_curves(ev: Evaluation | None) -> hv.Overlay:
     curves = []
     for name, h in ev.hists.items():
         precision, recall, _ = h.pr_curve()
-        recall, precision = _thin(recall, precision)
         curves.append(hv.Curve((recall, precision), "recall", "precision",
                                label=f"{name}  AP {h.pr_auc:.3f}").opts(
             color=color_of(name), line_width=3 if name == ev.generator.name else 1.6))
@@ -175,6 +248,11 @@ def pr_curves(ev: Evaluation | None) -> hv.Overlay:
     curves.append(hv.Curve([(0, base), (1, base)], "recall", "precision",
                            label=f"chance  {base:.4f}").opts(color=COLORS["chance"], line_dash="dashed"))
     return hv.Overlay(curves)
+
+
+def thinned(curves: hv.DynamicMap) -> hv.DynamicMap:
+    """At most CURVE_POINTS points per curve reach the browser (HoloViews' LTTB downsampling)."""
+    return downsample1d(curves, width=CURVE_POINTS, streams=[])
 
 
 def roc_marker(frame: Frame | None) -> hv.Points:
@@ -195,34 +273,38 @@ def unit_auc_histogram(ev: Evaluation | None) -> hv.Histogram:
 
 
 def curves(state: DashboardState) -> pn.viewable.Viewable:
+    return once_ready(state, "ROC and PR curves", "evaluation", lambda: curve_grid(state))
+
+
+def curve_grid(state: DashboardState) -> pn.GridBox:
+    ev = state.param.evaluation
     marker = dict(color="#111111", size=11, marker="circle", line_color="white", line_width=1.5)
     common = dict(responsive=True, height=360, legend_position="bottom_right", show_grid=True,
                   tools=["hover"])
-    roc = (hv.DynamicMap(pn.bind(roc_curves, state.param.evaluation))
-           * hv.DynamicMap(pn.bind(roc_marker, state.param.frame)).opts(**marker)).opts(
+    roc_lines = thinned(streamed(state, "evaluation", roc_curves))
+    roc = (roc_lines * streamed(state, "frame", roc_marker).opts(**marker)).opts(
         title="ROC (pooled over units and bins)", xlim=(0, 1), ylim=(0, 1), **common)
-    roc_zoom = (hv.DynamicMap(pn.bind(roc_curves, state.param.evaluation))
-                * hv.DynamicMap(pn.bind(roc_marker, state.param.frame)).opts(**marker)).opts(
+    roc_zoom = (roc_lines * streamed(state, "frame", roc_marker).opts(**marker)).opts(
         title="ROC at low FPR (log x)", logx=True, xlim=(1e-4, 1), ylim=(0, 1),
         **(common | {"legend_position": "top_left"}))
-    pr = (hv.DynamicMap(pn.bind(pr_curves, state.param.evaluation))
-          * hv.DynamicMap(pn.bind(pr_marker, state.param.frame)).opts(**marker)).opts(
+    pr = (thinned(streamed(state, "evaluation", pr_curves))
+          * streamed(state, "frame", pr_marker).opts(**marker)).opts(
         title="Precision-recall", xlim=(0, 1), ylim=(0, 1), **(common | {"legend_position": "top_right"}))
-    units = hv.DynamicMap(pn.bind(unit_auc_histogram, state.param.evaluation)).opts(
+    units = streamed(state, "evaluation", unit_auc_histogram).opts(
         title="Per-unit ROC-AUC of the generator", responsive=True, height=360, color="#1f4e9c",
         line_color="white", framewise=True)
-    grid = pn.GridBox(*(pn.pane.HoloViews(p, sizing_mode="stretch_width", linked_axes=False)
+    return pn.GridBox(*(pn.pane.HoloViews(p, linked_axes=False, sizing_mode="stretch_width")
                         for p in (roc, pr, roc_zoom, units)), ncols=2, sizing_mode="stretch_width")
-    return grid
 
 
 # --- firing statistics -------------------------------------------------------------------------
 
-def rate_scatter(ev: Evaluation | None, frame: Frame | None) -> hv.Overlay:
+def rate_scatter(frame: Frame | None) -> hv.Overlay:
     dims = [hv.Dimension("real", label="real rate", unit="Hz"),
             hv.Dimension("generated", label="generated rate", unit="Hz")]
-    if ev is None or frame is None:
+    if frame is None:
         return hv.Overlay([hv.Scatter([], *dims)])
+    ev = frame.evaluation
     real, gen = ev.real_stats.rates_hz, frame.stats.rates_hz
     lo = max(min(real[real > 0].min(initial=1.0), gen[gen > 0].min(initial=1.0)) / 2, 1e-2)
     hi = max(real.max(initial=1.0), gen.max(initial=1.0)) * 2
@@ -234,10 +316,11 @@ def rate_scatter(ev: Evaluation | None, frame: Frame | None) -> hv.Overlay:
         xlim=(lo, hi), ylim=(lo, hi))
 
 
-def isi_curves(ev: Evaluation | None, frame: Frame | None) -> hv.Overlay:
+def isi_curves(frame: Frame | None) -> hv.Overlay:
     dims = [hv.Dimension("isi", label="inter-spike interval", unit="ms"), hv.Dimension("fraction")]
-    if ev is None or frame is None:
+    if frame is None:
         return hv.Overlay([hv.Curve([], *dims)])
+    ev = frame.evaluation
     edges = ev.real_stats.isi_edges_ms
     mid = np.sqrt(edges[1:] * edges[:-1])
     return hv.Overlay([
@@ -245,10 +328,11 @@ def isi_curves(ev: Evaluation | None, frame: Frame | None) -> hv.Overlay:
         hv.Curve((mid, frame.stats.isi_pdf), *dims, label="generated").opts(color=COLORS["generated"], interpolation="steps-mid")])
 
 
-def population_rate(ev: Evaluation | None, frame: Frame | None) -> hv.Overlay:
+def population_rate(frame: Frame | None) -> hv.Overlay:
     dims = [TIME, hv.Dimension("rate", label="population rate per unit", unit="Hz")]
-    if ev is None or frame is None:
+    if frame is None:
         return hv.Overlay([hv.Curve([], *dims)])
+    ev = frame.evaluation
     step = ev.real_stats.pop_ms / 1000.0
     t_real = ev.stretch.start_s + np.arange(len(ev.real_stats.pop_rate_hz)) * step
     t_gen = ev.stretch.start_s + np.arange(len(frame.stats.pop_rate_hz)) * step
@@ -270,10 +354,11 @@ def _fmt(value) -> str:
     return f"{value:,}" if isinstance(value, (int, np.integer)) else f"{value:.4g}"
 
 
-def summary_table(ev: Evaluation | None, frame: Frame | None) -> pd.DataFrame:
+def summary_table(frame: Frame | None) -> pd.DataFrame:
     """Medians real vs generated, and the distances of stats.compare_stats."""
-    if ev is None or frame is None:
+    if frame is None:
         return pd.DataFrame(columns=["statistic", "real", "generated"])
+    ev = frame.evaluation
     real, gen = ev.real_stats.summary(), frame.stats.summary()
     rows = [(label, real[key], gen[key]) for key, label in (
         ("mean_rate_hz", "mean rate (Hz)"), ("median_cv", "median ISI CV"),
@@ -287,27 +372,55 @@ def summary_table(ev: Evaluation | None, frame: Frame | None) -> pd.DataFrame:
 
 
 def statistics(state: DashboardState) -> pn.viewable.Viewable:
-    ev, fr = state.param.evaluation, state.param.frame
+    return once_ready(state, "Firing statistics", "frame", lambda: statistics_views(state))
+
+
+FIDELITY_ROWS = (("count_ratio", "spikes / real"), ("rate_spearman", "per-unit rate Spearman"),
+                 ("active_fraction", "real active units that fire"), ("isi_ks", "ISI distance (KS)"),
+                 ("median_cv", "median ISI CV"), ("median_fano_100ms", "median Fano factor (100 ms)"),
+                 ("corr_similarity_10ms", "pairwise correlation similarity (10 ms)"),
+                 ("synchrony", "synchrony (≥2 units in a bin)"))
+
+
+def fidelity_table(frame: Frame | None) -> pd.DataFrame:
+    """Generated against real on the window (stats.fidelity_report), beside the real-vs-real
+    ceiling (the stretch just before the window) and the rate-matched Poisson floor."""
+    columns = ["statistic", "real", "generated", "ceiling (real vs real)", "floor (Poisson)"]
+    if frame is None:
+        return pd.DataFrame(columns=columns)
+    f = frame.fidelity
+    entries = [f["real"], f["model"], f["ceiling"] or {}, f["floor"]]
+    return pd.DataFrame([(label, *(_fmt(e.get(key)) for e in entries)) for key, label in FIDELITY_ROWS],
+                        columns=columns)
+
+
+def statistics_views(state: DashboardState) -> pn.Column:
+    """Real vs generated firing statistics at the current threshold (all from the frame)."""
+    fr = state.param.frame
     common = dict(responsive=True, height=320, show_grid=True)
-    rates = hv.DynamicMap(pn.bind(rate_scatter, ev, fr)).opts(
+    rates = streamed(state, "frame", rate_scatter).opts(
         title="Per-unit rate, generated vs real", logx=True, logy=True, framewise=True, **common)
-    isi = hv.DynamicMap(pn.bind(isi_curves, ev, fr)).opts(
+    isi = streamed(state, "frame", isi_curves).opts(
         title="ISI distribution (pooled)", logx=True, framewise=True, legend_position="top_right", **common)
-    pop = hv.DynamicMap(pn.bind(population_rate, ev, fr)).opts(
+    pop = streamed(state, "frame", population_rate).opts(
         title="Population rate (10 ms bins)", framewise=True, legend_position="top_right",
         **(common | {"tools": ["xwheel_zoom"], "active_tools": ["xwheel_zoom"]}))
     corr_opts = dict(cmap="RdBu_r", clim=(-0.1, 0.1), frame_width=320, frame_height=320, colorbar=True,
                      xaxis=None, yaxis=None, tools=["hover"])
-    corr_real = hv.DynamicMap(pn.bind(lambda e: correlation_image(e and e.real_stats, "real"), ev)).opts(
+    corr_real = streamed(state, "frame", lambda f: correlation_image(f and f.evaluation.real_stats, "real")).opts(
         title="Count correlations, real (10 ms)", **corr_opts)
-    corr_gen = hv.DynamicMap(pn.bind(lambda f: correlation_image(f and f.stats, "generated"), fr)).opts(
+    corr_gen = streamed(state, "frame", lambda f: correlation_image(f and f.stats, "generated")).opts(
         title="Count correlations, generated", **corr_opts)
-    table = pn.widgets.Tabulator(pn.bind(summary_table, ev, fr), show_index=False, disabled=True,
+    table = pn.widgets.Tabulator(pn.bind(kept(summary_table), fr), show_index=False, disabled=True,
                                  sizing_mode="stretch_width", layout="fit_columns")
+    fidelity = pn.widgets.Tabulator(pn.bind(kept(fidelity_table), fr), show_index=False, disabled=True,
+                                    sizing_mode="stretch_width", layout="fit_columns")
     hv_pane = lambda obj: pn.pane.HoloViews(obj, sizing_mode="stretch_width", linked_axes=False)  # noqa: E731
     return pn.Column(
         pn.Row(hv_pane(rates), hv_pane(isi), sizing_mode="stretch_width"),
         hv_pane(pop),
         pn.Row(*(pn.pane.HoloViews(c, linked_axes=False, sizing_mode="fixed") for c in (corr_real, corr_gen))),
+        pn.Column("#### Fidelity: generated vs real, between the Poisson floor and the real-vs-real "
+                  "ceiling (`spikeviz generate --json` reports the same)", fidelity),
         pn.Column("#### Summary, real vs generated, and distances (0 = identical)", table),
         sizing_mode="stretch_width")

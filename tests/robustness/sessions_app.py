@@ -3,4 +3,4 @@ window, so eight sessions evaluate in seconds on two cores."""
 from spikeviz.dashboard import build_app
 from spikeviz.dashboard.state import BASELINE_ONLY
 
-build_app(checkpoint=BASELINE_ONLY, window=(0.0, 10.0)).servable(title="spikeviz")
+build_app(checkpoint=BASELINE_ONLY, window_length=10).servable(title="spikeviz")

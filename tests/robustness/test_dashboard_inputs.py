@@ -30,7 +30,7 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shared_state(root):
     """One session for all the tests, as one browser tab would go through them."""
-    s = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, window=(0.0, 10.0))
+    s = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, window_length=10)
     assert s.error == "" and s.frame is not None
     return s
 
@@ -114,7 +114,7 @@ def test_empty_or_missing_path(state, typed):
 @pytest.mark.parametrize("name, value", [
     ("threshold", 2.0), ("threshold", -0.5), ("threshold", float("nan")), ("seed", -1),
     ("free_s", 0.0), ("free_s", 1000.0), ("tick_ms", -1.0), ("sample_rate", -5.0),
-    ("window", (-10.0, 5.0)), ("window", (0.0, 1e9)), ("file_format", "pickle"),
+    ("window_start", -10.0), ("window_start", 1e9), ("window_length", 7), ("file_format", "pickle"),
     ("unit_order", "bogus"), ("mode", "evil"), ("session", "../etc/passwd"),
     ("checkpoint", "/etc/passwd"),
 ])

@@ -94,7 +94,7 @@ def test_the_page_shows_the_refusal_and_stays_usable(tree):
     from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
 
     state = DashboardState(threaded=False, session="invitro_210511001_bh", checkpoint=BASELINE_ONLY,
-                           window=(0.0, 10.0))
+                           window_length=10)
     before = state.recording
     for typed in ("../outside/secret.csv", "link_out.csv", "~/h.csv", "a\0b"):
         state.param.update(session=OPEN_FILE, path=typed)

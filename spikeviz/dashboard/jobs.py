@@ -1,0 +1,149 @@
+"""Background jobs of one browser session: a worker thread, progress, and only the latest job of a kind applied."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import panel as pn
+from panel.io.state import set_curdoc
+
+Progress = Callable[[float, str], None]
+
+
+class Superseded(Exception):
+    """A queued job whose kind was submitted again before it started: skipped, never run."""
+
+
+class Worker:
+    """One daemon thread running jobs in order: a session's jobs queue behind each other instead
+    of fighting over 2 cores, and a job still running never holds up server shutdown."""
+
+    def __init__(self):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="spikeviz-dashboard", daemon=True).start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+
+class Jobs:
+    """Runs `work(progress)` off the event loop, then `done(result)` on it.
+
+    Only the latest job of a kind applies its result; a job superseded before it starts is not run
+    at all, so the last of many quick changes costs one job. Outside a server (tests, scripts) jobs
+    run inline, and so do jobs submitted before the server's event loop runs (`panel serve
+    --warm` building the page once at start-up fills the shared caches that way).
+    `report(busy=, progress=, status=, error=)` shows where the jobs are.
+    """
+
+    def __init__(self, report: Callable[..., None], threaded: bool | None = None):
+        self._report = report
+        self._threaded = threaded
+        self._tokens = itertools.count()
+        self._latest: dict[str, int] = {}
+        self._running: set[str] = set()
+        self._worker: Worker | None = None   # started by the first background job
+
+    def _in_server(self) -> bool:
+        if self._threaded is not None:
+            return self._threaded
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        doc = pn.state.curdoc
+        return doc is not None and doc.session_context is not None
+
+    @property
+    def running(self) -> frozenset[str]:
+        return frozenset(self._running)
+
+    def submit(self, kind: str, work: Callable[[Progress], Any], done: Callable[[Any], None],
+               fail: Callable[[Exception], None]) -> None:
+        token = self._latest[kind] = next(self._tokens)
+        self._running.add(kind)
+        self._report(busy=True, error="", progress=0)
+        if not self._in_server():
+            self._finish(kind, token, work, done, fail,
+                         lambda f, m: self._report(progress=int(100 * f), status=m))
+            return
+        doc = pn.state.curdoc
+        self._worker = self._worker or Worker()
+
+        def report(**values: Any) -> None:
+            # Delivered later than the result under load: a finished job's step must not stay shown.
+            if token != self._latest[kind] or kind not in self._running:
+                return
+            with set_curdoc(doc):   # Panel resolves stylesheets against the page's own server
+                self._report(**values)
+
+        def progress(fraction: float, message: str) -> None:
+            # Bokeh's one thread-safe way into the document: the change reaches the page.
+            if token == self._latest[kind]:
+                doc.add_next_tick_callback(lambda: report(progress=int(100 * fraction), status=message))
+
+        def guarded(progress: Progress) -> Any:
+            if token != self._latest[kind]:
+                raise Superseded()
+            return work(progress)
+
+        async def run() -> None:
+            try:
+                result = await asyncio.wrap_future(self._worker.submit(guarded, progress))
+            except Superseded:
+                return
+            except Exception as exc:  # shown in the page: a failed job must never kill the session
+                self._failed(kind, token, fail, exc)
+                return
+            self._apply(kind, token, done, fail, result)
+
+        pn.state.execute(run)
+
+    def _finish(self, kind, token, work, done, fail, progress) -> None:
+        try:
+            result = work(progress)
+        except Exception as exc:  # shown in the page, as in a server
+            self._failed(kind, token, fail, exc)
+            return
+        self._apply(kind, token, done, fail, result)
+
+    def _apply(self, kind: str, token: int, done, fail, result: Any) -> None:
+        if token != self._latest[kind]:
+            return
+        self._running.discard(kind)
+        try:
+            done(result)   # may submit the next job (a loaded recording starts its evaluation)
+        except Exception as exc:
+            self._failed(kind, token, fail, exc)
+            return
+        if not self._running:
+            self._report(busy=False, progress=100, status="")
+
+    def _failed(self, kind: str, token: int, fail, exc: Exception) -> None:
+        if token == self._latest[kind]:
+            self._running.discard(kind)
+            self._report(busy=bool(self._running), progress=0, status="")
+            fail(exc)
+
+    def close(self) -> None:
+        """Stop the worker after its current job: called when the browser session ends."""
+        if self._worker is not None:
+            self._worker.close()
