@@ -41,7 +41,11 @@ def test_page_offline_threshold_and_session(server, browser, tmp_path):
     assert [u for u in requests if not local.match(u)] == []
     assert errors == []
 
+    # Generated trains are sampled by default; the pooled rule draws p >= the threshold.
     generated = page.locator(".sv-generated").first
+    page.locator(".sv-draw select").first.select_option(label="pooled threshold")
+    wait_until(page, lambda: idle(page), 60, "the pooled draw")
+    page.wait_for_timeout(2000)
     f1_before, raster_before = card(page, "f1"), generated.screenshot()
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     SCREENS.mkdir(exist_ok=True)

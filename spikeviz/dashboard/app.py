@@ -110,7 +110,7 @@ def controls(state: DashboardState) -> list:
                W.Select.from_param(state.param.unit_order, name="Unit order")),
         W.FloatSlider.from_param(state.param.free_s, name="Free-running length (s)", visible=is_free),
         window_controls(state),
-        W.Select.from_param(state.param.draw, name="Draw rule (teacher-forced)"),
+        W.Select.from_param(state.param.draw, name="Draw rule (teacher-forced)", css_classes=["sv-draw"]),
         W.FloatInput.from_param(state.param.draw_level, name="Rule level",
                                 visible=pn.bind(lambda d: d in ("unit-density", "lift"), state.param.draw)),
         "### Threshold",
