@@ -1,7 +1,7 @@
 """Calibration of a model's logits: Platt scaling after training; on a target recording, shared temperature, per-unit offsets, target rates."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,16 @@ MAX_CELLS = 2_000_000
 # unit's offset moves by `gain` x log(target rate / its mean p over ~`tau` bins), within
 # `max_shift` of its calibrated value.
 RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.02, "max_shift": 1.5}
+# Free running feeds a generalist's own draws back through its EWMA base (spikeviz.generalist) at
+# the calibrated slope (Platt scale / temperature x g0: 2.6-2.9 for the shipped generalists). The
+# EWMA's kernel sums to 1, so at a slope above 1 every generated spike begets more than one and
+# a run explodes within seconds (x3 in vitro, x100 in vivo in 20 s), far beyond what the rate
+# controller can hold. In free mode that slope is clamped to FREE_BASE_GAIN about each unit's
+# mean base logit on the warm-up (the mean logit is unchanged), and the offsets are then fitted
+# closed-loop: free runs over the warm-up, from its real past, until they reproduce the warm-up's
+# per-unit counts (fit_free_running).
+FREE_BASE_GAIN = 1.0
+FREE_FIT = {"iterations": 5, "max_bins": 30_000, "min_bins": 2_000}
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +44,10 @@ class TargetCalibration:
     temperature: float
     offsets: np.ndarray
     rates: np.ndarray | None = None
+    # Free running (fit_free_running): the offsets that reproduce the warm-up's counts when the
+    # model feeds on its own draws, and a generalist's clamped base slope (None: not clamped).
+    free_offsets: np.ndarray | None = None
+    base_gain: float | None = None
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         return (np.asarray(logits, np.float32) / np.float32(self.temperature)
@@ -43,7 +57,12 @@ class TargetCalibration:
         return (1.0 / (1.0 + np.exp(-self.apply(logits)))).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "offsets": [round(float(o), 4) for o in self.offsets]}
+        out = {"temperature": self.temperature,
+               "offsets": [round(float(o), 4) for o in self.offsets]}
+        if self.free_offsets is not None:
+            out["free_offsets"] = [round(float(o), 4) for o in self.free_offsets]
+            out["base_gain"] = self.base_gain
+        return out
 
 
 def identity(n_units: int) -> TargetCalibration:
@@ -112,6 +131,59 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
     pop = counts.sum() / (T * N)
     rates = (counts + RATE_PRIOR_SPIKES) / (T + RATE_PRIOR_SPIKES / pop)
     return TargetCalibration(1.0 / a, (b + d).astype(np.float32), rates.astype(np.float32))
+
+
+def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibration,
+                     seed: int = 0) -> TargetCalibration:
+    """`cal` with offsets for free running, fitted closed-loop on the warm-up X[lo:hi] (the last
+    FREE_FIT["max_bins"] of it): the model runs free over it from its real past X[:lo], and each
+    unit's offset moves by the log ratio of its real to its generated count until they agree.
+
+    X[:hi] is all it reads: the warm-up must end before the stretch generated with it. A
+    generalist's base slope is clamped first (FREE_BASE_GAIN, see above). Models without the
+    fused loop (spikeviz.fused), or a warm-up under FREE_FIT["min_bins"]: `cal` unchanged.
+    """
+    from . import fused
+    from .model import compute_traces
+
+    C = model.config.context
+    lo = max(lo, hi - FREE_FIT["max_bins"], C)
+    if not fused.supported(model) or hi - lo < FREE_FIT["min_bins"] or hi > len(X):
+        return cal
+    X = np.asarray(X)
+    N = X.shape[1]
+    taus = model.config.trace_taus
+    traces = compute_traces(X[:lo - C], taus)[-1] if lo > C else np.zeros((len(taus), N),
+                                                                          np.float32)
+    scale, shift = model.calibration
+    gain = scale / cal.temperature
+    bias = (shift / cal.temperature + cal.offsets).astype(np.float64)
+    base_gain = None
+    if model.config.kind == "generalist":
+        from .generalist import base_logits
+
+        slope = gain * float(model.guard[0])
+        if slope > FREE_BASE_GAIN:
+            # Row t of base_logits predicts bin t + 1: rows lo-1..hi-2 are the warm-up's bins.
+            ref = base_logits(model, X[:hi - 1])[lo - 1:].mean(0, dtype=np.float64)
+            bias += (slope - FREE_BASE_GAIN) * ref
+            base_gain = FREE_BASE_GAIN
+    real = X[lo:hi].sum(0, dtype=np.float64)
+    prompt = X[lo - C:lo]
+    sens, last = 1.0, None
+    for _ in range(FREE_FIT["iterations"]):
+        gen = fused.free_run(model, traces, prompt, hi - lo, gain, bias.astype(np.float32),
+                             seed=seed, base_gain=base_gain)[0].sum(0, dtype=np.float64)
+        total = np.log(gen.sum() + 1.0)
+        if last is not None and abs(last[1]) > 1e-3:
+            # How far the pooled log count moved per logit of (count-weighted) offset: the
+            # model's own feedback makes it differ from 1; a secant estimate, kept sane.
+            sens = float(np.clip((total - last[0]) / last[1], 0.25, 2.0))
+        step = np.clip(np.log((real + 1.0) / (gen + 1.0)) / sens, -1.5, 1.5)
+        bias += step
+        last = (total, float((real * step).sum() / max(real.sum(), 1.0)))
+    return replace(cal, free_offsets=(bias - shift / cal.temperature).astype(np.float32),
+                   base_gain=base_gain)
 
 
 class RateController:
