@@ -206,8 +206,8 @@ def _unit_features(x, tr, rate_floor, lift_mix, ref_rate, base_index, base_mix, 
 @numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w, pop_b, blocks,
                     lnf_w, lnf_b, popin_w, unit_w, unit_b, out_w, out_b, inv_freq, n_heads,
-                    context, keys, values, base_gain, corr_gain, bias, prompt, forced, n,
-                    thresholds, seed, rates, tau, every, ctrl_gain, max_shift, out, probs):
+                    context, keys, values, base_gain, corr_gain, anchor, bias, prompt, forced,
+                    n, thresholds, seed, rates, tau, every, ctrl_gain, max_shift, out, probs):
     """The Generalist's step (spikeviz.generalist) in one loop: feed `prompt`, then draw n bins
     with p = sigmoid(base_gain * base + corr_gain * correction + bias), like _run."""
     np.random.seed(seed)
@@ -239,8 +239,10 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
         xm = 0.0
         for k in range(K):
             s = 0.0
+            anchored = k == K - 1 and t >= n_prompt and anchor.shape[0] > 0
             for j in range(N):
-                tr[k, j] = decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
+                # free: the unit's long rate held at `anchor` (the target's) when given
+                tr[k, j] = anchor[j] if anchored else decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
                 s += tr[k, j]
             ptr[k] = s / N
         for j in range(N):
@@ -319,7 +321,8 @@ def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
              gain: float, bias: np.ndarray, *, seed: int = 0,
              thresholds: np.ndarray | None = None, rates: np.ndarray | None = None,
              control: dict | None = None, forced: np.ndarray | None = None,
-             base_gain: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+             base_gain: float | None = None, anchor: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
     """n bins (uint8) after feeding `prompt` (its traces before it: `traces` (K, N)), with
     p = sigmoid(gain * logit + bias); probabilities too when `forced` bins replace the draws.
 
@@ -349,7 +352,9 @@ def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
                         _np(model.unit_in.weight), _np(model.unit_in.bias),
                         _np(model.out.weight.view(-1)), float(model.out.bias.detach()),
                         np.asarray(model._inv_freq, np.float64), cfg.n_heads, cfg.context, keys,
-                        values, float(gain * g0 if base_gain is None else base_gain), float(gain * g1),
+                        values, float(gain * g0 if base_gain is None else base_gain),
+                        float(gain * g1), np.zeros(0, np.float32) if anchor is None else
+                        np.asarray(anchor, np.float32),
                         np.array(bias, np.float32) + np.float32(gain * g2), *draw)
     else:
         _run(np.zeros(N, np.float32), np.array(traces, np.float32), _np(model._decay.view(-1)),

@@ -11,7 +11,8 @@ from . import __version__
 from .binning import BinnedSpikes, bin_spikes
 from . import fused
 from .calibration import (RATE_CONTROL, RateController, TargetCalibration,
-                          fit_free_running, fit_target_calibration, identity)
+                          fit_free_running, fit_target_calibration, free_run_args,
+                          identity)
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
@@ -249,7 +250,7 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
         return fused.free_run(model, traces, prompt, n, gain, bias, seed=seed,
                               thresholds=None if thr is None else thr.numpy(),
                               rates=rates if controlled else None,
-                              base_gain=cal.base_gain if fitted else None)[0]
+                              **(free_run_args(model, cal) if fitted else {}))[0]
     with one_thread():
         state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
                             if len(past) and cfg.trace_taus else None)
@@ -371,7 +372,7 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
                      "median_offset": float(np.median(cal.offsets))}
                     | ({} if cal.free_offsets is None else
                        {"free_median_offset": float(np.median(cal.free_offsets)),
-                        "free_base_gain": cal.base_gain}),
+                        "free_base_gain": cal.base_gain, "rate_anchored": cal.anchored}),
                     "data": recording.name, "data_path": where, "start_s": start_s,
                     "bin_ms": bin_ms, "spikeviz_version": __version__}
     return Recording(f"{recording.name}-{mode}", binned.unit_ids, trains, n * bin_ms / 1000.0,
