@@ -31,7 +31,7 @@ RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.02, "max_shift": 1.5}
 # warm-up's per-unit counts (fit_free_running). Short-range dynamics (bursts, refractoriness)
 # stay the model's own.
 FREE_BASE_GAIN = 1.0
-FREE_FIT = {"iterations": 6, "step": 0.5, "max_step": 0.5, "max_bins": 30_000, "min_bins": 2_000}
+FREE_FIT = {"iterations": 7, "step": 0.5, "max_step": 0.5, "max_bins": 30_000, "min_bins": 2_000}
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,8 +150,8 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
                      seed: int = 0) -> TargetCalibration:
     """`cal` with offsets for free running, fitted closed-loop on the warm-up X[lo:hi] (its last
     FREE_FIT["max_bins"]): the model runs free over it from its real past X[:lo], and each
-    unit's offset moves by half the log ratio of its real to its generated count (at most
-    FREE_FIT["max_step"] a round); the round closest to the real counts is kept.
+    unit's offset moves by a part (FREE_FIT["step"], halved at each overshoot) of the log ratio
+    of its real to its generated count; the round closest to the real counts is kept.
 
     X[:hi] is all it reads: the warm-up must end before the stretch generated with it. A
     generalist's long-rate trace is held at `cal.rates` and its base slope clamped first (see
@@ -183,14 +183,20 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
         bias += (slope - FREE_BASE_GAIN) * ref
         out = replace(out, base_gain=FREE_BASE_GAIN)
     real = X[lo:hi].sum(0, dtype=np.float64)
-    best = (np.inf, bias)
+    best, eta, sign = (np.inf, bias), FREE_FIT["step"], 0.0
     for _ in range(FREE_FIT["iterations"]):
         gen = fused.free_run(model, traces, X[lo - C:lo], hi - lo, gain, bias.astype(np.float32),
                              seed=seed, **free_run_args(model, out))[0].sum(0, dtype=np.float64)
         err = np.log((real + 1.0) / (gen + 1.0))
         if np.abs(err).mean() < best[0]:
             best = (np.abs(err).mean(), bias)
-        bias = bias + np.clip(FREE_FIT["step"] * err, -FREE_FIT["max_step"], FREE_FIT["max_step"])
+        # The model's own feedback amplifies an offset's effect by an unknown factor: the step
+        # halves whenever the pooled count overshoots.
+        pooled = np.sign(np.log((real.sum() + 1.0) / (gen.sum() + 1.0)))
+        if sign and pooled != sign:
+            eta /= 2
+        sign = pooled
+        bias = bias + np.clip(eta * err, -FREE_FIT["max_step"], FREE_FIT["max_step"])
     return replace(out, free_offsets=(best[1] - shift / cal.temperature).astype(np.float32))
 
 
