@@ -1,4 +1,4 @@
-"""Benchmark: free-running generation (fused loop for `fast`, KV cache for `transfer`) vs recomputing the context every bin.
+"""Benchmark: free-running generation (fused loop for `fast` and `generalist`, KV cache for `transfer`) vs recomputing the context every bin.
 
 Goal (issue 13): the `fast` preset >= 30,000 bins/s on 2 cores and >= 30x the recompute loop.
 """
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from spikeviz.model import SpikeTransformer, preset_config
+from spikeviz.model import SpikeTransformer, build_model, preset_config
 from spikeviz.predict import generate
 
 
@@ -54,7 +54,7 @@ def eager_rate(model: SpikeTransformer, prompt: np.ndarray, n_bins: int, seed: i
 
 def bench(preset: str, units: int, n_bins: int, n_recompute: int) -> dict:
     torch.manual_seed(0)
-    model = SpikeTransformer(preset_config(preset, units)).eval()
+    model = build_model(preset_config(preset, units)).eval()
     model.meta = {"bin_ms": 1.0}
     prompt = (np.random.default_rng(0).random((2 * model.config.context, units)) < 0.018
               ).astype(np.uint8)
@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--recompute-bins", type=int, default=300)
     p.add_argument("--units", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--presets", nargs="+", default=["fast", "transfer"])
+    p.add_argument("--presets", nargs="+", default=["fast", "transfer", "generalist"])
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     results = [bench(preset, args.units, args.bins, args.recompute_bins)

@@ -1,7 +1,7 @@
 """Calibration of a model's logits: Platt scaling after training; on a target recording, shared temperature, per-unit offsets, target rates."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,19 @@ MAX_CELLS = 2_000_000
 # unit's offset moves by `gain` x log(target rate / its mean p over ~`tau` bins), within
 # `max_shift` of its calibrated value.
 RATE_CONTROL = {"tau": 2000.0, "every": 100, "gain": 0.02, "max_shift": 1.5}
+# Free running feeds a generalist's own draws back into its traces (spikeviz.generalist), and
+# from a teacher-forced fit the loop is unstable two ways: the EWMA base enters at the calibrated
+# slope (Platt scale / temperature x g0: 2.6-2.9 for the shipped focal generalists) and the
+# EWMA's kernel sums to 1, so every generated spike begets more than one (x3 in vitro, x100 in
+# vivo within 20 s); and the unit's long causal rate, which normalises every other input, drifts
+# with the generated rate (the Dice generalists climb x10 over 20 s). In free mode, therefore:
+# the long-rate trace is held at the unit's target (warm-up) rate, the base's slope is clamped to
+# FREE_BASE_GAIN about its mean on the warm-up (the mean logit is unchanged), and the offsets are
+# fitted closed-loop: free runs over the warm-up, from its real past, until they reproduce the
+# warm-up's per-unit counts (fit_free_running). Short-range dynamics (bursts, refractoriness)
+# stay the model's own.
+FREE_BASE_GAIN = 1.0
+FREE_FIT = {"iterations": 7, "step": 0.5, "max_step": 0.5, "max_bins": 30_000, "min_bins": 2_000}
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +47,12 @@ class TargetCalibration:
     temperature: float
     offsets: np.ndarray
     rates: np.ndarray | None = None
+    # Free running (fit_free_running): the offsets that reproduce the warm-up's counts when the
+    # model feeds on its own draws, a generalist's clamped base slope (None: not clamped) and
+    # whether its long-rate trace is held at `rates`.
+    free_offsets: np.ndarray | None = None
+    base_gain: float | None = None
+    anchored: bool = False
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         return (np.asarray(logits, np.float32) / np.float32(self.temperature)
@@ -43,7 +62,13 @@ class TargetCalibration:
         return (1.0 / (1.0 + np.exp(-self.apply(logits)))).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "offsets": [round(float(o), 4) for o in self.offsets]}
+        out = {"temperature": self.temperature,
+               "offsets": [round(float(o), 4) for o in self.offsets]}
+        if self.free_offsets is not None:
+            out["free_offsets"] = [round(float(o), 4) for o in self.free_offsets]
+            out["base_gain"] = self.base_gain
+            out["rate_anchored"] = self.anchored
+        return out
 
 
 def identity(n_units: int) -> TargetCalibration:
@@ -112,6 +137,67 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
     pop = counts.sum() / (T * N)
     rates = (counts + RATE_PRIOR_SPIKES) / (T + RATE_PRIOR_SPIKES / pop)
     return TargetCalibration(1.0 / a, (b + d).astype(np.float32), rates.astype(np.float32))
+
+
+def free_run_args(model, cal: TargetCalibration) -> dict:
+    """Keyword arguments of spikeviz.fused.free_run for a free run under `cal`: the clamped base
+    slope and the long-rate anchor of fit_free_running (none before it)."""
+    return {"base_gain": cal.base_gain,
+            "anchor": cal.rates if cal.anchored and cal.rates is not None else None}
+
+
+def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibration,
+                     seed: int = 0) -> TargetCalibration:
+    """`cal` with offsets for free running, fitted closed-loop on the warm-up X[lo:hi] (its last
+    FREE_FIT["max_bins"]): the model runs free over it from its real past X[:lo], and each
+    unit's offset moves by a part (FREE_FIT["step"], halved at each overshoot) of the log ratio
+    of its real to its generated count; the round closest to the real counts is kept.
+
+    X[:hi] is all it reads: the warm-up must end before the stretch generated with it. A
+    generalist's long-rate trace is held at `cal.rates` and its base slope clamped first (see
+    FREE_BASE_GAIN). Other models, or a warm-up under FREE_FIT["min_bins"]: `cal` unchanged
+    (the per-session `fast` models are stable free under their teacher-forced offsets and the
+    rate controller; closed-loop offsets made them no better: x1.13 -> x1.52 in vivo, 20 s).
+    """
+    from . import fused
+    from .generalist import base_logits
+    from .model import compute_traces
+
+    C = model.config.context
+    lo = max(lo, hi - FREE_FIT["max_bins"], C)
+    if model.config.kind != "generalist" or hi - lo < FREE_FIT["min_bins"] or hi > len(X):
+        return cal
+    X = np.asarray(X)
+    N = X.shape[1]
+    taus = model.config.trace_taus
+    traces = compute_traces(X[:lo - C], taus)[-1] if lo > C else np.zeros((len(taus), N),
+                                                                          np.float32)
+    scale, shift = model.calibration
+    gain = scale / cal.temperature
+    bias = (shift / cal.temperature + cal.offsets).astype(np.float64)
+    out = replace(cal, anchored=cal.rates is not None)
+    slope = gain * float(model.guard[0])
+    if slope > FREE_BASE_GAIN:
+        # Row t of base_logits predicts bin t + 1: rows lo-1..hi-2 are the warm-up's bins.
+        ref = base_logits(model, X[:hi - 1])[lo - 1:].mean(0, dtype=np.float64)
+        bias += (slope - FREE_BASE_GAIN) * ref
+        out = replace(out, base_gain=FREE_BASE_GAIN)
+    real = X[lo:hi].sum(0, dtype=np.float64)
+    best, eta, sign = (np.inf, bias), FREE_FIT["step"], 0.0
+    for _ in range(FREE_FIT["iterations"]):
+        gen = fused.free_run(model, traces, X[lo - C:lo], hi - lo, gain, bias.astype(np.float32),
+                             seed=seed, **free_run_args(model, out))[0].sum(0, dtype=np.float64)
+        err = np.log((real + 1.0) / (gen + 1.0))
+        if np.abs(err).mean() < best[0]:
+            best = (np.abs(err).mean(), bias)
+        # The model's own feedback amplifies an offset's effect by an unknown factor: the step
+        # halves whenever the pooled count overshoots.
+        pooled = np.sign(np.log((real.sum() + 1.0) / (gen.sum() + 1.0)))
+        if sign and pooled != sign:
+            eta /= 2
+        sign = pooled
+        bias = bias + np.clip(eta * err, -FREE_FIT["max_step"], FREE_FIT["max_step"])
+    return replace(out, free_offsets=(best[1] - shift / cal.temperature).astype(np.float32))
 
 
 class RateController:

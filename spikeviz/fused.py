@@ -1,4 +1,4 @@
-"""Free-running generation in one compiled loop (numba): the KV-cache step, calibration and draw fused per bin."""
+"""Free-running generation in one compiled loop (numba): the KV-cache step (a SpikeTransformer's or a Generalist's), calibration and draw fused per bin."""
 from __future__ import annotations
 
 import math
@@ -13,9 +13,11 @@ from .model import TRACE_EPS, SpikeTransformer
 LN_EPS = 1e-5
 
 
-def supported(model: SpikeTransformer) -> bool:
-    """Models the fused loop runs: one token per bin for all units (not `shared_units`), with traces."""
-    return not model.config.shared_units and bool(model.config.trace_taus)
+def supported(model) -> bool:
+    """Models the fused loop runs: the Generalist, and transformers with one token per bin for
+    all units (not `shared_units`) and traces."""
+    cfg = model.config
+    return cfg.kind == "generalist" or (not cfg.shared_units and bool(cfg.trace_taus))
 
 
 @numba.njit(cache=True)
@@ -34,6 +36,74 @@ def _layer_norm(h, w, b, out):
 
 
 # Reassociation lets the dot products vectorize; no NaN/inf assumptions.
+@numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def _blocks(h, a, att, scores, blocks, keys, values, inv_freq, n_heads, context, pos):
+    """Token h (d,) at position `pos` through every block and its KV ring buffer, in place."""
+    d = h.shape[0]
+    hd = d // n_heads
+    half = hd // 2
+    zero = np.float32(0.0)
+    slot = pos % context
+    m = min(pos + 1, context)
+    for li in range(len(blocks)):
+        (ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b) = blocks[li]
+        Kc, Vc = keys[li], values[li]
+        _layer_norm(h, ln1w, ln1b, a)
+        qkv = qkvb.copy()
+        for r in range(3 * d):
+            s = zero
+            for i in range(d):
+                s += qkvw[r, i] * a[i]
+            qkv[r] += s
+        # rotary positions: pairs (i, i + half) of each head's query and key
+        for c in range(2 * n_heads):
+            o = c * hd
+            for i in range(half):
+                ang = pos * inv_freq[i]
+                cs, sn = math.cos(ang), math.sin(ang)
+                x1, x2 = qkv[o + i], qkv[o + i + half]
+                qkv[o + i] = x1 * cs - x2 * sn
+                qkv[o + i + half] = x1 * sn + x2 * cs
+        for hh in range(n_heads):
+            for e in range(hd):
+                Kc[hh, slot, e] = qkv[d + hh * hd + e]
+                Vc[hh, slot, e] = qkv[2 * d + hh * hd + e]
+            top = -1e300
+            for s_ in range(m):
+                s = zero
+                for e in range(hd):
+                    s += qkv[hh * hd + e] * Kc[hh, s_, e]
+                s /= math.sqrt(hd)
+                scores[s_] = s
+                top = max(top, s)
+            tot = zero
+            for s_ in range(m):
+                scores[s_] = math.exp(scores[s_] - top)
+                tot += scores[s_]
+            for e in range(hd):
+                s = zero
+                for s_ in range(m):
+                    s += scores[s_] * Vc[hh, s_, e]
+                att[hh * hd + e] = s / tot
+        for r in range(d):
+            s = projb[r]
+            for i in range(d):
+                s += projw[r, i] * att[i]
+            h[r] += s
+        _layer_norm(h, ln2w, ln2b, a)
+        ff = fc1b.copy()
+        for r in range(ff.shape[0]):
+            s = zero
+            for i in range(d):
+                s += fc1w[r, i] * a[i]
+            v = ff[r] + s
+            ff[r] = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+        for r in range(d):
+            s = fc2b[r]
+            for i in range(ff.shape[0]):
+                s += fc2w[r, i] * ff[i]
+            h[r] += s
+
 @numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, own_w,
          inv_freq, n_heads, context, pos0, keys, values, gain, bias, prompt, forced, n,
@@ -79,66 +149,7 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
             for f in range(feats.shape[0]):
                 s += embed_w[i, f] * feats[f]
             h[i] = s
-        slot = pos % context
-        m = min(pos + 1, context)
-        for li in range(len(blocks)):
-            (ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b) = blocks[li]
-            Kc, Vc = keys[li], values[li]
-            _layer_norm(h, ln1w, ln1b, a)
-            qkv = qkvb.copy()
-            for r in range(3 * d):
-                s = zero
-                for i in range(d):
-                    s += qkvw[r, i] * a[i]
-                qkv[r] += s
-            # rotary positions: pairs (i, i + half) of each head's query and key
-            for c in range(2 * n_heads):
-                o = c * hd
-                for i in range(half):
-                    ang = pos * inv_freq[i]
-                    cs, sn = math.cos(ang), math.sin(ang)
-                    x1, x2 = qkv[o + i], qkv[o + i + half]
-                    qkv[o + i] = x1 * cs - x2 * sn
-                    qkv[o + i + half] = x1 * sn + x2 * cs
-            for hh in range(n_heads):
-                for e in range(hd):
-                    Kc[hh, slot, e] = qkv[d + hh * hd + e]
-                    Vc[hh, slot, e] = qkv[2 * d + hh * hd + e]
-                top = -1e300
-                for s_ in range(m):
-                    s = zero
-                    for e in range(hd):
-                        s += qkv[hh * hd + e] * Kc[hh, s_, e]
-                    s /= math.sqrt(hd)
-                    scores[s_] = s
-                    top = max(top, s)
-                tot = zero
-                for s_ in range(m):
-                    scores[s_] = math.exp(scores[s_] - top)
-                    tot += scores[s_]
-                for e in range(hd):
-                    s = zero
-                    for s_ in range(m):
-                        s += scores[s_] * Vc[hh, s_, e]
-                    att[hh * hd + e] = s / tot
-            for r in range(d):
-                s = projb[r]
-                for i in range(d):
-                    s += projw[r, i] * att[i]
-                h[r] += s
-            _layer_norm(h, ln2w, ln2b, a)
-            ff = fc1b.copy()
-            for r in range(ff.shape[0]):
-                s = zero
-                for i in range(d):
-                    s += fc1w[r, i] * a[i]
-                v = ff[r] + s
-                ff[r] = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
-            for r in range(d):
-                s = fc2b[r]
-                for i in range(ff.shape[0]):
-                    s += fc2w[r, i] * ff[i]
-                h[r] += s
+        _blocks(h, a, att, scores, blocks, keys, values, inv_freq, n_heads, context, pos)
         pos += 1
         _layer_norm(h, lnf_w, lnf_b, a)
         for j in range(N):
@@ -174,40 +185,181 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
     return pos
 
 
+@numba.njit(cache=True)
+def _unit_features(x, tr, rate_floor, lift_mix, ref_rate, base_index, base_mix, normalize, f):
+    """Generalist._features of one unit (or the population mean): features f (K+1,), base logit."""
+    K = tr.shape[0]
+    rate = tr[K - 1] + rate_floor
+    if normalize:
+        for k in range(K - 1):
+            f[1 + k] = math.log((tr[k] + lift_mix * rate) / ((1.0 + lift_mix) * rate))
+        f[0] = math.log((x + lift_mix * rate) / ((1.0 + lift_mix) * rate)) / 4.0
+    else:
+        for k in range(K - 1):
+            f[1 + k] = math.log(tr[k] + 1e-4) / 4.0
+        f[0] = x
+    f[K] = (math.log(rate) - math.log(ref_rate)) / 4.0
+    q = min(tr[base_index] + base_mix * rate, 0.99)
+    return math.log(q) - math.log1p(-q)
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w, pop_b, blocks,
+                    lnf_w, lnf_b, popin_w, unit_w, unit_b, out_w, out_b, inv_freq, n_heads,
+                    context, keys, values, base_gain, corr_gain, anchor, bias, prompt, forced,
+                    n, thresholds, seed, rates, tau, every, ctrl_gain, max_shift, out, probs):
+    """The Generalist's step (spikeviz.generalist) in one loop: feed `prompt`, then draw n bins
+    with p = sigmoid(base_gain * base + corr_gain * correction + bias), like _run."""
+    np.random.seed(seed)
+    K, N = tr.shape
+    rate_floor, lift_mix, ref_rate, base_mix = consts[0], consts[1], consts[2], consts[3]
+    d = pop_b.shape[0]
+    dff = unit_b.shape[0]
+    f = np.empty(K + 1, np.float32)
+    ptr = np.empty(K, np.float32)
+    h = np.empty(d, np.float32)
+    a = np.empty(d, np.float32)
+    att = np.empty(d, np.float32)
+    hp = np.zeros(dff, np.float32)
+    scores = np.empty(context, np.float32)
+    base = np.empty(N, np.float32)
+    corr = np.empty(N, np.float32)
+    p = np.empty(N, np.float32)
+    x = np.zeros(N, np.float32)
+    pos = 0
+    control = rates.shape[0] > 0
+    mean = rates.copy()
+    start = bias.copy()
+    alpha = 1.0 / tau
+    n_prompt = prompt.shape[0]
+    for t in range(n_prompt + n - 1):
+        if t < n_prompt:
+            for j in range(N):
+                x[j] = prompt[t, j]
+        xm = 0.0
+        for k in range(K):
+            s = 0.0
+            anchored = k == K - 1 and t >= n_prompt and anchor.shape[0] > 0
+            for j in range(N):
+                # free: the unit's long rate held at `anchor` (the target's) when given
+                tr[k, j] = anchor[j] if anchored else decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
+                s += tr[k, j]
+            ptr[k] = s / N
+        for j in range(N):
+            xm += x[j]
+        xm /= N
+        if population:
+            _unit_features(xm, ptr, rate_floor, lift_mix, ref_rate, base_index, base_mix,
+                           normalize, f)
+            for i in range(d):
+                s = pop_b[i]
+                for k in range(K + 1):
+                    s += pop_w[i, k] * f[k]
+                h[i] = s
+            _blocks(h, a, att, scores, blocks, keys, values, inv_freq, n_heads, context, pos)
+            _layer_norm(h, lnf_w, lnf_b, a)
+            for r in range(dff):
+                s = 0.0
+                for i in range(d):
+                    s += popin_w[r, i] * a[i]
+                hp[r] = s + unit_b[r]
+        else:
+            for r in range(dff):
+                hp[r] = unit_b[r]
+        pos += 1
+        if t < n_prompt - 1:
+            continue
+        for j in range(N):
+            base[j] = _unit_features(x[j], tr[:, j], rate_floor, lift_mix, ref_rate, base_index,
+                                     base_mix, normalize, f)
+            s = out_b
+            for r in range(dff):
+                v = hp[r]
+                for k in range(K + 1):
+                    v += unit_w[r, k] * f[k]
+                if v > 0.0:
+                    s += out_w[r] * v
+            corr[j] = s
+        g = t - n_prompt + 1            # the bin these probabilities are for
+        for j in range(N):
+            p[j] = 1.0 / (1.0 + math.exp(-(base_gain * base[j] + corr_gain * corr[j] + bias[j])))
+            if forced.shape[0] > 0:
+                x[j] = forced[g, j]
+            elif thresholds.shape[0] > 0:
+                x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
+            else:
+                x[j] = 1.0 if np.random.random() < p[j] else 0.0
+            out[g, j] = np.uint8(x[j])
+            if probs.shape[0] > 0:
+                probs[g, j] = p[j]
+        if control:
+            for j in range(N):
+                mean[j] += alpha * (p[j] - mean[j])
+            if (g + 1) % every == 0:
+                for j in range(N):
+                    b = bias[j] + ctrl_gain * (math.log(rates[j]) - math.log(max(mean[j], 1e-7)))
+                    bias[j] = min(max(b, start[j] - max_shift), start[j] + max_shift)
+    return pos
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
 
-def free_run(model: SpikeTransformer, traces: np.ndarray, prompt: np.ndarray, n: int,
-             gain: float, bias: np.ndarray, *, seed: int = 0,
-             thresholds: np.ndarray | None = None, rates: np.ndarray | None = None,
-             control: dict | None = None, forced: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray | None]:
-    """n bins (uint8) after feeding `prompt` (its traces before it: `traces` (K, N)), with
-    p = sigmoid(gain * logit + bias); probabilities too when `forced` bins replace the draws."""
+def _kv(model) -> tuple:
     cfg = model.config
-    N = prompt.shape[1]
     hd = cfg.d_model // cfg.n_heads
     blocks = numba.typed.List()
     for b in model.blocks:
-        w = [_np(t) for t in b.step_weights()]
-        blocks.append(tuple(w))
-    keys = numba.typed.List([np.zeros((cfg.n_heads, cfg.context, hd), np.float32)
-                             for _ in model.blocks])
-    values = numba.typed.List([np.zeros((cfg.n_heads, cfg.context, hd), np.float32)
-                               for _ in model.blocks])
+        blocks.append(tuple(_np(t) for t in b.step_weights()))
+    shape = (cfg.n_heads, cfg.context, hd)
+    return (blocks, numba.typed.List([np.zeros(shape, np.float32) for _ in model.blocks]),
+            numba.typed.List([np.zeros(shape, np.float32) for _ in model.blocks]))
+
+
+def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
+             gain: float, bias: np.ndarray, *, seed: int = 0,
+             thresholds: np.ndarray | None = None, rates: np.ndarray | None = None,
+             control: dict | None = None, forced: np.ndarray | None = None,
+             base_gain: float | None = None, anchor: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """n bins (uint8) after feeding `prompt` (its traces before it: `traces` (K, N)), with
+    p = sigmoid(gain * logit + bias); probabilities too when `forced` bins replace the draws.
+
+    A Generalist's logit is its g0 * base + g1 * correction + g2 (spikeviz.generalist)."""
+    cfg = model.config
+    N = prompt.shape[1]
+    blocks, keys, values = _kv(model)
     out = np.zeros((n, N), np.uint8)
     empty = np.zeros((0, N), np.float32)
     probs = np.zeros((n, N), np.float32) if forced is not None else empty
     ctl = RATE_CONTROL | (control or {})
-    _run(np.zeros(N, np.float32), np.array(traces, np.float32), _np(model._decay.view(-1)),
-         _np(model.embed.weight), _np(model.embed.bias), blocks, _np(model.ln_f.weight),
-         _np(model.ln_f.bias), _np(model.head.weight), _np(model.head.bias), _np(model.own),
-         np.asarray(model._inv_freq, np.float64), cfg.n_heads, cfg.context, 0, keys, values,
-         float(gain), np.array(bias, np.float32), np.asarray(prompt, np.float32),
-         empty if forced is None else np.asarray(forced, np.float32), n,
-         np.zeros(0, np.float32) if thresholds is None else np.asarray(thresholds, np.float32),
-         seed, np.zeros(0, np.float32) if rates is None else np.asarray(rates, np.float32),
-         float(ctl["tau"]), int(ctl["every"]), float(ctl["gain"]), float(ctl["max_shift"]),
-         out, probs)
+    draw = (np.asarray(prompt, np.float32), empty if forced is None else
+            np.asarray(forced, np.float32), n,
+            np.zeros(0, np.float32) if thresholds is None else np.asarray(thresholds, np.float32),
+            seed, np.zeros(0, np.float32) if rates is None else np.asarray(rates, np.float32),
+            float(ctl["tau"]), int(ctl["every"]), float(ctl["gain"]), float(ctl["max_shift"]),
+            out, probs)
+    if cfg.kind == "generalist":
+        from . import generalist as G
+
+        g0, g1, g2 = (float(v) for v in model.guard)
+        consts = np.array([G.RATE_FLOOR, G.LIFT_MIX, G.REF_RATE, G.BASE_RATE_MIX], np.float64)
+        _run_generalist(np.array(traces, np.float32), _np(model._decay.view(-1)), consts,
+                        model.base_index, cfg.normalize, cfg.population,
+                        _np(model.pop_embed.weight), _np(model.pop_embed.bias), blocks,
+                        _np(model.ln_f.weight), _np(model.ln_f.bias), _np(model.pop_in.weight),
+                        _np(model.unit_in.weight), _np(model.unit_in.bias),
+                        _np(model.out.weight.view(-1)), float(model.out.bias.detach()),
+                        np.asarray(model._inv_freq, np.float64), cfg.n_heads, cfg.context, keys,
+                        values, float(gain * g0 if base_gain is None else base_gain),
+                        float(gain * g1), np.zeros(0, np.float32) if anchor is None else
+                        np.asarray(anchor, np.float32),
+                        np.array(bias, np.float32) + np.float32(gain * g2), *draw)
+    else:
+        _run(np.zeros(N, np.float32), np.array(traces, np.float32), _np(model._decay.view(-1)),
+             _np(model.embed.weight), _np(model.embed.bias), blocks, _np(model.ln_f.weight),
+             _np(model.ln_f.bias), _np(model.head.weight), _np(model.head.bias), _np(model.own),
+             np.asarray(model._inv_freq, np.float64), cfg.n_heads, cfg.context, 0, keys, values,
+             float(gain), np.array(bias, np.float32), *draw)
     return out, (probs if forced is not None else None)

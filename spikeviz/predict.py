@@ -11,7 +11,8 @@ from . import __version__
 from .binning import BinnedSpikes, bin_spikes
 from . import fused
 from .calibration import (RATE_CONTROL, RateController, TargetCalibration,
-                          fit_target_calibration, identity)
+                          fit_free_running, fit_target_calibration, free_run_args,
+                          identity)
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
@@ -203,7 +204,10 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     first. Free-running Bernoulli draws with known target rates (unit_rates, else the
     calibration's) pass through a slow causal rate controller (`rate_control`): each unit's
     offset follows the log ratio of its target rate to its recent mean probability, so the
-    model's own feedback cannot drift into runaway bursts or silence over minutes.
+    model's own feedback cannot drift into runaway bursts or silence over minutes. Free runs
+    use the calibration's closed-loop offsets and clamped base slope when it has them
+    (calibration.fit_free_running; generate_recording fits them): without them a generalist's
+    own feedback runs away.
     """
     X = _matrix(model, X_real)
     T, N = X.shape
@@ -236,14 +240,17 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     # Platt scaling and the target calibration folded into one affine map of the raw logits.
     scale, shift = model.calibration
     gain = scale / cal.temperature
-    bias = (shift / cal.temperature + cal.offsets).astype(np.float32)
+    fitted = cal.free_offsets is not None and fused.supported(model)
+    bias = (shift / cal.temperature + (cal.free_offsets if fitted else cal.offsets)
+            ).astype(np.float32)
     controlled = rate_control and thr is None and rates is not None
     if fused.supported(model):
         traces = compute_traces(past, cfg.trace_taus)[-1] if len(past) else \
             np.zeros((len(cfg.trace_taus), N), np.float32)
         return fused.free_run(model, traces, prompt, n, gain, bias, seed=seed,
                               thresholds=None if thr is None else thr.numpy(),
-                              rates=rates if controlled else None)[0]
+                              rates=rates if controlled else None,
+                              **(free_run_args(model, cal) if fitted else {}))[0]
     with one_thread():
         state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
                             if len(past) and cfg.trace_taus else None)
@@ -334,6 +341,9 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
     Z = predict_next(model, X[w:end], logits=True)
     cal = fit_target_calibration(Z[cal_lo - w - 1:lo - w - 1], X[cal_lo:lo]) if cal_lo < lo \
         else None
+    if cal is not None and mode == "free":
+        # Free runs feed on their own draws: offsets fitted closed-loop on the same warm-up.
+        cal = fit_free_running(model, X[w:lo], cal_lo - w, lo - w, cal, seed=seed)
     if preset:
         from .metrics import threshold_preset
 
@@ -359,7 +369,10 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
                     "calibration": None if cal is None else
                     {"fitted_on_s": [cal_lo * bin_ms / 1000.0, lo * bin_ms / 1000.0],
                      "temperature": cal.temperature,
-                     "median_offset": float(np.median(cal.offsets))},
+                     "median_offset": float(np.median(cal.offsets))}
+                    | ({} if cal.free_offsets is None else
+                       {"free_median_offset": float(np.median(cal.free_offsets)),
+                        "free_base_gain": cal.base_gain, "rate_anchored": cal.anchored}),
                     "data": recording.name, "data_path": where, "start_s": start_s,
                     "bin_ms": bin_ms, "spikeviz_version": __version__}
     return Recording(f"{recording.name}-{mode}", binned.unit_ids, trains, n * bin_ms / 1000.0,

@@ -1,6 +1,7 @@
 """Target calibration: recovers a known temperature and offsets, shrinks sparse units, and is fitted strictly before what it generates."""
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from spikeviz import SpikevizError
 from spikeviz.calibration import fit_target_calibration, identity
@@ -111,3 +112,93 @@ def test_cross_domain_counts_match_the_target():
     assert 0.8 <= ratio(generalist, 16, 10.0) <= 1.25
     assert ratio("invitro_210511001_bh-focal", 128, 0.0) > 5
     assert ratio("invitro_210511001_bh-focal", 128, 10.0) < 2
+
+
+def _generalist(n_units=10, slope=3.0):
+    """An untrained generalist (its EWMA base) whose Platt scale makes its own feedback run away
+    when free: the shipped generalists' calibrated base slope is 2.6-2.9."""
+    import torch
+
+    from spikeviz.model import build_model, preset_config
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("generalist", n_units)).eval()
+    model.meta = {"bin_ms": 1.0}
+    model.calibration = (slope, 0.0)
+    return model
+
+
+def test_free_running_reads_only_the_past():
+    """Free generation (closed-loop offsets included) depends on bins before start_s alone."""
+    from spikeviz.calibration import fit_free_running, fit_target_calibration
+    from spikeviz.predict import generate_recording, predict_next
+
+    model = _generalist()
+    rng = np.random.default_rng(0)
+    X = (rng.random((9000, 10)) < 0.02).astype(np.uint8)
+
+    def run(Xr):
+        return generate_recording(model, _recording(Xr), "free", seconds=2.0, start_s=6.0,
+                                  calibration_s=3.0, seed=2)
+
+    base = run(X)
+    made = base.source["generated_by"]["calibration"]
+    assert made["fitted_on_s"] == [3.0, 6.0] and made["rate_anchored"]
+    later = X.copy()
+    later[6000:] = rng.random((3000, 10)) < 0.3          # the generated stretch and after
+    again = run(later)
+    assert again.source["generated_by"]["calibration"] == made
+    assert all(np.array_equal(a, b) for a, b in zip(base.spike_times, again.spike_times))
+    assert base.n_spikes > 0
+    # fit_free_running reads X[:hi] only
+    cal = fit_target_calibration(predict_next(model, X[:5999], logits=True)[2999:],
+                                 X[3000:6000])
+    a = fit_free_running(model, X, 3000, 6000, cal)
+    b = fit_free_running(model, later, 3000, 6000, cal)
+    np.testing.assert_array_equal(a.free_offsets, b.free_offsets)
+
+
+def test_closed_loop_offsets_match_the_warm_up():
+    """Closed-loop offsets fitted on a warm-up bring free runs (seeds other than the fit's) to
+    the warm-up's rates, unit by unit, with the model's own feedback near critical."""
+    from spikeviz.calibration import fit_free_running, fit_target_calibration
+    from spikeviz.predict import generate, predict_next
+
+    model = _generalist(20)
+    rng = np.random.default_rng(1)
+    rates = np.geomspace(0.002, 0.03, 20)
+    X = (rng.random((30_000, 20)) < rates).astype(np.uint8)
+    cal = fit_target_calibration(predict_next(model, X[:24_999], logits=True)[14_999:],
+                                 X[15_000:25_000])
+    free = fit_free_running(model, X, 15_000, 25_000, cal)
+    assert free.anchored and free.free_offsets is not None
+    G = sum(generate(model, X[:25_000], "free", n_bins=5_000, calibration=free, seed=s)
+            .sum(0, dtype=np.int64) for s in (3, 4, 5))
+    assert 0.8 <= G.sum() / (3 * X[25_000:].sum()) <= 1.25
+    assert spearmanr(G, rates)[0] >= 0.8
+
+
+def _free_fidelity(checkpoint, session, start_s, seconds, calibration_s=10.0):
+    import spikeviz
+    from spikeviz.catalog import models_dir
+    from spikeviz.predict import generate_recording
+    from spikeviz.stats import recording_fidelity
+
+    model = spikeviz.load_model(models_dir() / f"{checkpoint}.safetensors")
+    rec = spikeviz.load_session(session).slice(start_s - 30.0, start_s + seconds)
+    gen = generate_recording(model, rec, "free", seconds, 30.0, seed=1,
+                             calibration_s=calibration_s)
+    return recording_fidelity(rec, gen, 30.0, seed=1)["model"]
+
+
+@pytest.mark.parametrize("checkpoint,session,seconds", [
+    ("generalist-focal", "invitro_210511001_lh", 5.0),
+    ("loso/generalist-focal-without-invivo_NYU-40_2021-04-14_001-seed0",
+     "invivo_NYU-40_2021-04-14_001", 20.0)])
+def test_free_running_generalist_stays_calibrated(checkpoint, session, seconds):
+    """Free-running generalists on a bundled session stay within [0.8, 1.25] of the real count
+    in every 10-s block (before the closed-loop fit: x3 in vitro, x100 in vivo within 20 s)."""
+    report = _free_fidelity(checkpoint, session, 330.0, seconds)
+    assert 0.8 <= report["count_ratio"] <= 1.25
+    assert all(0.7 <= b <= 1.4 for b in report["count_ratio_per_block"])
+    assert report["rate_spearman"] >= 0.8

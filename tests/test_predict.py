@@ -223,3 +223,29 @@ def test_fused_free_run_matches_forward():
     held, _ = fused.free_run(model, tr[a - 1], full[a:100], 4000, 1.0, np.full(10, 2.0),
                              rates=rates, control={"gain": 0.05, "max_shift": 4.0})
     assert held[2000:].mean() < 0.5 * hi[:2000].mean()
+
+
+def test_fused_generalist_free_run_matches_forward():
+    """The generalist's compiled free-running step gives forward's probabilities (past its
+    context too), with its guard applied."""
+    from spikeviz import fused
+    from spikeviz.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("generalist", 10)).eval()
+    with torch.no_grad():
+        model.out.weight.normal_(0, 0.5)
+        model.out.bias.fill_(0.3)
+        model.guard.copy_(torch.tensor([1.3, 0.7, -0.2]))
+    assert fused.supported(model)
+    full = spikes(400, 10, density=0.05)
+    tr = compute_traces(full, model.config.trace_taus)
+    a, C = 53, model.config.context
+    _, P = fused.free_run(model, tr[a - 1], full[a:100], 300, 1.0, np.zeros(10),
+                          forced=full[100:400])
+    with torch.inference_mode():
+        for t in (100, 101, 250, 399):
+            lo = max(a, t - C)
+            ref = torch.sigmoid(model(torch.from_numpy(full[lo:t][None].astype(np.float32)),
+                                      torch.from_numpy(tr[lo:t][None])))[0, -1].numpy()
+            np.testing.assert_allclose(P[t - 100], ref, atol=1e-5)
