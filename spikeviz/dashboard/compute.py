@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import __version__
 from ..binning import bin_range
-from ..calibration import TargetCalibration, fit_target_calibration
+from ..calibration import TargetCalibration, fit_free_running, fit_target_calibration
 from ..errors import SpikevizError
 from ..evaluation import WARMUP_S, Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
@@ -172,6 +172,7 @@ class Evaluation:
     real: tuple[np.ndarray, np.ndarray]   # bins and columns of the real target spikes
     real_stats: FiringStats
     references: dict                      # stats.fidelity_references: real, ceiling and floor
+    compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
     presets: dict[str, float] = field(default_factory=dict)
 
@@ -333,19 +334,27 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        calibration = predictions[generator.name].calibration
-        # The real past up to the first target bin, then the model's own samples, calibrated to
-        # this recording as `spikeviz generate` does.
-        free = cache.get((plan.key(stretch), plan.model_key, "free", seed, n),
-                         lambda: generate(adapted().model, stretch.X[:stretch.warm + 1], mode="free",
-                                          seed=seed, n_bins=n, calibration=calibration))
+        past = stretch.X[:stretch.warm + 1]
+
+        def run() -> np.ndarray:
+            # The real past up to the first target bin, then the model's own samples, calibrated
+            # to this recording as `spikeviz generate` does: on the warm-up, then closed-loop.
+            m = adapted().model
+            calibration = fit_free_running(m, past, stretch.prime, len(past),
+                                           predictions[generator.name].calibration, seed=seed)
+            return generate(m, past, mode="free", seed=seed, n_bins=n, calibration=calibration)
+
+        free = cache.get((plan.key(stretch), plan.model_key, "free", seed, n), run)
     progress(0.95, "firing statistics")
     thresholds = predictions[generator.name].scored.calibration
     Y = stretch.targets
+    # A free run may be shorter than the window: fidelity compares the same bins.
+    n = len(Y) if free is None else len(free)
+    reference = None if plan.reference is None else plan.reference[:n]
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       firing_stats(Y, BIN_MS),
-                      fidelity_references(Y, plan.reference, bin_ms=BIN_MS, seed=seed),
-                      plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in PRESETS})
+                      fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed),
+                      firing_stats(Y[:n], BIN_MS), plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in PRESETS})
 
 
 @dataclass(frozen=True, eq=False)
@@ -385,5 +394,5 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     stats = firing_stats(generated, ev.stretch.bin_ms)
     return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
                  np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
-                 ev.references | {"model": fidelity_entry(ev.stretch.targets, ev.real_stats,
-                                                          generated, ev.stretch.bin_ms)})
+                 ev.references | {"model": fidelity_entry(ev.stretch.targets[:len(generated)],
+                                                          ev.compared, generated, ev.stretch.bin_ms)})

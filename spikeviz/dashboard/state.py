@@ -67,7 +67,8 @@ class DashboardState(param.Parameterized):
     # Generation and evaluation
     mode = param.Selector(default="teacher", objects={"teacher-forced": "teacher", "free-running": "free"})
     seed = param.Integer(0, bounds=(0, None))
-    free_s = param.Number(5.0, bounds=(1.0, 30.0), step=1.0, doc="free-running length (s)")
+    free_s = param.Number(DEFAULT_LENGTH_S, bounds=(1.0, 300.0), step=1.0,
+                          doc="free-running length (s; at most the window)")
     unit_order = param.Selector(default="auto", objects=list(UNIT_ORDERS),
                                 doc="auto: as recorded on a model's own session, by rate rank elsewhere; "
                                     "random uses the seed")
