@@ -307,3 +307,40 @@ def test_generated_trains_download_with_provenance(tmp_path):
     assert made["data"] == VITRO and made["generator"] == "glm-coupled" and made["preset"] is None
     (tmp_path / "g.csv").write_bytes(as_file(gen, ".csv"))
     assert load_recording(tmp_path / "g.csv").n_spikes == gen.n_spikes
+
+
+@pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
+def test_fit_to_this_recording_adds_a_checkpoint_that_scores_it():
+    """One short epoch of fine-tuning on the loaded recording: a new checkpoint of this page,
+    selected and evaluated, trained only on the recording's first seconds."""
+    from spikeviz.checkpoint import load_model
+
+    state = make_state(session=VITRO, checkpoint="generalist-focal")
+    state.param.update(fit_seconds=40.0, fit_epochs=1)
+    state.param.trigger("fit")
+    assert state.error == "" and not state.fit_busy and state.fit_status.startswith("fitted")
+    name = state.checkpoint
+    assert name != "generalist-focal" and name in state.param.checkpoint.objects
+    info = state.checkpoint_info
+    assert info.path.parent == state._upload_dir and info.any_domain
+    fitted, start = load_model(info.path), load_model(state._checkpoints["generalist-focal"].path)
+    assert fitted.meta["seconds"] == 40.0 and fitted.meta["content_hash"] == state.recording.content_hash()
+    moved = [k for k, v in fitted.state_dict().items() if not (v == start.state_dict()[k]).all()]
+    assert moved   # it trained from the generalist's weights
+    assert state.evaluation.generator.name == name and state.frame is not None
+    state.close()
+    assert not info.path.exists()
+
+
+@pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
+def test_cancel_stops_a_fit_and_the_page_goes_on():
+    state = make_state(session=VITRO, checkpoint="generalist-focal")
+    state.param.update(fit_seconds=40.0, fit_epochs=3)
+    # Cancel pressed as soon as the fit reports its first batch.
+    state.param.watch(lambda e: state.param.trigger("cancel_fit") if e.new else None, "fit_progress")
+    options = list(state.param.checkpoint.objects)
+    state.param.trigger("fit")
+    assert state.fit_status.startswith("cancelled") and not state.fit_busy and state.error == ""
+    assert list(state.param.checkpoint.objects) == options and state.checkpoint == "generalist-focal"
+    state.threshold = state.evaluation.presets["density"] * 2
+    assert state.frame.threshold == pytest.approx(state.threshold, rel=0.02)

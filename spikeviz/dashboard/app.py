@@ -72,6 +72,23 @@ def describe(state: DashboardState, *_) -> str:
             f"slower).\n\n{trained}.{fitted}")
 
 
+def fit_controls(state: DashboardState) -> pn.Card:
+    """Fine-tune the generalist on the loaded recording's train split, in the background."""
+    W = pn.widgets
+    return pn.Card(
+        pn.pane.Markdown("Fine-tunes the chosen generalist on the first half of the first seconds "
+                         "below (the scored test split is never seen); the result is added to the "
+                         "checkpoints of this page.", css_classes=["sv-note"]),
+        pn.Row(W.FloatInput.from_param(state.param.fit_seconds), W.IntInput.from_param(state.param.fit_epochs)),
+        pn.Row(W.Button.from_param(state.param.fit, button_type="primary", css_classes=["sv-fit"]),
+               W.Button.from_param(state.param.cancel_fit, button_type="light", visible=state.param.fit_busy)),
+        pn.indicators.Progress(value=state.param.fit_progress, active=state.param.fit_busy, height=10,
+                               sizing_mode="stretch_width", visible=state.param.fit_busy),
+        pn.pane.Str(state.param.fit_status, styles={"font-size": "12px", "color": "#5b6472"},
+                    css_classes=["sv-fit-status"]),
+        title="Fit to this recording", collapsed=True, sizing_mode="stretch_width")
+
+
 def controls(state: DashboardState) -> list:
     """Sidebar widgets, in the order one makes the choices."""
     is_file = pn.bind(lambda s: s == OPEN_FILE, state.param.session)
@@ -104,6 +121,7 @@ def controls(state: DashboardState) -> list:
         W.RadioButtonGroup.from_param(state.param.direction, name="Direction", button_type="primary",
                                       button_style="outline", orientation="vertical"),
         W.Select.from_param(state.param.checkpoint, name="Checkpoint"), ckpt_box,
+        fit_controls(state),
         "### Generation",
         W.RadioButtonGroup.from_param(state.param.mode, name="Mode", button_type="primary", button_style="outline"),
         pn.Row(W.IntInput.from_param(state.param.seed, name="Seed"),

@@ -27,6 +27,7 @@ from .upload import store_upload, upload_folder
 OPEN_FILE = "file on disk…"
 BASELINE_ONLY = "none: coupled GLM baseline"
 OPEN_CHECKPOINT = "checkpoint file…"
+FIT_EPOCHS = 5   # fine-tuning from a generalist: a few epochs at FINE_TUNE_LR
 DRAWS = {"Bernoulli (sampled)": "bernoulli", "pooled threshold": "pooled",
          "per-unit density": "unit-density", "lift p / p̄": "lift"}
 WINDOW_LENGTHS_S = (10, 30, 60, 120, 300)
@@ -85,6 +86,15 @@ class DashboardState(param.Parameterized):
     preset = param.Selector(default="density", objects={"custom": "custom", **{v: k for k, v in PRESETS.items()}},
                             doc="Youden: max TPR - FPR with FPR <= 0.5 %; density: as many spikes as real")
     compute_table = param.Event(label="Compute the table")
+    # Fitting a checkpoint to the loaded recording
+    fit_seconds = param.Number(240.0, bounds=(20.0, None), step=10.0, label="Fit on the first (s)",
+                               doc="the train split is its first half; the scored test split is never seen")
+    fit_epochs = param.Integer(FIT_EPOCHS, bounds=(1, 50), label="Epochs")
+    fit = param.Event(label="Fit to this recording")
+    cancel_fit = param.Event(label="Cancel fit")
+    fit_busy = param.Boolean(False, precedence=-1)
+    fit_progress = param.Integer(0, bounds=(0, 100), precedence=-1)
+    fit_status = param.String("", precedence=-1)
     # Outputs
     window = param.Range((0.0, DEFAULT_LENGTH_S), precedence=-1, doc="evaluated stretch (s)")
     cross_table = param.Dict(None, allow_None=True, precedence=-1, doc="evaluation.Table.as_dict()")
@@ -102,6 +112,12 @@ class DashboardState(param.Parameterized):
         self._checkpoints = {c.name: c for c in shipped_checkpoints()}
         self._custom_checkpoint: Checkpoint | None = None
         self._jobs = Jobs(lambda **kw: self.param.update(**kw), threaded)
+        # Fitting runs on its own worker: evaluations go on meanwhile.
+        # (A finished job clears its status: the fit's outcome, set when it ends, stays.)
+        self._fit_jobs = Jobs(lambda busy=None, progress=None, status=None, error=None: self.param.update(
+            {k: v for k, v in (("fit_busy", busy), ("fit_progress", progress), ("fit_status", status or None),
+                               ("error", error)) if v is not None}), threaded)
+        self._fit_cancelled = False
         self.cache = SHARED_CACHE if cache is None else cache
         self._recording_key: tuple | None = None
         self._upload_dir: Path | None = None   # this page's dropped files, made by the first drop
@@ -138,7 +154,9 @@ class DashboardState(param.Parameterized):
     def close(self) -> None:
         """Stop the worker after its current job and remove dropped files: called when the
         browser session ends."""
+        self._fit_cancelled = True
         self._jobs.close()
+        self._fit_jobs.close()
         if self._upload_dir is not None:
             shutil.rmtree(self._upload_dir, ignore_errors=True)
 
@@ -298,6 +316,55 @@ class DashboardState(param.Parameterized):
                 raise SpikevizError("give a checkpoint path and press Load checkpoint")
             return Generator(BASELINE_GENERATOR)
         return Generator(info.name, info.path)
+
+    @param.depends("fit", watch=True)
+    def _fit(self) -> None:
+        """Fine-tune the chosen unit-agnostic checkpoint (else the default generalist) on the
+        first `fit_seconds` of the loaded recording, in the background; the result becomes
+        selectable, and selected, as a checkpoint of this page."""
+        from ..cli.train import FINE_TUNE_LR
+        from ..training import TrainOptions, train_recording
+
+        info = self.checkpoint_info
+        if info is None or not info.any_domain:
+            info = self._checkpoints.get(self._default_checkpoint(None))
+        if self.recording is None or info is None or not info.any_domain or self._fit_jobs.running:
+            self.error = ("fitting needs a loaded recording and a shipped generalist, one fit at a "
+                          "time") if not self._fit_jobs.running else "a fit is already running"
+            return
+        recording, seconds, epochs = self.recording, self.fit_seconds, self.fit_epochs
+        self._upload_dir = self._upload_dir or upload_folder()
+        out = self._upload_dir / f"{info.name}-fitted-{recording.name}"[:120]
+        out = out.with_name(out.name + ".safetensors")
+        self._fit_cancelled = False
+        opts = TrainOptions(epochs=epochs, lr=FINE_TUNE_LR, init=str(info.path))
+
+        def work(progress):
+            def step(epoch: int, n_epochs: int, batch: int, batches: int) -> bool:
+                progress((epoch + batch / max(batches, 1)) / n_epochs,
+                         f"fitting {info.name}: epoch {epoch + 1}/{n_epochs}")
+                return not self._fit_cancelled
+            progress(0.0, f"fitting {info.name} on the first {seconds:g} s")
+            train_recording(recording, out, opts, seconds=min(seconds, recording.duration_s),
+                            progress=False, log=False, callback=step)
+            return read_checkpoint(out) if out.exists() else None
+
+        def done(fitted: Checkpoint | None) -> None:
+            if fitted is None:
+                self.fit_status = "cancelled before the first epoch ended: nothing kept"
+                return
+            fitted = Checkpoint(fitted.path, recording.name, fitted.loss, fitted.preset, fitted.domain)
+            self._checkpoints[fitted.name] = fitted
+            self._offer_checkpoints()
+            self.param.update(checkpoint=fitted.name,
+                              fit_status="cancelled: the best epoch so far is kept" if self._fit_cancelled
+                              else f"fitted: {fitted.name}")
+
+        self._fit_jobs.submit("fit", work, done, self._fail)
+
+    @param.depends("cancel_fit", watch=True)
+    def _cancel_fit(self) -> None:
+        self._fit_cancelled = True
 
     @param.depends("compute_table", watch=True)
     def _build_table(self) -> None:
