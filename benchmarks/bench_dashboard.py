@@ -29,6 +29,7 @@ import holoviews as hv
 from holoviews.operation.datashader import dynspread, rasterize
 
 from spikeviz.dashboard import app, views
+from spikeviz.dashboard import statistics as stats_tab
 from spikeviz.dashboard.state import DashboardState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +52,8 @@ def threshold_views(state: DashboardState, threshold: float) -> None:
     a, b = ev.stretch.start_s, ev.stretch.start_s + ev.stretch.duration_s
     aggregate(gen, (a, b), (-0.5, ev.P.shape[1] - 0.5))
     views.roc_marker(fr), views.pr_marker(fr), app.readout(fr)
-    views.rate_scatter(fr), views.isi_curves(fr), views.population_rate(fr)
-    views.correlation_image(fr.stats, "generated"), views.summary_table(fr)
+    stats_tab.rate_scatter(fr), stats_tab.isi_curves(fr), stats_tab.population_rate(fr)
+    stats_tab.correlation_image(fr.stats, "generated"), stats_tab.summary_table(fr)
 
 
 def bench_threshold(repeats: int) -> dict:

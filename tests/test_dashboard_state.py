@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikeviz.dashboard import compute, results, views
+from spikeviz.dashboard import compute, results, statistics, views
 from spikeviz.dashboard.figures import figure_png
-from spikeviz.dashboard.sources import checked_path, shipped_checkpoints
+from spikeviz.dashboard.sources import checked_path, checkpoint_choices
 from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
 
 VITRO, VIVO = "invitro_210511001_bh", "invivo_NYU-40_2021-04-14_001"
-HAS_MODELS = bool(shipped_checkpoints())
+HAS_MODELS = bool(checkpoint_choices())
 
 
 @pytest.fixture
@@ -19,9 +19,9 @@ def predict_calls(monkeypatch):
     calls = []
     real = compute.predict
 
-    def spy(predictor, stretch, keep_P=True, disk_key=None):
-        calls.append(getattr(predictor, "name", type(predictor).__name__))
-        return real(predictor, stretch, keep_P, disk_key)
+    def spy(make, stretch, keep_P=True, disk_key=None):
+        calls.append(stretch)
+        return real(make, stretch, keep_P, disk_key)
 
     monkeypatch.setattr(compute, "predict", spy)
     return calls
@@ -49,7 +49,7 @@ def test_first_evaluation_feeds_every_view():
     # Generated trains are Bernoulli draws by default, their count near the real one.
     assert state.draw == "bernoulli" and 0.8 < frame.fidelity["model"]["count_ratio"] < 1.25
     assert set(frame.fidelity) == {"real", "model", "ceiling", "floor"} and frame.fidelity["ceiling"]
-    assert len(views.fidelity_table(frame)) == len(views.FIDELITY_ROWS)
+    assert len(statistics.fidelity_table(frame)) == len(statistics.FIDELITY_ROWS)
     # Real raster = the scored target spikes; pooled generated raster = the operating point's.
     state.draw = "pooled"
     frame = state.frame
@@ -61,8 +61,8 @@ def test_first_evaluation_feeds_every_view():
     assert len(views.roc_curves(ev)) == 4 and len(views.pr_curves(ev)) == 4   # 3 predictors + chance
     assert views.roc_marker(frame).data.iloc[0].tolist() == pytest.approx([frame.op.fpr, frame.op.recall])
     assert n_points(views.overview_points(state.recording)) == state.recording.n_spikes
-    assert len(views.rate_scatter(frame).get(1).data) == N
-    table = views.summary_table(frame)
+    assert len(statistics.rate_scatter(frame).get(1).data) == N
+    table = statistics.summary_table(frame)
     assert table.loc[table.statistic == "spikes", "generated"].item() == f"{frame.op.predicted_spikes:,}"
 
 
@@ -121,7 +121,7 @@ def test_direction_switches_the_test_session_and_offers_unit_agnostic_checkpoint
     state = make_state(session=VITRO)
     state.direction = "vitro->vivo"
     assert state.session == VIVO and state.error == ""
-    offered = [shipped for shipped in shipped_checkpoints() if shipped.name in state.param.checkpoint.objects]
+    offered = [shipped for shipped in checkpoint_choices() if shipped.name in state.param.checkpoint.objects]
     assert all(c.any_domain or c.domain == "vivo" for c in offered)
     assert state.evaluation.stretch.unit_order == "recorded"
     # The whole in vivo session is the overview; the window is a slice of its test split.
@@ -183,7 +183,7 @@ def test_exports_use_the_same_data():
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_checkpoint_generates_and_threshold_does_not_repredict(predict_calls):
-    name = next(c.name for c in shipped_checkpoints() if c.session == VITRO and c.preset != "transfer")
+    name = next(c.name for c in checkpoint_choices() if c.session == VITRO and c.preset != "transfer")
     state = make_state(session=VITRO, checkpoint=name)
     assert list(state.evaluation.predictions)[0] == name and state.direction == "vitro->vitro"
     assert len(predict_calls) == 4
@@ -194,7 +194,7 @@ def test_checkpoint_generates_and_threshold_does_not_repredict(predict_calls):
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_free_running_samples_ignore_the_threshold():
-    name = next(c.name for c in shipped_checkpoints() if c.session == VITRO and c.preset != "transfer")
+    name = next(c.name for c in checkpoint_choices() if c.session == VITRO and c.preset != "transfer")
     state = make_state(session=VITRO, checkpoint=name, mode="free", free_s=1.0)
     assert state.error == "" and state.evaluation.free.shape == (1000, 128)
     spikes = state.frame.spikes[0].size
@@ -207,7 +207,7 @@ def test_free_running_samples_ignore_the_threshold():
 def test_cross_session_table_is_computed_once_and_cached(tmp_path, monkeypatch):
     models = tmp_path / "models"
     models.mkdir()
-    ckpt = next(c.path for c in shipped_checkpoints() if c.preset != "transfer")
+    ckpt = next(c.path for c in checkpoint_choices() if c.preset != "transfer")
     (models / ckpt.name).write_bytes(ckpt.read_bytes())
     monkeypatch.setenv("SPIKEVIZ_MODELS", str(models))
     monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path / "cache"))
@@ -227,7 +227,7 @@ def test_checkpoint_by_path_is_checked_against_the_roots():
     state.checkpoint_path = "/etc/hostname"
     state.param.trigger("open_checkpoint")
     assert "only files under" in state.error
-    ckpt = next(c for c in shipped_checkpoints() if c.session == VITRO and c.preset != "transfer")
+    ckpt = next(c for c in checkpoint_choices() if c.session == VITRO and c.preset != "transfer")
     state.checkpoint_path = str(ckpt.path.relative_to(ckpt.path.parents[1]))   # models/<name>
     state.param.trigger("open_checkpoint")
     assert state.error == "" and state.evaluation.generator.name == ckpt.name

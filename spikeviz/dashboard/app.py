@@ -7,12 +7,13 @@ import pandas as pd
 import panel as pn
 
 from . import results
-from .compute import N_UNITS, WARMUP_S, Evaluation, Frame, test_split_s
+from .compute import N_UNITS, WARMUP_S, Frame, test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
-from .views import WAITING_CSS, curves, kept, rasters, statistics
+from .statistics import statistics
+from .views import WAITING_CSS, curves, kept, rasters
 
 ACCENT = "#1f4e9c"
 CSS = """

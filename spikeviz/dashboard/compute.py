@@ -85,16 +85,18 @@ def _logits(P: np.ndarray) -> np.ndarray:
     return np.log(P / (1 - P))
 
 
-def predict(predictor, stretch: Stretch, keep_P: bool = True, disk_key: str | None = None) -> Prediction:
-    """Scores of `predictor` on the stretch, as `spikeviz evaluate` scores them; its probabilities
+def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True,
+            disk_key: str | None = None) -> Prediction:
+    """Scores of the predictor `make()` returns (made only when its predictions are not on
+    disk: a baseline's fit, a generalist's guard) on the stretch, as `spikeviz evaluate` scores them; its probabilities
     and a target calibration (spikeviz.calibration, fitted on the warm-up after priming: what
     generation draws from) only with `keep_P` (the generator's: the baselines' curves need only
     their histograms, and an hour-long session's P is large). With `disk_key`, the probabilities
     are read from the on-disk cache (checksummed), or computed and stored there."""
     if disk_key is None:
-        P = predictor.predict(stretch.X)
+        P = make().predict(stretch.X)
     else:
-        P = np.asarray(Cache().array(disk_key, "P.npy", lambda: predictor.predict(stretch.X)))
+        P = np.asarray(Cache().array(disk_key, "P.npy", lambda: make().predict(stretch.X)))
     scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
     if keep_P:   # a copy, so the full predictions (warm-up included) are freed
         a, w = stretch.prime, stretch.warm
@@ -329,7 +331,7 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
         predictions[name] = cache.get(
             (plan.key(st), key, "teacher", keep),
             lambda make=make, st=st, keep=keep, name=name:
-                predict(make(), st, keep, _disk_key(plan, name, st, cache)))
+                predict(make, st, keep, _disk_key(plan, name, st, cache)))
     free = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import data_dir, load_path, models_dir, session, sessions
-from ..checkpoint import META_KEY, read_header
 from ..errors import SpikevizError
 from ..recording import Recording
 
@@ -106,7 +105,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                       short_domain(info.get("domain")) if info.get("domain") else None)
 
 
-def shipped_checkpoints() -> list[Checkpoint]:
+def checkpoint_choices() -> list[Checkpoint]:
     """The checkpoints in models/ (resume states left out), generalists first."""
     from ..catalog import shipped_checkpoints as paths
 
@@ -121,8 +120,3 @@ def shipped_checkpoints() -> list[Checkpoint]:
 
 def bundled_names() -> list[str]:
     return [s.name for s in sessions()]
-
-
-def direction(source: str | None, target: str | None) -> str:
-    """'vitro->vivo' and the like; '?' stands for a domain that is not known."""
-    return f"{source or '?'}->{target or '?'}"

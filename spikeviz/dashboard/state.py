@@ -9,6 +9,7 @@ from typing import Any
 
 import param
 
+from ..catalog import direction
 from ..errors import SpikevizError
 from ..evaluation import WARMUP_S
 from ..io import FORMATS
@@ -18,10 +19,11 @@ from ..evaluation import Stretch
 from ..predict import DRAW_RULES
 from .compute import (BASELINE_GENERATOR, DEFAULT_LENGTH_S, PRESETS, SHARED_CACHE, UNIT_ORDERS,
                       Evaluation, Frame, Generator, LRUCache, test_split_s)
+from .fitting import fit_checkpoint
 from .jobs import Jobs
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
-                      checkpoint_roots, direction, load_source, read_checkpoint, session_domain,
-                      shipped_checkpoints)
+                      checkpoint_choices, checkpoint_roots, load_source, read_checkpoint,
+                      session_domain)
 from .upload import store_upload, upload_folder
 
 OPEN_FILE = "file on disk…"
@@ -109,7 +111,7 @@ class DashboardState(param.Parameterized):
     error = param.String("", precedence=-1)
 
     def __init__(self, threaded: bool | None = None, cache: LRUCache | None = None, **params: Any):
-        self._checkpoints = {c.name: c for c in shipped_checkpoints()}
+        self._checkpoints = {c.name: c for c in checkpoint_choices()}
         self._custom_checkpoint: Checkpoint | None = None
         self._jobs = Jobs(lambda **kw: self.param.update(**kw), threaded)
         # Fitting runs on its own worker: evaluations go on meanwhile.
@@ -322,9 +324,6 @@ class DashboardState(param.Parameterized):
         """Fine-tune the chosen unit-agnostic checkpoint (else the default generalist) on the
         first `fit_seconds` of the loaded recording, in the background; the result becomes
         selectable, and selected, as a checkpoint of this page."""
-        from ..cli.train import FINE_TUNE_LR
-        from ..training import TrainOptions, train_recording
-
         info = self.checkpoint_info
         if info is None or not info.any_domain:
             info = self._checkpoints.get(self._default_checkpoint(None))
@@ -334,26 +333,16 @@ class DashboardState(param.Parameterized):
             return
         recording, seconds, epochs = self.recording, self.fit_seconds, self.fit_epochs
         self._upload_dir = self._upload_dir or upload_folder()
-        out = self._upload_dir / f"{info.name}-fitted-{recording.name}"[:120]
-        out = out.with_name(out.name + ".safetensors")
         self._fit_cancelled = False
-        opts = TrainOptions(epochs=epochs, lr=FINE_TUNE_LR, init=str(info.path))
 
         def work(progress):
-            def step(epoch: int, n_epochs: int, batch: int, batches: int) -> bool:
-                progress((epoch + batch / max(batches, 1)) / n_epochs,
-                         f"fitting {info.name}: epoch {epoch + 1}/{n_epochs}")
-                return not self._fit_cancelled
-            progress(0.0, f"fitting {info.name} on the first {seconds:g} s")
-            train_recording(recording, out, opts, seconds=min(seconds, recording.duration_s),
-                            progress=False, log=False, callback=step)
-            return read_checkpoint(out) if out.exists() else None
+            return fit_checkpoint(info, recording, self._upload_dir, seconds, epochs, progress,
+                                  lambda: self._fit_cancelled)
 
         def done(fitted: Checkpoint | None) -> None:
             if fitted is None:
                 self.fit_status = "cancelled before the first epoch ended: nothing kept"
                 return
-            fitted = Checkpoint(fitted.path, recording.name, fitted.loss, fitted.preset, fitted.domain)
             self._checkpoints[fitted.name] = fitted
             self._offer_checkpoints()
             self.param.update(checkpoint=fitted.name,

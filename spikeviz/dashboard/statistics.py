@@ -1,0 +1,138 @@
+"""The firing-statistics tab: real against generated rates, ISIs, population rate, correlations and the fidelity table."""
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+
+from .compute import Frame
+from .state import DashboardState
+from .views import COLORS, TIME, kept, once_ready, streamed
+
+
+def rate_scatter(frame: Frame | None) -> hv.Overlay:
+    dims = [hv.Dimension("real", label="real rate", unit="Hz"),
+            hv.Dimension("generated", label="generated rate", unit="Hz")]
+    if frame is None:
+        return hv.Overlay([hv.Scatter([], *dims)])
+    ev = frame.evaluation
+    real, gen = ev.real_stats.rates_hz, frame.stats.rates_hz
+    lo = max(min(real[real > 0].min(initial=1.0), gen[gen > 0].min(initial=1.0)) / 2, 1e-2)
+    hi = max(real.max(initial=1.0), gen.max(initial=1.0)) * 2
+    floor = lo  # silent units sit on the axis floor instead of vanishing from a log plot
+    pts = hv.Scatter((np.maximum(real, floor), np.maximum(gen, floor), np.arange(len(real))), dims[0],
+                     [dims[1], "column"])
+    return hv.Overlay([hv.Curve([(lo, lo), (hi, hi)], *dims).opts(color=COLORS["chance"], line_dash="dashed"),
+                       pts.opts(color=COLORS["generated"], size=6, alpha=0.7, tools=["hover"])]).opts(
+        xlim=(lo, hi), ylim=(lo, hi))
+
+
+def isi_curves(frame: Frame | None) -> hv.Overlay:
+    dims = [hv.Dimension("isi", label="inter-spike interval", unit="ms"), hv.Dimension("fraction")]
+    if frame is None:
+        return hv.Overlay([hv.Curve([], *dims)])
+    ev = frame.evaluation
+    edges = ev.real_stats.isi_edges_ms
+    mid = np.sqrt(edges[1:] * edges[:-1])
+    return hv.Overlay([
+        hv.Curve((mid, ev.real_stats.isi_pdf), *dims, label="real").opts(color=COLORS["real"], interpolation="steps-mid"),
+        hv.Curve((mid, frame.stats.isi_pdf), *dims, label="generated").opts(color=COLORS["generated"], interpolation="steps-mid")])
+
+
+def population_rate(frame: Frame | None) -> hv.Overlay:
+    dims = [TIME, hv.Dimension("rate", label="population rate per unit", unit="Hz")]
+    if frame is None:
+        return hv.Overlay([hv.Curve([], *dims)])
+    ev = frame.evaluation
+    step = ev.real_stats.pop_ms / 1000.0
+    t_real = ev.stretch.start_s + np.arange(len(ev.real_stats.pop_rate_hz)) * step
+    t_gen = ev.stretch.start_s + np.arange(len(frame.stats.pop_rate_hz)) * step
+    return hv.Overlay([
+        hv.Curve((t_real, ev.real_stats.pop_rate_hz), *dims, label="real").opts(color=COLORS["real"], line_width=1),
+        hv.Curve((t_gen, frame.stats.pop_rate_hz), *dims, label="generated").opts(color=COLORS["generated"], line_width=1, alpha=0.8)])
+
+
+def correlation_image(stats, title: str) -> hv.Image:
+    n = 2 if stats is None else stats.n_units
+    C = np.zeros((n, n)) if stats is None else np.where(np.eye(n, dtype=bool), np.nan, stats.corr)
+    return hv.Image((np.arange(n), np.arange(n), C), ["unit i", "unit j"],
+                    hv.Dimension("r", label="count correlation")).relabel(title)
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    return f"{value:,}" if isinstance(value, (int, np.integer)) else f"{value:.4g}"
+
+
+def summary_table(frame: Frame | None) -> pd.DataFrame:
+    """Medians real vs generated, and the distances of stats.compare_stats."""
+    if frame is None:
+        return pd.DataFrame(columns=["statistic", "real", "generated"])
+    ev = frame.evaluation
+    real, gen = ev.real_stats.summary(), frame.stats.summary()
+    rows = [(label, real[key], gen[key]) for key, label in (
+        ("mean_rate_hz", "mean rate (Hz)"), ("median_cv", "median ISI CV"),
+        ("median_fano", "median Fano factor (100 ms)"), ("synchrony", "synchrony (≥2 units in a bin)"),
+        ("mean_corr", "mean pairwise correlation (10 ms)"))]
+    rows.append(("spikes", frame.op.real_spikes, int(frame.spikes[0].size)))
+    rows += [(f"distance: {k}", None, v) for k, v in frame.distances.items()
+             if k in ("rate_ks", "cv_ks", "fano_ks", "isi_tv", "corr_mad", "rate_corr")]
+    return pd.DataFrame([(label, _fmt(a), _fmt(b)) for label, a, b in rows],
+                        columns=["statistic", "real", "generated"])
+
+
+def statistics(state: DashboardState) -> pn.viewable.Viewable:
+    return once_ready(state, "Firing statistics", "frame", lambda: statistics_views(state))
+
+
+FIDELITY_ROWS = (("count_ratio", "spikes / real"), ("rate_spearman", "per-unit rate Spearman"),
+                 ("active_fraction", "real active units that fire"), ("isi_ks", "ISI distance (KS)"),
+                 ("median_cv", "median ISI CV"), ("median_fano_100ms", "median Fano factor (100 ms)"),
+                 ("corr_similarity_10ms", "pairwise correlation similarity (10 ms)"),
+                 ("synchrony", "synchrony (≥2 units in a bin)"))
+
+
+def fidelity_table(frame: Frame | None) -> pd.DataFrame:
+    """Generated against real on the window (stats.fidelity_report), beside the real-vs-real
+    ceiling (the stretch just before the window) and the rate-matched Poisson floor."""
+    columns = ["statistic", "real", "generated", "ceiling (real vs real)", "floor (Poisson)"]
+    if frame is None:
+        return pd.DataFrame(columns=columns)
+    f = frame.fidelity
+    entries = [f["real"], f["model"], f["ceiling"] or {}, f["floor"]]
+    return pd.DataFrame([(label, *(_fmt(e.get(key)) for e in entries)) for key, label in FIDELITY_ROWS],
+                        columns=columns)
+
+
+def statistics_views(state: DashboardState) -> pn.Column:
+    """Real vs generated firing statistics at the current threshold (all from the frame)."""
+    fr = state.param.frame
+    common = dict(responsive=True, height=320, show_grid=True)
+    rates = streamed(state, "frame", rate_scatter).opts(
+        title="Per-unit rate, generated vs real", logx=True, logy=True, framewise=True, **common)
+    isi = streamed(state, "frame", isi_curves).opts(
+        title="ISI distribution (pooled)", logx=True, framewise=True, legend_position="top_right", **common)
+    pop = streamed(state, "frame", population_rate).opts(
+        title="Population rate (10 ms bins)", framewise=True, legend_position="top_right",
+        **(common | {"tools": ["xwheel_zoom"], "active_tools": ["xwheel_zoom"]}))
+    corr_opts = dict(cmap="RdBu_r", clim=(-0.1, 0.1), frame_width=320, frame_height=320, colorbar=True,
+                     xaxis=None, yaxis=None, tools=["hover"])
+    corr_real = streamed(state, "frame", lambda f: correlation_image(f and f.evaluation.real_stats, "real")).opts(
+        title="Count correlations, real (10 ms)", **corr_opts)
+    corr_gen = streamed(state, "frame", lambda f: correlation_image(f and f.stats, "generated")).opts(
+        title="Count correlations, generated", **corr_opts)
+    table = pn.widgets.Tabulator(pn.bind(kept(summary_table), fr), show_index=False, disabled=True,
+                                 sizing_mode="stretch_width", layout="fit_columns")
+    fidelity = pn.widgets.Tabulator(pn.bind(kept(fidelity_table), fr), show_index=False, disabled=True,
+                                    sizing_mode="stretch_width", layout="fit_columns")
+    hv_pane = lambda obj: pn.pane.HoloViews(obj, sizing_mode="stretch_width", linked_axes=False)  # noqa: E731
+    return pn.Column(
+        pn.Row(hv_pane(rates), hv_pane(isi), sizing_mode="stretch_width"),
+        hv_pane(pop),
+        pn.Row(*(pn.pane.HoloViews(c, linked_axes=False, sizing_mode="fixed") for c in (corr_real, corr_gen))),
+        pn.Column("#### Fidelity: generated vs real, between the Poisson floor and the real-vs-real "
+                  "ceiling (`spikeviz generate --json` reports the same)", fidelity),
+        pn.Column("#### Summary, real vs generated, and distances (0 = identical)", table),
+        sizing_mode="stretch_width")
