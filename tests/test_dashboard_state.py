@@ -58,7 +58,8 @@ def test_first_evaluation_feeds_every_view():
     assert n_points(views.generated_points(frame)) == frame.op.predicted_spikes
     T, N = ev.P.shape
     assert views.probability_image(ev).data.shape == (N, T)
-    assert len(views.roc_curves(ev)) == 4 and len(views.pr_curves(ev)) == 4   # 3 predictors + chance
+    # generator, the three baselines (the generating one's layer empty) and chance
+    assert len(views.roc_curves(ev)) == 5 and len(views.pr_curves(ev)) == 5
     assert views.roc_marker(frame).data.iloc[0].tolist() == pytest.approx([frame.op.fpr, frame.op.recall])
     assert n_points(views.overview_points(state.recording)) == state.recording.n_spikes
     assert len(statistics.rate_scatter(frame).get(1).data) == N
@@ -344,3 +345,18 @@ def test_cancel_stops_a_fit_and_the_page_goes_on():
     assert list(state.param.checkpoint.objects) == options and state.checkpoint == "generalist-focal"
     state.threshold = state.evaluation.presets["density"] * 2
     assert state.frame.threshold == pytest.approx(state.threshold, rel=0.02)
+
+
+def test_streamed_plots_keep_their_glyphs_across_evaluations():
+    """A new evaluation updates the plots' data: no glyph is added to the page (a label that
+    changed with the data used to add renderers on every update, racing the browser)."""
+    import holoviews as hv
+
+    state = make_state(session=VITRO)
+    plots = {name: hv.renderer("bokeh").get_plot(views.streamed(state, "evaluation", make))
+             for name, make in (("roc", views.roc_curves), ("pr", views.pr_curves))}
+    before = {name: len(p.state.renderers) for name, p in plots.items()}
+    data = plots["roc"].state.renderers[0].data_source.data["TPR"].copy()
+    state.window_start += 5
+    assert {name: len(p.state.renderers) for name, p in plots.items()} == before
+    assert not np.array_equal(plots["roc"].state.renderers[0].data_source.data["TPR"], data)

@@ -222,32 +222,35 @@ def rasters(state: DashboardState) -> pn.viewable.Viewable:
 
 # --- curves ------------------------------------------------------------------------------------
 
+def _curve_layers(ev: Evaluation, curve, dims: list[str]) -> list[hv.Curve]:
+    """One curve per role, the same labels in every evaluation: HoloViews matches a streamed
+    overlay's layers by label, and a new label would add glyphs to the page on every update.
+    (The AUCs are in the readout and the Results tab.) A baseline that generates is drawn as
+    the generator; its own layer stays empty."""
+    layers = [hv.Curve(curve(ev.hist), *dims, label="generator").opts(
+        color=color_of(ev.generator.name), line_width=3)]
+    for name in compute.BASELINES:
+        h = ev.hists.get(name) if name != ev.generator.name else None
+        layers.append(hv.Curve(curve(h) if h is not None else [], *dims, label=name).opts(
+            color=color_of(name), line_width=1.6))
+    return layers
+
+
 def roc_curves(ev: Evaluation | None) -> hv.Overlay:
     chance = hv.Curve([(0, 0), (1, 1)], "FPR", "TPR", label="chance").opts(
         color=COLORS["chance"], line_dash="dashed")
     if ev is None:
         return hv.Overlay([chance])
-    curves = []
-    for name, h in ev.hists.items():
-        fpr, tpr, _ = h.roc_curve()
-        curves.append(hv.Curve((fpr, tpr), "FPR", "TPR", label=f"{name}  AUC {h.roc_auc:.3f}").opts(
-            color=color_of(name), line_width=3 if name == ev.generator.name else 1.6))
-    return hv.Overlay([*curves, chance])
+    return hv.Overlay([*_curve_layers(ev, lambda h: h.roc_curve()[:2], ["FPR", "TPR"]), chance])
 
 
 def pr_curves(ev: Evaluation | None) -> hv.Overlay:
     if ev is None:
         return hv.Overlay([hv.Curve([], "recall", "precision")])
-    curves = []
-    for name, h in ev.hists.items():
-        precision, recall, _ = h.pr_curve()
-        curves.append(hv.Curve((recall, precision), "recall", "precision",
-                               label=f"{name}  AP {h.pr_auc:.3f}").opts(
-            color=color_of(name), line_width=3 if name == ev.generator.name else 1.6))
     base = ev.hist.base_rate
-    curves.append(hv.Curve([(0, base), (1, base)], "recall", "precision",
-                           label=f"chance  {base:.4f}").opts(color=COLORS["chance"], line_dash="dashed"))
-    return hv.Overlay(curves)
+    return hv.Overlay([*_curve_layers(ev, lambda h: h.pr_curve()[1::-1], ["recall", "precision"]),
+                       hv.Curve([(0, base), (1, base)], "recall", "precision", label="chance").opts(
+                           color=COLORS["chance"], line_dash="dashed")])
 
 
 def thinned(curves: hv.DynamicMap) -> hv.DynamicMap:
