@@ -105,15 +105,25 @@ class Jobs:
                 raise Superseded()
             return work(progress)
 
+        def locked(apply: Callable[[], None]) -> None:
+            # Results reach the page through a next-tick callback, which holds the document lock:
+            # changed outside it, Panel sends plain property changes at once but defers those
+            # that add models, and the page received updates of plots it did not have yet
+            # ("reference ... isn't known").
+            def call() -> None:
+                with set_curdoc(doc):
+                    apply()
+            doc.add_next_tick_callback(call)
+
         async def run() -> None:
             try:
                 result = await asyncio.wrap_future(self._worker.submit(guarded, progress))
             except Superseded:
                 return
             except Exception as exc:  # shown in the page: a failed job must never kill the session
-                self._failed(kind, token, fail, exc)
+                locked(lambda: self._failed(kind, token, fail, exc))
                 return
-            self._apply(kind, token, done, fail, result)
+            locked(lambda: self._apply(kind, token, done, fail, result))
 
         pn.state.execute(run)
 
