@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 import panel as pn
+from panel.io.document import hold
 from panel.io.state import set_curdoc
 
 Progress = Callable[[float, str], None]
@@ -92,7 +93,7 @@ class Jobs:
             # Delivered later than the result under load: a finished job's step must not stay shown.
             if token != self._latest[kind] or kind not in self._running:
                 return
-            with set_curdoc(doc):   # Panel resolves stylesheets against the page's own server
+            with set_curdoc(doc), hold(doc):   # (see `locked`)
                 self._report(**values)
 
         def progress(fraction: float, message: str) -> None:
@@ -106,12 +107,14 @@ class Jobs:
             return work(progress)
 
         def locked(apply: Callable[[], None]) -> None:
-            # Results reach the page through a next-tick callback, which holds the document lock:
-            # changed outside it, Panel sends plain property changes at once but defers those
-            # that add models, and the page received updates of plots it did not have yet
-            # ("reference ... isn't known").
+            # Results reach the page through a next-tick callback, which holds the document lock,
+            # with its events held until the end: HoloViews updates plots `unlocked`, which sends
+            # plain property changes at once but defers those that add models, so the page got
+            # updates of models it did not have yet ("reference ... isn't known"). Held, they
+            # go out together, in order. The page's own document also makes Panel resolve
+            # stylesheets against this server, not its CDN.
             def call() -> None:
-                with set_curdoc(doc):
+                with set_curdoc(doc), hold(doc):
                     apply()
             doc.add_next_tick_callback(call)
 

@@ -126,7 +126,7 @@ def probability_image(ev: Evaluation | None) -> hv.Image:
 def raster_opts(cmap, title: str, height: int, xlabel: str = "") -> dict:
     return dict(cmap=cmap, cnorm="eq_hist", height=height, responsive=True, title=title,
                 active_tools=["xwheel_zoom", "pan"], default_tools=["pan", "xwheel_zoom", "box_zoom", "reset", "save"],
-                colorbar=True, colorbar_opts={"width": 8}, xlabel=xlabel, framewise=True,
+                colorbar=False, xlabel=xlabel, framewise=True,
                 min_height=height, clabel="")
 
 
