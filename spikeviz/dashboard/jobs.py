@@ -9,7 +9,6 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 import panel as pn
-from panel.io.document import hold
 from panel.io.state import set_curdoc
 
 Progress = Callable[[float, str], None]
@@ -93,7 +92,7 @@ class Jobs:
             # Delivered later than the result under load: a finished job's step must not stay shown.
             if token != self._latest[kind] or kind not in self._running:
                 return
-            with set_curdoc(doc), hold(doc):   # (see `locked`)
+            with set_curdoc(doc):   # Panel resolves stylesheets against the page's own server
                 self._report(**values)
 
         def progress(fraction: float, message: str) -> None:
@@ -107,14 +106,11 @@ class Jobs:
             return work(progress)
 
         def locked(apply: Callable[[], None]) -> None:
-            # Results reach the page through a next-tick callback, which holds the document lock,
-            # with its events held until the end: HoloViews updates plots `unlocked`, which sends
-            # plain property changes at once but defers those that add models, so the page got
-            # updates of models it did not have yet ("reference ... isn't known"). Held, they
-            # go out together, in order. The page's own document also makes Panel resolve
-            # stylesheets against this server, not its CDN.
+            # Results reach the page through a next-tick callback, which holds the document lock
+            # (holding its events as well made the first evaluation time out, and the BokehJS
+            # "reference ... isn't known" errors remained: see the closing note of this stop).
             def call() -> None:
-                with set_curdoc(doc), hold(doc):
+                with set_curdoc(doc):
                     apply()
             doc.add_next_tick_callback(call)
 
