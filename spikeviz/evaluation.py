@@ -1,7 +1,7 @@
 """Evaluating a checkpoint on a recording: units, unit order, the warm-up and scored stretch, the model against the baselines."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,6 +18,7 @@ from .likelihood import LogLikelihood
 from .scoring import (PROTOCOLS, Scored, json_safe, parse_threshold, resolve_threshold,
                       score_stretch)
 from .uncertainty import paired_difference
+from .units import ids_named, parse_unit_order, rates_for, target_units, unit_permutation
 
 SECONDS = 200.0   # default cap on the evaluated stretch (s)
 # Real past before the evaluated stretch, the same for `evaluate`, `table`, `grid` and the
@@ -26,56 +27,6 @@ SECONDS = 200.0   # default cap on the evaluated stretch (s)
 WARMUP_S = 30.0
 PRIME_S = 10.0
 GLM_FIT_BINS = 300_000   # the GLM fits on the last 5 min (at 1 ms) of the source's train split
-
-
-def parse_unit_order(spec: str) -> tuple[str, int | None]:
-    """("recorded" | "rate-rank" | "auto", None) or ("random", seed) from a policy string."""
-    if spec in ("auto", "recorded", "rate-rank"):
-        return spec, None
-    if spec.startswith("random:"):
-        try:
-            return "random", int(spec.split(":", 1)[1])
-        except ValueError:
-            pass
-    raise SpikevizError(f"unknown unit order {spec!r}: use recorded, random:SEED (e.g. random:0), "
-                        f"rate-rank or auto")
-
-
-def unit_permutation(policy: str, n_units: int, warmup: np.ndarray | None = None,
-                     source_rates: np.ndarray | None = None) -> np.ndarray:
-    """perm with model input column j = target column perm[j].
-
-    recorded: identity. random:SEED: a seeded permutation (the paper's choice). rate-rank: the
-    target column with the k-th highest spike count in `warmup` (T, N) goes where the source
-    unit with the k-th highest `source_rates` was trained.
-    """
-    kind, seed = parse_unit_order(policy)
-    if kind == "recorded":
-        return np.arange(n_units)
-    if kind == "random":
-        return np.random.default_rng(seed).permutation(n_units)
-    if kind == "rate-rank":
-        if warmup is None or source_rates is None:
-            raise SpikevizError("rate-rank needs the target's warm-up window and the source "
-                                "session's unit rates")
-        if len(source_rates) != n_units or warmup.shape[1] != n_units:
-            raise SpikevizError(f"rate-rank maps units one to one: {len(source_rates)} source "
-                                f"units, {warmup.shape[1]} target units")
-        target_rank = np.argsort(-warmup.sum(0, dtype=np.int64), kind="stable")
-        source_rank = np.argsort(-np.asarray(source_rates), kind="stable")
-        perm = np.empty(n_units, np.int64)
-        perm[source_rank] = target_rank
-        return perm
-    raise SpikevizError("unit order 'auto' must be resolved before permuting")
-
-
-def _ids_like(recording: Recording, names: Sequence[str]) -> list:
-    """The recording's unit ids whose string forms are `names` (checkpoints store ids as strings)."""
-    by_name = {str(u): u for u in recording.unit_ids.tolist()}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise SpikevizError(f"units {missing[:5]} of the checkpoint are not in {recording.name}")
-    return [by_name[n] for n in names]
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,7 +72,7 @@ def _source_cached(session: str | None, data_path: str | None, seconds: float | 
         return None
     if seconds:
         rec = rec.slice(0.0, float(seconds))
-    return source_from_recording(rec, _ids_like(rec, unit_names), bin_ms)
+    return source_from_recording(rec, ids_named(rec, unit_names), bin_ms)
 
 
 def checkpoint_source(meta: dict[str, Any]) -> Source | None:
@@ -143,18 +94,45 @@ def is_training_data(meta: dict[str, Any], recording: Recording) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Stretch:
-    """The binned warm-up and evaluated stretch of a target, columns in model order."""
+    """The binned warm-up and evaluated stretch of a target.
+
+    Predictions P over all of X score strictly one bin ahead: P[t] against X[t+1] for t >= warm
+    (scoring.score_stretch); `targets` and `window_of(P)` hold exactly those pairs.
+    """
 
     X: np.ndarray            # (warm + T, N) uint8
     warm: int
-    prime: int
+    prime: int               # warm-up bins that only prime history; the rest tune presets and guards
     unit_ids: np.ndarray     # target unit of each column
     bins: tuple[int, int]    # evaluated bins [a, b) of the whole target recording
     bin_ms: float
+    unit_order: str = "recorded"   # how the columns are ordered
 
     @property
     def seconds(self) -> tuple[float, float]:
         return tuple(round(x * self.bin_ms / 1000.0, 6) for x in self.bins)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.X[self.warm + 1:]
+
+    @property
+    def start_s(self) -> float:
+        """Time of the first target bin."""
+        return (self.bins[0] + 1) * self.bin_ms / 1000.0
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.targets) * self.bin_ms / 1000.0
+
+    def window_of(self, P: np.ndarray) -> np.ndarray:
+        """The rows of P scored against `targets`."""
+        return P[self.warm:-1]
+
+    def ordered(self, perm: np.ndarray, unit_order: str) -> "Stretch":
+        """The same stretch with model input column j = this stretch's column perm[j]."""
+        return replace(self, X=np.ascontiguousarray(self.X[:, perm]), unit_ids=self.unit_ids[perm],
+                       unit_order=unit_order)
 
 
 def stretch_bins(recording: Recording, bin_ms: float, split: str = "test",
@@ -194,32 +172,6 @@ def make_stretch(recording: Recording, unit_ids: Sequence, bin_ms: float, split:
                    np.asarray(unit_ids), (a, b), bin_ms)
 
 
-def target_units(model, recording: Recording, same: bool, n_units: int) -> list:
-    """Units of `recording` a model sees: its own columns on its training data, else the most
-    active ones of the training split (the model's unit count; at most `n_units` for a
-    unit-agnostic model)."""
-    meta, cfg = model.meta, model.config
-    if same and meta.get("unit_ids"):
-        return _ids_like(recording, [str(u) for u in meta["unit_ids"]])
-    if cfg.shared_units:
-        return train_units(recording, min(n_units, recording.n_units))
-    if recording.n_units < cfg.n_units:
-        raise SpikevizError(f"{recording.n_units} units, but the model was trained on "
-                            f"{cfg.n_units}: evaluate it on a recording with at least as many "
-                            f"units, or use a unit-agnostic model (generalist, transfer)",
-                            recording.source.get("path"))
-    return train_units(recording, cfg.n_units)
-
-
-def rates_for(n_units: int, rates: np.ndarray) -> np.ndarray:
-    """`rates` as given for n_units of them, else their quantiles high to low (rank matching
-    across unit counts, for transfer models trained on another number of units)."""
-    if len(rates) == n_units:
-        return rates
-    q = np.linspace(0.0, 1.0, n_units)
-    return np.quantile(np.sort(rates), 1.0 - q).astype(np.float32)
-
-
 def for_target(model, X: np.ndarray, st: Stretch):
     """The model as it scores this target: a generalist with its guard fitted on the warm-up
     (after the priming part, never on scored bins), any other model as it is."""
@@ -230,20 +182,83 @@ def for_target(model, X: np.ndarray, st: Stretch):
     return adapt(model, X[:st.warm], st.prime, st.warm)
 
 
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """How a model (or the baselines alone) meets a target: its units, their order, the stretch
+    and the target's train split, which the baselines fit on."""
+
+    stretch: Stretch         # recorded column order: what the baselines score
+    model_stretch: Stretch   # model column order: what the model scores
+    target: Source           # the target's train split
+    source: Source           # the model's training data when it is found, else the target's
+    same: bool               # the target is the model's training data
+
+    @property
+    def nbytes(self) -> int:
+        arrays = {id(a): a for a in (self.stretch.X, self.model_stretch.X, self.target.train,
+                                     self.source.train)}
+        return sum(a.nbytes for a in arrays.values())
+
+
+def setup(model, recording: Recording, *, split: str = "test", unit_order: str = "auto",
+          seconds: float | None = SECONDS, warmup_s: float = WARMUP_S,
+          window_s: tuple[float, float] | None = None, n_units: int = 128,
+          find_source: Callable[[dict], Source | None] | None = None) -> Setup:
+    """Units, unit order and stretch as `evaluate`, `table`, `grid` and the dashboard choose them.
+
+    Units: a model's own columns on its training data, else the most active ones of the training
+    split (the model's unit count; `n_units` for a unit-agnostic model or without a model).
+    unit_order "auto" is recorded on the training data and unit-agnostic models, rate-rank
+    elsewhere (the source's rates against the target's warm-up). `find_source` reads a model's
+    training data from its metadata (default `checkpoint_source`).
+    """
+    requested, _ = parse_unit_order(unit_order)
+    if model is None:
+        bin_ms, same, shared = 1.0, True, True
+        ids = train_units(recording, min(n_units, recording.n_units))
+    else:
+        meta, cfg = model.meta, model.config
+        bin_ms, same, shared = float(meta.get("bin_ms", 1.0)), is_training_data(meta, recording), \
+            cfg.shared_units
+        ids = target_units(model, recording, same, n_units)
+    target = source_from_recording(recording, ids, bin_ms, fit="target train stretch")
+    source = (None if model is None else (find_source or checkpoint_source)(model.meta)) or target
+    policy = unit_order if requested != "auto" else (
+        "rate-rank" if not same and source is not target and not shared else "recorded")
+    st = make_stretch(recording, ids, bin_ms, split, seconds, warmup_s, window_s)
+    perm = unit_permutation(policy, len(ids), st.X[:st.warm], rates_for(len(ids), source.rates))
+    return Setup(st, st.ordered(perm, policy), target, source, same)
+
+
+def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predictor:
+    """Baseline `name` as a user could fit it on the target: on its own train split (ewma-tuned,
+    which needs no training data, on the warm-up); it predicts `setup.stretch` (recorded order).
+    `cache` (a dict) keeps fits across calls."""
+    target, st = setup.target, setup.stretch
+    if name == "rate":
+        return RatePredictor(target.rates)
+    if name == "ewma-tuned":
+        return make_baseline(name, st.bin_ms).fit(st.X[:st.warm])
+    cache = {} if cache is None else cache
+    key = (f"{name}-fit", target.key)
+    if key not in cache:
+        cache[key] = make_baseline(name, st.bin_ms).fit(target.train)
+    return cache[key]
+
+
 def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test",
                         unit_order: str = "auto", protocol: str = "strict",
                         threshold: float | str = "youden", seconds: float | None = SECONDS,
                         warmup_s: float = WARMUP_S, n_units: int = 128,
+                        window_s: tuple[float, float] | None = None,
                         baselines: Sequence[str] = ALL_BASELINES,
                         cache: dict | None = None,
                         progress: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
     """Score a checkpoint (path or loaded model) and the baselines on `recording`; a JSON-able dict.
 
-    Units: the checkpoint's own columns when `recording` is its training data, else the most
-    active ones of the training split (the model's unit count; `n_units` for a unit-agnostic
-    model). unit_order "auto" is recorded on the training data, rate-rank elsewhere (the source's
-    rates against the target's warm-up). Baselines are fitted on the target's own train split:
-    what a user could fit on this recording instead. A threshold preset is tuned on
+    Units, unit order and stretch (`seconds` of the split, or `window_s`) as `setup` chooses
+    them. Baselines are fitted on the target's own train
+    split: what a user could fit on this recording instead. A threshold preset is tuned on
     the warm-up window, never on the scored bins; so is a generalist's guard. Bits per spike are
     the log-likelihood gain over each unit's mean rate in the target's train split.
     `cache` (a dict) reuses baseline scores and fits across checkpoints; `progress` is told of
@@ -254,45 +269,28 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
 
     if protocol not in PROTOCOLS:
         raise SpikevizError(f"unknown protocol {protocol!r}: use 'strict' or 'reference' (leaky)")
-    requested, _ = parse_unit_order(unit_order)
+    parse_unit_order(unit_order)
     parse_threshold(threshold)
     model = load_model(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     meta, cfg = model.meta, model.config
     bin_ms = float(meta.get("bin_ms", 1.0))
-    same = is_training_data(meta, recording)
-    ids = target_units(model, recording, same, n_units)
-    target = source_from_recording(recording, ids, bin_ms, fit="target train stretch")
-    source = checkpoint_source(meta) or target
-    policy = unit_order if requested != "auto" else (
-        "rate-rank" if not same and source is not target and not cfg.shared_units
-        else "recorded")
-    st = make_stretch(recording, ids, bin_ms, split, seconds, warmup_s)
-    src_rates = rates_for(len(ids), source.rates)
-    perm = unit_permutation(policy, len(ids), st.X[:st.warm], src_rates)
-    X = np.ascontiguousarray(st.X[:, perm])
+    su = setup(model, recording, split=split, unit_order=unit_order, seconds=seconds,
+               warmup_s=warmup_s, n_units=n_units, window_s=window_s)
+    st, target, same, policy = su.stretch, su.target, su.same, su.model_stretch.unit_order
+    ids, X = st.unit_ids, su.model_stretch.X
 
     def scored(predictor: Predictor, X: np.ndarray) -> Scored:
         return score_stretch(predictor.predict(X), X, st.warm, protocol, st.prime)
 
-    # Baselines are what a user could fit on this recording: its own train split (ewma-tuned, which
-    # needs no training data, its warm-up), in recorded column order. Pooled scores do not depend
-    # on the column order, so they serve every checkpoint scored on this stretch.
+    # Pooled scores do not depend on the column order, so the baselines' serve every checkpoint
+    # scored on this stretch.
     cache = {} if cache is None else cache
     results = {}
     for name in baselines:
         key = (name, target.key, st.bins, protocol)
         if key not in cache:
             progress(f"baseline {name}")
-            if name == "rate":
-                predictor = RatePredictor(target.rates)
-            elif name == "ewma-tuned":
-                predictor = make_baseline(name, bin_ms).fit(st.X[:st.warm])
-            else:
-                fit_key = (f"{name}-fit", target.key)
-                if fit_key not in cache:
-                    cache[fit_key] = make_baseline(name, bin_ms).fit(target.train)
-                predictor = cache[fit_key]
-            cache[key] = scored(predictor, st.X)
+            cache[key] = scored(fit_baseline(name, su, cache), st.X)
         results[name] = cache[key]
     if cfg.kind == "generalist":
         progress("fitting the generalist's guard on the warm-up")
@@ -333,7 +331,7 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
         "protocol": protocol, "leaky": protocol == "reference",
         "unit_order": policy, "unit_order_requested": unit_order,
         "model_needs_unit_order": not cfg.shared_units,
-        "units": [str(u) for u in st.unit_ids[perm]],
+        "units": [str(u) for u in su.model_stretch.unit_ids],
         "threshold_rule": rule,
         "guard": adapted.meta.get("guard"),
         "model": model_result,

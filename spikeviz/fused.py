@@ -21,6 +21,34 @@ def supported(model) -> bool:
 
 
 @numba.njit(cache=True)
+def _draw(g, p, x, out, probs, forced, thresholds):
+    """Bin g's spikes from probabilities p: forced (teacher), per-unit thresholds or Bernoulli;
+    fed back through x."""
+    for j in range(p.shape[0]):
+        if forced.shape[0] > 0:
+            x[j] = forced[g, j]
+        elif thresholds.shape[0] > 0:
+            x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
+        else:
+            x[j] = 1.0 if np.random.random() < p[j] else 0.0
+        out[g, j] = np.uint8(x[j])
+        if probs.shape[0] > 0:
+            probs[g, j] = p[j]
+
+
+@numba.njit(cache=True)
+def _control(g, p, mean, alpha, every, bias, ctrl_gain, rates, start, max_shift):
+    """Slow integral control of each unit's offset toward its target rate (mirrors
+    calibration.RateController)."""
+    for j in range(p.shape[0]):
+        mean[j] += alpha * (p[j] - mean[j])
+    if (g + 1) % every == 0:
+        for j in range(p.shape[0]):
+            b = bias[j] + ctrl_gain * (math.log(rates[j]) - math.log(max(mean[j], 1e-7)))
+            bias[j] = min(max(b, start[j] - max_shift), start[j] + max_shift)
+
+
+@numba.njit(cache=True)
 def _layer_norm(h, w, b, out):
     d = h.shape[0]
     mean = 0.0
@@ -164,24 +192,9 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
         g = t - n_prompt + 1            # the bin these probabilities are for
         for j in range(N):
             p[j] = 1.0 / (1.0 + math.exp(-(gain * logits[j] + bias[j])))
-            if forced.shape[0] > 0:
-                x[j] = forced[g, j]
-            elif thresholds.shape[0] > 0:
-                x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
-            else:
-                x[j] = 1.0 if np.random.random() < p[j] else 0.0
-            out[g, j] = np.uint8(x[j])
-            if probs.shape[0] > 0:
-                probs[g, j] = p[j]
+        _draw(g, p, x, out, probs, forced, thresholds)
         if control:
-            # slow integral control of each unit's offset toward its target rate (see
-            # calibration.RateController, which this mirrors)
-            for j in range(N):
-                mean[j] += alpha * (p[j] - mean[j])
-            if (g + 1) % every == 0:
-                for j in range(N):
-                    b = bias[j] + ctrl_gain * (math.log(rates[j]) - math.log(max(mean[j], 1e-7)))
-                    bias[j] = min(max(b, start[j] - max_shift), start[j] + max_shift)
+            _control(g, p, mean, alpha, every, bias, ctrl_gain, rates, start, max_shift)
     return pos
 
 
@@ -283,22 +296,9 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
         g = t - n_prompt + 1            # the bin these probabilities are for
         for j in range(N):
             p[j] = 1.0 / (1.0 + math.exp(-(base_gain * base[j] + corr_gain * corr[j] + bias[j])))
-            if forced.shape[0] > 0:
-                x[j] = forced[g, j]
-            elif thresholds.shape[0] > 0:
-                x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
-            else:
-                x[j] = 1.0 if np.random.random() < p[j] else 0.0
-            out[g, j] = np.uint8(x[j])
-            if probs.shape[0] > 0:
-                probs[g, j] = p[j]
+        _draw(g, p, x, out, probs, forced, thresholds)
         if control:
-            for j in range(N):
-                mean[j] += alpha * (p[j] - mean[j])
-            if (g + 1) % every == 0:
-                for j in range(N):
-                    b = bias[j] + ctrl_gain * (math.log(rates[j]) - math.log(max(mean[j], 1e-7)))
-                    bias[j] = min(max(b, start[j] - max_shift), start[j] + max_shift)
+            _control(g, p, mean, alpha, every, bias, ctrl_gain, rates, start, max_shift)
     return pos
 
 

@@ -10,7 +10,7 @@ import torch
 from . import __version__
 from .binning import BinnedSpikes, bin_spikes
 from . import fused
-from .calibration import (RATE_CONTROL, RateController, TargetCalibration,
+from .calibration import (RateController, TargetCalibration,
                           fit_free_running, fit_target_calibration, free_run_args,
                           identity)
 from .checkpoint import check_data, load_model

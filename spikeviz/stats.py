@@ -218,9 +218,11 @@ def block_rates(X: np.ndarray, bin_ms: float, block_bins: int) -> list[float]:
     return [float(X[i:i + block_bins].mean() * 1000.0 / bin_ms) for i in range(0, len(X), block_bins)]
 
 
-def _against(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: float,
-             block_bins: int) -> dict:
-    """One candidate's statistics and its distances to the real stretch."""
+def fidelity_entry(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: float = 1.0,
+                   block_s: float = BLOCK_S) -> dict:
+    """One candidate X's statistics and its distances to the real stretch (`rs`: its
+    firing_stats), as in fidelity_report."""
+    block_bins = _bins_of(block_s * 1000.0, bin_ms)
     s = firing_stats(X, bin_ms)
     counts, real_counts = X.sum(0, dtype=np.int64), real.sum(0, dtype=np.int64)
     active = real_counts > 0
@@ -261,17 +263,23 @@ def fidelity_report(real: np.ndarray, generated: np.ndarray, reference: np.ndarr
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
         raise SpikevizError(f"fidelity needs real and generated (T, N) matrices of the same units, "
                             f"got shapes {real.shape} and {generated.shape}")
-    block = _bins_of(block_s * 1000.0, bin_ms)
+    out = fidelity_references(real, reference, bin_ms=bin_ms, seed=seed, block_s=block_s)
+    out["model"] = fidelity_entry(real, firing_stats(real, bin_ms), generated, bin_ms, block_s)
+    return {"bins": len(real), "units": real.shape[1], "bin_ms": bin_ms} | out
+
+
+def fidelity_references(real: np.ndarray, reference: np.ndarray | None = None, *,
+                        bin_ms: float = 1.0, seed: int = 0, block_s: float = BLOCK_S) -> dict:
+    """The entries of fidelity_report that need no model: real against itself, the ceiling
+    (`reference`, another real stretch, or None) and the rate-matched Poisson floor (seeded)."""
+    real = np.ascontiguousarray(real, np.uint8)
     rs = firing_stats(real, bin_ms)
     rng = np.random.default_rng(seed)
     floor = (rng.random(real.shape, dtype=np.float32) < real.mean(0)).astype(np.uint8)
-    out = {"bins": len(real), "units": real.shape[1], "bin_ms": bin_ms,
-           "real": _against(real, rs, real, bin_ms, block),
-           "model": _against(real, rs, generated, bin_ms, block),
-           "floor": _against(real, rs, floor, bin_ms, block)}
-    out["ceiling"] = None if reference is None else _against(
-        real, rs, np.ascontiguousarray(reference, np.uint8), bin_ms, block)
-    return out
+    return {"real": fidelity_entry(real, rs, real, bin_ms, block_s),
+            "floor": fidelity_entry(real, rs, floor, bin_ms, block_s),
+            "ceiling": None if reference is None else fidelity_entry(
+                real, rs, np.ascontiguousarray(reference, np.uint8), bin_ms, block_s)}
 
 
 def recording_fidelity(real: Recording, generated: Recording, start_s: float,
