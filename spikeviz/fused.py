@@ -37,6 +37,13 @@ def _draw(g, p, x, out, probs, forced, thresholds):
 
 
 @numba.njit(cache=True)
+def _control_state(rates, bias, tau):
+    """(on, running mean rates, starting offsets, smoothing) of the rate control in `_control`:
+    on when target rates are given."""
+    return rates.shape[0] > 0, rates.copy(), bias.copy(), 1.0 / tau
+
+
+@numba.njit(cache=True)
 def _control(g, p, mean, alpha, every, bias, ctrl_gain, rates, start, max_shift):
     """Slow integral control of each unit's offset toward its target rate (mirrors
     calibration.RateController)."""
@@ -156,10 +163,7 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
     p = np.empty(N, np.float32)
     x = x0.copy()
     pos = pos0
-    control = rates.shape[0] > 0
-    mean = rates.copy()
-    start = bias.copy()
-    alpha = 1.0 / tau
+    control, mean, start, alpha = _control_state(rates, bias, tau)
     n_prompt = prompt.shape[0]
     for t in range(n_prompt + n - 1):
         if t < n_prompt:
@@ -240,10 +244,7 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
     p = np.empty(N, np.float32)
     x = np.zeros(N, np.float32)
     pos = 0
-    control = rates.shape[0] > 0
-    mean = rates.copy()
-    start = bias.copy()
-    alpha = 1.0 / tau
+    control, mean, start, alpha = _control_state(rates, bias, tau)
     n_prompt = prompt.shape[0]
     for t in range(n_prompt + n - 1):
         if t < n_prompt:

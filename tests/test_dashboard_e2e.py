@@ -27,7 +27,9 @@ def browser():
         yield b
 
 
-def test_page_offline_threshold_and_session(server, browser, tmp_path):
+def test_page_offline_threshold_and_session(browser, server, tmp_path):
+    # (browser first: the server stops before the browser disconnects, so it never writes to
+    # a closed socket after the test)
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
