@@ -360,3 +360,27 @@ def test_streamed_plots_keep_their_glyphs_across_evaluations():
     state.window_start += 5
     assert {name: len(p.state.renderers) for name, p in plots.items()} == before
     assert not np.array_equal(plots["roc"].state.renderers[0].data_source.data["TPR"], data)
+
+
+def test_views_built_before_the_first_evaluation_follow_it():
+    """The page builds its plots before any result: the first evaluation must fill them with the
+    same glyphs (none added, which raced the browser) and move their ranges to the data (HoloViews
+    kept an empty first frame's ranges when framewise was set on the overlay)."""
+    import holoviews as hv
+
+    state = make_state(session=VITRO)
+    ev, frame = state.evaluation, state.frame
+    state.param.update(evaluation=None, frame=None)
+    makes = {"roc": ("evaluation", views.roc_curves), "pr": ("evaluation", views.pr_curves),
+             "rates": ("frame", statistics.rate_scatter), "isi": ("frame", statistics.isi_curves),
+             "population": ("frame", statistics.population_rate),
+             "correlations": ("frame", lambda f: statistics.correlation_image(f and f.stats, "generated"))}
+    plots = {key: hv.renderer("bokeh").get_plot(views.streamed(state, name, make))
+             for key, (name, make) in makes.items()}
+    glyphs = {key: len(p.state.renderers) for key, p in plots.items()}
+    state.param.update(evaluation=ev, frame=frame)
+    assert {key: len(p.state.renderers) for key, p in plots.items()} == glyphs
+    x = plots["population"].state.x_range
+    assert (x.start, x.end) == pytest.approx((ev.stretch.start_s, ev.stretch.start_s + ev.stretch.duration_s), abs=0.1)
+    assert plots["correlations"].state.x_range.end > 100   # 128 units, not the empty 2 x 2
+    assert plots["isi"].state.x_range.end > 10             # ms, on a log axis

@@ -244,7 +244,10 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
                      css_classes=["sv-readout"]),
         pn.Tabs(("Rasters", rasters(state)), ("Curves", curves(state)),
                 ("Firing statistics", statistics(state)), ("Results", results_tab(state)),
-                dynamic=True, sizing_mode="stretch_width"),
+                # Every tab rendered at once: Panel detaches a dynamic tab's models when it is left,
+                # and updating a detached text pane repointed the page's shared stylesheets at
+                # Panel's CDN (a request that leaves the server).
+                dynamic=False, sizing_mode="stretch_width"),
         pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
                                  state.param.evaluation), css_classes=["sv-note"]),
         sizing_mode="stretch_width")

@@ -14,8 +14,10 @@ from .views import COLORS, TIME, kept, once_ready, streamed
 def rate_scatter(frame: Frame | None) -> hv.Overlay:
     dims = [hv.Dimension("real", label="real rate", unit="Hz"),
             hv.Dimension("generated", label="generated rate", unit="Hz")]
-    if frame is None:
-        return hv.Overlay([hv.Scatter([], *dims)])
+    if frame is None:   # the same layers as with data: an update never adds glyphs to the page
+        return hv.Overlay([hv.Curve([], *dims).opts(color=COLORS["chance"], line_dash="dashed"),
+                           hv.Scatter([], dims[0], [dims[1], "column"]).opts(
+                               color=COLORS["generated"], size=6, alpha=0.7, tools=["hover"])])
     ev = frame.evaluation
     real, gen = ev.real_stats.rates_hz, frame.stats.rates_hz
     lo = max(min(real[real > 0].min(initial=1.0), gen[gen > 0].min(initial=1.0)) / 2, 1e-2)
@@ -23,41 +25,48 @@ def rate_scatter(frame: Frame | None) -> hv.Overlay:
     floor = lo  # silent units sit on the axis floor instead of vanishing from a log plot
     pts = hv.Scatter((np.maximum(real, floor), np.maximum(gen, floor), np.arange(len(real))), dims[0],
                      [dims[1], "column"])
-    return hv.Overlay([hv.Curve([(lo, lo), (hi, hi)], *dims).opts(color=COLORS["chance"], line_dash="dashed"),
-                       pts.opts(color=COLORS["generated"], size=6, alpha=0.7, tools=["hover"])]).opts(
-        xlim=(lo, hi), ylim=(lo, hi))
+    # Limits and framewise on the elements: set on the overlay or its DynamicMap, HoloViews kept
+    # the ranges of the first (empty) frame.
+    limits = dict(xlim=(lo, hi), ylim=(lo, hi), framewise=True)
+    return hv.Overlay([hv.Curve([(lo, lo), (hi, hi)], *dims).opts(color=COLORS["chance"], line_dash="dashed", **limits),
+                       pts.opts(color=COLORS["generated"], size=6, alpha=0.7, tools=["hover"], **limits)])
+
+
+def _real_and_generated(real, generated, dims, **opts) -> hv.Overlay:
+    """A real and a generated curve, labelled the same with or without data."""
+    return hv.Overlay([hv.Curve(real, *dims, label="real").opts(color=COLORS["real"], framewise=True, **opts),
+                       hv.Curve(generated, *dims, label="generated").opts(color=COLORS["generated"],
+                                                                          framewise=True, **opts)])
 
 
 def isi_curves(frame: Frame | None) -> hv.Overlay:
     dims = [hv.Dimension("isi", label="inter-spike interval", unit="ms"), hv.Dimension("fraction")]
     if frame is None:
-        return hv.Overlay([hv.Curve([], *dims)])
+        return _real_and_generated([], [], dims, interpolation="steps-mid")
     ev = frame.evaluation
     edges = ev.real_stats.isi_edges_ms
     mid = np.sqrt(edges[1:] * edges[:-1])
-    return hv.Overlay([
-        hv.Curve((mid, ev.real_stats.isi_pdf), *dims, label="real").opts(color=COLORS["real"], interpolation="steps-mid"),
-        hv.Curve((mid, frame.stats.isi_pdf), *dims, label="generated").opts(color=COLORS["generated"], interpolation="steps-mid")])
+    return _real_and_generated((mid, ev.real_stats.isi_pdf), (mid, frame.stats.isi_pdf), dims,
+                               interpolation="steps-mid")
 
 
 def population_rate(frame: Frame | None) -> hv.Overlay:
     dims = [TIME, hv.Dimension("rate", label="population rate per unit", unit="Hz")]
     if frame is None:
-        return hv.Overlay([hv.Curve([], *dims)])
+        return _real_and_generated([], [], dims, line_width=1)
     ev = frame.evaluation
     step = ev.real_stats.pop_ms / 1000.0
     t_real = ev.stretch.start_s + np.arange(len(ev.real_stats.pop_rate_hz)) * step
     t_gen = ev.stretch.start_s + np.arange(len(frame.stats.pop_rate_hz)) * step
-    return hv.Overlay([
-        hv.Curve((t_real, ev.real_stats.pop_rate_hz), *dims, label="real").opts(color=COLORS["real"], line_width=1),
-        hv.Curve((t_gen, frame.stats.pop_rate_hz), *dims, label="generated").opts(color=COLORS["generated"], line_width=1, alpha=0.8)])
+    return _real_and_generated((t_real, ev.real_stats.pop_rate_hz), (t_gen, frame.stats.pop_rate_hz),
+                               dims, line_width=1)
 
 
 def correlation_image(stats, title: str) -> hv.Image:
     n = 2 if stats is None else stats.n_units
     C = np.zeros((n, n)) if stats is None else np.where(np.eye(n, dtype=bool), np.nan, stats.corr)
     return hv.Image((np.arange(n), np.arange(n), C), ["unit i", "unit j"],
-                    hv.Dimension("r", label="count correlation")).relabel(title)
+                    hv.Dimension("r", label="count correlation")).relabel(title).opts(framewise=True)
 
 
 def _fmt(value) -> str:
@@ -111,11 +120,11 @@ def statistics_views(state: DashboardState) -> pn.Column:
     fr = state.param.frame
     common = dict(responsive=True, height=320, show_grid=True)
     rates = streamed(state, "frame", rate_scatter).opts(
-        title="Per-unit rate, generated vs real", logx=True, logy=True, framewise=True, **common)
+        title="Per-unit rate, generated vs real", logx=True, logy=True, **common)
     isi = streamed(state, "frame", isi_curves).opts(
-        title="ISI distribution (pooled)", logx=True, framewise=True, legend_position="top_right", **common)
+        title="ISI distribution (pooled)", logx=True, legend_position="top_right", **common)
     pop = streamed(state, "frame", population_rate).opts(
-        title="Population rate (10 ms bins)", framewise=True, legend_position="top_right",
+        title="Population rate (10 ms bins)", legend_position="top_right",
         **(common | {"tools": ["xwheel_zoom"], "active_tools": ["xwheel_zoom"]}))
     corr_opts = dict(cmap="RdBu_r", clim=(-0.1, 0.1), frame_width=320, frame_height=320, colorbar=True,
                      xaxis=None, yaxis=None, tools=["hover"])

@@ -34,6 +34,7 @@ WAITING_CSS = """
 .sv-waiting {border: 1px dashed #c4cad4; border-radius: 6px; background: #f4f6f9; color: #5b6472;
              padding: 6px 12px; font-size: 13px;}
 .sv-stale {opacity: 0.3; filter: grayscale(1); pointer-events: none;}
+.sv-hidden {visibility: hidden;}
 """
 
 
@@ -56,23 +57,24 @@ def waiting(state: DashboardState, what: str, name: str) -> pn.Column:
 
 def once_ready(state: DashboardState, what: str, name: str, build, css_classes: list[str] | None = None
                ) -> pn.Column:
-    """Only the waiting note until `state.<name>` first has data, then `build()`'s view (built
-    once, never replaced: its plots follow the state). While newer data is computed the view is
-    greyed out under the note, so old results never pass for new ones. (Plots are not created
-    hidden: a Bokeh plot rendered while hidden did not show later updates.)"""
-    holder = pn.Column(waiting(state, what, name), sizing_mode="stretch_width", css_classes=css_classes or [])
+    """`build()`'s view under a waiting note while `state.<name>` is None: hidden until it first
+    has data, then greyed out while newer data is computed, so old results never pass for new
+    ones. The view is built with the page and never replaced: its plots follow the state.
+    (Adding plots to a page already shown lost models on their way to the browser, and a Bokeh
+    plot laid out while hidden with `visible=False` did not show later updates: hidden here
+    keeps its place.)"""
+    view = pn.Column(build(), sizing_mode="stretch_width", css_classes=["sv-hidden"])
 
     def follow(value) -> None:
-        if value is not None and len(holder) == 1:
-            # Greyed out through a Column's class: a HoloViews pane's own styles fail to sync in
-            # Panel 1.9, and changing styles made Panel re-resolve stylesheets against its CDN.
-            holder.append(pn.Column(build(), sizing_mode="stretch_width"))
-        if len(holder) == 2:
-            holder[1].css_classes = [] if value is not None else ["sv-stale"]
+        if value is not None:
+            view.css_classes = []
+        elif view.css_classes != ["sv-hidden"]:
+            view.css_classes = ["sv-stale"]
 
     state.param.watch(lambda event: follow(event.new), name)
     follow(getattr(state, name))
-    return holder
+    return pn.Column(waiting(state, what, name), view, sizing_mode="stretch_width",
+                     css_classes=css_classes or [])
 
 
 # --- rasters ------------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def generated_points(frame: Frame | None) -> hv.Points:
 
 def probability_image(ev: Evaluation | None) -> hv.Image:
     vdim = hv.Dimension("p", label="p(spike)")
-    if ev is None:   # never shown: the pane is hidden without an evaluation
+    if ev is None:   # never seen: the view is hidden until the first evaluation
         return hv.Image(np.zeros((2, 2)), [TIME, UNIT], vdim)
     s = ev.stretch
     n = ev.P.shape[1]
@@ -222,32 +224,31 @@ def rasters(state: DashboardState) -> pn.viewable.Viewable:
 
 # --- curves ------------------------------------------------------------------------------------
 
-def _curve_layers(ev: Evaluation, curve, dims: list[str]) -> list[hv.Curve]:
-    """One curve per role, the same labels in every evaluation: HoloViews matches a streamed
-    overlay's layers by label, and a new label would add glyphs to the page on every update.
-    (The AUCs are in the readout and the Results tab.) A baseline that generates is drawn as
-    the generator; its own layer stays empty."""
-    layers = [hv.Curve(curve(ev.hist), *dims, label="generator").opts(
-        color=color_of(ev.generator.name), line_width=3)]
+def _curve_layers(ev: Evaluation | None, curve, dims: list[str]) -> list[hv.Curve]:
+    """One curve per role, the same labels with or without an evaluation: HoloViews matches a
+    streamed overlay's layers by label, and a new label would add glyphs to the page on every
+    update. (The AUCs are in the readout and the Results tab.) A baseline that generates is drawn
+    as the generator; its own layer stays empty."""
+    def points(h) -> list | tuple:
+        return [] if h is None else curve(h)
+
+    generator = None if ev is None else ev.generator.name
+    layers = [hv.Curve(points(ev and ev.hist), *dims, label="generator").opts(
+        color=color_of(generator or "model"), line_width=3)]
     for name in compute.BASELINES:
-        h = ev.hists.get(name) if name != ev.generator.name else None
-        layers.append(hv.Curve(curve(h) if h is not None else [], *dims, label=name).opts(
-            color=color_of(name), line_width=1.6))
+        h = ev.hists.get(name) if ev is not None and name != generator else None
+        layers.append(hv.Curve(points(h), *dims, label=name).opts(color=color_of(name), line_width=1.6))
     return layers
 
 
 def roc_curves(ev: Evaluation | None) -> hv.Overlay:
     chance = hv.Curve([(0, 0), (1, 1)], "FPR", "TPR", label="chance").opts(
         color=COLORS["chance"], line_dash="dashed")
-    if ev is None:
-        return hv.Overlay([chance])
     return hv.Overlay([*_curve_layers(ev, lambda h: h.roc_curve()[:2], ["FPR", "TPR"]), chance])
 
 
 def pr_curves(ev: Evaluation | None) -> hv.Overlay:
-    if ev is None:
-        return hv.Overlay([hv.Curve([], "recall", "precision")])
-    base = ev.hist.base_rate
+    base = 0.0 if ev is None else ev.hist.base_rate
     return hv.Overlay([*_curve_layers(ev, lambda h: h.pr_curve()[1::-1], ["recall", "precision"]),
                        hv.Curve([(0, base), (1, base)], "recall", "precision", label="chance").opts(
                            color=COLORS["chance"], line_dash="dashed")])
