@@ -282,7 +282,8 @@ class DashboardState(param.Parameterized):
 
     def _direction_chosen(self, event: param.parameterized.Event) -> None:
         """A direction that no longer fits the test data or checkpoint was picked by hand: switch
-        them to ones that fit it. (A direction set to fit them changes nothing here.)"""
+        them to ones that fit it. (A direction set to fit them changes nothing here, nor does a
+        checkpoint whose header names no domain.)"""
         source, target = self.direction.split("->")
         updates = {}
         if self.target_domain != target:
@@ -291,7 +292,7 @@ class DashboardState(param.Parameterized):
             else:
                 updates["session"] = next(n for n in bundled_names() if session_domain(n) == target)
         info = self.checkpoint_info
-        if info is not None and not info.any_domain and info.domain != source:
+        if info is not None and info.domain and not info.any_domain and info.domain != source:
             updates["checkpoint"] = self._default_checkpoint(source, target)
         self.param.update(updates)
 
