@@ -18,7 +18,7 @@ import spikeviz
 from spikeviz.baselines import ALL_BASELINES, make_baseline
 from spikeviz.likelihood import LogLikelihood
 from spikeviz.metrics import scores_histograms
-from spikeviz.predictor import split_bounds
+from spikeviz.binning import split_bounds
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def bench_threshold(repeats: int) -> dict:
     app.limit_blas_threads()   # as the served app does
     state = DashboardState(threaded=False)
     assert not state.error, state.error
-    presets = state.evaluation.presets
+    presets = state.evaluation.thresholds
     values = sorted(presets.values())
     grid = [values[0] * 0.8, *values, values[-1] * 1.25]
     threshold_views(state, grid[0])   # warm caches and numba

@@ -14,7 +14,7 @@ import time
 import spikeviz
 from spikeviz.baselines import EWMAPredictor, TunedEWMAPredictor
 from spikeviz.metrics import ScoreHistogram
-from spikeviz.predictor import split_bounds
+from spikeviz.binning import split_bounds
 from spikeviz.uncertainty import METRICS, BlockScores, paired_difference
 
 

@@ -1,5 +1,7 @@
-"""Causal baselines every result stands next to: rate, EWMA (fixed, tuned tau), pooled/per-unit/coupled GLMs."""
+"""Causal baselines every result stands next to (rate, EWMA with fixed or tuned tau, pooled/per-unit/coupled GLMs) and the Predictor interface they share with the model."""
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scipy.signal import lfilter
@@ -8,6 +10,23 @@ from .errors import SpikevizError
 from .glm import _ROWS, CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
 from .likelihood import LogLikelihood
 from .metrics import ScoreHistogram
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything that gives next-bin spike probabilities from the past (the baselines here,
+    predict.ModelPredictor for a checkpoint).
+
+    `predict(X)` takes a binary (T, N) matrix and returns float32 P of the same shape with
+    P[t] = p(X[t+1] = 1 | X[0..t]): row t never depends on rows after t. `fit(X_train)` learns
+    what it needs from a training stretch (a no-op for training-free predictors) and returns self.
+    """
+
+    name: str
+
+    def fit(self, X_train: np.ndarray) -> "Predictor": ...
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
 class RatePredictor:

@@ -1,4 +1,4 @@
-"""Binning spike times into binary (time x unit) matrices, unit selection and bit-packing."""
+"""Binning spike times into binary (time x unit) matrices, the chronological split, unit selection and bit-packing."""
 from __future__ import annotations
 
 import math
@@ -9,6 +9,17 @@ import numpy as np
 
 from .errors import SpikevizError
 from .recording import Recording
+
+
+# Chronological: the model is tuned on what comes after its training bins, scored on what comes last.
+SPLIT_FRACTIONS = {"train": (0.0, 0.5), "valid": (0.5, 0.75), "test": (0.75, 1.0)}
+SPLIT_NAME = "train 0-50 %, valid 50-75 %, test 75-100 % (chronological)"
+
+
+def split_bounds(n_bins: int) -> dict[str, tuple[int, int]]:
+    """Bin ranges of the chronological split: first 50 % train, next 25 % validation, last 25 % test."""
+    return {name: (int(round(a * n_bins)), int(round(b * n_bins)))
+            for name, (a, b) in SPLIT_FRACTIONS.items()} | {"all": (0, n_bins)}
 
 
 def n_bins_of(length_s: float, bin_ms: float) -> int:
@@ -126,10 +137,8 @@ def select_units(recording: Recording, n_units: int, select: str | Sequence = "r
 
 def train_units(recording: Recording, n_units: int, pad: bool = False) -> list:
     """The `n_units` most active units of the training split (the first 50 %, see
-    predictor.SPLIT_FRACTIONS), in recorded order: what a model sees is never chosen by activity in
+    SPLIT_FRACTIONS), in recorded order: what a model sees is never chosen by activity in
     the bins it is validated or scored on."""
-    from .predictor import SPLIT_FRACTIONS
-
     end = SPLIT_FRACTIONS["train"][1] * recording.duration_s
     counts = np.array([np.count_nonzero(t < end) for t in recording.spike_times], np.int64)
     return select_units(recording, n_units, "rate", counts=counts, pad=pad)

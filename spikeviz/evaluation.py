@@ -9,10 +9,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .baselines import ALL_BASELINES, RatePredictor, make_baseline
-from .binning import n_bins_of, bin_range, bin_rates, train_units
+from .binning import SPLIT_NAME, bin_range, bin_rates, n_bins_of, split_bounds, train_units
 from .catalog import direction, recording_domain
 from .errors import SpikevizError
-from .predictor import SPLIT_NAME, Predictor, split_bounds
+from .baselines import Predictor
 from .recording import Recording
 from .likelihood import LogLikelihood
 from .scoring import (PROTOCOLS, Scored, json_safe, parse_threshold, resolve_threshold,

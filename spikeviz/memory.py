@@ -46,7 +46,7 @@ def estimate_training(preset: str, n_units: int, n_bins: int, batch_size: int | 
     O(context) otherwise; transfer-preset batches hold one sequence per unit.
     """
     from .model import PRESETS
-    from .predictor import SPLIT_FRACTIONS
+    from .binning import SPLIT_FRACTIONS
     from .training import BATCH
 
     p = PRESETS[preset]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .binning import BinnedSpikes, bin_spikes
+from .binning import BinnedSpikes, bin_spikes, split_bounds
 from . import fused
 from .calibration import (RateController, TargetCalibration,
                           fit_free_running, fit_target_calibration, free_run_args,
@@ -16,7 +16,6 @@ from .calibration import (RateController, TargetCalibration,
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
 from .model import SpikeTransformer, compute_traces
-from .predictor import split_bounds
 from .recording import Recording
 
 # Tokens (windows x bins x sequences) per forward pass: measured fastest on CPU at a few

@@ -213,7 +213,7 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
     sessions, not all) only on the sessions they never saw. `jobs` > 1 evaluates groups of
     checkpoints in that many processes (each fits its own baselines)."""
     from .checkpoint import load_model
-    from .predictor import SPLIT_NAME
+    from .binning import SPLIT_NAME
 
     paths = list(checkpoints) if checkpoints is not None else table_checkpoints()
     if not paths:

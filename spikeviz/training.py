@@ -12,7 +12,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .binning import BinnedSpikes, bin_spikes, train_units
+from .binning import SPLIT_NAME, BinnedSpikes, bin_spikes, split_bounds, train_units
 from .calibration import fit_calibration
 from .distributed import Distributed
 from .checkpoint import checked_config, read_tensors, save_checkpoint, write_tensors
@@ -21,7 +21,6 @@ from .losses import make_loss
 from .metrics import pr_auc, roc_auc
 from .model import ModelConfig, build_model, compute_traces, preset_config
 from .predict import scores_for_range
-from .predictor import SPLIT_NAME, split_bounds
 from .recording import Recording
 
 # Per preset: windows per batch (transfer windows hold one sequence per unit, hence fewer), the

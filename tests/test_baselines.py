@@ -9,7 +9,8 @@ from spikeviz.baselines import (ALL_BASELINES, RATE_WEIGHTS, CoupledGLMPredictor
                                 make_baseline)
 from spikeviz.likelihood import LogLikelihood
 from spikeviz.metrics import ScoreHistogram
-from spikeviz.predictor import Predictor, split_bounds
+from spikeviz.baselines import Predictor
+from spikeviz.binning import split_bounds
 
 
 def _stretches(name, train_s=150, test_s=30):

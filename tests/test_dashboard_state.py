@@ -43,7 +43,7 @@ def n_points(element) -> int:
 def test_first_evaluation_feeds_every_view():
     state = make_state(session=VITRO)
     ev, frame = state.evaluation, state.frame
-    assert state.direction == "vitro->vitro" and state.preset == "density"
+    assert state.direction == "vitro->vitro" and state.threshold_rule == "density"
     assert ev.generator.name == "glm-coupled"
     assert list(ev.predictions) == ["glm-coupled", "rate", "ewma-tuned"]
     # Generated trains are Bernoulli draws by default, their count near the real one.
@@ -73,15 +73,15 @@ def test_threshold_moves_f1_and_generated_raster_without_predicting(predict_call
     misses = state.cache.misses
     before_f1, before_gen = state.frame.op.f1, n_points(views.generated_points(state.frame))
     evaluation = state.evaluation
-    state.threshold = state.evaluation.presets["density"] * 2
-    assert state.preset == "custom"
+    state.threshold = state.evaluation.thresholds["density"] * 2
+    assert state.threshold_rule == "custom"
     assert state.frame.op.f1 != before_f1
     assert n_points(views.generated_points(state.frame)) != before_gen
     assert state.frame.op.predicted_spikes < state.frame.op.real_spikes
     assert len(predict_calls) == 3 and state.cache.misses == misses
     assert state.evaluation is evaluation   # nothing upstream of the threshold was redone
-    state.preset = "youden"
-    assert state.threshold == state.evaluation.presets["youden"] and len(predict_calls) == 3
+    state.threshold_rule = "youden"
+    assert state.threshold == state.evaluation.thresholds["youden"] and len(predict_calls) == 3
 
 
 def test_revisiting_a_window_hits_the_prediction_cache(predict_calls):
@@ -189,7 +189,7 @@ def test_checkpoint_generates_and_threshold_does_not_repredict(predict_calls):
     assert list(state.evaluation.predictions)[0] == name and state.direction == "vitro->vitro"
     assert len(predict_calls) == 4
     f1 = state.frame.op.f1
-    state.threshold = state.evaluation.presets["max-f1"]
+    state.threshold = state.evaluation.thresholds["max-f1"]
     assert state.frame.op.f1 >= f1 - 1e-9 and len(predict_calls) == 4
 
 
@@ -239,13 +239,13 @@ def test_a_typed_threshold_survives_new_evaluations():
     """Only a pressed preset moves the threshold: a new session's evaluation keeps a typed one."""
     state = make_state(session=VITRO)
     state.threshold = 0.0123
-    assert state.preset == "custom"
+    assert state.threshold_rule == "custom"
     state.session = VIVO
     assert state.error == "" and state.evaluation.data_key == (VIVO,)
-    assert state.threshold == 0.0123 and state.preset == "custom"
+    assert state.threshold == 0.0123 and state.threshold_rule == "custom"
     assert state.frame.threshold == pytest.approx(0.0123, rel=0.02)
-    state.preset = "density"
-    assert state.threshold == state.evaluation.presets["density"]
+    state.threshold_rule = "density"
+    assert state.threshold == state.evaluation.thresholds["density"]
 
 
 def test_a_switch_clears_the_old_results_before_the_new_ones_arrive(monkeypatch):
@@ -298,8 +298,8 @@ def test_generated_trains_download_with_provenance(tmp_path):
     from spikeviz.io import load_recording
 
     state = make_state(session=VITRO, draw="pooled")
-    state.threshold = state.evaluation.presets["density"] * 1.5
-    gen = generated_recording(state.frame, state.recording, state.preset, state.seed)
+    state.threshold = state.evaluation.thresholds["density"] * 1.5
+    gen = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed)
     assert gen.n_spikes == state.frame.op.predicted_spikes
     (tmp_path / "g.nwb").write_bytes(as_file(gen, ".nwb"))
     back = load_recording(tmp_path / "g.nwb")
@@ -343,7 +343,7 @@ def test_cancel_stops_a_fit_and_the_page_goes_on():
     state.param.trigger("fit")
     assert state.fit_status.startswith("cancelled") and not state.fit_busy and state.error == ""
     assert list(state.param.checkpoint.objects) == options and state.checkpoint == "generalist-focal"
-    state.threshold = state.evaluation.presets["density"] * 2
+    state.threshold = state.evaluation.thresholds["density"] * 2
     assert state.frame.threshold == pytest.approx(state.threshold, rel=0.02)
 
 

@@ -11,7 +11,7 @@ from spikeviz.likelihood import LogLikelihood, bits_per_spike, reliability
 from spikeviz.metrics import (THRESHOLD_RULES, ScoreHistogram,
                               level_edges, pr_auc, roc_auc, score_level,
                               scores_histograms, threshold_preset)
-from spikeviz.predictor import split_bounds
+from spikeviz.binning import split_bounds
 
 RNG = np.random.default_rng(7)
 

@@ -7,7 +7,7 @@ import spikeviz
 from spikeviz import ModelPredictor, generate, load_model, predict_next
 from spikeviz.catalog import models_dir, sessions
 from spikeviz.model import SpikeTransformer, compute_traces, preset_config
-from spikeviz.predictor import Predictor
+from spikeviz.baselines import Predictor
 
 
 def make(preset, n_units=10, context=None):

@@ -5,7 +5,7 @@ from safetensors.torch import load_file
 
 from spikeviz.checkpoint import load_model, read_tensors
 from spikeviz.cli import main
-from spikeviz.predictor import split_bounds
+from spikeviz.binning import split_bounds
 from spikeviz.training import state_path
 
 SESSION = "invitro_210511001_bh"

@@ -14,7 +14,7 @@ from spikeviz.scoring import resolve_threshold, score_stretch
 from spikeviz.metrics import ScoreHistogram, pr_auc
 from spikeviz.model import SpikeTransformer, preset_config
 from spikeviz.predict import generate_recording, scores_for_range
-from spikeviz.predictor import split_bounds
+from spikeviz.binning import split_bounds
 from spikeviz.recording import Recording
 from spikeviz.training import TrainOptions, train_recording
 

@@ -49,7 +49,7 @@ def baseline_list(text: str) -> tuple[str, ...]:
 
 def split_text() -> str:
     """The chronological split in words, from the one place that defines it."""
-    from ..predictor import SPLIT_FRACTIONS
+    from ..binning import SPLIT_FRACTIONS
 
     return ", ".join(f"{name} {100 * a:g}-{100 * b:g} %" for name, (a, b) in
                      sorted(SPLIT_FRACTIONS.items(), key=lambda kv: kv[1]))

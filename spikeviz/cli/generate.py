@@ -110,7 +110,7 @@ def start_of_test_split(recording: Recording, bin_ms: float) -> float:
     """The start of the recording's test split (s): generation there has a real past and is
     not fed data the model trained on."""
     from ..binning import n_bins_of
-    from ..predictor import split_bounds
+    from ..binning import split_bounds
 
     return split_bounds(n_bins_of(recording.duration_s, bin_ms))["test"][0] * bin_ms / 1000.0
 

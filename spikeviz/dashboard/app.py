@@ -133,7 +133,7 @@ def controls(state: DashboardState) -> list:
         W.FloatInput.from_param(state.param.draw_level, name="Rule level",
                                 visible=pn.bind(lambda d: d in ("unit-density", "lift"), state.param.draw)),
         "### Threshold",
-        W.RadioButtonGroup.from_param(state.param.preset, name="Preset", button_type="primary",
+        W.RadioButtonGroup.from_param(state.param.threshold_rule, name="Preset", button_type="primary",
                                       button_style="outline"),
         W.EditableFloatSlider.from_param(state.param.threshold, name="Decision threshold", format="0.0000",
                                          css_classes=["sv-threshold"]),
@@ -177,7 +177,7 @@ def downloads(state: DashboardState) -> pn.FlexBox:
     def trains(suffix: str):
         if state.frame is None or state.recording is None:
             return None
-        return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.preset, state.seed, state.draw_level),
+        return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.threshold_rule, state.seed, state.draw_level),
                                   suffix))
 
     button = dict(button_type="primary", button_style="outline", width=220)

@@ -18,7 +18,7 @@ from ..calibration import TargetCalibration, fit_free_running, fit_target_calibr
 from ..errors import SpikevizError
 from ..evaluation import WARMUP_S, Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
-from ..predictor import SPLIT_FRACTIONS, SPLIT_NAME
+from ..binning import SPLIT_FRACTIONS, SPLIT_NAME
 from ..recording import Recording
 from ..scoring import FPR_CAP, Scored, score_stretch
 from ..stats import FiringStats, compare_stats, fidelity_entry, fidelity_references, firing_stats
@@ -28,7 +28,7 @@ N_UNITS = 128
 BIN_MS = 1.0
 UNIT_ORDERS = ("auto", "recorded", "random", "rate-rank")
 DEFAULT_LENGTH_S = 30.0   # the default window: with its warm-up, 60 s of bins to predict
-PRESETS = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
+THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # The baselines beside the generator: what `spikeviz evaluate` fits on the target's own train
 # split, from the simplest to the strongest. Without a checkpoint the strongest generates.
 BASELINES = ("rate", "ewma-tuned", "glm-coupled")
@@ -36,7 +36,7 @@ BASELINE_GENERATOR = BASELINES[-1]
 
 
 def test_split_s(recording: Recording) -> tuple[float, float]:
-    """Start and end (s) of the chronological test split (predictor.SPLIT_FRACTIONS)."""
+    """Start and end (s) of the chronological test split (binning.SPLIT_FRACTIONS)."""
     a, b = SPLIT_FRACTIONS["test"]
     return a * recording.duration_s, b * recording.duration_s
 
@@ -164,7 +164,7 @@ class Generator:
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """Everything the threshold does not change: stretch, predictions, presets, real statistics."""
+    """Everything the threshold does not change: stretch, predictions, each threshold rule's threshold, real statistics."""
 
     stretch: Stretch                      # what the generator predicts (model column order)
     predictions: dict[str, Prediction]    # generator first, then the baselines
@@ -176,7 +176,7 @@ class Evaluation:
     references: dict                      # stats.fidelity_references: real, ceiling and floor
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
-    presets: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
 
     @property
     def P(self) -> np.ndarray:
@@ -356,7 +356,7 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       firing_stats(Y, BIN_MS),
                       fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed),
-                      firing_stats(Y[:n], BIN_MS), plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in PRESETS})
+                      firing_stats(Y[:n], BIN_MS), plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in THRESHOLD_RULES})
 
 
 @dataclass(frozen=True, eq=False)

@@ -58,10 +58,11 @@ def session_domain(name: str) -> str | None:
         return None
 
 
-def load_source(name: str | None, path: str = "", file_format: str | None = None,
-                tick_ms: float | None = None, sample_rate: float | None = None,
-                roots: tuple[Path, ...] | None = None) -> Recording:
-    """A bundled session by `name`, or the file at `path` (checked against the allowed roots)."""
+def open_test_recording(name: str | None, path: str = "", file_format: str | None = None,
+                        tick_ms: float | None = None, sample_rate: float | None = None,
+                        roots: tuple[Path, ...] | None = None) -> Recording:
+    """The recording a page evaluates on: a bundled session by `name`, or the file at `path`
+    (checked against the allowed roots)."""
     if name:
         return session(name).load()
     return load_path(checked_path(path, roots), format=file_format, tick_ms=tick_ms,

@@ -17,12 +17,12 @@ from ..recording import Recording
 from . import compute, results
 from ..evaluation import Stretch
 from ..predict import DRAW_RULES
-from .compute import (BASELINE_GENERATOR, DEFAULT_LENGTH_S, PRESETS, SHARED_CACHE, UNIT_ORDERS,
+from .compute import (BASELINE_GENERATOR, DEFAULT_LENGTH_S, SHARED_CACHE, THRESHOLD_RULES, UNIT_ORDERS,
                       Evaluation, Frame, Generator, LRUCache, test_split_s)
 from .fitting import fit_checkpoint
 from .jobs import Jobs
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
-                      checkpoint_choices, checkpoint_roots, load_source, read_checkpoint,
+                      checkpoint_choices, checkpoint_roots, open_test_recording, read_checkpoint,
                       session_domain)
 from .upload import store_upload, upload_folder
 
@@ -85,7 +85,7 @@ class DashboardState(param.Parameterized):
                               label="Rule level", doc="unit-density: count ratio to the unit's "
                               "expected count; lift: how many times its causal rate p must reach")
     threshold = param.Number(0.5, bounds=(0.0, 1.0), step=1e-4)
-    preset = param.Selector(default="density", objects={"custom": "custom", **{v: k for k, v in PRESETS.items()}},
+    threshold_rule = param.Selector(default="density", objects={"custom": "custom", **{v: k for k, v in THRESHOLD_RULES.items()}},
                             doc="Youden: max TPR - FPR with FPR <= 0.5 %; density: as many spikes as real")
     compute_table = param.Event(label="Compute the table")
     # Fitting a checkpoint to the loaded recording
@@ -168,7 +168,7 @@ class DashboardState(param.Parameterized):
     def target_domain(self) -> str:
         return session_domain(self.session) or self.file_domain
 
-    def _source_args(self) -> dict:
+    def _test_recording_args(self) -> dict:
         if self.session != OPEN_FILE:
             return {"name": self.session}
         roots = allowed_roots() + ((self._upload_dir.resolve(),) if self._upload_dir else ())
@@ -198,11 +198,11 @@ class DashboardState(param.Parameterized):
         if self.session == OPEN_FILE and not self.path.strip():
             self.status = "give a path and press Open file"
             return
-        args = self._source_args()
+        args = self._test_recording_args()
 
         def work(progress):
             progress(0.1, f"loading {args['name'] or args['path']}")
-            recording = load_source(**args)
+            recording = open_test_recording(**args)
             key = (args["name"],) if args["name"] else (
                 str(Path(args["path"]).resolve()), Path(args["path"]).stat().st_mtime_ns,
                 args["file_format"], args["tick_ms"], args["sample_rate"])
@@ -392,26 +392,26 @@ class DashboardState(param.Parameterized):
         self._jobs.submit("evaluate", plan, planned, self._fail)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
-        # The slider spans a few times the presets: spike probabilities are small in vivo.
-        top = min(1.0, 4 * max(evaluation.presets.values()))
+        # The slider spans a few times the rules' thresholds: spike probabilities are small in vivo.
+        top = min(1.0, 4 * max(evaluation.thresholds.values()))
         self.param.threshold.softbounds = (0.0, max(float(f"{top:.2g}"), self.threshold))
         updates: dict[str, Any] = {"evaluation": evaluation}
-        if self.preset != "custom":   # a typed threshold stays: only a pressed preset moves it
-            updates["threshold"] = _probability(evaluation.presets[self.preset])
+        if self.threshold_rule != "custom":   # a typed threshold stays: only a pressed rule moves it
+            updates["threshold"] = _probability(evaluation.thresholds[self.threshold_rule])
         self.param.update(updates)
 
-    @param.depends("preset", watch=True)
-    def _preset_chosen(self) -> None:
-        if self.evaluation is not None and self.preset != "custom":
-            self.threshold = _probability(self.evaluation.presets[self.preset])
+    @param.depends("threshold_rule", watch=True)
+    def _rule_chosen(self) -> None:
+        if self.evaluation is not None and self.threshold_rule != "custom":
+            self.threshold = _probability(self.evaluation.thresholds[self.threshold_rule])
 
     @param.depends("threshold", watch=True)
     def _threshold_set(self) -> None:
-        """A threshold other than the preset's (typed or dragged, even before any evaluation)
-        makes the preset custom, so no later evaluation replaces it."""
+        """A threshold other than the rule's (typed or dragged, even before any evaluation)
+        makes the rule custom, so no later evaluation replaces it."""
         ev = self.evaluation
-        if self.preset != "custom" and (ev is None or self.threshold != _probability(ev.presets[self.preset])):
-            self.preset = "custom"
+        if self.threshold_rule != "custom" and (ev is None or self.threshold != _probability(ev.thresholds[self.threshold_rule])):
+            self.threshold_rule = "custom"
 
     def _draw_chosen(self, event: param.parameterized.Event) -> None:
         if event.new in ("unit-density", "lift"):   # each rule's level has its own scale

@@ -51,11 +51,11 @@ def tmp_path(root, request):
 
 def still_usable(state: DashboardState) -> None:
     """After an error: back to a bundled session and the baseline, evaluate, move the threshold."""
-    state.param.update(session=VITRO, checkpoint=BASELINE_ONLY, mode="teacher", preset="density")
+    state.param.update(session=VITRO, checkpoint=BASELINE_ONLY, mode="teacher", threshold_rule="density")
     assert state.error == "" and not state.busy and state.evaluation is not None
     f1 = state.frame.op.f1
-    state.threshold = min(1.0, state.evaluation.presets["density"] * 2)
-    assert state.frame.op.f1 != f1 and state.preset == "custom"
+    state.threshold = min(1.0, state.evaluation.thresholds["density"] * 2)
+    assert state.frame.op.f1 != f1 and state.threshold_rule == "custom"
 
 
 def shown(state: DashboardState, *words: str, file: str | None = None) -> str:

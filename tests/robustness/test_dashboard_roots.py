@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spikeviz import SpikevizError
-from spikeviz.dashboard.sources import allowed_roots, checked_path, checkpoint_roots, load_source
+from spikeviz.dashboard.sources import allowed_roots, checked_path, checkpoint_roots, open_test_recording
 
 ROOT = Path(__file__).resolve().parents[2]
 VITRO_FILE = ROOT / "data" / "invitro_210511001_bh.asdf.mat"
@@ -56,7 +56,7 @@ def test_traversal_is_refused(tree, typed):
     msg = str(info.value)
     assert "only files under" in msg or "not a valid path" in msg or "no such" in msg, msg
     with pytest.raises(SpikevizError):
-        load_source(None, typed)
+        open_test_recording(None, typed)
 
 
 @pytest.mark.parametrize("typed", ["sub/in.csv", "./sub/in.csv", "link_in.csv", "{root}/sub/in.csv",
@@ -65,7 +65,7 @@ def test_paths_inside_are_opened(tree, typed):
     root, _ = tree
     typed = typed.replace("{root}", str(root))
     assert checked_path(typed) == (root / "sub" / "in.csv").resolve()
-    assert load_source(None, typed, file_format="table").n_spikes == 2
+    assert open_test_recording(None, typed, file_format="table").n_spikes == 2
 
 
 def test_roots_are_configurable_and_pathsep_separated(tmp_path, monkeypatch):
