@@ -63,10 +63,10 @@ def test_page_offline_threshold_and_session(browser, server, tmp_path):
 
     page.set_viewport_size({"width": 1500, "height": 1750})   # the template scrolls inside: show all
     for tab in ("Curves", "Firing statistics", "Results"):
-        page.get_by_text(tab, exact=True).first.click()
+        page.locator(".bk-tab", has_text=tab).first.click()   # the tab's header
         page.wait_for_timeout(2500)
         page.screenshot(path=str(SCREENS / f"dashboard_{tab.split()[-1].lower()}.png"), full_page=True)
-    page.get_by_text("Rasters", exact=True).first.click()
+    page.locator(".bk-tab", has_text="Rasters").first.click()
     page.set_viewport_size({"width": 1500, "height": 1000})
     assert errors == []
 

@@ -244,10 +244,9 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
                      css_classes=["sv-readout"]),
         pn.Tabs(("Rasters", rasters(state)), ("Curves", curves(state)),
                 ("Firing statistics", statistics(state)), ("Results", results_tab(state)),
-                # Every tab rendered at once: Panel detaches a dynamic tab's models when it is left,
-                # and updating a detached text pane repointed the page's shared stylesheets at
-                # Panel's CDN (a request that leaves the server).
-                dynamic=False, sizing_mode="stretch_width"),
+                # Only the shown tab is in the page: with every tab rendered, each update laid out
+                # the hidden tabs' plots too and blocked the browser for seconds.
+                dynamic=True, sizing_mode="stretch_width"),
         pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
                                  state.param.evaluation), css_classes=["sv-note"]),
         sizing_mode="stretch_width")

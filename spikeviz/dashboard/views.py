@@ -45,8 +45,11 @@ def waiting(state: DashboardState, what: str, name: str) -> pn.Column:
         step = error and f"stopped: {error}" or status or "queued"
         return f"<b>{what}</b>: waiting for the evaluation ({step})"
 
+    # A widget, not an HTML pane: Panel re-resolves a pane's stylesheets on every update, and
+    # in a tab that is not shown (detached) that repointed the page's shared stylesheets at its CDN.
     return pn.Column(
-        pn.pane.HTML(pn.bind(text, state.param.status, state.param.error), sizing_mode="stretch_width"),
+        pn.widgets.StaticText(value=pn.bind(text, state.param.status, state.param.error),
+                              sizing_mode="stretch_width"),
         pn.indicators.Progress(value=state.param.progress, bar_color="secondary", height=8,
                                sizing_mode="stretch_width", active=state.param.busy),
         css_classes=["sv-waiting"], visible=pn.bind(lambda value: value is None, state.param[name]),
