@@ -71,75 +71,89 @@ def _layer_norm(h, w, b, out):
 
 
 # Reassociation lets the dot products vectorize; no NaN/inf assumptions.
-@numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def _blocks(h, a, att, scores, blocks, keys, values, inv_freq, n_heads, context, pos):
-    """Token h (d,) at position `pos` through every block and its KV ring buffer, in place."""
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _affine(w, x, b, out, add):
+    """out = w @ x + b, or out += w @ x + b when `add` (a residual)."""
+    for r in range(w.shape[0]):
+        s = b[r]
+        for i in range(x.shape[0]):
+            s += w[r, i] * x[i]
+        out[r] = out[r] + s if add else s
+
+
+@numba.njit(cache=True)
+def _scratch(blocks, inv_freq, context):
+    """The work buffers of `_blocks`, made once per run: (ln, qkv, attention, scores, MLP,
+    cos, sin)."""
+    ln1w, fc1b, half = blocks[0][0], blocks[0][9], inv_freq.shape[0]
+    d, dff = ln1w.shape[0], fc1b.shape[0]
+    return (np.empty(d, np.float32), np.empty(3 * d, np.float32), np.empty(d, np.float32),
+            np.empty(context, np.float32), np.empty(dff, np.float32),
+            np.empty(half, np.float32), np.empty(half, np.float32))
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos):
+    """Token h (d,) at position `pos` through every block and its KV ring buffer, in place.
+
+    The caches are (heads, hd, context): attention's loops over the cached positions then run
+    along contiguous memory.
+    """
+    a, qkv, att, scores, ff, cs, sn = work
     d = h.shape[0]
     hd = d // n_heads
     half = hd // 2
-    zero = np.float32(0.0)
+    context = keys[0].shape[2]
     slot = pos % context
     m = min(pos + 1, context)
+    scale = np.float32(1.0 / math.sqrt(hd))
+    for i in range(half):
+        ang = pos * inv_freq[i]       # float64: positions run into the millions
+        cs[i], sn[i] = math.cos(ang), math.sin(ang)
     for li in range(len(blocks)):
         (ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b) = blocks[li]
         Kc, Vc = keys[li], values[li]
         _layer_norm(h, ln1w, ln1b, a)
-        qkv = qkvb.copy()
-        for r in range(3 * d):
-            s = zero
-            for i in range(d):
-                s += qkvw[r, i] * a[i]
-            qkv[r] += s
+        _affine(qkvw, a, qkvb, qkv, False)
         # rotary positions: pairs (i, i + half) of each head's query and key
         for c in range(2 * n_heads):
             o = c * hd
             for i in range(half):
-                ang = pos * inv_freq[i]
-                cs, sn = math.cos(ang), math.sin(ang)
                 x1, x2 = qkv[o + i], qkv[o + i + half]
-                qkv[o + i] = x1 * cs - x2 * sn
-                qkv[o + i + half] = x1 * sn + x2 * cs
+                qkv[o + i] = x1 * cs[i] - x2 * sn[i]
+                qkv[o + i + half] = x1 * sn[i] + x2 * cs[i]
         for hh in range(n_heads):
+            q = hh * hd
             for e in range(hd):
-                Kc[hh, slot, e] = qkv[d + hh * hd + e]
-                Vc[hh, slot, e] = qkv[2 * d + hh * hd + e]
-            top = -1e300
-            for s_ in range(m):
-                s = zero
-                for e in range(hd):
-                    s += qkv[hh * hd + e] * Kc[hh, s_, e]
-                s /= math.sqrt(hd)
-                scores[s_] = s
-                top = max(top, s)
-            tot = zero
-            for s_ in range(m):
-                scores[s_] = math.exp(scores[s_] - top)
-                tot += scores[s_]
+                Kc[hh, e, slot] = qkv[d + q + e]
+                Vc[hh, e, slot] = qkv[2 * d + q + e]
+            scores[:m] = 0.0
             for e in range(hd):
-                s = zero
-                for s_ in range(m):
-                    s += scores[s_] * Vc[hh, s_, e]
-                att[hh * hd + e] = s / tot
-        for r in range(d):
-            s = projb[r]
-            for i in range(d):
-                s += projw[r, i] * att[i]
-            h[r] += s
+                qe = qkv[q + e] * scale
+                for s in range(m):
+                    scores[s] += qe * Kc[hh, e, s]
+            top = scores[:m].max()
+            tot = np.float32(0.0)
+            for s in range(m):
+                scores[s] = math.exp(scores[s] - top)
+                tot += scores[s]
+            for e in range(hd):
+                v = np.float32(0.0)
+                for s in range(m):
+                    v += scores[s] * Vc[hh, e, s]
+                att[q + e] = v / tot
+        _affine(projw, att, projb, h, True)
         _layer_norm(h, ln2w, ln2b, a)
-        ff = fc1b.copy()
+        _affine(fc1w, a, fc1b, ff, False)
         for r in range(ff.shape[0]):
-            s = zero
-            for i in range(d):
-                s += fc1w[r, i] * a[i]
-            v = ff[r] + s
-            ff[r] = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
-        for r in range(d):
-            s = fc2b[r]
-            for i in range(ff.shape[0]):
-                s += fc2w[r, i] * ff[i]
-            h[r] += s
+            ff[r] = 0.5 * ff[r] * (1.0 + math.erf(ff[r] / math.sqrt(2.0)))
+        _affine(fc2w, ff, fc2b, h, True)
 
-@numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, own_w,
          inv_freq, n_heads, context, pos0, keys, values, gain, bias, prompt, forced, n,
          thresholds, seed, rates, tau, every, ctrl_gain, max_shift, out, probs):
@@ -150,15 +164,10 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
     """
     np.random.seed(seed)
     K, N = tr.shape
-    d = embed_b.shape[0]
-    hd = d // n_heads
-    half = hd // 2
     feats = np.empty((K + 1) * N, np.float32)
-    h = np.empty(d, np.float32)
-    a = np.empty(d, np.float32)
-    att = np.empty(d, np.float32)
-    scores = np.empty(context, np.float32)
-    zero = np.float32(0.0)
+    h = np.empty(embed_b.shape[0], np.float32)
+    work = _scratch(blocks, inv_freq, context)
+    a = work[0]
     logits = np.empty(N, np.float32)
     p = np.empty(N, np.float32)
     x = x0.copy()
@@ -173,24 +182,18 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
         for k in range(K):
             for j in range(N):
                 tr[k, j] = decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
-                feats[(k + 1) * N + j] = math.log(tr[k, j] + TRACE_EPS) / 4.0
-        for j in range(N):
-            feats[j] = x[j]
-        for i in range(d):
-            s = embed_b[i]
-            for f in range(feats.shape[0]):
-                s += embed_w[i, f] * feats[f]
-            h[i] = s
-        _blocks(h, a, att, scores, blocks, keys, values, inv_freq, n_heads, context, pos)
+        for k in range(K):      # logs apart from the update: the update then vectorizes
+            for j in range(N):
+                feats[(k + 1) * N + j] = math.log(tr[k, j] + np.float32(TRACE_EPS)) / 4.0
+        feats[:N] = x
+        _affine(embed_w, feats, embed_b, h, False)
+        _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
         pos += 1
         _layer_norm(h, lnf_w, lnf_b, a)
-        for j in range(N):
-            s = head_b[j]
-            for i in range(d):
-                s += head_w[j, i] * a[i]
-            for f in range(K + 1):
-                s += own_w[f, j] * feats[f * N + j]
-            logits[j] = s
+        _affine(head_w, a, head_b, logits, False)
+        for f in range(K + 1):
+            for j in range(N):
+                logits[j] += own_w[f, j] * feats[f * N + j]
         if t < n_prompt - 1:
             continue
         g = t - n_prompt + 1            # the bin these probabilities are for
@@ -220,7 +223,7 @@ def _unit_features(x, tr, rate_floor, lift_mix, ref_rate, base_index, base_mix, 
     return math.log(q) - math.log1p(-q)
 
 
-@numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w, pop_b, blocks,
                     lnf_w, lnf_b, popin_w, unit_w, unit_b, out_w, out_b, inv_freq, n_heads,
                     context, keys, values, base_gain, corr_gain, anchor, bias, prompt, forced,
@@ -235,10 +238,9 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
     f = np.empty(K + 1, np.float32)
     ptr = np.empty(K, np.float32)
     h = np.empty(d, np.float32)
-    a = np.empty(d, np.float32)
-    att = np.empty(d, np.float32)
+    work = _scratch(blocks, inv_freq, context)
+    a = work[0]
     hp = np.zeros(dff, np.float32)
-    scores = np.empty(context, np.float32)
     base = np.empty(N, np.float32)
     corr = np.empty(N, np.float32)
     p = np.empty(N, np.float32)
@@ -265,18 +267,10 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
         if population:
             _unit_features(xm, ptr, rate_floor, lift_mix, ref_rate, base_index, base_mix,
                            normalize, f)
-            for i in range(d):
-                s = pop_b[i]
-                for k in range(K + 1):
-                    s += pop_w[i, k] * f[k]
-                h[i] = s
-            _blocks(h, a, att, scores, blocks, keys, values, inv_freq, n_heads, context, pos)
+            _affine(pop_w, f, pop_b, h, False)
+            _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
             _layer_norm(h, lnf_w, lnf_b, a)
-            for r in range(dff):
-                s = 0.0
-                for i in range(d):
-                    s += popin_w[r, i] * a[i]
-                hp[r] = s + unit_b[r]
+            _affine(popin_w, a, unit_b, hp, False)
         else:
             for r in range(dff):
                 hp[r] = unit_b[r]
@@ -313,7 +307,7 @@ def _kv(model) -> tuple:
     blocks = numba.typed.List()
     for b in model.blocks:
         blocks.append(tuple(_np(t) for t in b.step_weights()))
-    shape = (cfg.n_heads, cfg.context, hd)
+    shape = (cfg.n_heads, hd, cfg.context)     # what _blocks reads
     return (blocks, numba.typed.List([np.zeros(shape, np.float32) for _ in model.blocks]),
             numba.typed.List([np.zeros(shape, np.float32) for _ in model.blocks]))
 
