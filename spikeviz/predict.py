@@ -379,7 +379,7 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
 
 
 class ModelPredictor:
-    """A trained model behind the Predictor protocol (spikeviz.predictor): fit is a no-op."""
+    """A trained model behind the Predictor protocol (spikeviz.baselines): fit is a no-op."""
 
     def __init__(self, model: SpikeTransformer | str | Path, name: str | None = None):
         self.model = load_model(model) if isinstance(model, (str, Path)) else model
