@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikeviz.dashboard import compute, results, statistics, views
+from spikeviz.dashboard import compute, results, statistics, views, window
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
 from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
@@ -127,7 +127,7 @@ def test_direction_switches_the_test_session_and_offers_unit_agnostic_checkpoint
     assert state.evaluation.stretch.unit_order == "recorded"
     # The whole in vivo session is the overview; the window is a slice of its test split.
     assert n_points(views.overview_points(state.recording)) == 458_082
-    a, b = compute.test_split_s(state.recording)
+    a, b = window.test_split_s(state.recording)
     assert a <= state.window[0] < state.window[1] <= b
     state.session = VITRO
     assert state.direction == "vitro->vitro"

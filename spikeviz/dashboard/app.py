@@ -7,7 +7,9 @@ import pandas as pd
 import panel as pn
 
 from . import results
-from .compute import N_UNITS, WARMUP_S, Frame, test_split_s
+from ..evaluation import WARMUP_S
+from .compute import N_UNITS, Frame
+from .window import test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording

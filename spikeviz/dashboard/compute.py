@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -16,42 +15,22 @@ from .. import __version__
 from ..binning import bin_range
 from ..calibration import TargetCalibration, fit_free_running, fit_target_calibration
 from ..errors import SpikevizError
-from ..evaluation import WARMUP_S, Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
+from ..evaluation import Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
 from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
-from ..binning import SPLIT_FRACTIONS, SPLIT_NAME
 from ..recording import Recording
 from ..scoring import FPR_CAP, Scored, score_stretch
 from ..stats import FiringStats, compare_stats, fidelity_entry, fidelity_references, firing_stats
 from ..store import Cache, content_key
+from .window import default_window
 
 N_UNITS = 128
 BIN_MS = 1.0
 UNIT_ORDERS = ("auto", "recorded", "random", "rate-rank")
-DEFAULT_LENGTH_S = 30.0   # the default window: with its warm-up, 60 s of bins to predict
 THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # The baselines beside the generator: what `spikeviz evaluate` fits on the target's own train
 # split, from the simplest to the strongest. Without a checkpoint the strongest generates.
 BASELINES = ("rate", "ewma-tuned", "glm-coupled")
 BASELINE_GENERATOR = BASELINES[-1]
-
-
-def test_split_s(recording: Recording) -> tuple[float, float]:
-    """Start and end (s) of the chronological test split (binning.SPLIT_FRACTIONS)."""
-    a, b = SPLIT_FRACTIONS["test"]
-    return a * recording.duration_s, b * recording.duration_s
-
-
-def default_window(recording: Recording, length_s: float = DEFAULT_LENGTH_S) -> tuple[float, float]:
-    """The first `length_s` seconds of the test split (after WARMUP_S, like `spikeviz table`)."""
-    start, stop = test_split_s(recording)
-    start = max(start, WARMUP_S)
-    if not stop - start >= 1.0:
-        shortest = (WARMUP_S + 1.0) / SPLIT_FRACTIONS["test"][1]
-        raise SpikevizError(f"{recording.duration_s:g} s is too short for the dashboard: it scores "
-                            f"the test split ({SPLIT_NAME}) after {WARMUP_S:g} s of real past, so it "
-                            f"needs more than {shortest:g} s", recording.source.get("path"))
-    start = math.ceil(round(start * 1000.0, 6)) / 1000.0   # whole ms, inside the split
-    return start, round(min(stop, start + length_s), 3)
 
 
 def raster_points(recording: Recording) -> pd.DataFrame:
@@ -177,6 +156,12 @@ class Evaluation:
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
+
+    def slider_threshold(self, rule: str) -> float:
+        """The rule's threshold as a slider can hold it: one that predicts no spike (inf, when
+        nothing in the warm-up reaches any level) becomes 1."""
+        t = self.thresholds[rule]
+        return 1.0 if not t <= 1.0 else max(0.0, float(t))
 
     @property
     def P(self) -> np.ndarray:

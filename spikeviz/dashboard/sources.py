@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +122,13 @@ def checkpoint_choices() -> list[Checkpoint]:
 
 def bundled_names() -> list[str]:
     return [s.name for s in sessions()]
+
+
+def offered(checkpoints: Iterable[Checkpoint], source_domain: str | None,
+            target_domain: str | None) -> list[Checkpoint]:
+    """Checkpoints for a direction, the generalists first, focal before Dice. Across domains only
+    unit-agnostic ones: a per-session model maps its own units by rate rank and neither scores nor
+    generates like the target (see the README's results)."""
+    matches = [c for c in checkpoints if c.any_domain or (
+        c.domain == source_domain and source_domain == target_domain)]
+    return sorted(matches, key=lambda c: (not c.any_domain, c.loss != "focal", c.name))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,18 +10,18 @@ import param
 
 from ..catalog import direction
 from ..errors import SpikevizError
-from ..evaluation import WARMUP_S
 from ..io import FORMATS
 from ..recording import Recording
 from . import compute, results
 from ..evaluation import Stretch
 from ..predict import DRAW_RULES
-from .compute import (BASELINE_GENERATOR, DEFAULT_LENGTH_S, SHARED_CACHE, THRESHOLD_RULES, UNIT_ORDERS,
-                      Evaluation, Frame, Generator, LRUCache, test_split_s)
+from .compute import (BASELINE_GENERATOR, SHARED_CACHE, THRESHOLD_RULES, UNIT_ORDERS,
+                      Evaluation, Frame, Generator, LRUCache)
+from .window import DEFAULT_LENGTH_S, WINDOW_LENGTHS_S, default_window, start_bounds, window_for
 from .fitting import fit_checkpoint
 from .jobs import Jobs
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
-                      checkpoint_choices, checkpoint_roots, open_test_recording, read_checkpoint,
+                      checkpoint_choices, checkpoint_roots, offered, open_test_recording, read_checkpoint,
                       session_domain)
 from .upload import store_upload, upload_folder
 
@@ -32,14 +31,7 @@ OPEN_CHECKPOINT = "checkpoint file…"
 FIT_EPOCHS = 5   # fine-tuning from a generalist: a few epochs at FINE_TUNE_LR
 DRAWS = {"Bernoulli (sampled)": "bernoulli", "pooled threshold": "pooled",
          "per-unit density": "unit-density", "lift p / p̄": "lift"}
-WINDOW_LENGTHS_S = (10, 30, 60, 120, 300)
 log = logging.getLogger(__name__)
-
-
-def _probability(threshold: float) -> float:
-    """A preset threshold as the slider can hold it: one that predicts no spike (inf, when nothing
-    in the warm-up reaches any level) becomes 1."""
-    return 1.0 if not threshold <= 1.0 else max(0.0, float(threshold))
 
 
 def _message(exc: Exception) -> str:
@@ -206,53 +198,37 @@ class DashboardState(param.Parameterized):
             key = (args["name"],) if args["name"] else (
                 str(Path(args["path"]).resolve()), Path(args["path"]).stat().st_mtime_ns,
                 args["file_format"], args["tick_ms"], args["sample_rate"])
-            compute.default_window(recording)   # refuses a recording too short to evaluate
+            default_window(recording)   # refuses a recording too short to evaluate
             return recording, key
 
         self._jobs.submit("load", work, self._loaded, self._fail)
 
-    def _start_bounds(self, recording: Recording, length: float) -> tuple[float, float]:
-        a, b = test_split_s(recording)
-        lo = float(math.ceil(max(a, WARMUP_S)))
-        return lo, float(max(lo + 1, math.floor(b - length)))
-
-    def _window_for(self, recording: Recording, start: float, length: float) -> tuple[float, float]:
-        return round(start, 3), round(min(start + length, test_split_s(recording)[1]), 3)
-
     def _loaded(self, result: tuple[Recording, tuple]) -> None:
         recording, key = result
-        lo, hi = self._start_bounds(recording, self.window_length)
+        lo, hi = start_bounds(recording, self.window_length)
         start = self.window_start if lo <= self.window_start <= hi else lo
         self.param.window_start.bounds = (lo, hi)
         self._recording_key = key
-        self.param.update(window_start=start, window=self._window_for(recording, start, self.window_length),
+        self.param.update(window_start=start, window=window_for(recording, start, self.window_length),
                           recording=recording)
 
     @param.depends("window_start", "window_length", watch=True)
     def _window_chosen(self) -> None:
         if self.recording is None:
             return
-        lo, hi = self._start_bounds(self.recording, self.window_length)
+        lo, hi = start_bounds(self.recording, self.window_length)
         self.param.window_start.bounds = (lo, hi)
         start = min(max(self.window_start, lo), hi)
         if start != self.window_start:   # clamped into the new bounds: this runs again
             self.window_start = start
             return
-        self.window = self._window_for(self.recording, start, self.window_length)
+        self.window = window_for(self.recording, start, self.window_length)
 
     # --- model and direction ------------------------------------------------------------------
 
-    def _offered(self, source_domain: str | None, target_domain: str | None) -> list[Checkpoint]:
-        """Shipped checkpoints for a direction, the generalists first, focal before Dice. Across
-        domains only unit-agnostic ones: a per-session model maps its own units by rate rank and
-        neither scores nor generates like the target (see the README's results)."""
-        matches = [c for c in self._checkpoints.values() if c.any_domain or (
-            c.domain == source_domain and source_domain == target_domain)]
-        return sorted(matches, key=lambda c: (not c.any_domain, c.loss != "focal", c.name))
-
     def _default_checkpoint(self, source_domain: str | None, target_domain: str | None = None) -> str:
         """The first checkpoint offered for the direction, else the baseline."""
-        matches = self._offered(source_domain, target_domain or source_domain)
+        matches = offered(self._checkpoints.values(), source_domain, target_domain or source_domain)
         return matches[0].name if matches else BASELINE_ONLY
 
     @param.depends("session", "file_domain", watch=True)
@@ -397,20 +373,20 @@ class DashboardState(param.Parameterized):
         self.param.threshold.softbounds = (0.0, max(float(f"{top:.2g}"), self.threshold))
         updates: dict[str, Any] = {"evaluation": evaluation}
         if self.threshold_rule != "custom":   # a typed threshold stays: only a pressed rule moves it
-            updates["threshold"] = _probability(evaluation.thresholds[self.threshold_rule])
+            updates["threshold"] = evaluation.slider_threshold(self.threshold_rule)
         self.param.update(updates)
 
     @param.depends("threshold_rule", watch=True)
     def _rule_chosen(self) -> None:
         if self.evaluation is not None and self.threshold_rule != "custom":
-            self.threshold = _probability(self.evaluation.thresholds[self.threshold_rule])
+            self.threshold = self.evaluation.slider_threshold(self.threshold_rule)
 
     @param.depends("threshold", watch=True)
     def _threshold_set(self) -> None:
         """A threshold other than the rule's (typed or dragged, even before any evaluation)
         makes the rule custom, so no later evaluation replaces it."""
         ev = self.evaluation
-        if self.threshold_rule != "custom" and (ev is None or self.threshold != _probability(ev.thresholds[self.threshold_rule])):
+        if self.threshold_rule != "custom" and (ev is None or self.threshold != ev.slider_threshold(self.threshold_rule)):
             self.threshold_rule = "custom"
 
     def _draw_chosen(self, event: param.parameterized.Event) -> None:

@@ -12,6 +12,7 @@ from holoviews.operation.downsample import downsample1d
 
 from . import compute
 from .compute import Evaluation, Frame
+from .window import test_split_s
 from .state import DashboardState
 
 TIME = hv.Dimension("time", label="time", unit="s")
@@ -90,7 +91,7 @@ def overview_points(recording) -> hv.Points:
 
 
 def test_span(recording) -> hv.VSpan:
-    return hv.VSpan(*(compute.test_split_s(recording) if recording is not None else (0, 0)))
+    return hv.VSpan(*(test_split_s(recording) if recording is not None else (0, 0)))
 
 
 def window_span(window: tuple[float, float]) -> hv.VSpan:
