@@ -134,7 +134,7 @@ def test_dashboard_shows_the_refusal_and_stays_usable(case, base, tmp_path, monk
     assert state.error.startswith(f"{path.name}: ") and "Traceback" not in state.error
     assert not state.busy and not (tmp_path / MARKER).exists()
     state.checkpoint = BASELINE_ONLY   # the session goes on
-    assert state.error == "" and state.evaluation.generator.name == "glm"
+    assert state.error == "" and state.evaluation.generator.name == "glm-coupled"
     state.threshold = state.evaluation.thresholds["density"] * 2
     assert state.frame.threshold == pytest.approx(state.threshold, rel=1e-2)
 
