@@ -35,7 +35,7 @@ browser:
 	  else echo "warning: chromium not found (apt-get install chromium); browser tests will be skipped"; fi; }
 
 serve: install
-	$(BIN)/panel serve app.py --address $(HOST) --port $(PORT) --allow-websocket-origin=$(HOST):$(PORT)
+	$(BIN)/panel serve app.py --setup spikeviz/dashboard/warm.py --address $(HOST) --port $(PORT) --allow-websocket-origin=$(HOST):$(PORT)
 
 test: install-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

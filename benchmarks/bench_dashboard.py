@@ -105,7 +105,7 @@ def _start_server() -> tuple[subprocess.Popen, int, float]:
         port = s.getsockname()[1]
     t0 = time.perf_counter()
     server = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", "app.py",
-                               "--address", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                               "--setup", "spikeviz/dashboard/warm.py", "--address", "127.0.0.1", "--port", str(port)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
     deadline = time.time() + 600
     while time.time() < deadline:

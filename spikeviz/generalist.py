@@ -54,8 +54,10 @@ class Generalist(Rotary, nn.Module):
         self.register_buffer("guard", torch.tensor([1.0, 1.0, 0.0]), persistent=False)
         hd = cfg.d_model // cfg.n_heads
         self._inv_freq = cfg.rope_base ** (-np.arange(0, hd, 2) / hd)
-        self._decay = torch.tensor([math.exp(-1.0 / t) for t in taus]).view(-1, 1)
-        self._gain = 1.0 - self._decay
+        # From Python floats: tensor arithmetic under the checker's "meta" device imports torch._dynamo (~3 s).
+        decay = [math.exp(-1.0 / t) for t in taus]
+        self._decay = torch.tensor(decay).view(-1, 1)
+        self._gain = torch.tensor([1.0 - d for d in decay]).view(-1, 1)
         self.meta: dict = {}
         self.calibration: tuple[float, float] = (1.0, 0.0)
 

@@ -30,12 +30,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float = 180.0) -> Iterator[str]:
+def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float = 300.0) -> Iterator[str]:
     """`panel serve app` on a free 127.0.0.1 port (from the repository root); yields its URL.
     On exit the server is stopped and its log must hold no traceback."""
     port = free_port()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", str(app),
-                             "--address", "127.0.0.1", "--port", str(port)],
+                             "--setup", "spikeviz/dashboard/warm.py", "--address", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=None if env is None else {**os.environ, **env})
     try:

@@ -26,6 +26,22 @@ def test_recovers_temperature_and_offsets():
     np.testing.assert_allclose(cal.rates, Y.mean(0), rtol=0.1)
 
 
+def test_offsets_are_the_posterior_mode():
+    """At the fitted offsets the log posterior is flat: the pooled expected count equals the
+    real one and each unit's count residual balances its prior pull (a fit that stops short of
+    the optimum leaves dozens of spikes unaccounted for)."""
+    from spikeviz.calibration import OFFSET_PRIOR_SD
+
+    z, Y, _ = synthetic(T=30_000, N=40)
+    Y[:, :5] = 0                                  # silent units pull hardest on the prior
+    cal = fit_target_calibration(z, Y)
+    p = 1 / (1 + np.exp(-(z / cal.temperature + cal.offsets.astype(np.float64))))
+    residual = Y.sum(0) - p.sum(0)
+    assert abs(residual.sum()) < 0.05
+    d = cal.offsets - cal.offsets.mean()
+    np.testing.assert_allclose(residual, d / OFFSET_PRIOR_SD ** 2, atol=0.02)
+
+
 def test_sparse_units_are_shrunk_toward_the_shared_bias():
     rng = np.random.default_rng(1)
     z = rng.normal(-5.0, 1.0, (4000, 10))

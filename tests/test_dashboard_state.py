@@ -203,6 +203,27 @@ def test_free_running_samples_ignore_the_threshold():
     assert state.frame.spikes[0].size == spikes and state.frame.op.threshold <= 0.9
 
 
+def test_the_opening_window_is_read_back_from_the_disk_cache(tmp_path, monkeypatch):
+    """A fresh server (a new in-memory cache) opening a session on its default window reads the
+    predictions and calibration another server stored, fitting and predicting nothing."""
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))
+    first = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=compute.LRUCache())
+    assert first.error == "" and first.window == window.default_window(first.recording)
+    assert any(tmp_path.rglob("P.npy")) and any(tmp_path.rglob("calibration.json"))
+
+    def refit(*args, **kwargs):
+        raise AssertionError("refitted although the predictions were on disk")
+
+    monkeypatch.setattr(compute, "fit_baseline", refit)
+    monkeypatch.setattr(compute, "fit_target_calibration", refit)
+    again = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=compute.LRUCache())
+    assert again.error == ""
+    a, b = first.evaluation, again.evaluation
+    np.testing.assert_array_equal(a.P, b.P)
+    np.testing.assert_array_equal(a.calibration.offsets, b.calibration.offsets)
+    assert a.calibration.temperature == b.calibration.temperature and a.thresholds == b.thresholds
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_cross_session_table_is_computed_once_and_cached(tmp_path, monkeypatch):

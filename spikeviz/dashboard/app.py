@@ -92,8 +92,9 @@ def fit_controls(state: DashboardState) -> pn.Card:
         title="Fit to this recording", collapsed=True, sizing_mode="stretch_width")
 
 
-def controls(state: DashboardState) -> list:
-    """Sidebar widgets, in the order one makes the choices."""
+def controls(state: DashboardState) -> pn.Column:
+    """Sidebar widgets, in the order one makes the choices: one column, so the page's document
+    gets one root for them (Bokeh recomputes its models on every root added)."""
     is_file = pn.bind(lambda s: s == OPEN_FILE, state.param.session)
     is_ckpt = pn.bind(lambda c: c == OPEN_CHECKPOINT, state.param.checkpoint)
     is_free = pn.bind(lambda m: m == "free", state.param.mode)
@@ -117,7 +118,7 @@ def controls(state: DashboardState) -> list:
                     css_classes=["sv-status"]),
         pn.pane.Alert(state.param.error, alert_type="danger",
                       visible=pn.bind(bool, state.param.error), sizing_mode="stretch_width"))
-    return [
+    return pn.Column(
         "### Test data",
         W.Select.from_param(state.param.session, name="Session", css_classes=["sv-session"]), file_box,
         "### Model",
@@ -139,8 +140,7 @@ def controls(state: DashboardState) -> list:
                                       button_style="outline"),
         W.EditableFloatSlider.from_param(state.param.threshold, name="Decision threshold", format="0.0000",
                                          css_classes=["sv-threshold"]),
-        busy,
-    ]
+        busy, sizing_mode="stretch_width")
 
 
 def drop_zone(state: DashboardState) -> pn.widgets.FileDropper:
@@ -253,6 +253,6 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
                                  state.param.evaluation), css_classes=["sv-note"]),
         sizing_mode="stretch_width")
     template = pn.template.BootstrapTemplate(
-        title="spikeviz: real vs generated spike trains", sidebar=controls(state), main=[main],
+        title="spikeviz: real vs generated spike trains", sidebar=[controls(state)], main=[main],
         header_background=ACCENT, sidebar_width=340)
     return template

@@ -79,9 +79,26 @@ def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True,
     scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
     if keep_P:   # a copy, so the full predictions (warm-up included) are freed
         a, w = stretch.prime, stretch.warm
-        calibration = fit_target_calibration(_logits(P[a - 1:w - 1]), stretch.X[a:w])
+        fit = lambda: fit_target_calibration(_logits(P[a - 1:w - 1]), stretch.X[a:w])
+        calibration = fit() if disk_key is None else _stored_calibration(disk_key, fit)
         return Prediction(stretch.window_of(P).copy(), scored, calibration)
     return Prediction(np.empty((0, P.shape[1]), np.float32), replace(scored, units=None))
+
+
+def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> TargetCalibration:
+    """The target calibration stored beside the predictions it was fitted on, fitted and stored
+    first if missing (its JSON holds every float exactly)."""
+    store = Cache()
+    saved = store.get_json(disk_key, "calibration.json")
+    if saved is not None:
+        rates = saved["rates"]
+        return TargetCalibration(saved["temperature"], np.asarray(saved["offsets"], np.float32),
+                                 None if rates is None else np.asarray(rates, np.float32))
+    cal = fit()
+    store.put_json(disk_key, {"temperature": cal.temperature, "offsets": cal.offsets.tolist(),
+                              "rates": None if cal.rates is None else cal.rates.tolist()},
+                   "calibration.json")
+    return cal
 
 
 class LRUCache:
@@ -287,13 +304,21 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
     the same data, predictor, unit order and mode were seen, and from disk for a default window
     predicted before (by any server).
     """
-    from ..predict import ModelPredictor, generate
-
     cache = SHARED_CACHE if cache is None else cache
-    generator, su, model = plan.generator, plan.setup, plan.model
-    if mode == "free" and model is None:
+    if mode == "free" and plan.model is None:
         raise SpikevizError("free-running generation needs a model checkpoint; the baselines "
                             "only predict teacher-forced")
+    # A whole evaluation seen before (a session switched back to) costs nothing, statistics included.
+    key = (plan.key(plan.stretch), plan.model_key or plan.generator.name, mode, seed,
+           free_s if mode == "free" else None, "evaluation")
+    return cache.get(key, lambda: _evaluate(plan, mode, seed, free_s, cache, progress))
+
+
+def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
+              progress: Callable[[float, str], None]) -> Evaluation:
+    from ..predict import ModelPredictor, generate
+
+    generator, su, model = plan.generator, plan.setup, plan.model
     stretch = plan.stretch
     # Fits depend only on the target's train split: shared by every window, page and cache.
     fits = SHARED_CACHE.get(("baseline-fits", su.target.key), dict)

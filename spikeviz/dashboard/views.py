@@ -22,6 +22,9 @@ SESSION_UNIT = hv.Dimension("session_unit", label="unit (recorded order)")
 COLORS = {"real": "#222222", "generated": "#c0392b", "rate": "#8e9aaf", "ewma-tuned": "#2a9d8f",
           "glm-coupled": "#e9a23b", "model": "#1f4e9c", "chance": "#9e9e9e"}
 CURVE_POINTS = 1500     # a curve is drawn from at most this many of its points
+# Canvas, not WebGL: the rasters are images and the curves are thinned, and where WebGL has no GPU
+# (remote desktops, headless browsers) its software emulation slowed the first paint.
+hv.renderer("bokeh").webgl = False
 
 
 def color_of(name: str) -> str:
@@ -183,46 +186,54 @@ def _raster(state: DashboardState, name: str, make, cmap: list[str], title: str,
                      threshold=0.6, max_px=3, shape="square").opts(**raster_opts(cmap, title, height, xlabel))
 
 
-def rasters(state: DashboardState) -> pn.viewable.Viewable:
+def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
     """The whole-session overview, then real, generated and probabilities sharing one time axis.
 
     Every plot is built once and follows the state through its DynamicMap: new data is sent to
     the plots in the page, they are never replaced (a replaced plot can receive an update meant
     for the old one)."""
-    def overview():
-        plot = (_raster(state, "recording", overview_points, ["#b5b5b5", "#000000"],
+    overview = (_raster(state, "recording", overview_points, ["#b5b5b5", "#000000"],
                         "Whole session (test split shaded blue, evaluated window red)", 210,
                         "session time (s)")
                 * hv.DynamicMap(pn.bind(test_span, state.param.recording)).opts(
                     color="#1f4e9c", alpha=0.13, line_alpha=0)
                 * hv.DynamicMap(pn.bind(window_span, state.param.window)).opts(
                     color="#c0392b", alpha=0.2, line_color="#c0392b", line_alpha=0.9))
-        return pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width")
+    title = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
+             "free-running: the model's own samples)")
+    ranges = hv.streams.RangeXY()
+    probabilities = rasterize(streamed(state, "evaluation", probability_image, ranges), aggregator="max",
+                              streams=[ranges, hv.streams.PlotSize()]).opts(
+        **raster_opts("viridis", "Predicted spike probability (max per pixel)", 250, "time (s)"))
+    return {"overview": overview,
+            "real": _raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
+                            "Real spikes in the evaluated window", 220),
+            "generated": _raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"], title, 220),
+            "probabilities": probabilities}
 
-    def real():
-        return pn.pane.HoloViews(_raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
-                                         "Real spikes in the evaluated window", 220),
-                                 sizing_mode="stretch_width")
 
-    def generated():
-        title = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
-                 "free-running: the model's own samples)")
-        return pn.pane.HoloViews(_raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"],
-                                         title, 220), sizing_mode="stretch_width")
+def warm_up(state: DashboardState) -> None:
+    """Render the raster plots of an evaluated state once, off any page: datashader compiles its
+    numba kernels on first use (about 7 s on 2 cores), which a first visitor would otherwise wait for."""
+    renderer = hv.renderer("bokeh")
+    for plot in raster_plots(state).values():
+        renderer.get_plot(plot)
 
-    def probabilities():
-        ranges = hv.streams.RangeXY()
-        plot = rasterize(streamed(state, "evaluation", probability_image, ranges), aggregator="max",
-                         streams=[ranges, hv.streams.PlotSize()]).opts(
-            **raster_opts("viridis", "Predicted spike probability (max per pixel)", 250, "time (s)"))
-        return pn.pane.HoloViews(plot, sizing_mode="stretch_width")
 
-    # Separate panes with the same time and unit dimensions: Panel links their axes.
+def rasters(state: DashboardState) -> pn.viewable.Viewable:
+    """The raster plots, each under its waiting note; separate panes with the same time and unit
+    dimensions, so Panel links their axes (the overview's are its own)."""
+    plots = raster_plots(state)
+
+    def pane(name: str, **options) -> pn.pane.HoloViews:
+        return pn.pane.HoloViews(plots[name], sizing_mode="stretch_width", **options)
+
     return pn.Column(
-        once_ready(state, "Whole session", "recording", overview),
-        once_ready(state, "Real spikes in the window", "stretch", real, ["sv-real"]),
-        once_ready(state, "Generated spikes", "frame", generated, ["sv-generated"]),
-        once_ready(state, "Predicted spike probabilities", "evaluation", probabilities, ["sv-probabilities"]),
+        once_ready(state, "Whole session", "recording", lambda: pane("overview", linked_axes=False)),
+        once_ready(state, "Real spikes in the window", "stretch", lambda: pane("real"), ["sv-real"]),
+        once_ready(state, "Generated spikes", "frame", lambda: pane("generated"), ["sv-generated"]),
+        once_ready(state, "Predicted spike probabilities", "evaluation", lambda: pane("probabilities"),
+                   ["sv-probabilities"]),
         sizing_mode="stretch_width")
 
 

@@ -31,13 +31,12 @@ def window_for(recording: Recording, start: float, length: float) -> tuple[float
 
 
 def default_window(recording: Recording, length_s: float = DEFAULT_LENGTH_S) -> tuple[float, float]:
-    """The first `length_s` seconds of the test split (after WARMUP_S, like `spikeviz table`)."""
+    """The first `length_s` seconds of the test split from its first allowed start (start_bounds:
+    after WARMUP_S, like `spikeviz table`): the window a page opens on."""
     start, stop = test_split_s(recording)
-    start = max(start, WARMUP_S)
-    if not stop - start >= 1.0:
+    if not stop - max(start, WARMUP_S) >= 1.0:
         shortest = (WARMUP_S + 1.0) / SPLIT_FRACTIONS["test"][1]
         raise SpikevizError(f"{recording.duration_s:g} s is too short for the dashboard: it scores "
                             f"the test split ({SPLIT_NAME}) after {WARMUP_S:g} s of real past, so it "
                             f"needs more than {shortest:g} s", recording.source.get("path"))
-    start = math.ceil(round(start * 1000.0, 6)) / 1000.0   # whole ms, inside the split
-    return start, round(min(stop, start + length_s), 3)
+    return window_for(recording, start_bounds(recording, length_s)[0], length_s)

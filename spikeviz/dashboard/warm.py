@@ -1,0 +1,18 @@
+"""What `panel serve --setup` runs before the server listens: the page's imports and the opening view's evaluation, into the caches all browser sessions share."""
+import sys
+import time
+
+from spikeviz.dashboard.app import limit_blas_threads
+from spikeviz.dashboard.state import DashboardState
+from spikeviz.dashboard.views import warm_up
+
+t0 = time.perf_counter()
+print("spikeviz: evaluating the opening view before serving (a first start on this machine fills "
+      "the prediction cache: about a minute on 2 cores)", file=sys.stderr, flush=True)
+limit_blas_threads()
+state = DashboardState(threaded=False)
+if not state.error:
+    warm_up(state)
+state.close()
+print(f"spikeviz: ready in {time.perf_counter() - t0:.1f} s"
+      + (f" (the opening view failed: {state.error})" if state.error else ""), file=sys.stderr, flush=True)
