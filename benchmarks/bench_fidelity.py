@@ -9,12 +9,13 @@ import argparse
 import json
 from concurrent.futures import ProcessPoolExecutor
 
-DIRECTIONS = [
-    ("loso/generalist-focal-without-invivo_NYU-40_2021-04-14_001-seed0",
-     "invivo_NYU-40_2021-04-14_001"),
-    ("loso/generalist-focal-without-invitro_210511001_lh-seed0", "invitro_210511001_lh"),
-    ("invitro_210511001_bh-focal", "invitro_210511001_bh"),
-]
+SESSIONS = ("invivo_NYU-40_2021-04-14_001", "invitro_210511001_bh", "invitro_210511001_lh")
+# Every checkpoint the dashboard offers across domains (the unit-agnostic generalists, trained on
+# the train splits of all bundled sessions), the left-out ones that never saw the session, and one
+# per-session model within its own session.
+DIRECTIONS = [(c, s) for s in SESSIONS for c in (
+    "generalist-focal", "generalist-dice", f"loso/generalist-focal-without-{s}-seed0",
+    f"loso/generalist-dice-without-{s}-seed0")] + [("invitro_210511001_bh-focal", "invitro_210511001_bh")]
 KEYS = ["count_ratio", "rate_spearman", "active_fraction", "isi_ks", "median_cv",
         "median_fano_100ms", "corr_similarity_10ms", "synchrony"]
 
@@ -45,7 +46,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--start", type=float, default=60.0)
     p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--workers", type=int, default=6)
+    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", help="also write the cells as JSON here")
     args = p.parse_args()
     jobs = [(c, s, m, args.start, args.seconds) for c, s in DIRECTIONS for m in ("teacher", "free")]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from spikeviz.dashboard import compute, results, statistics, views, window
+from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
 from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
@@ -31,7 +32,7 @@ def make_state(**params) -> DashboardState:
     # A 10-s window keeps each evaluation around a second on 2 cores; a cache of its own so that
     # the predictions counted are this state's.
     params.setdefault("checkpoint", BASELINE_ONLY)
-    state = DashboardState(threaded=False, window_length=10, cache=compute.LRUCache(), **params)
+    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), **params)
     assert state.error == "", state.error
     return state
 
@@ -165,7 +166,7 @@ def test_free_running_needs_a_checkpoint():
 
 
 def test_lru_cache_is_bounded_in_bytes():
-    cache = compute.LRUCache(max_bytes=250, max_items=10)
+    cache = LRUCache(max_bytes=250, max_items=10)
     for k in range(4):
         cache.get(k, lambda: np.zeros(100, np.uint8))
     assert len(cache) == 2 and cache.nbytes == 200 and cache.misses == 4
@@ -207,7 +208,7 @@ def test_the_opening_window_is_read_back_from_the_disk_cache(tmp_path, monkeypat
     """A fresh server (a new in-memory cache) opening a session on its default window reads the
     predictions and calibration another server stored, fitting and predicting nothing."""
     monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))
-    first = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=compute.LRUCache())
+    first = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=LRUCache())
     assert first.error == "" and first.window == window.default_window(first.recording)
     assert any(tmp_path.rglob("P.npy")) and any(tmp_path.rglob("calibration.json"))
 
@@ -216,7 +217,7 @@ def test_the_opening_window_is_read_back_from_the_disk_cache(tmp_path, monkeypat
 
     monkeypatch.setattr(compute, "fit_baseline", refit)
     monkeypatch.setattr(compute, "fit_target_calibration", refit)
-    again = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=compute.LRUCache())
+    again = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=LRUCache())
     assert again.error == ""
     a, b = first.evaluation, again.evaluation
     np.testing.assert_array_equal(a.P, b.P)

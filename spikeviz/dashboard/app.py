@@ -233,6 +233,11 @@ def limit_blas_threads() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def later(build, state: DashboardState) -> pn.param.ParamFunction:
+    """`build(state)`, called when the view is first rendered (its tab first shown)."""
+    return pn.param.ParamFunction(lambda: build(state), lazy=True, sizing_mode="stretch_width")
+
+
 def build_app(**state_params) -> pn.template.BootstrapTemplate:
     """A fresh page with its own state: `panel serve` calls this once per browser session.
 
@@ -244,10 +249,11 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
     main = pn.Column(
         pn.pane.HTML(pn.bind(readout, state.param.frame, state.param.status), sizing_mode="stretch_width",
                      css_classes=["sv-readout"]),
-        pn.Tabs(("Rasters", rasters(state)), ("Curves", curves(state)),
-                ("Firing statistics", statistics(state)), ("Results", results_tab(state)),
-                # Only the shown tab is in the page: with every tab rendered, each update laid out
-                # the hidden tabs' plots too and blocked the browser for seconds.
+        # Only the shown tab is in the page: with every tab rendered, each update laid out the
+        # hidden tabs' plots too and blocked the browser for seconds. The other tabs are built when
+        # first shown (about a second less before the first page arrives).
+        pn.Tabs(("Rasters", rasters(state)), ("Curves", later(curves, state)),
+                ("Firing statistics", later(statistics, state)), ("Results", later(results_tab, state)),
                 dynamic=True, sizing_mode="stretch_width"),
         pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
                                  state.param.evaluation), css_classes=["sv-note"]),

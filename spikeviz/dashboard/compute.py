@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Hashable
@@ -21,6 +19,7 @@ from ..recording import Recording
 from ..scoring import FPR_CAP, Scored, score_stretch
 from ..stats import FiringStats, compare_stats, fidelity_entry, fidelity_references, firing_stats
 from ..store import Cache, content_key
+from .cache import SHARED_CACHE, LRUCache
 from .window import default_window
 
 N_UNITS = 128
@@ -101,51 +100,6 @@ def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> 
     return cal
 
 
-class LRUCache:
-    """A least-recently-used cache bounded in bytes (numpy arrays count their nbytes, others 0),
-    shared by the sessions' worker threads.
-
-    `misses` counts the values that had to be computed. Two threads missing the same key both
-    compute it (the values are equal); the lock only guards the bookkeeping.
-    """
-
-    def __init__(self, max_bytes: float = 300e6, max_items: int = 16):
-        self.max_bytes, self.max_items = max_bytes, max_items
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def _size(value) -> int:
-        return int(getattr(value, "nbytes", 0))
-
-    def get(self, key: Hashable, compute: Callable[[], object]):
-        with self._lock:
-            if key in self._items:
-                self.hits += 1
-                self._items.move_to_end(key)
-                return self._items[key]
-            self.misses += 1
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > 1 and (len(self._items) > self.max_items or self.nbytes > self.max_bytes):
-                self._items.popitem(last=False)
-        return value
-
-    @property
-    def nbytes(self) -> int:
-        return sum(self._size(v) for v in self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-# One cache for every browser session of a server: a session seen by anyone is instant for all.
-SHARED_CACHE = LRUCache(max_bytes=800e6, max_items=64)
-
-
 @dataclass(frozen=True)
 class Generator:
     """What makes the generated trains: a checkpoint (path) or, without one, a baseline by name."""
@@ -173,6 +127,13 @@ class Evaluation:
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
+
+    @property
+    def nbytes(self) -> int:
+        """What the cache counts: the arrays this evaluation keeps alive (some of them also
+        cached on their own, so the bound errs on the safe side)."""
+        arrays = [p.P for p in self.predictions.values()] + [self.stretch.X, self.free]
+        return sum(a.nbytes for a in arrays if a is not None)
 
     def slider_threshold(self, rule: str) -> float:
         """The rule's threshold as a slider can hold it: one that predicts no spike (inf, when

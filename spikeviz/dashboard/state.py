@@ -15,8 +15,8 @@ from ..recording import Recording
 from . import compute, results
 from ..evaluation import Stretch
 from ..predict import DRAW_RULES
-from .compute import (BASELINE_GENERATOR, SHARED_CACHE, THRESHOLD_RULES, UNIT_ORDERS,
-                      Evaluation, Frame, Generator, LRUCache)
+from .cache import SHARED_CACHE, LRUCache
+from .compute import BASELINE_GENERATOR, THRESHOLD_RULES, UNIT_ORDERS, Evaluation, Frame, Generator
 from .window import DEFAULT_LENGTH_S, WINDOW_LENGTHS_S, default_window, start_bounds, window_for
 from .fitting import fit_checkpoint
 from .jobs import Jobs
