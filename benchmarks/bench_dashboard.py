@@ -30,7 +30,7 @@ from holoviews.operation.datashader import dynspread, rasterize
 
 from spikeviz.dashboard import app, views
 from spikeviz.dashboard import statistics as stats_tab
-from spikeviz.dashboard.state import DashboardState
+from spikeviz.dashboard.state import BASELINE_ONLY, DashboardState
 
 ROOT = Path(__file__).resolve().parents[1]
 VIVO = "invivo_NYU-40_2021-04-14_001"
@@ -78,7 +78,7 @@ def bench_threshold(repeats: int) -> dict:
 
 
 def bench_zoom(repeats: int) -> dict:
-    state = DashboardState(threaded=False, session=VIVO, checkpoint="none: GLM baseline",
+    state = DashboardState(threaded=False, session=VIVO, checkpoint=BASELINE_ONLY,
                            window_length=10)
     points = views.overview_points(state.recording)
     y = (-0.5, state.recording.n_units - 0.5)

@@ -85,6 +85,28 @@ def test_threshold_moves_f1_and_generated_raster_without_predicting(predict_call
     assert state.threshold == state.evaluation.thresholds["youden"] and len(predict_calls) == 3
 
 
+def test_a_threshold_redraws_only_what_depends_on_it(monkeypatch):
+    """Under a draw rule other than the pooled threshold, a new threshold moves the operating
+    point but keeps the generated trains, their statistics and their views (nothing redrawn);
+    another rule level draws new trains."""
+    state = make_state(session=VITRO, draw="unit-density")
+    frame = state.frame
+    sent = []
+    real_send = views.hv.streams.Pipe.send
+    monkeypatch.setattr(views.hv.streams.Pipe, "send", lambda self, data: (sent.append(data), real_send(self, data)))
+    generated = views.raster_plots(state)["generated"]
+    state.threshold = state.evaluation.thresholds["density"] * 2
+    assert state.frame.op.threshold != frame.op.threshold and state.frame.op.f1 != frame.op.f1
+    assert state.frame.spikes is frame.spikes and state.frame.stats is frame.stats
+    assert sent == [] and generated is not None
+    state.draw_level = state.draw_level * 2
+    assert state.frame.spikes is not frame.spikes and len(sent) == 1
+    state.draw = "pooled"   # the pooled rule draws at the threshold: a new one redraws
+    pooled = state.frame
+    state.threshold = state.threshold * 1.5
+    assert state.frame.spikes is not pooled.spikes
+
+
 def test_revisiting_a_window_hits_the_prediction_cache(predict_calls):
     state = make_state(session=VITRO)
     first = state.window

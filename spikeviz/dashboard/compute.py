@@ -343,18 +343,26 @@ class Frame:
     stats: FiringStats
     distances: dict                        # stats.compare_stats(real, generated)
     fidelity: dict                         # stats.fidelity_entry for each of model, ceiling, floor
+    drawn_with: tuple = ()                 # what the generated trains depend on besides the evaluation
 
 
 def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level: float | None = None,
-               seed: int = 0) -> Frame:
+               seed: int = 0, previous: Frame | None = None) -> Frame:
     """The generator's operating point at `threshold` and the trains it generates (no prediction).
 
     Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
     (seeded), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
+    Trains that the threshold does not change (every rule but the pooled one, free runs) are
+    taken from `previous` when it drew them the same way: a new threshold then costs only its
+    operating point.
     """
     from ..predict import draw_spikes
 
     op = ev.hist.operating_point(threshold)
+    drawn_with = (("free",) if ev.mode == "free" else ("pooled", op.threshold) if draw == "pooled"
+                  else (draw, level, seed))
+    if previous is not None and previous.evaluation is ev and previous.drawn_with == drawn_with:
+        return replace(previous, threshold=op.threshold, op=op)
     if ev.mode == "free":
         generated = ev.free
     elif draw == "pooled":
@@ -368,4 +376,5 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
                  np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
                  ev.references | {"model": fidelity_entry(ev.stretch.targets[:len(generated)],
-                                                          ev.compared, generated, ev.stretch.bin_ms)})
+                                                          ev.compared, generated, ev.stretch.bin_ms)},
+                 drawn_with)

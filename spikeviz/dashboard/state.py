@@ -397,4 +397,4 @@ class DashboardState(param.Parameterized):
     def _update_frame(self) -> None:
         ev = self.evaluation
         self.frame = None if ev is None else compute.make_frame(
-            ev, self.threshold, self.draw, self.draw_level, self.seed)
+            ev, self.threshold, self.draw, self.draw_level, self.seed, previous=self.frame)

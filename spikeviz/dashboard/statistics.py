@@ -115,22 +115,30 @@ def fidelity_table(frame: Frame | None) -> pd.DataFrame:
                         columns=columns)
 
 
+def generated(frame: Frame):
+    """What the statistics plots are drawn from: the generated trains' statistics (with the real
+    ones of the same evaluation), unchanged by a threshold that does not change the trains."""
+    return frame.stats
+
+
 def statistics_views(state: DashboardState) -> pn.Column:
     """Real vs generated firing statistics at the current threshold (all from the frame)."""
     fr = state.param.frame
     common = dict(responsive=True, height=320, show_grid=True)
-    rates = streamed(state, "frame", rate_scatter).opts(
+    rates = streamed(state, "frame", rate_scatter, drawn_from=generated).opts(
         title="Per-unit rate, generated vs real", logx=True, logy=True, **common)
-    isi = streamed(state, "frame", isi_curves).opts(
+    isi = streamed(state, "frame", isi_curves, drawn_from=generated).opts(
         title="ISI distribution (pooled)", logx=True, legend_position="top_right", **common)
-    pop = streamed(state, "frame", population_rate).opts(
+    pop = streamed(state, "frame", population_rate, drawn_from=generated).opts(
         title="Population rate (10 ms bins)", legend_position="top_right",
         **(common | {"tools": ["xwheel_zoom"], "active_tools": ["xwheel_zoom"]}))
     corr_opts = dict(cmap="RdBu_r", clim=(-0.1, 0.1), frame_width=320, frame_height=320, colorbar=True,
                      xaxis=None, yaxis=None, tools=["hover"])
-    corr_real = streamed(state, "frame", lambda f: correlation_image(f and f.evaluation.real_stats, "real")).opts(
+    corr_real = streamed(state, "frame", lambda f: correlation_image(f and f.evaluation.real_stats, "real"),
+                         drawn_from=lambda f: f.evaluation).opts(
         title="Count correlations, real (10 ms)", **corr_opts)
-    corr_gen = streamed(state, "frame", lambda f: correlation_image(f and f.stats, "generated")).opts(
+    corr_gen = streamed(state, "frame", lambda f: correlation_image(f and f.stats, "generated"),
+                        drawn_from=generated).opts(
         title="Count correlations, generated", **corr_opts)
     table = pn.widgets.Tabulator(pn.bind(kept(summary_table), fr), show_index=False, disabled=True,
                                  sizing_mode="stretch_width", layout="fit_columns")

@@ -143,18 +143,26 @@ def _extent(element) -> tuple:
     return tuple(element.range(d) for d in element.kdims)
 
 
-def streamed(state: DashboardState, name: str, make, ranges: hv.streams.RangeXY | None = None
-             ) -> hv.DynamicMap:
-    """A DynamicMap of `make(state.<name>)`, sent through a Pipe whenever the state changes it.
+def streamed(state: DashboardState, name: str, make, ranges: hv.streams.RangeXY | None = None,
+             drawn_from=lambda value: value) -> hv.DynamicMap:
+    """A DynamicMap of `make(state.<name>)`, sent through a Pipe whenever the state changes
+    `drawn_from(state.<name>)`, the part of it the view shows (a frame's generated trains are
+    the same object under a new threshold, and their views are not redrawn).
 
     Rasterized plots aggregate over the range of their RangeXY stream, which holds the previous
     view: it is reset first when the data's extent changes (a new window or session), so the new
     data is drawn whole and the framewise plot re-ranges; a new threshold keeps the zoom."""
-    pipe = hv.streams.Pipe(data=make(getattr(state, name)))
+    value = getattr(state, name)
+    pipe = hv.streams.Pipe(data=make(value))
+    shown = {"from": None if value is None else drawn_from(value)}
 
     def send(event) -> None:
         if event.new is None:   # being recomputed: the view keeps (greyed out) what it shows
             return
+        source = drawn_from(event.new)
+        if source is shown["from"]:
+            return
+        shown["from"] = source
         new = make(event.new)
         if ranges is not None and _extent(new) != _extent(pipe.data):
             ranges.reset()
@@ -178,10 +186,10 @@ def kept(make):
 
 
 def _raster(state: DashboardState, name: str, make, cmap: list[str], title: str, height: int,
-            xlabel: str = ""):
+            xlabel: str = "", drawn_from=lambda value: value):
     """Datashaded raster: counts per pixel, single spikes spread to stay visible when zoomed out."""
     ranges = hv.streams.RangeXY()
-    points = streamed(state, name, make, ranges)
+    points = streamed(state, name, make, ranges, drawn_from)
     return dynspread(rasterize(points, aggregator=ds.count(), streams=[ranges, hv.streams.PlotSize()]),
                      threshold=0.6, max_px=3, shape="square").opts(**raster_opts(cmap, title, height, xlabel))
 
@@ -208,7 +216,8 @@ def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
     return {"overview": overview,
             "real": _raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
                             "Real spikes in the evaluated window", 220),
-            "generated": _raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"], title, 220),
+            "generated": _raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"], title, 220,
+                                 drawn_from=lambda frame: frame.spikes),
             "probabilities": probabilities}
 
 
