@@ -91,7 +91,9 @@ def _fit_shared(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         u = ab[0] * zs + ab[1]
         return float(np.logaddexp(0.0, u).sum() - y @ u)
 
-    ab = np.array([sd, np.log(m / (1 - m))])   # slope 1 on the original scale, mean at the rate
+    # From slope 0 at the mean rate, where the Hessian is well conditioned (a start at slope 1
+    # saturated every probability when the logits do not predict the spikes, and Newton stalled).
+    ab = np.array([0.0, np.log(m / (1 - m))])
     f = nll(ab)
     for _ in range(50):
         p = _sigmoid(ab[0] * zs + ab[1])
@@ -104,7 +106,9 @@ def _fit_shared(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
             if f_new <= f:
                 break
             step = step / 2
-        ab, f = ab + step, min(f, f_new)
+        else:   # no shorter step improves it: the optimum is as close as float64 resolves
+            break
+        ab, f = ab + step, f_new
         if np.abs(step).max() < 1e-8:
             break
     return float(ab[0] / sd), float(ab[1] - ab[0] * mu / sd)

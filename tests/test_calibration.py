@@ -42,6 +42,21 @@ def test_offsets_are_the_posterior_mode():
     np.testing.assert_allclose(residual, d / OFFSET_PRIOR_SD ** 2, atol=0.02)
 
 
+def test_logits_that_do_not_predict_the_spikes_calibrate_to_the_rates():
+    """A confident model whose logits (+-10, as a copy of the last bin gives on random spikes) say
+    nothing about the next bin: the fitted slope is ~0, so the temperature sits at its bound and
+    the offsets bring every unit to its own rate (a Newton step taken although it improved
+    nothing saturated every probability and left offsets in the thousands)."""
+    from spikeviz.calibration import TEMPERATURE_RANGE
+
+    rng = np.random.default_rng(3)
+    Y = (rng.random((2000, 8)) < 0.1).astype(np.uint8)
+    z = np.where(np.roll(Y, 1, axis=0) == 1, 10.0, -10.0)   # the previous bin, copied
+    cal = fit_target_calibration(z, Y)
+    assert cal.temperature == pytest.approx(TEMPERATURE_RANGE[1])
+    np.testing.assert_allclose(cal.probabilities(z).sum(0), Y.sum(0), rtol=0.05)
+
+
 def test_sparse_units_are_shrunk_toward_the_shared_bias():
     rng = np.random.default_rng(1)
     z = rng.normal(-5.0, 1.0, (4000, 10))
