@@ -1,4 +1,4 @@
-"""What `panel serve --setup` runs before the server listens: the page's imports and the opening view's evaluation, into the caches all browser sessions share."""
+"""What `panel serve --setup` runs before the server listens: the page's imports, the opening view's evaluation into the caches all browser sessions share, and one render of its rasters."""
 import sys
 import time
 
