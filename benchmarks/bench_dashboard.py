@@ -26,7 +26,7 @@ from pathlib import Path
 
 import datashader as ds
 import holoviews as hv
-from holoviews.operation.datashader import dynspread, rasterize
+from holoviews.operation import datashader as hd
 
 from spikeviz.dashboard import app, views
 from spikeviz.dashboard import statistics as stats_tab
@@ -38,10 +38,10 @@ WIDTH, HEIGHT = 1200, 230   # a raster plot's pixels on a laptop-sized page
 
 
 def aggregate(points: hv.Points, x_range: tuple[float, float], y_range: tuple[float, float]) -> hv.Image:
-    """What the raster view computes on a pan or zoom: rasterize + dynspread for one viewport."""
-    agg = rasterize(points, aggregator=ds.count(), dynamic=False, x_range=x_range, y_range=y_range,
-                    width=WIDTH, height=HEIGHT)
-    return dynspread(agg, threshold=0.6, max_px=3, dynamic=False)
+    """What the raster view computes on a pan or zoom: aggregate + dynspread for one viewport."""
+    agg = hd.aggregate(points, aggregator=ds.count(), dynamic=False, x_range=x_range, y_range=y_range,
+                       width=WIDTH, height=HEIGHT)
+    return hd.dynspread(agg, threshold=0.6, max_px=3, dynamic=False)
 
 
 def threshold_views(state: DashboardState, threshold: float) -> None:

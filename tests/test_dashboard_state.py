@@ -428,3 +428,41 @@ def test_views_built_before_the_first_evaluation_follow_it():
     assert (x.start, x.end) == pytest.approx((ev.stretch.start_s, ev.stretch.start_s + ev.stretch.duration_s), abs=0.1)
     assert plots["correlations"].state.x_range.end > 100   # 128 units, not the empty 2 x 2
     assert plots["isi"].state.x_range.end > 10             # ms, on a log axis
+
+
+def test_a_seen_session_comes_back_at_once(monkeypatch):
+    """Switching back to a session seen before finds its recording, plan and evaluation cached, so
+    every step runs at once (in a server: with the change, in one message to the page), and its
+    generated trains are the ones drawn before."""
+    from spikeviz.dashboard.jobs import Jobs
+
+    state = make_state(session=VITRO, draw="unit-density")
+    first = state.frame
+    state.session = "invitro_210511001_lh"
+    submitted = []
+    real_submit = Jobs.submit
+    monkeypatch.setattr(Jobs, "submit", lambda self, kind, *args, quick=False: (
+        submitted.append((kind, quick)), real_submit(self, kind, *args, quick=quick))[1])
+    state.session = VITRO
+    assert submitted == [("load", True), ("evaluate", True), ("evaluate", True)]
+    assert state.evaluation is first.evaluation and state.frame.spikes is first.spikes
+    state.window_start += 5   # a window never seen: planned and evaluated in the background
+    assert submitted[3:] == [("evaluate", False), ("evaluate", False)]
+
+
+def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
+    """The test split and the window are boxes on the whole-session raster that follow the state;
+    moving the window aggregates nothing again."""
+    import holoviews as hv
+    from holoviews.operation import datashader as hd
+
+    state = make_state(session=VITRO)
+    plot = hv.renderer("bokeh").get_plot(views.raster_plots(state)["overview"])
+    test, box = plot.handles["spans"]
+    assert (test.left, test.right) == window.test_split_s(state.recording)
+    assert (box.left, box.right) == state.window
+    aggregated = []
+    real = hd.aggregate._process
+    monkeypatch.setattr(hd.aggregate, "_process", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
+    state.window_start += 5
+    assert (box.left, box.right) == state.window and aggregated == []

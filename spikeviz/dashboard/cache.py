@@ -39,6 +39,10 @@ class LRUCache:
                 self._items.popitem(last=False)
         return value
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
     @property
     def nbytes(self) -> int:
         return sum(self._size(v) for v in self._items.values())

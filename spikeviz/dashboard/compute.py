@@ -30,6 +30,7 @@ THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # split, from the simplest to the strongest. Without a checkpoint the strongest generates.
 BASELINES = ("rate", "ewma-tuned", "glm-coupled")
 BASELINE_GENERATOR = BASELINES[-1]
+FRAMES_KEPT = 4   # generated trains kept per evaluation (one per draw rule and level)
 
 
 def raster_points(recording: Recording) -> pd.DataFrame:
@@ -127,12 +128,15 @@ class Evaluation:
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
+    # Frames whose trains the threshold does not change, by Frame.drawn_with (make_frame)
+    frames: dict = field(default_factory=dict, repr=False)
 
     @property
     def nbytes(self) -> int:
         """What the cache counts: the arrays this evaluation keeps alive (some of them also
         cached on their own, so the bound errs on the safe side)."""
         arrays = [p.P for p in self.predictions.values()] + [self.stretch.X, self.free]
+        arrays += [a for f in list(self.frames.values()) for a in f.spikes]
         return sum(a.nbytes for a in arrays if a is not None)
 
     def slider_threshold(self, rule: str) -> float:
@@ -191,6 +195,10 @@ class Plan:
     default_window: bool      # predictions on it are cached on disk too
 
     @property
+    def nbytes(self) -> int:
+        return 0 if self.reference is None else self.reference.nbytes
+
+    @property
     def stretch(self) -> Stretch:
         """What the generator predicts: the model's column order, or recorded for a baseline."""
         return self.setup.model_stretch if self.model is not None else self.setup.stretch
@@ -208,37 +216,71 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _plan_key(window: tuple[float, float], generator: Generator, unit_order: str, seed: int,
+              data_key: Hashable) -> tuple | None:
+    """What a plan depends on; None when the recording is not named (nothing can be cached)."""
+    if data_key is None:
+        return None
+    return ("plan", data_key, _model_key(generator), tuple(window), _requested_order(unit_order, seed))
+
+
+def _model_key(generator: Generator) -> tuple | None:
+    if not generator.is_model:
+        return None
+    return ("model", str(generator.path), generator.path.stat().st_mtime_ns)
+
+
+def _requested_order(unit_order: str, seed: int) -> str:
+    return "random:%d" % seed if unit_order == "random" else unit_order
+
+
+def plan_cached(window: tuple[float, float], generator: Generator, *, unit_order: str = "auto",
+                seed: int = 0, data_key: Hashable = None, cache: LRUCache | None = None) -> bool:
+    """Whether `plan` with these arguments returns at once, from the cache."""
+    try:
+        key = _plan_key(window, generator, unit_order, seed, data_key)
+    except OSError:   # a checkpoint file gone: planning says so, in the page
+        return False
+    return key is not None and key in (SHARED_CACHE if cache is None else cache)
+
+
 def plan(recording: Recording, window: tuple[float, float], generator: Generator, *,
          unit_order: str = "auto", seed: int = 0, data_key: Hashable = None,
          cache: LRUCache | None = None,
          progress: Callable[[float, str], None] = lambda f, m: None) -> Plan:
     """Units, unit order and the binned window exactly as `spikeviz evaluate` chooses them
     (evaluation.setup); the baselines fit on the target's own train split."""
+    cache = SHARED_CACHE if cache is None else cache
+    key = _plan_key(window, generator, unit_order, seed, data_key)
+    make = lambda: _plan(recording, tuple(window), generator, _requested_order(unit_order, seed),
+                         data_key, cache, progress)
+    return make() if key is None else cache.get(key, make)
+
+
+def _plan(recording: Recording, window: tuple[float, float], generator: Generator, requested: str,
+          data_key: Hashable, cache: LRUCache, progress: Callable[[float, str], None]) -> Plan:
     from ..predict import ModelPredictor
 
-    cache = SHARED_CACHE if cache is None else cache
-    model, model_key = None, None
+    model, model_key = None, _model_key(generator)
     if generator.is_model:
         progress(0.05, f"loading {generator.name}")
-        model_key = ("model", str(generator.path), generator.path.stat().st_mtime_ns)
         model = cache.get(model_key, lambda: ModelPredictor(generator.path, generator.name))
         meta = model.model.meta
         if abs(float(meta.get("bin_ms", BIN_MS)) - BIN_MS) > 1e-9:
             raise SpikevizError(f"the dashboard works on {BIN_MS:g}-ms bins, but this checkpoint "
                                 f"was trained on {float(meta['bin_ms']):g}-ms bins: score it "
                                 f"with `spikeviz evaluate`", generator.path)
-    requested = "random:%d" % seed if unit_order == "random" else unit_order
     progress(0.1, "binning the window and the train split")
-    su = cache.get(("setup", data_key, model_key, tuple(window), requested), lambda: setup(
+    su = cache.get(("setup", data_key, model_key, window, requested), lambda: setup(
         None if model is None else model.model, recording, unit_order=requested,
-        window_s=tuple(window), n_units=N_UNITS,
+        window_s=window, n_units=N_UNITS,
         find_source=lambda meta: checkpoint_source(_within_roots(meta))))
     a, b = su.stretch.bins
     n = b - a - 1
     ids = (su.model_stretch if model is not None else su.stretch).unit_ids
     reference = bin_range(recording, list(ids), BIN_MS, a - n, a) if a - n >= 0 else None
     return Plan(su, generator, model, model_key, data_key, reference,
-                tuple(window) == default_window(recording))
+                window == default_window(recording))
 
 
 def _disk_key(plan: Plan, name: str, stretch: Stretch, cache: LRUCache) -> str | None:
@@ -270,9 +312,19 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
         raise SpikevizError("free-running generation needs a model checkpoint; the baselines "
                             "only predict teacher-forced")
     # A whole evaluation seen before (a session switched back to) costs nothing, statistics included.
-    key = (plan.key(plan.stretch), plan.model_key or plan.generator.name, mode, seed,
-           free_s if mode == "free" else None, "evaluation")
-    return cache.get(key, lambda: _evaluate(plan, mode, seed, free_s, cache, progress))
+    return cache.get(_evaluation_key(plan, mode, seed, free_s),
+                     lambda: _evaluate(plan, mode, seed, free_s, cache, progress))
+
+
+def _evaluation_key(plan: Plan, mode: str, seed: int, free_s: float) -> tuple:
+    return (plan.key(plan.stretch), plan.model_key or plan.generator.name, mode, seed,
+            free_s if mode == "free" else None, "evaluation")
+
+
+def evaluation_cached(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float = 5.0,
+                      cache: LRUCache | None = None) -> bool:
+    """Whether `evaluate` with these arguments returns at once, from the cache."""
+    return _evaluation_key(plan, mode, seed, free_s) in (SHARED_CACHE if cache is None else cache)
 
 
 def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
@@ -343,38 +395,43 @@ class Frame:
     stats: FiringStats
     distances: dict                        # stats.compare_stats(real, generated)
     fidelity: dict                         # stats.fidelity_entry for each of model, ceiling, floor
-    drawn_with: tuple = ()                 # what the generated trains depend on besides the evaluation
 
 
 def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level: float | None = None,
-               seed: int = 0, previous: Frame | None = None) -> Frame:
+               seed: int = 0) -> Frame:
     """The generator's operating point at `threshold` and the trains it generates (no prediction).
 
     Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
     (seeded), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
     Trains that the threshold does not change (every rule but the pooled one, free runs) are
-    taken from `previous` when it drew them the same way: a new threshold then costs only its
-    operating point.
+    kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
+    session switched back to, then costs only its operating point.
     """
     from ..predict import draw_spikes
 
     op = ev.hist.operating_point(threshold)
-    drawn_with = (("free",) if ev.mode == "free" else ("pooled", op.threshold) if draw == "pooled"
-                  else (draw, level, seed))
-    if previous is not None and previous.evaluation is ev and previous.drawn_with == drawn_with:
-        return replace(previous, threshold=op.threshold, op=op)
-    if ev.mode == "free":
-        generated = ev.free
-    elif draw == "pooled":
+    if ev.mode != "free" and draw == "pooled":
         # P >= edge: exactly the cells the operating point counts as predicted spikes.
-        generated = (ev.P >= np.float32(op.threshold)).astype(np.uint8)
-    else:
-        cal = ev.calibration
-        generated = draw_spikes(cal.probabilities(_logits(ev.P)), draw, level, seed=seed,
-                                unit_rates=cal.rates)
+        return _frame(ev, op, draw, (ev.P >= np.float32(op.threshold)).astype(np.uint8))
+    drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed)
+    kept = ev.frames.pop(drawn_with, None)   # popped and put back: the dict runs oldest first
+    if kept is None:
+        if ev.mode == "free":
+            generated = ev.free
+        else:
+            cal = ev.calibration
+            generated = draw_spikes(cal.probabilities(_logits(ev.P)), draw, level, seed=seed,
+                                    unit_rates=cal.rates)
+        kept = _frame(ev, op, draw, generated)
+        while len(ev.frames) >= FRAMES_KEPT:
+            ev.frames.pop(next(iter(ev.frames)))
+    ev.frames[drawn_with] = kept
+    return replace(kept, threshold=op.threshold, op=op)
+
+
+def _frame(ev: Evaluation, op: OperatingPoint, draw: str, generated: np.ndarray) -> Frame:
     stats = firing_stats(generated, ev.stretch.bin_ms)
     return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
                  np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
                  ev.references | {"model": fidelity_entry(ev.stretch.targets[:len(generated)],
-                                                          ev.compared, generated, ev.stretch.bin_ms)},
-                 drawn_with)
+                                                          ev.compared, generated, ev.stretch.bin_ms)})

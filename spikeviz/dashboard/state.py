@@ -1,6 +1,7 @@
 """Per-browser-session state: the choices (inputs) and what follows from them (outputs)."""
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 def _message(exc: Exception) -> str:
     """One line for the page: our own errors as they are, anything else with its type."""
     return str(exc) if isinstance(exc, SpikevizError) else f"{type(exc).__name__}: {exc}"
+
+
+def batched(method):
+    """A watcher whose changes to the page go to the browser together (Jobs.held)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._jobs.held():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class DashboardState(param.Parameterized):
@@ -184,6 +194,7 @@ class DashboardState(param.Parameterized):
             self.param.update(session=OPEN_FILE, path=str(path))
 
     @param.depends("session", "open_file", watch=True)
+    @batched
     def _load(self) -> None:
         # Nothing of the previous data stays on screen under the new choice.
         self.param.update(recording=None, stretch=None, evaluation=None, frame=None)
@@ -191,17 +202,21 @@ class DashboardState(param.Parameterized):
             self.status = "give a path and press Open file"
             return
         args = self._test_recording_args()
+        bundled = ("recording", args["name"])   # a bundled session is kept once loaded
 
         def work(progress):
             progress(0.1, f"loading {args['name'] or args['path']}")
-            recording = open_test_recording(**args)
+            if args["name"]:
+                recording = self.cache.get(bundled, lambda: open_test_recording(**args))
+            else:
+                recording = open_test_recording(**args)
             key = (args["name"],) if args["name"] else (
                 str(Path(args["path"]).resolve()), Path(args["path"]).stat().st_mtime_ns,
                 args["file_format"], args["tick_ms"], args["sample_rate"])
             default_window(recording)   # refuses a recording too short to evaluate
             return recording, key
 
-        self._jobs.submit("load", work, self._loaded, self._fail)
+        self._jobs.submit("load", work, self._loaded, self._fail, quick=bundled in self.cache)
 
     def _loaded(self, result: tuple[Recording, tuple]) -> None:
         recording, key = result
@@ -213,6 +228,7 @@ class DashboardState(param.Parameterized):
                           recording=recording)
 
     @param.depends("window_start", "window_length", watch=True)
+    @batched
     def _window_chosen(self) -> None:
         if self.recording is None:
             return
@@ -341,6 +357,7 @@ class DashboardState(param.Parameterized):
 
     @param.depends("recording", "checkpoint", "mode", "seed", "free_s", "unit_order", "window",
                    watch=True)
+    @batched
     def _evaluate(self) -> None:
         """Plan the window (its real spikes show at once), then predict it; views of the previous
         evaluation are cleared first, never shown under the new choices."""
@@ -356,16 +373,18 @@ class DashboardState(param.Parameterized):
         options = dict(mode=self.mode, seed=self.seed, free_s=self.free_s, cache=self.cache)
         unit_order = self.unit_order
 
+        planning = dict(unit_order=unit_order, seed=options["seed"], data_key=key, cache=self.cache)
+
         def plan(progress):
-            return compute.plan(recording, window, generator, unit_order=unit_order,
-                                seed=options["seed"], data_key=key, cache=self.cache, progress=progress)
+            return compute.plan(recording, window, generator, progress=progress, **planning)
 
         def planned(p: compute.Plan) -> None:
             self.stretch = p.stretch
             self._jobs.submit("evaluate", lambda progress: compute.evaluate(p, progress=progress, **options),
-                              self._evaluated, self._fail)
+                              self._evaluated, self._fail, quick=compute.evaluation_cached(p, **options))
 
-        self._jobs.submit("evaluate", plan, planned, self._fail)
+        self._jobs.submit("evaluate", plan, planned, self._fail,
+                          quick=compute.plan_cached(window, generator, **planning))
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         # The slider spans a few times the rules' thresholds: spike probabilities are small in vivo.
@@ -377,6 +396,7 @@ class DashboardState(param.Parameterized):
         self.param.update(updates)
 
     @param.depends("threshold_rule", watch=True)
+    @batched
     def _rule_chosen(self) -> None:
         if self.evaluation is not None and self.threshold_rule != "custom":
             self.threshold = self.evaluation.slider_threshold(self.threshold_rule)
@@ -394,7 +414,8 @@ class DashboardState(param.Parameterized):
             self.draw_level = float(DRAW_RULES[event.new]["default"])
 
     @param.depends("evaluation", "threshold", "draw", "draw_level", watch=True)
+    @batched
     def _update_frame(self) -> None:
         ev = self.evaluation
         self.frame = None if ev is None else compute.make_frame(
-            ev, self.threshold, self.draw, self.draw_level, self.seed, previous=self.frame)
+            ev, self.threshold, self.draw, self.draw_level, self.seed)
