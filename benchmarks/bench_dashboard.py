@@ -24,9 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-import datashader as ds
 import holoviews as hv
-from holoviews.operation import datashader as hd
 
 from spikeviz.dashboard import app, views
 from spikeviz.dashboard import statistics as stats_tab
@@ -37,11 +35,9 @@ VIVO = "invivo_NYU-40_2021-04-14_001"
 WIDTH, HEIGHT = 1200, 230   # a raster plot's pixels on a laptop-sized page
 
 
-def aggregate(points: hv.Points, x_range: tuple[float, float], y_range: tuple[float, float]) -> hv.Image:
-    """What the raster view computes on a pan or zoom: aggregate + dynspread for one viewport."""
-    agg = hd.aggregate(points, aggregator=ds.count(), dynamic=False, x_range=x_range, y_range=y_range,
-                       width=WIDTH, height=HEIGHT)
-    return hd.dynspread(agg, threshold=0.6, max_px=3, dynamic=False)
+def aggregate(points: hv.Points, x_range: tuple[float, float], y_range: tuple[float, float]) -> hv.RGB:
+    """What the raster view computes on a pan or zoom: its image for one viewport."""
+    return views.shaded_raster(points, ["#9a9a9a", "#000000"], x_range, y_range, WIDTH, HEIGHT)
 
 
 def threshold_views(state: DashboardState, threshold: float) -> None:

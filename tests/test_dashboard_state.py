@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from spikeviz.dashboard import compute, results, statistics, views, window
@@ -58,7 +59,7 @@ def test_first_evaluation_feeds_every_view():
     assert n_points(views.real_points(state.stretch)) == frame.op.real_spikes == int(ev.stretch.targets.sum())
     assert n_points(views.generated_points(frame)) == frame.op.predicted_spikes
     T, N = ev.P.shape
-    assert views.probability_image(ev).data.shape == (N, T)
+    assert views.probability_image(ev).data["p"].shape == (N, T)
     # generator, the three baselines (the generating one's layer empty) and chance
     assert len(views.roc_curves(ev)) == 5 and len(views.pr_curves(ev)) == 5
     assert views.roc_marker(frame).data.iloc[0].tolist() == pytest.approx([frame.op.fpr, frame.op.recall])
@@ -454,15 +455,33 @@ def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
     """The test split and the window are boxes on the whole-session raster that follow the state;
     moving the window aggregates nothing again."""
     import holoviews as hv
-    from holoviews.operation import datashader as hd
 
     state = make_state(session=VITRO)
+    aggregated = []
+    real = views.ds.Canvas.points
+    monkeypatch.setattr(views.ds.Canvas, "points", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
     plot = hv.renderer("bokeh").get_plot(views.raster_plots(state)["overview"])
     test, box = plot.handles["spans"]
     assert (test.left, test.right) == window.test_split_s(state.recording)
-    assert (box.left, box.right) == state.window
-    aggregated = []
-    real = hd.aggregate._process
-    monkeypatch.setattr(hd.aggregate, "_process", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
+    assert (box.left, box.right) == state.window and aggregated
+    drawn = len(aggregated)
     state.window_start += 5
-    assert (box.left, box.right) == state.window and aggregated == []
+    assert (box.left, box.right) == state.window and len(aggregated) == drawn
+
+
+def test_rasters_are_drawn_the_right_way_up():
+    """Unit 0 is the bottom row of every raster image, time runs left to right, and the image
+    covers the range it was drawn for."""
+    import holoviews as hv
+
+    points = hv.Points(pd.DataFrame({"time": [0.5, 9.5], "unit": [0.0, 0.0]}), [views.TIME, views.UNIT])
+    P = np.zeros((100, 4), np.float32)
+    P[90:, 0] = 1.0   # unit 0, last tenth of the window
+    ev = type("Ev", (), {"P": P, "stretch": type("S", (), {"start_s": 0.0, "bin_ms": 100.0})})()
+    for element in (points, views.probability_image(ev)):
+        rgb = views.shaded_raster(element, ["#ffffff", "#000000"], (0.0, 10.0), (-0.5, 3.5), 50, 40)
+        assert rgb.bounds.lbrt() == (0.0, -0.5, 10.0, 3.5)
+        pixels = rgb.data   # rows top-down, as the browser draws them
+        dark = np.argwhere((pixels[:, :, 0].astype(int) < 128) & (pixels[:, :, 3] > 0))   # many spikes, high p
+        assert len(dark) and dark[:, 0].min() >= 40 - 10 - 3, dark   # unit 0: the bottom tenth rows (spread 3 px)
+        assert dark[:, 1].max() >= 45   # the late spike (or the high p) at the right edge

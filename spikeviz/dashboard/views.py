@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import datashader as ds
+import datashader.transfer_functions as tf
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  (element options need a loaded backend)
 import numpy as np
 import pandas as pd
 import panel as pn
+import xarray as xr
 from bokeh.models import BoxAnnotation
-from holoviews.operation.datashader import aggregate, dynspread, regrid, shade
+from bokeh.palettes import Viridis256
 from holoviews.operation.downsample import downsample1d
 
 from . import compute
@@ -140,14 +142,15 @@ def generated_points(frame: Frame | None) -> hv.Points:
 
 
 def probability_image(ev: Evaluation | None) -> hv.Image:
+    """The generator's probabilities, a row per model column and a pixel per bin (centres)."""
     vdim = hv.Dimension("p", label="p(spike)")
     if ev is None:   # never seen: the view is hidden until the first evaluation
         return hv.Image(np.zeros((2, 2)), [TIME, UNIT], vdim)
     s = ev.stretch
-    n = ev.P.shape[1]
-    # Array rows run top-down: flip so column 0 sits at the bottom, as in the rasters.
-    return hv.Image(ev.P.T[::-1], [TIME, UNIT], vdim,
-                    bounds=(s.start_s, -0.5, s.start_s + s.duration_s, n - 0.5))
+    T, n = ev.P.shape
+    times = s.start_s + (np.arange(T) + 0.5) * (s.bin_ms / 1000.0)
+    return hv.Image(xr.DataArray(ev.P.T, coords={"unit": np.arange(n, dtype=np.float64), "time": times},
+                                 dims=("unit", "time"), name="p"), [TIME, UNIT], vdim)
 
 
 def raster_opts(title: str, height: int, xlabel: str = "") -> dict:
@@ -156,10 +159,28 @@ def raster_opts(title: str, height: int, xlabel: str = "") -> dict:
                 xlabel=xlabel, framewise=True, min_height=height)
 
 
-def shaded(image: hv.DynamicMap, cmap) -> hv.DynamicMap:
-    """Colour-mapped on the server (histogram-equalised, empty pixels transparent): colour-mapping
-    four raster images in the browser took it most of a second on 2 cores."""
-    return shade(image, cmap=cmap, cnorm="eq_hist", min_alpha=255)
+def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=None, width=None,
+                  height=None, scale=1.0) -> hv.RGB:
+    """The element in the plot's current range and pixels, drawn by datashader: spike counts per
+    pixel with single spikes spread to stay visible when zoomed out, or an image's maximum per
+    pixel; colour-mapped here (histogram-equalised, empty pixels transparent).
+
+    Done in the browser, colour-mapping four raster images took it most of a second on 2 cores;
+    HoloViews' aggregate, dynspread and shade operations cost the server about 50 ms each."""
+    x, y = element.kdims
+    x_range, y_range = x_range or element.range(0), y_range or element.range(1)
+    if not (np.all(np.isfinite([*x_range, *y_range])) and x_range[1] > x_range[0] and y_range[1] > y_range[0]):
+        return hv.RGB(np.zeros((1, 1, 4), np.uint8), [x, y])   # nothing to draw yet
+    canvas = ds.Canvas(plot_width=max(1, int((width or 600) * scale)),
+                       plot_height=max(1, int((height or 220) * scale)), x_range=x_range, y_range=y_range)
+    if isinstance(element, hv.Image):
+        agg = canvas.raster(element.data[element.vdims[0].name], agg="max")
+    else:
+        agg = tf.dynspread(canvas.points(element.data, x.name, y.name, ds.count()), threshold=0.6,
+                           max_px=3, shape="square")
+    image = tf.shade(agg, cmap=cmap, how="eq_hist", min_alpha=255)
+    rgba = np.flipud(image.data.view(np.uint8).reshape(*image.shape, 4))   # rows top-down
+    return hv.RGB(rgba, [x, y], bounds=(x_range[0], y_range[0], x_range[1], y_range[1]))
 
 
 def _extent(element) -> tuple:
@@ -208,14 +229,12 @@ def kept(make):
     return table
 
 
-def _raster(state: DashboardState, name: str, make, cmap: list[str], title: str, height: int,
+def _raster(state: DashboardState, name: str, make, cmap, title: str, height: int,
             xlabel: str = "", drawn_from=lambda value: value):
-    """Datashaded raster: counts per pixel, single spikes spread to stay visible when zoomed out."""
+    """`make(state.<name>)` drawn by shaded_raster, again whenever the plot is zoomed or resized."""
     ranges = hv.streams.RangeXY()
-    points = streamed(state, name, make, ranges, drawn_from)
-    counts = dynspread(aggregate(points, aggregator=ds.count(), streams=[ranges, hv.streams.PlotSize()]),
-                       threshold=0.6, max_px=3, shape="square")
-    return shaded(counts, cmap).opts(**raster_opts(title, height, xlabel))
+    return streamed(state, name, make, ranges, drawn_from).apply(
+        shaded_raster, cmap=cmap, streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
 
 
 def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
@@ -229,10 +248,8 @@ def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
                        "session time (s)").opts(hooks=[marked_spans(state)])
     title = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
              "free-running: the model's own samples)")
-    ranges = hv.streams.RangeXY()
-    probabilities = shaded(regrid(streamed(state, "evaluation", probability_image, ranges), aggregator="max",
-                                  streams=[ranges, hv.streams.PlotSize()]), "viridis").opts(
-        **raster_opts("Predicted spike probability (max per pixel)", 250, "time (s)"))
+    probabilities = _raster(state, "evaluation", probability_image, Viridis256,
+                            "Predicted spike probability (max per pixel)", 250, "time (s)")
     return {"overview": overview,
             "real": _raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
                             "Real spikes in the evaluated window", 220),
@@ -242,11 +259,12 @@ def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
 
 
 def warm_up(state: DashboardState) -> None:
-    """Render the raster plots of an evaluated state once, off any page: datashader compiles its
-    numba kernels on first use (about 7 s on 2 cores), which a first visitor would otherwise wait for."""
-    renderer = hv.renderer("bokeh")
-    for plot in raster_plots(state).values():
-        renderer.get_plot(plot)
+    """Render the raster views of an evaluated state once, off any page, as a page renders them:
+    datashader compiles its numba kernels on first use (about 7 s on 2 cores), and Panel's first
+    HoloViews panes took the first visitor's page another half second."""
+    from bokeh.document import Document
+
+    rasters(state).get_root(Document())
 
 
 def rasters(state: DashboardState) -> pn.viewable.Viewable:
