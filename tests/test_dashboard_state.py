@@ -422,8 +422,12 @@ def test_views_built_before_the_first_evaluation_follow_it():
              "correlations": ("frame", lambda f: statistics.correlation_image(f and f.stats, "generated"))}
     plots = {key: hv.renderer("bokeh").get_plot(views.streamed(state, name, make))
              for key, (name, make) in makes.items()}
+    stretch = state.stretch
+    state.stretch = None
+    rasters = [hv.renderer("bokeh").get_plot(p) for p in views.raster_plots(state).values()]
     glyphs = {key: len(p.state.renderers) for key, p in plots.items()}
-    state.param.update(evaluation=ev, frame=frame)
+    state.param.update(stretch=stretch, evaluation=ev, frame=frame)
+    assert all(r.current_frame.data.shape[:2] != (1, 1) for r in rasters)   # every raster drawn
     assert {key: len(p.state.renderers) for key, p in plots.items()} == glyphs
     x = plots["population"].state.x_range
     assert (x.start, x.end) == pytest.approx((ev.stretch.start_s, ev.stretch.start_s + ev.stretch.duration_s), abs=0.1)

@@ -143,14 +143,15 @@ def generated_points(frame: Frame | None) -> hv.Points:
 
 def probability_image(ev: Evaluation | None) -> hv.Image:
     """The generator's probabilities, a row per model column and a pixel per bin (centres)."""
-    vdim = hv.Dimension("p", label="p(spike)")
     if ev is None:   # never seen: the view is hidden until the first evaluation
-        return hv.Image(np.zeros((2, 2)), [TIME, UNIT], vdim)
-    s = ev.stretch
-    T, n = ev.P.shape
-    times = s.start_s + (np.arange(T) + 0.5) * (s.bin_ms / 1000.0)
-    return hv.Image(xr.DataArray(ev.P.T, coords={"unit": np.arange(n, dtype=np.float64), "time": times},
-                                 dims=("unit", "time"), name="p"), [TIME, UNIT], vdim)
+        P, times = np.zeros((2, 2), np.float32), np.arange(2.0)
+    else:
+        s = ev.stretch
+        P = ev.P
+        times = s.start_s + (np.arange(len(P)) + 0.5) * (s.bin_ms / 1000.0)
+    units = np.arange(P.shape[1], dtype=np.float64)
+    return hv.Image(xr.DataArray(P.T, coords={"unit": units, "time": times}, dims=("unit", "time"), name="p"),
+                    [TIME, UNIT], hv.Dimension("p", label="p(spike)"))
 
 
 def raster_opts(title: str, height: int, xlabel: str = "") -> dict:
