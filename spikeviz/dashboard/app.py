@@ -8,7 +8,8 @@ import panel as pn
 
 from . import results
 from ..evaluation import WARMUP_S
-from .compute import N_UNITS, Frame
+from .compute import N_UNITS
+from .frames import Frame
 from .window import test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState

@@ -1,4 +1,4 @@
-"""Dashboard data without Panel: the evaluated stretch, cached predictions, threshold-dependent frames."""
+"""Dashboard data without Panel: the evaluated stretch and its cached predictions and statistics."""
 from __future__ import annotations
 
 import hashlib
@@ -14,10 +14,10 @@ from ..binning import bin_range
 from ..calibration import TargetCalibration, fit_free_running, fit_target_calibration
 from ..errors import SpikevizError
 from ..evaluation import Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
-from ..metrics import OperatingPoint, ScoreHistogram, UnitHistograms
+from ..metrics import ScoreHistogram, UnitHistograms
 from ..recording import Recording
 from ..scoring import FPR_CAP, Scored, score_stretch
-from ..stats import FiringStats, compare_stats, fidelity_entry, fidelity_references, firing_stats
+from ..stats import FiringStats, fidelity_references, firing_stats
 from ..store import Cache, content_key
 from .cache import SHARED_CACHE, LRUCache
 from .window import default_window
@@ -30,7 +30,6 @@ THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # split, from the simplest to the strongest. Without a checkpoint the strongest generates.
 BASELINES = ("rate", "ewma-tuned", "glm-coupled")
 BASELINE_GENERATOR = BASELINES[-1]
-FRAMES_KEPT = 4   # generated trains kept per evaluation (one per draw rule and level)
 
 
 def raster_points(recording: Recording) -> pd.DataFrame:
@@ -59,7 +58,7 @@ class Prediction:
         return self.P.nbytes
 
 
-def _logits(P: np.ndarray) -> np.ndarray:
+def logits(P: np.ndarray) -> np.ndarray:
     P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
     return np.log(P / (1 - P))
 
@@ -79,7 +78,7 @@ def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True,
     scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
     if keep_P:   # a copy, so the full predictions (warm-up included) are freed
         a, w = stretch.prime, stretch.warm
-        fit = lambda: fit_target_calibration(_logits(P[a - 1:w - 1]), stretch.X[a:w])
+        fit = lambda: fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w])
         calibration = fit() if disk_key is None else _stored_calibration(disk_key, fit)
         return Prediction(stretch.window_of(P).copy(), scored, calibration)
     return Prediction(np.empty((0, P.shape[1]), np.float32), replace(scored, units=None))
@@ -128,7 +127,7 @@ class Evaluation:
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
-    # Frames whose trains the threshold does not change, by Frame.drawn_with (make_frame)
+    # Frames whose trains the threshold does not change, by how they were drawn (frames.make_frame)
     frames: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -380,58 +379,3 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
                       firing_stats(Y, BIN_MS),
                       fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed),
                       firing_stats(Y[:n], BIN_MS), plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in THRESHOLD_RULES})
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """What one threshold and draw rule give: the operating point, the generated trains and their
-    statistics."""
-
-    evaluation: Evaluation                 # the one it was made from
-    threshold: float
-    draw: str                              # predict.DRAW_RULES (free-running: the model's samples)
-    op: OperatingPoint                     # of the generator: scoring never depends on the draw
-    spikes: tuple[np.ndarray, np.ndarray]  # bins and columns of generated spikes (window time base)
-    stats: FiringStats
-    distances: dict                        # stats.compare_stats(real, generated)
-    fidelity: dict                         # stats.fidelity_entry for each of model, ceiling, floor
-
-
-def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level: float | None = None,
-               seed: int = 0) -> Frame:
-    """The generator's operating point at `threshold` and the trains it generates (no prediction).
-
-    Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
-    (seeded), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
-    Trains that the threshold does not change (every rule but the pooled one, free runs) are
-    kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
-    session switched back to, then costs only its operating point.
-    """
-    from ..predict import draw_spikes
-
-    op = ev.hist.operating_point(threshold)
-    if ev.mode != "free" and draw == "pooled":
-        # P >= edge: exactly the cells the operating point counts as predicted spikes.
-        return _frame(ev, op, draw, (ev.P >= np.float32(op.threshold)).astype(np.uint8))
-    drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed)
-    kept = ev.frames.pop(drawn_with, None)   # popped and put back: the dict runs oldest first
-    if kept is None:
-        if ev.mode == "free":
-            generated = ev.free
-        else:
-            cal = ev.calibration
-            generated = draw_spikes(cal.probabilities(_logits(ev.P)), draw, level, seed=seed,
-                                    unit_rates=cal.rates)
-        kept = _frame(ev, op, draw, generated)
-        while len(ev.frames) >= FRAMES_KEPT:
-            ev.frames.pop(next(iter(ev.frames)))
-    ev.frames[drawn_with] = kept
-    return replace(kept, threshold=op.threshold, op=op)
-
-
-def _frame(ev: Evaluation, op: OperatingPoint, draw: str, generated: np.ndarray) -> Frame:
-    stats = firing_stats(generated, ev.stretch.bin_ms)
-    return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
-                 np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
-                 ev.references | {"model": fidelity_entry(ev.stretch.targets[:len(generated)],
-                                                          ev.compared, generated, ev.stretch.bin_ms)})

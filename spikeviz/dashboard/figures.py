@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .compute import Evaluation, Frame  # noqa: E402
+from .compute import Evaluation  # noqa: E402
+from .frames import Frame  # noqa: E402
 from .views import COLORS, color_of  # noqa: E402
 
 RASTER_S = 5.0   # seconds of raster in the figure: a whole window is a grey wall at print size

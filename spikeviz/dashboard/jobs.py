@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import queue
 import threading
@@ -13,7 +14,24 @@ import panel as pn
 from panel.io.document import hold
 from panel.io.state import set_curdoc
 
+from ..errors import SpikevizError
+
 Progress = Callable[[float, str], None]
+
+
+def message(exc: Exception) -> str:
+    """A job's error as one line for the page: our own errors as they are, others with their type."""
+    return str(exc) if isinstance(exc, SpikevizError) else f"{type(exc).__name__}: {exc}"
+
+
+def batched(method):
+    """A method of an object with `_jobs` whose changes to the page go to the browser together
+    (Jobs.held)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._jobs.held():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Superseded(Exception):

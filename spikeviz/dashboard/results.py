@@ -10,7 +10,8 @@ from ..catalog import models_dir, sessions
 from ..catalog import shipped_checkpoints
 from ..report import build_table
 from ..store import Cache, content_key
-from .compute import Evaluation, Frame
+from .compute import Evaluation
+from .frames import Frame
 
 TABLE_FILES = ("table.json",)   # `spikeviz table --out models` writes it next to the checkpoints
 TABLE_SECONDS = 60.0            # evaluated seconds per cell when the dashboard builds the table

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..catalog import data_dir, load_path, models_dir, session, sessions
 from ..errors import SpikevizError
 from ..recording import Recording
+from .cache import LRUCache
 
 DOMAINS = ("vitro", "vivo")
 DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
@@ -68,6 +69,21 @@ def open_test_recording(name: str | None, path: str = "", file_format: str | Non
         return session(name).load()
     return load_path(checked_path(path, roots), format=file_format, tick_ms=tick_ms,
                      sample_rate=sample_rate)
+
+
+def opened_recording(args: dict, cache: LRUCache) -> tuple[Recording, tuple]:
+    """The recording `open_test_recording(**args)` opens and the key its results are cached
+    under: a bundled session's name (kept in `cache` once loaded), else the file and its reading."""
+    if args["name"]:
+        return cache.get(("recording", args["name"]), lambda: open_test_recording(**args)), (args["name"],)
+    recording, path = open_test_recording(**args), Path(args["path"])
+    return recording, (str(path.resolve()), path.stat().st_mtime_ns, args["file_format"], args["tick_ms"],
+                       args["sample_rate"])
+
+
+def recording_cached(args: dict, cache: LRUCache) -> bool:
+    """Whether `opened_recording` returns at once, from the cache."""
+    return bool(args["name"]) and ("recording", args["name"]) in cache
 
 
 @dataclass(frozen=True)

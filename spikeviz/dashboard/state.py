@@ -1,7 +1,6 @@
 """Per-browser-session state: the choices (inputs) and what follows from them (outputs)."""
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 from pathlib import Path
@@ -17,13 +16,14 @@ from . import compute, results
 from ..evaluation import Stretch
 from ..predict import DRAW_RULES
 from .cache import SHARED_CACHE, LRUCache
-from .compute import BASELINE_GENERATOR, THRESHOLD_RULES, UNIT_ORDERS, Evaluation, Frame, Generator
+from .compute import BASELINE_GENERATOR, THRESHOLD_RULES, UNIT_ORDERS, Evaluation, Generator
+from .frames import Frame, make_frame
 from .window import DEFAULT_LENGTH_S, WINDOW_LENGTHS_S, default_window, start_bounds, window_for
 from .fitting import fit_checkpoint
-from .jobs import Jobs
+from .jobs import Jobs, batched, message
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
-                      checkpoint_choices, checkpoint_roots, offered, open_test_recording, read_checkpoint,
-                      session_domain)
+                      checkpoint_choices, checkpoint_roots, offered, opened_recording, read_checkpoint,
+                      recording_cached, session_domain)
 from .upload import store_upload, upload_folder
 
 OPEN_FILE = "file on disk…"
@@ -33,20 +33,6 @@ FIT_EPOCHS = 5   # fine-tuning from a generalist: a few epochs at FINE_TUNE_LR
 DRAWS = {"Bernoulli (sampled)": "bernoulli", "pooled threshold": "pooled",
          "per-unit density": "unit-density", "lift p / p̄": "lift"}
 log = logging.getLogger(__name__)
-
-
-def _message(exc: Exception) -> str:
-    """One line for the page: our own errors as they are, anything else with its type."""
-    return str(exc) if isinstance(exc, SpikevizError) else f"{type(exc).__name__}: {exc}"
-
-
-def batched(method):
-    """A watcher whose changes to the page go to the browser together (Jobs.held)."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self._jobs.held():
-            return method(self, *args, **kwargs)
-    return wrapper
 
 
 class DashboardState(param.Parameterized):
@@ -153,7 +139,7 @@ class DashboardState(param.Parameterized):
     def _fail(self, exc: Exception) -> None:
         if not isinstance(exc, SpikevizError):   # a bug, not bad input: keep its traceback
             log.error("dashboard job failed", exc_info=exc)
-        self.error = _message(exc)
+        self.error = message(exc)
 
     def close(self) -> None:
         """Stop the worker after its current job and remove dropped files: called when the
@@ -185,7 +171,7 @@ class DashboardState(param.Parameterized):
             self._upload_dir = self._upload_dir or upload_folder()
             path = store_upload(name, data, self._upload_dir / "current")
         except SpikevizError as exc:
-            self.error = _message(exc)
+            self.error = message(exc)
             return
         if self.session == OPEN_FILE:
             self.path = str(path)
@@ -202,21 +188,14 @@ class DashboardState(param.Parameterized):
             self.status = "give a path and press Open file"
             return
         args = self._test_recording_args()
-        bundled = ("recording", args["name"])   # a bundled session is kept once loaded
 
         def work(progress):
             progress(0.1, f"loading {args['name'] or args['path']}")
-            if args["name"]:
-                recording = self.cache.get(bundled, lambda: open_test_recording(**args))
-            else:
-                recording = open_test_recording(**args)
-            key = (args["name"],) if args["name"] else (
-                str(Path(args["path"]).resolve()), Path(args["path"]).stat().st_mtime_ns,
-                args["file_format"], args["tick_ms"], args["sample_rate"])
+            recording, key = opened_recording(args, self.cache)
             default_window(recording)   # refuses a recording too short to evaluate
             return recording, key
 
-        self._jobs.submit("load", work, self._loaded, self._fail, quick=bundled in self.cache)
+        self._jobs.submit("load", work, self._loaded, self._fail, quick=recording_cached(args, self.cache))
 
     def _loaded(self, result: tuple[Recording, tuple]) -> None:
         recording, key = result
@@ -293,7 +272,7 @@ class DashboardState(param.Parameterized):
         try:
             path = checked_path(self.checkpoint_path, checkpoint_roots())
         except SpikevizError as exc:
-            self.error = _message(exc)
+            self.error = message(exc)
             return
         try:
             self._custom_checkpoint = read_checkpoint(path)
@@ -366,7 +345,7 @@ class DashboardState(param.Parameterized):
         try:
             generator = self.generator()
         except SpikevizError as exc:
-            self.error = _message(exc)
+            self.error = message(exc)
             return
         self.param.update(stretch=None, evaluation=None, frame=None)
         recording, key, window = self.recording, self._recording_key, tuple(self.window)
@@ -417,5 +396,5 @@ class DashboardState(param.Parameterized):
     @batched
     def _update_frame(self) -> None:
         ev = self.evaluation
-        self.frame = None if ev is None else compute.make_frame(
+        self.frame = None if ev is None else make_frame(
             ev, self.threshold, self.draw, self.draw_level, self.seed)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from .compute import Frame
+from .frames import Frame
 from .state import DashboardState
 from .views import COLORS, TIME, kept, once_ready, streamed
 

@@ -9,7 +9,7 @@ import numpy as np
 from .. import __version__
 from ..io import write_recording
 from ..recording import Recording
-from .compute import Frame
+from .frames import Frame
 
 
 def generated_recording(frame: Frame, data: Recording, preset: str, seed: int,

@@ -14,7 +14,8 @@ from bokeh.palettes import Viridis256
 from holoviews.operation.downsample import downsample1d
 
 from . import compute
-from .compute import Evaluation, Frame
+from .compute import Evaluation
+from .frames import Frame
 from .window import test_split_s
 from .state import DashboardState
 

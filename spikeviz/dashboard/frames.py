@@ -1,0 +1,67 @@
+"""An evaluation's frames: the operating point at a threshold and the trains a draw rule generates."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..metrics import OperatingPoint
+from ..stats import FiringStats, compare_stats, fidelity_entry, firing_stats
+from .compute import Evaluation, logits
+
+FRAMES_KEPT = 4   # generated trains kept per evaluation (one per draw rule and level)
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """What one threshold and draw rule give: the operating point, the generated trains and their
+    statistics."""
+
+    evaluation: Evaluation                 # the one it was made from
+    threshold: float
+    draw: str                              # predict.DRAW_RULES (free-running: the model's samples)
+    op: OperatingPoint                     # of the generator: scoring never depends on the draw
+    spikes: tuple[np.ndarray, np.ndarray]  # bins and columns of generated spikes (window time base)
+    stats: FiringStats
+    distances: dict                        # stats.compare_stats(real, generated)
+    fidelity: dict                         # stats.fidelity_entry for each of model, ceiling, floor
+
+
+def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level: float | None = None,
+               seed: int = 0) -> Frame:
+    """The generator's operating point at `threshold` and the trains it generates (no prediction).
+
+    Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
+    (seeded), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
+    Trains that the threshold does not change (every rule but the pooled one, free runs) are
+    kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
+    session switched back to, then costs only its operating point.
+    """
+    from ..predict import draw_spikes
+
+    op = ev.hist.operating_point(threshold)
+    if ev.mode != "free" and draw == "pooled":
+        # P >= edge: exactly the cells the operating point counts as predicted spikes.
+        return _frame(ev, op, draw, (ev.P >= np.float32(op.threshold)).astype(np.uint8))
+    drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed)
+    kept = ev.frames.pop(drawn_with, None)   # popped and put back: the dict runs oldest first
+    if kept is None:
+        if ev.mode == "free":
+            generated = ev.free
+        else:
+            cal = ev.calibration
+            generated = draw_spikes(cal.probabilities(logits(ev.P)), draw, level, seed=seed,
+                                    unit_rates=cal.rates)
+        kept = _frame(ev, op, draw, generated)
+        while len(ev.frames) >= FRAMES_KEPT:
+            ev.frames.pop(next(iter(ev.frames)))
+    ev.frames[drawn_with] = kept
+    return replace(kept, threshold=op.threshold, op=op)
+
+
+def _frame(ev: Evaluation, op: OperatingPoint, draw: str, generated: np.ndarray) -> Frame:
+    stats = firing_stats(generated, ev.stretch.bin_ms)
+    return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
+                 np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
+                 ev.references | {"model": fidelity_entry(ev.stretch.targets[:len(generated)],
+                                                          ev.compared, generated, ev.stretch.bin_ms)})
