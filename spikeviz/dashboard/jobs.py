@@ -134,9 +134,8 @@ class Jobs:
             return work(progress)
 
         def locked(apply: Callable[[], None]) -> None:
-            # Results reach the page through a next-tick callback, which holds the document lock
-            # (holding its events as well made the first evaluation time out, and the BokehJS
-            # "reference ... isn't known" errors remained: see the closing note of this stop).
+            # Results reach the page through a next-tick callback, which holds the document lock;
+            # their changes go out together (Jobs.held).
             def call() -> None:
                 with set_curdoc(doc), self.held():
                     apply()

@@ -350,9 +350,7 @@ class DashboardState(param.Parameterized):
         self.param.update(stretch=None, evaluation=None, frame=None)
         recording, key, window = self.recording, self._recording_key, tuple(self.window)
         options = dict(mode=self.mode, seed=self.seed, free_s=self.free_s, cache=self.cache)
-        unit_order = self.unit_order
-
-        planning = dict(unit_order=unit_order, seed=options["seed"], data_key=key, cache=self.cache)
+        planning = dict(unit_order=self.unit_order, seed=self.seed, data_key=key, cache=self.cache)
 
         def plan(progress):
             return compute.plan(recording, window, generator, progress=progress, **planning)
