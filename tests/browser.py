@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -34,10 +35,17 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
     """`panel serve app` on a free 127.0.0.1 port (from the repository root); yields its URL.
     On exit the server is stopped and its log must hold no traceback."""
     port = free_port()
+    # The log goes to a file: a pipe nobody reads fills up and stalls the server mid-test.
+    log_file = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", str(app),
                              "--setup", "spikeviz/dashboard/warm.py", "--address", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
                             env=None if env is None else {**os.environ, **env})
+
+    def log() -> str:
+        log_file.seek(0)
+        return log_file.read()
+
     try:
         deadline = time.time() + timeout_s
         while True:
@@ -46,15 +54,17 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
                 break
             except OSError:
                 if proc.poll() is not None:
-                    pytest.fail(f"panel serve exited: {proc.stdout.read()}")
+                    pytest.fail(f"panel serve exited: {log()}")
                 if time.time() > deadline:
                     pytest.fail("panel serve did not start listening")
                 time.sleep(0.3)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.kill()
-        log = proc.communicate(timeout=10)[0]
-    assert "Traceback" not in log, log[-4000:]
+        proc.wait(timeout=10)
+        text = log()
+        log_file.close()
+    assert "Traceback" not in text, text[-4000:]
 
 
 @contextlib.contextmanager

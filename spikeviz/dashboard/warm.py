@@ -1,4 +1,5 @@
 """What `panel serve --setup` runs before the server listens: the page's imports, the opening view's evaluation into the caches all browser sessions share, and one render of its rasters."""
+import gc
 import sys
 import time
 
@@ -14,5 +15,9 @@ state = DashboardState(threaded=False)
 if not state.error:
     warm_up(state)
 state.close()
+# The warmed caches and imports are ~600k objects that live as long as the server: frozen, a
+# full collection no longer walks them (it cost 0.55 s in the first page's request).
+gc.collect()
+gc.freeze()
 print(f"spikeviz: ready in {time.perf_counter() - t0:.1f} s"
       + (f" (the opening view failed: {state.error})" if state.error else ""), file=sys.stderr, flush=True)
