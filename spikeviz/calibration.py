@@ -177,7 +177,8 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
     """`cal` with offsets for free running, fitted closed-loop on the warm-up X[lo:hi] (its last
     FREE_FIT["max_bins"]): the model runs free over it from its real past X[:lo], and each
     unit's offset moves by a part (FREE_FIT["step"], halved at each overshoot) of the log ratio
-    of its real to its generated count; the round closest to the real counts is kept.
+    of its real to its generated count, until they agree within counting noise (at most
+    FREE_FIT["iterations"] rounds); the round closest to the real counts is kept.
 
     X[:hi] is all it reads: the warm-up must end before the stretch generated with it. A
     generalist's long-rate trace is held at `cal.rates` and its base slope clamped first (see
@@ -187,7 +188,7 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
     """
     from . import fused
     from .generalist import base_logits
-    from .model import compute_traces
+    from .model import final_traces
 
     C = model.config.context
     lo = max(lo, hi - FREE_FIT["max_bins"], C)
@@ -196,8 +197,7 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
     X = np.asarray(X)
     N = X.shape[1]
     taus = model.config.trace_taus
-    traces = compute_traces(X[:lo - C], taus)[-1] if lo > C else np.zeros((len(taus), N),
-                                                                          np.float32)
+    traces = final_traces(X[:lo - C], taus)
     scale, shift = model.calibration
     gain = scale / cal.temperature
     bias = (shift / cal.temperature + cal.offsets).astype(np.float64)
@@ -205,7 +205,8 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
     slope = gain * float(model.guard[0])
     if slope > FREE_BASE_GAIN:
         # Row t of base_logits predicts bin t + 1: rows lo-1..hi-2 are the warm-up's bins.
-        ref = base_logits(model, X[:hi - 1])[lo - 1:].mean(0, dtype=np.float64)
+        ref = base_logits(model, X[lo - 1:hi - 1], final_traces(X[:lo - 1], taus)).mean(
+            0, dtype=np.float64)
         bias += (slope - FREE_BASE_GAIN) * ref
         out = replace(out, base_gain=FREE_BASE_GAIN)
     real = X[lo:hi].sum(0, dtype=np.float64)
@@ -216,6 +217,12 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
         err = np.log((real + 1.0) / (gen + 1.0))
         if np.abs(err).mean() < best[0]:
             best = (np.abs(err).mean(), bias)
+        # Within counting noise (the mean |log ratio| of two independent Poisson counts, by the
+        # delta method: var log(n + 1) ~ n / (n + 1)^2), a further round would fit the noise of
+        # this seed's draws, not the model.
+        noise = np.sqrt(2 / np.pi) * np.sqrt(real / (real + 1) ** 2 + gen / (gen + 1) ** 2).mean()
+        if best[0] <= noise:
+            break
         # The model's own feedback amplifies an offset's effect by an unknown factor: the step
         # halves whenever the pooled count overshoots.
         pooled = np.sign(np.log((real.sum() + 1.0) / (gen.sum() + 1.0)))

@@ -358,3 +358,15 @@ def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
              np.asarray(model._inv_freq, np.float64), cfg.n_heads, cfg.context, 0, keys, values,
              float(gain), np.array(bias, np.float32), *draw)
     return out, (probs if forced is not None else None)
+
+
+def warm_up() -> None:
+    """Load the compiled loops from numba's on-disk cache (the first free run of a process took
+    ~1.7 s longer): one bin with a small untrained model of each kind the loop runs."""
+    from .model import build_model, preset_config
+
+    for preset in ("generalist", "fast"):
+        model = build_model(preset_config(preset, 2)).eval()
+        if supported(model):
+            free_run(model, np.zeros((len(model.config.trace_taus), 2), np.float32),
+                     np.zeros((1, 2), np.float32), 1, 1.0, np.zeros(2, np.float32))

@@ -164,11 +164,12 @@ def fit_guard(base: np.ndarray, corr: np.ndarray, Y: np.ndarray, max_cells: int 
     return g0, g1, float(fit.intercept_[0] + np.log(q_neg))
 
 
-def base_logits(model: Generalist, X: np.ndarray) -> np.ndarray:
-    """The base logits (T, N) the model adds its correction to, from X alone (numpy, no network)."""
+def base_logits(model: Generalist, X: np.ndarray, last: np.ndarray | None = None) -> np.ndarray:
+    """The base logits (T, N) the model adds its correction to, from X alone (numpy, no network);
+    `last` (K, N): the traces at the bin before X[0] (compute_traces)."""
     from .model import compute_traces
 
-    tr = compute_traces(X, model.config.trace_taus)
+    tr = compute_traces(X, model.config.trace_taus, last)
     rate = tr[:, -1] + RATE_FLOOR
     q = np.minimum(tr[:, model.base_index] + BASE_RATE_MIX * rate, 0.99)
     return (np.log(q) - np.log1p(-q)).astype(np.float32)
@@ -184,12 +185,17 @@ def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:
 
     if not 0 <= lo < hi - 1 <= len(X) - 1:
         raise SpikevizError(f"cannot adapt on bins [{lo}, {hi}) of a {len(X)}-bin stretch")
+    unit = with_guard(model, [1.0, 1.0, 0.0], lo, hi)   # logits = base + correction
+    base = base_logits(unit, X[:hi - 1])[lo:]
+    corr = logits_next(unit, X[:hi - 1])[lo:] - base
+    return with_guard(model, fit_guard(base, corr, X[lo + 1:hi]), lo, hi)
+
+
+def with_guard(model: Generalist, guard, lo: int, hi: int) -> Generalist:
+    """A copy of `model` with the guard (g0, g1, g2) that `adapt` fitted on bins [lo, hi), and
+    no Platt calibration (the guard stands for it)."""
     out = copy.deepcopy(model)
-    out.guard.copy_(torch.tensor([1.0, 1.0, 0.0]))   # logits = base + correction
-    base = base_logits(out, X[:hi - 1])[lo:]
-    corr = logits_next(out, X[:hi - 1])[lo:] - base
-    g = fit_guard(base, corr, X[lo + 1:hi])
-    out.guard.copy_(torch.tensor(g, dtype=torch.float32))
+    out.guard.copy_(torch.tensor([float(g) for g in guard], dtype=torch.float32))
     out.calibration = (1.0, 0.0)
-    out.meta = dict(model.meta, guard=list(g), adapted_on=[lo, hi])
+    out.meta = dict(model.meta, guard=[float(g) for g in guard], adapted_on=[lo, hi])
     return out.eval()

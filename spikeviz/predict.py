@@ -15,7 +15,7 @@ from .calibration import (RateController, TargetCalibration,
                           identity)
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
-from .model import SpikeTransformer, compute_traces
+from .model import SpikeTransformer, compute_traces, final_traces
 from .recording import Recording
 
 # Tokens (windows x bins x sequences) per forward pass: measured fastest on CPU at a few
@@ -244,14 +244,12 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
             ).astype(np.float32)
     controlled = rate_control and thr is None and rates is not None
     if fused.supported(model):
-        traces = compute_traces(past, cfg.trace_taus)[-1] if len(past) else \
-            np.zeros((len(cfg.trace_taus), N), np.float32)
-        return fused.free_run(model, traces, prompt, n, gain, bias, seed=seed,
+        return fused.free_run(model, final_traces(past, cfg.trace_taus), prompt, n, gain, bias, seed=seed,
                               thresholds=None if thr is None else thr.numpy(),
                               rates=rates if controlled else None,
                               **(free_run_args(model, cal) if fitted else {}))[0]
     with one_thread():
-        state = model.start(N, torch.from_numpy(compute_traces(past, cfg.trace_taus)[-1])
+        state = model.start(N, torch.from_numpy(final_traces(past, cfg.trace_taus))
                             if len(past) and cfg.trace_taus else None)
         model.eval()
         for row in torch.from_numpy(prompt.astype(np.float32)):

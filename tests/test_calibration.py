@@ -209,6 +209,33 @@ def test_closed_loop_offsets_match_the_warm_up():
     assert spearmanr(G, rates)[0] >= 0.8
 
 
+def test_closed_loop_fit_stops_within_counting_noise():
+    """The fit stops once the warm-up's counts are matched within Poisson noise: a round more
+    would fit the noise of its seed's draws (and cost a free run over the whole warm-up)."""
+    from spikeviz import fused
+    from spikeviz.calibration import FREE_FIT, fit_free_running, fit_target_calibration
+    from spikeviz.predict import predict_next
+
+    model = _generalist(20, slope=1.0)
+    rng = np.random.default_rng(1)
+    X = (rng.random((30_000, 20)) < np.geomspace(0.002, 0.03, 20)).astype(np.uint8)
+    cal = fit_target_calibration(predict_next(model, X[:24_999], logits=True)[14_999:],
+                                 X[15_000:25_000])
+    real, errors = X[15_000:25_000].sum(0), []
+    run = fused.free_run
+
+    def counted(*args, **kwargs):
+        out = run(*args, **kwargs)
+        errors.append(np.abs(np.log((real + 1.0) / (out[0].sum(0) + 1.0))).mean())
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "free_run", counted)
+        fit_free_running(model, X, 15_000, 25_000, cal)
+    assert errors[0] > 0.15                       # the first round is off: the fit goes on
+    assert 2 <= len(errors) < FREE_FIT["iterations"] and errors[-1] < 0.08
+
+
 def _free_fidelity(checkpoint, session, start_s, seconds, calibration_s=10.0):
     import spikeviz
     from spikeviz.catalog import models_dir

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from spikeviz.model import PRESETS, ModelConfig, build_model, compute_traces, preset_config
+from spikeviz.model import (PRESETS, ModelConfig, build_model, compute_traces, final_traces,
+                            preset_config)
 from spikeviz.predict import predict_next, windows
 
 
@@ -89,6 +90,17 @@ def test_traces_in_pieces_equal_traces_at_once():
     np.testing.assert_allclose(np.concatenate((first, rest)), whole, atol=1e-6)
     a = np.exp(-1 / 3.0)
     np.testing.assert_allclose(whole[1, 0], a * whole[0, 0] + (1 - a) * X[1], atol=1e-6)
+
+
+def test_final_traces_are_the_last_row_of_the_traces():
+    """final_traces, what a free run starts from, is compute_traces(X)[-1]: multi-spike bins,
+    a single bin and an empty past (zeros) included."""
+    X = spikes(3000, 6) + spikes(3000, 6)
+    taus = (2.0, 50.0, 5000.0)
+    for past in (X, X[:1], X[:-7]):
+        np.testing.assert_allclose(final_traces(past, taus), compute_traces(past, taus)[-1],
+                                   rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(final_traces(X[:0], taus), np.zeros((3, 6), np.float32))
 
 
 def test_config_round_trip():

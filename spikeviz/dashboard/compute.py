@@ -100,6 +100,22 @@ def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> 
     return cal
 
 
+def _stored_adaptation(disk_key: str | None, model, stretch: Stretch):
+    """`for_target(model, ...)` on the stretch, a generalist's fitted guard stored beside the
+    predictions on the warm-up it was fitted on (read back, a free run on a default window does
+    not predict the whole warm-up again)."""
+    from ..generalist import with_guard
+
+    if disk_key is None or model.config.kind != "generalist":
+        return for_target(model, stretch.X, stretch)
+    saved = Cache().get_json(disk_key, "guard.json")
+    if saved is not None:
+        return with_guard(model, saved["guard"], *saved["adapted_on"])
+    adapted = for_target(model, stretch.X, stretch)
+    Cache().put_json(disk_key, {k: adapted.meta[k] for k in ("guard", "adapted_on")}, "guard.json")
+    return adapted
+
+
 @dataclass(frozen=True)
 class Generator:
     """What makes the generated trains: a checkpoint (path) or, without one, a baseline by name."""
@@ -340,7 +356,8 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         def adapted() -> ModelPredictor:
             """The model as it scores this target (a generalist's guard fitted on the warm-up)."""
             def make():
-                m = for_target(model.model, stretch.X, stretch)
+                m = _stored_adaptation(_disk_key(plan, generator.name, stretch, cache), model.model,
+                                       stretch)
                 return model if m is model.model else ModelPredictor(m, generator.name)
             return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
         jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs

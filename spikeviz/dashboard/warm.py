@@ -1,8 +1,9 @@
-"""What `panel serve --setup` runs before the server listens: the page's imports, the opening view's evaluation into the caches all browser sessions share, and one render of its rasters."""
+"""What `panel serve --setup` runs before the server listens: the page's imports, the opening view's evaluation into the caches all browser sessions share, one render of its rasters and the compiled free-running loops."""
 import gc
 import sys
 import time
 
+from spikeviz import fused
 from spikeviz.dashboard.app import limit_blas_threads
 from spikeviz.dashboard.state import DashboardState
 from spikeviz.dashboard.views import warm_up
@@ -15,6 +16,7 @@ state = DashboardState(threaded=False)
 if not state.error:
     warm_up(state)
 state.close()
+fused.warm_up()
 # The warmed caches and imports are ~600k objects that live as long as the server: frozen, a
 # full collection no longer walks them (it cost 0.55 s in the first page's request).
 gc.collect()
