@@ -205,22 +205,56 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
     return pos
 
 
-@numba.njit(cache=True)
-def _unit_features(x, tr, rate_floor, lift_mix, ref_rate, base_index, base_mix, normalize, f):
-    """Generalist._features of one unit (or the population mean): features f (K+1,), base logit."""
-    K = tr.shape[0]
-    rate = tr[K - 1] + rate_floor
-    if normalize:
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _log(a):
+    """Natural log of positive float32 a (1-D, contiguous), in place: Cephes' logf (relative
+    error < 2e-7) on the exponent and mantissa bits, so the loop vectorizes (libm's log, called
+    per element, took ~40 % of a generalist's free run)."""
+    bits = a.view(np.int32)
+    e = np.empty(a.shape[0], np.float32)
+    for i in range(a.shape[0]):
+        b = bits[i]
+        e[i] = np.float32(((b >> 23) & 0xFF) - 127)
+        bits[i] = (b & 0x007FFFFF) | 0x3F800000           # the mantissa m, in [1, 2)
+    for i in range(a.shape[0]):
+        m = a[i]
+        big = m > np.float32(1.41421356)
+        x = np.float32(0.5) * m - np.float32(1.0) if big else m - np.float32(1.0)
+        k = e[i] + np.float32(1.0) if big else e[i]
+        z = x * x
+        y = ((((((((np.float32(7.0376836292e-2) * x - np.float32(1.1514610310e-1)) * x
+                   + np.float32(1.1676998740e-1)) * x - np.float32(1.2420140846e-1)) * x
+                 + np.float32(1.4249322787e-1)) * x - np.float32(1.6668057665e-1)) * x
+               + np.float32(2.0000714765e-1)) * x - np.float32(2.4999993993e-1)) * x
+             + np.float32(3.3333331174e-1)) * x * z
+        a[i] = (x + y - np.float32(0.5) * z - np.float32(2.12194440e-4) * k
+                + np.float32(0.693359375) * k)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _features(x, tr, consts, base_index, normalize, w):
+    """Generalist._features of every unit (columns of tr (K, n), x (n,)): rows 0..K of w
+    (K + 3, n) the features, row K + 1 the base logits; the logs batched in one `_log`."""
+    rate_floor, lift_mix, ref_rate, base_mix = consts[0], consts[1], consts[2], consts[3]
+    K, n = tr.shape
+    rate = w[K + 2]
+    for j in range(n):
+        rate[j] = tr[K - 1, j] + rate_floor
+    for k in range(K - 1):
+        for j in range(n):
+            w[1 + k, j] = ((tr[k, j] + lift_mix * rate[j]) / ((1.0 + lift_mix) * rate[j])
+                           if normalize else tr[k, j] + 1e-4)
+    for j in range(n):
+        w[0, j] = (x[j] + lift_mix * rate[j]) / ((1.0 + lift_mix) * rate[j]) if normalize else 1.0
+        w[K, j] = rate[j] / ref_rate
+        q = min(tr[base_index, j] + base_mix * rate[j], 0.99)
+        w[K + 1, j] = q / (1.0 - q)
+    _log(w[:K + 2].reshape(-1))
+    for j in range(n):
         for k in range(K - 1):
-            f[1 + k] = math.log((tr[k] + lift_mix * rate) / ((1.0 + lift_mix) * rate))
-        f[0] = math.log((x + lift_mix * rate) / ((1.0 + lift_mix) * rate)) / 4.0
-    else:
-        for k in range(K - 1):
-            f[1 + k] = math.log(tr[k] + 1e-4) / 4.0
-        f[0] = x
-    f[K] = (math.log(rate) - math.log(ref_rate)) / 4.0
-    q = min(tr[base_index] + base_mix * rate, 0.99)
-    return math.log(q) - math.log1p(-q)
+            w[1 + k, j] *= 1.0 if normalize else 0.25
+        w[0, j] = w[0, j] * 0.25 if normalize else x[j]
+        w[K, j] *= 0.25
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -232,16 +266,18 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
     with p = sigmoid(base_gain * base + corr_gain * correction + bias), like _run."""
     np.random.seed(seed)
     K, N = tr.shape
-    rate_floor, lift_mix, ref_rate, base_mix = consts[0], consts[1], consts[2], consts[3]
     d = pop_b.shape[0]
     dff = unit_b.shape[0]
-    f = np.empty(K + 1, np.float32)
-    ptr = np.empty(K, np.float32)
+    w = np.empty((K + 3, N), np.float32)
+    pw = np.empty((K + 3, 1), np.float32)
+    ptr = np.empty((K, 1), np.float32)
+    xm = np.empty(1, np.float32)
     h = np.empty(d, np.float32)
     work = _scratch(blocks, inv_freq, context)
     a = work[0]
     hp = np.zeros(dff, np.float32)
-    base = np.empty(N, np.float32)
+    v = np.empty(dff, np.float32)
+    unit_wt = np.ascontiguousarray(unit_w.T)
     corr = np.empty(N, np.float32)
     p = np.empty(N, np.float32)
     x = np.zeros(N, np.float32)
@@ -252,7 +288,6 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
         if t < n_prompt:
             for j in range(N):
                 x[j] = prompt[t, j]
-        xm = 0.0
         for k in range(K):
             s = 0.0
             anchored = k == K - 1 and t >= n_prompt and anchor.shape[0] > 0
@@ -260,14 +295,14 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
                 # free: the unit's long rate held at `anchor` (the target's) when given
                 tr[k, j] = anchor[j] if anchored else decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
                 s += tr[k, j]
-            ptr[k] = s / N
+            ptr[k, 0] = s / N
+        s = 0.0
         for j in range(N):
-            xm += x[j]
-        xm /= N
+            s += x[j]
+        xm[0] = s / N
         if population:
-            _unit_features(xm, ptr, rate_floor, lift_mix, ref_rate, base_index, base_mix,
-                           normalize, f)
-            _affine(pop_w, f, pop_b, h, False)
+            _features(xm, ptr, consts, base_index, normalize, pw)
+            _affine(pop_w, pw[:K + 1, 0], pop_b, h, False)
             _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
             _layer_norm(h, lnf_w, lnf_b, a)
             _affine(popin_w, a, unit_b, hp, False)
@@ -277,20 +312,23 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
         pos += 1
         if t < n_prompt - 1:
             continue
+        _features(x, tr, consts, base_index, normalize, w)
         for j in range(N):
-            base[j] = _unit_features(x[j], tr[:, j], rate_floor, lift_mix, ref_rate, base_index,
-                                     base_mix, normalize, f)
+            # hidden units innermost, over contiguous rows of unit_w.T: SIMD lanes
+            for r in range(dff):
+                v[r] = hp[r]
+            for k in range(K + 1):
+                fk = w[k, j]
+                for r in range(dff):
+                    v[r] += unit_wt[k, r] * fk
             s = out_b
             for r in range(dff):
-                v = hp[r]
-                for k in range(K + 1):
-                    v += unit_w[r, k] * f[k]
-                if v > 0.0:
-                    s += out_w[r] * v
+                s += out_w[r] * max(v[r], 0.0)
             corr[j] = s
         g = t - n_prompt + 1            # the bin these probabilities are for
         for j in range(N):
-            p[j] = 1.0 / (1.0 + math.exp(-(base_gain * base[j] + corr_gain * corr[j] + bias[j])))
+            p[j] = 1.0 / (1.0 + math.exp(-(base_gain * w[K + 1, j] + corr_gain * corr[j]
+                                           + bias[j])))
         _draw(g, p, x, out, probs, forced, thresholds)
         if control:
             _control(g, p, mean, alpha, every, bias, ctrl_gain, rates, start, max_shift)
@@ -339,7 +377,7 @@ def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
         from . import generalist as G
 
         g0, g1, g2 = (float(v) for v in model.guard)
-        consts = np.array([G.RATE_FLOOR, G.LIFT_MIX, G.REF_RATE, G.BASE_RATE_MIX], np.float64)
+        consts = np.array([G.RATE_FLOOR, G.LIFT_MIX, G.REF_RATE, G.BASE_RATE_MIX], np.float32)
         _run_generalist(np.array(traces, np.float32), _np(model._decay.view(-1)), consts,
                         model.base_index, cfg.normalize, cfg.population,
                         _np(model.pop_embed.weight), _np(model.pop_embed.bias), blocks,

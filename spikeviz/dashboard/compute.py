@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Callable, Hashable
 
 import numpy as np
-import pandas as pd
 
 from .. import __version__
 from ..binning import bin_range
@@ -30,19 +29,6 @@ THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # split, from the simplest to the strongest. Without a checkpoint the strongest generates.
 BASELINES = ("rate", "ewma-tuned", "glm-coupled")
 BASELINE_GENERATOR = BASELINES[-1]
-
-
-def raster_points(recording: Recording) -> pd.DataFrame:
-    """Every spike as a (time s, unit row) point: the whole-session overview raster."""
-    counts = recording.spike_counts
-    times = np.concatenate(recording.spike_times) if counts.sum() else np.empty(0)
-    units = np.repeat(np.arange(recording.n_units, dtype=np.float64), counts)
-    return pd.DataFrame({"time": times, "unit": units})
-
-
-def spike_points(t: np.ndarray, u: np.ndarray, start_s: float, bin_ms: float) -> pd.DataFrame:
-    """Spikes at bins `t` of columns `u` as (time s, column) points at bin starts."""
-    return pd.DataFrame({"time": start_s + t * (bin_ms / 1000.0), "unit": u.astype(np.float64)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -389,10 +375,14 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     progress(0.95, "firing statistics")
     thresholds = predictions[generator.name].scored.calibration
     Y = stretch.targets
+
     # A free run may be shorter than the window: fidelity compares the same bins.
     n = len(Y) if free is None else len(free)
     reference = None if plan.reference is None else plan.reference[:n]
+    # The real bins' statistics and references: one computation for every mode.
+    stats, references = cache.get((plan.key(stretch), "real", n, seed), lambda: (
+        firing_stats(Y[:n], BIN_MS), fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed)))
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
-                      firing_stats(Y, BIN_MS),
-                      fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed),
-                      firing_stats(Y[:n], BIN_MS), plan.data_key, {name: thresholds.threshold(name, FPR_CAP) for name in THRESHOLD_RULES})
+                      stats if n == len(Y) else firing_stats(Y, BIN_MS),
+                      references, stats, plan.data_key,
+                      {name: thresholds.threshold(name, FPR_CAP) for name in THRESHOLD_RULES})

@@ -91,10 +91,13 @@ def once_ready(state: DashboardState, what: str, name: str, build, css_classes: 
 # --- rasters ------------------------------------------------------------------------------------
 
 def overview_points(recording) -> hv.Points:
-    df = (compute.raster_points(recording) if recording is not None
-          else pd.DataFrame({"time": [], "unit": []}))
-    return hv.Points(df.rename(columns={"time": "session_time", "unit": "session_unit"}),
-                     [SESSION_TIME, SESSION_UNIT])
+    """Every spike of the session as a (time s, unit row) point."""
+    if recording is None or not recording.spike_counts.sum():
+        return hv.Points(pd.DataFrame({"session_time": [], "session_unit": []}),
+                         [SESSION_TIME, SESSION_UNIT])
+    units = np.repeat(np.arange(recording.n_units, dtype=np.float64), recording.spike_counts)
+    return hv.Points(pd.DataFrame({"session_time": np.concatenate(recording.spike_times),
+                                   "session_unit": units}), [SESSION_TIME, SESSION_UNIT])
 
 
 def marked_spans(state: DashboardState):
@@ -128,7 +131,9 @@ def _window_points(stretch: compute.Stretch | None, spikes: tuple[np.ndarray, np
     if stretch is None or spikes is None:
         return hv.Points([], [TIME, UNIT])
     s = stretch
-    points = hv.Points(compute.spike_points(*spikes, s.start_s, s.bin_ms), [TIME, UNIT])
+    t, u = spikes     # bins and columns, drawn at bin starts
+    points = hv.Points(pd.DataFrame({"time": s.start_s + t * (s.bin_ms / 1000.0),
+                                     "unit": u.astype(np.float64)}), [TIME, UNIT])
     return points.redim.range(time=(s.start_s, s.start_s + s.duration_s), unit=(-0.5, s.X.shape[1] - 0.5))
 
 
