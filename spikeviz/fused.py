@@ -7,11 +7,9 @@ import numba
 import numpy as np
 import torch
 
+from . import kernels
 from .calibration import RATE_CONTROL
 from .model import TRACE_EPS, SpikeTransformer
-
-LN_EPS = 1e-5
-
 
 def supported(model) -> bool:
     """Models the fused loop runs: the Generalist, and transformers with one token per bin for
@@ -55,105 +53,7 @@ def _control(g, p, mean, alpha, every, bias, ctrl_gain, rates, start, max_shift)
             bias[j] = min(max(b, start[j] - max_shift), start[j] + max_shift)
 
 
-@numba.njit(cache=True)
-def _layer_norm(h, w, b, out):
-    d = h.shape[0]
-    mean = 0.0
-    for i in range(d):
-        mean += h[i]
-    mean /= d
-    var = 0.0
-    for i in range(d):
-        var += (h[i] - mean) ** 2
-    inv = 1.0 / math.sqrt(var / d + LN_EPS)
-    for i in range(d):
-        out[i] = (h[i] - mean) * inv * w[i] + b[i]
-
-
-# Reassociation lets the dot products vectorize; no NaN/inf assumptions.
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def _affine(w, x, b, out, add):
-    """out = w @ x + b, or out += w @ x + b when `add` (a residual)."""
-    for r in range(w.shape[0]):
-        s = b[r]
-        for i in range(x.shape[0]):
-            s += w[r, i] * x[i]
-        out[r] = out[r] + s if add else s
-
-
-@numba.njit(cache=True)
-def _scratch(blocks, inv_freq, context):
-    """The work buffers of `_blocks`, made once per run: (ln, qkv, attention, scores, MLP,
-    cos, sin)."""
-    ln1w, fc1b, half = blocks[0][0], blocks[0][9], inv_freq.shape[0]
-    d, dff = ln1w.shape[0], fc1b.shape[0]
-    return (np.empty(d, np.float32), np.empty(3 * d, np.float32), np.empty(d, np.float32),
-            np.empty(context, np.float32), np.empty(dff, np.float32),
-            np.empty(half, np.float32), np.empty(half, np.float32))
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
-def _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos):
-    """Token h (d,) at position `pos` through every block and its KV ring buffer, in place.
-
-    The caches are (heads, hd, context): attention's loops over the cached positions then run
-    along contiguous memory.
-    """
-    a, qkv, att, scores, ff, cs, sn = work
-    d = h.shape[0]
-    hd = d // n_heads
-    half = hd // 2
-    context = keys[0].shape[2]
-    slot = pos % context
-    m = min(pos + 1, context)
-    scale = np.float32(1.0 / math.sqrt(hd))
-    for i in range(half):
-        ang = pos * inv_freq[i]       # float64: positions run into the millions
-        cs[i], sn[i] = math.cos(ang), math.sin(ang)
-    for li in range(len(blocks)):
-        (ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b) = blocks[li]
-        Kc, Vc = keys[li], values[li]
-        _layer_norm(h, ln1w, ln1b, a)
-        _affine(qkvw, a, qkvb, qkv, False)
-        # rotary positions: pairs (i, i + half) of each head's query and key
-        for c in range(2 * n_heads):
-            o = c * hd
-            for i in range(half):
-                x1, x2 = qkv[o + i], qkv[o + i + half]
-                qkv[o + i] = x1 * cs[i] - x2 * sn[i]
-                qkv[o + i + half] = x1 * sn[i] + x2 * cs[i]
-        for hh in range(n_heads):
-            q = hh * hd
-            for e in range(hd):
-                Kc[hh, e, slot] = qkv[d + q + e]
-                Vc[hh, e, slot] = qkv[2 * d + q + e]
-            scores[:m] = 0.0
-            for e in range(hd):
-                qe = qkv[q + e] * scale
-                for s in range(m):
-                    scores[s] += qe * Kc[hh, e, s]
-            top = scores[:m].max()
-            tot = np.float32(0.0)
-            for s in range(m):
-                scores[s] = math.exp(scores[s] - top)
-                tot += scores[s]
-            for e in range(hd):
-                v = np.float32(0.0)
-                for s in range(m):
-                    v += scores[s] * Vc[hh, e, s]
-                att[q + e] = v / tot
-        _affine(projw, att, projb, h, True)
-        _layer_norm(h, ln2w, ln2b, a)
-        _affine(fc1w, a, fc1b, ff, False)
-        for r in range(ff.shape[0]):
-            ff[r] = 0.5 * ff[r] * (1.0 + math.erf(ff[r] / math.sqrt(2.0)))
-        _affine(fc2w, ff, fc2b, h, True)
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
+@numba.njit(cache=True, fastmath=kernels.FASTMATH)
 def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, own_w,
          inv_freq, n_heads, context, pos0, keys, values, gain, bias, prompt, forced, n,
          thresholds, seed, rates, tau, every, ctrl_gain, max_shift, out, probs):
@@ -166,7 +66,7 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
     K, N = tr.shape
     feats = np.empty((K + 1) * N, np.float32)
     h = np.empty(embed_b.shape[0], np.float32)
-    work = _scratch(blocks, inv_freq, context)
+    work = kernels.scratch(blocks, inv_freq, context)
     a = work[0]
     logits = np.empty(N, np.float32)
     p = np.empty(N, np.float32)
@@ -186,11 +86,11 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
             for j in range(N):
                 feats[(k + 1) * N + j] = math.log(tr[k, j] + np.float32(TRACE_EPS)) / 4.0
         feats[:N] = x
-        _affine(embed_w, feats, embed_b, h, False)
-        _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
+        kernels.affine(embed_w, feats, embed_b, h, False)
+        kernels.step_blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
         pos += 1
-        _layer_norm(h, lnf_w, lnf_b, a)
-        _affine(head_w, a, head_b, logits, False)
+        kernels.layer_norm(h, lnf_w, lnf_b, a)
+        kernels.affine(head_w, a, head_b, logits, False)
         for f in range(K + 1):
             for j in range(N):
                 logits[j] += own_w[f, j] * feats[f * N + j]
@@ -205,33 +105,7 @@ def _run(x0, tr, decay, embed_w, embed_b, blocks, lnf_w, lnf_b, head_w, head_b, 
     return pos
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
-def _log(a):
-    """Natural log of positive float32 a (1-D, contiguous), in place: Cephes' logf (relative
-    error < 2e-7) on the exponent and mantissa bits, so the loop vectorizes (libm's log, called
-    per element, took ~40 % of a generalist's free run)."""
-    bits = a.view(np.int32)
-    e = np.empty(a.shape[0], np.float32)
-    for i in range(a.shape[0]):
-        b = bits[i]
-        e[i] = np.float32(((b >> 23) & 0xFF) - 127)
-        bits[i] = (b & 0x007FFFFF) | 0x3F800000           # the mantissa m, in [1, 2)
-    for i in range(a.shape[0]):
-        m = a[i]
-        big = m > np.float32(1.41421356)
-        x = np.float32(0.5) * m - np.float32(1.0) if big else m - np.float32(1.0)
-        k = e[i] + np.float32(1.0) if big else e[i]
-        z = x * x
-        y = ((((((((np.float32(7.0376836292e-2) * x - np.float32(1.1514610310e-1)) * x
-                   + np.float32(1.1676998740e-1)) * x - np.float32(1.2420140846e-1)) * x
-                 + np.float32(1.4249322787e-1)) * x - np.float32(1.6668057665e-1)) * x
-               + np.float32(2.0000714765e-1)) * x - np.float32(2.4999993993e-1)) * x
-             + np.float32(3.3333331174e-1)) * x * z
-        a[i] = (x + y - np.float32(0.5) * z - np.float32(2.12194440e-4) * k
-                + np.float32(0.693359375) * k)
-
-
-@numba.njit(cache=True, fastmath=FASTMATH)
+@numba.njit(cache=True, fastmath=kernels.FASTMATH)
 def _features(x, tr, consts, base_index, normalize, w):
     """Generalist._features of every unit (columns of tr (K, n), x (n,)): rows 0..K of w
     (K + 3, n) the features, row K + 1 the base logits; the logs batched in one `_log`."""
@@ -249,7 +123,7 @@ def _features(x, tr, consts, base_index, normalize, w):
         w[K, j] = rate[j] / ref_rate
         q = min(tr[base_index, j] + base_mix * rate[j], 0.99)
         w[K + 1, j] = q / (1.0 - q)
-    _log(w[:K + 2].reshape(-1))
+    kernels.log_inplace(w[:K + 2].reshape(-1))
     for j in range(n):
         for k in range(K - 1):
             w[1 + k, j] *= 1.0 if normalize else 0.25
@@ -257,7 +131,7 @@ def _features(x, tr, consts, base_index, normalize, w):
         w[K, j] *= 0.25
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
+@numba.njit(cache=True, fastmath=kernels.FASTMATH)
 def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w, pop_b, blocks,
                     lnf_w, lnf_b, popin_w, unit_w, unit_b, out_w, out_b, inv_freq, n_heads,
                     context, keys, values, base_gain, corr_gain, anchor, bias, prompt, forced,
@@ -273,7 +147,7 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
     ptr = np.empty((K, 1), np.float32)
     xm = np.empty(1, np.float32)
     h = np.empty(d, np.float32)
-    work = _scratch(blocks, inv_freq, context)
+    work = kernels.scratch(blocks, inv_freq, context)
     a = work[0]
     hp = np.zeros(dff, np.float32)
     v = np.empty(dff, np.float32)
@@ -302,10 +176,10 @@ def _run_generalist(tr, decay, consts, base_index, normalize, population, pop_w,
         xm[0] = s / N
         if population:
             _features(xm, ptr, consts, base_index, normalize, pw)
-            _affine(pop_w, pw[:K + 1, 0], pop_b, h, False)
-            _blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
-            _layer_norm(h, lnf_w, lnf_b, a)
-            _affine(popin_w, a, unit_b, hp, False)
+            kernels.affine(pop_w, pw[:K + 1, 0], pop_b, h, False)
+            kernels.step_blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos)
+            kernels.layer_norm(h, lnf_w, lnf_b, a)
+            kernels.affine(popin_w, a, unit_b, hp, False)
         else:
             for r in range(dff):
                 hp[r] = unit_b[r]
