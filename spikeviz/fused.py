@@ -228,8 +228,7 @@ def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
              gain: float, bias: np.ndarray, *, seed: int = 0,
              thresholds: np.ndarray | None = None, rates: np.ndarray | None = None,
              control: dict | None = None, forced: np.ndarray | None = None,
-             base_gain: float | None = None, anchor: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray | None]:
+             anchor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """n bins (uint8) after feeding `prompt` (its traces before it: `traces` (K, N)), with
     p = sigmoid(gain * logit + bias); probabilities too when `forced` bins replace the draws.
 
@@ -259,9 +258,8 @@ def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int,
                         _np(model.unit_in.weight), _np(model.unit_in.bias),
                         _np(model.out.weight.view(-1)), float(model.out.bias.detach()),
                         np.asarray(model._inv_freq, np.float64), cfg.n_heads, cfg.context, keys,
-                        values, float(gain * g0 if base_gain is None else base_gain),
-                        float(gain * g1), np.zeros(0, np.float32) if anchor is None else
-                        np.asarray(anchor, np.float32),
+                        values, float(gain * g0), float(gain * g1),
+                        np.zeros(0, np.float32) if anchor is None else np.asarray(anchor, np.float32),
                         np.array(bias, np.float32) + np.float32(gain * g2), *draw)
     else:
         _run(np.zeros(N, np.float32), np.array(traces, np.float32), _np(model._decay.view(-1)),

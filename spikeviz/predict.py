@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from . import __version__
 from .binning import BinnedSpikes, bin_spikes, split_bounds
 from . import fused
 from .calibration import (RateController, TargetCalibration,
-                          fit_free_running, fit_target_calibration, free_run_args,
+                          fit_free_running, fit_target_calibration, free_affine,
                           identity)
 from .checkpoint import check_data, load_model
 from .errors import SpikevizError
@@ -204,7 +205,7 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     calibration's) pass through a slow causal rate controller (`rate_control`): each unit's
     offset follows the log ratio of its target rate to its recent mean probability, so the
     model's own feedback cannot drift into runaway bursts or silence over minutes. Free runs
-    use the calibration's closed-loop offsets and clamped base slope when it has them
+    use the calibration's closed-loop offsets and tempered slope when it has them
     (calibration.fit_free_running; generate_recording fits them): without them a generalist's
     own feedback runs away.
     """
@@ -236,18 +237,15 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     cfg = model.config
     prompt = X[-cfg.context:]
     past = X[:len(X) - len(prompt)]
-    # Platt scaling and the target calibration folded into one affine map of the raw logits.
-    scale, shift = model.calibration
-    gain = scale / cal.temperature
-    fitted = cal.free_offsets is not None and fused.supported(model)
-    bias = (shift / cal.temperature + (cal.free_offsets if fitted else cal.offsets)
-            ).astype(np.float32)
+    # Platt scaling and the target calibration folded into one affine map of the raw logits
+    # (the closed-loop fit's in the fused loop; other models run under the teacher-forced map).
+    gain, bias, closed_loop = free_affine(model, cal if fused.supported(model) else
+                                          replace(cal, free_offsets=None))
     controlled = rate_control and thr is None and rates is not None
     if fused.supported(model):
         return fused.free_run(model, final_traces(past, cfg.trace_taus), prompt, n, gain, bias, seed=seed,
                               thresholds=None if thr is None else thr.numpy(),
-                              rates=rates if controlled else None,
-                              **(free_run_args(model, cal) if fitted else {}))[0]
+                              rates=rates if controlled else None, **closed_loop)[0]
     with one_thread():
         state = model.start(N, torch.from_numpy(final_traces(past, cfg.trace_taus))
                             if len(past) and cfg.trace_taus else None)
@@ -369,7 +367,7 @@ def generate_recording(model: SpikeTransformer, recording: Recording, mode: str 
                      "median_offset": float(np.median(cal.offsets))}
                     | ({} if cal.free_offsets is None else
                        {"free_median_offset": float(np.median(cal.free_offsets)),
-                        "free_base_gain": cal.base_gain, "rate_anchored": cal.anchored}),
+                        "free_slope_scale": cal.free_scale, "rate_anchored": cal.anchored}),
                     "data": recording.name, "data_path": where, "start_s": start_s,
                     "bin_ms": bin_ms, "spikeviz_version": __version__}
     return Recording(f"{recording.name}-{mode}", binned.unit_ids, trains, n * bin_ms / 1000.0,

@@ -72,17 +72,17 @@ def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True,
 
 def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> TargetCalibration:
     """The target calibration stored beside the predictions it was fitted on, fitted and stored
-    first if missing (its JSON holds every float exactly)."""
+    first if missing or stored by an older version (its JSON holds every float exactly)."""
     store = Cache()
     saved = store.get_json(disk_key, "calibration.json")
-    if saved is not None:
-        rates = saved["rates"]
-        return TargetCalibration(saved["temperature"], np.asarray(saved["offsets"], np.float32),
-                                 None if rates is None else np.asarray(rates, np.float32))
+    if saved is not None and "logit_means" in saved:
+        arrays = {k: None if saved[k] is None else np.asarray(saved[k], np.float32)
+                  for k in ("offsets", "rates", "logit_means")}
+        return TargetCalibration(saved["temperature"], **arrays)
     cal = fit()
-    store.put_json(disk_key, {"temperature": cal.temperature, "offsets": cal.offsets.tolist(),
-                              "rates": None if cal.rates is None else cal.rates.tolist()},
-                   "calibration.json")
+    store.put_json(disk_key, {"temperature": cal.temperature} | {
+        k: None if getattr(cal, k) is None else getattr(cal, k).tolist()
+        for k in ("offsets", "rates", "logit_means")}, "calibration.json")
     return cal
 
 
