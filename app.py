@@ -1,4 +1,4 @@
 """`panel serve app.py`: the spikeviz dashboard on the bundled sessions and shipped checkpoints."""
-from spikeviz.dashboard import build_app
+from spikeviz.dashboard import serve
 
-build_app().servable(title="spikeviz")
+serve()

@@ -236,12 +236,28 @@ def kept(make):
     return table
 
 
+def _redrawn_only_when_changed(draw):
+    """`draw` that returns its last image for the same element, ranges and size: HoloViews draws
+    a new plot twice, the second time over the ranges the first took from the data (four
+    rasters drawn twice for every page)."""
+    last: dict = {}
+
+    def drawn(element, x_range=None, y_range=None, **kwargs):
+        key = (x_range or element.range(0), y_range or element.range(1), kwargs)
+        if last.get("element") is not element or last.get("key") != key:
+            last.update(element=element, key=key, image=draw(element, x_range=x_range, y_range=y_range, **kwargs))
+        return last["image"]
+
+    return drawn
+
+
 def _raster(state: DashboardState, name: str, make, cmap, title: str, height: int,
             xlabel: str = "", drawn_from=lambda value: value):
     """`make(state.<name>)` drawn by shaded_raster, again whenever the plot is zoomed or resized."""
     ranges = hv.streams.RangeXY()
     return streamed(state, name, make, ranges, drawn_from).apply(
-        shaded_raster, cmap=cmap, streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
+        _redrawn_only_when_changed(shaded_raster), cmap=cmap,
+        streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
 
 
 def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:

@@ -1,6 +1,6 @@
 """`panel serve` this for the concurrency test: the dashboard with the GLM baseline and a 10-s
 window, so eight sessions evaluate in seconds on two cores."""
-from spikeviz.dashboard import build_app
+from spikeviz.dashboard import serve
 from spikeviz.dashboard.state import BASELINE_ONLY
 
-build_app(checkpoint=BASELINE_ONLY, window_length=10).servable(title="spikeviz")
+serve(checkpoint=BASELINE_ONLY, window_length=10)
