@@ -227,6 +227,18 @@ def test_free_running_samples_ignore_the_threshold():
     assert state.frame.spikes[0].size == spikes and state.frame.op.threshold <= 0.9
 
 
+def test_a_free_run_covers_the_whole_window_unless_shortened():
+    """The free-running length follows a longer window while it covered the whole window; a
+    shorter length chosen by hand stays."""
+    state = make_state(session=VITRO)
+    assert state.free_s >= 10.0
+    state.window_length = 60
+    assert state.free_s == 60.0 and state.window[1] - state.window[0] == 60.0
+    state.free_s = 20.0
+    state.window_length = 10
+    assert state.free_s == 20.0
+
+
 def test_the_opening_window_is_read_back_from_the_disk_cache(tmp_path, monkeypatch):
     """A fresh server (a new in-memory cache) opening a session on its default window reads the
     predictions and calibration another server stored, fitting and predicting nothing."""

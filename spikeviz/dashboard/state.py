@@ -127,6 +127,7 @@ class DashboardState(param.Parameterized):
         self.param.session.objects = [*names, OPEN_FILE]
         self.param.checkpoint.objects = [*self._checkpoints, BASELINE_ONLY, OPEN_CHECKPOINT]
         self.param.watch(self._draw_chosen, "draw")
+        self.param.watch(lambda _: setattr(self, "_fit_cancelled", True), "cancel_fit")
         # Only listed values, whatever a client sends.
         self.param.session.check_on_set = self.param.checkpoint.check_on_set = True
         with param.parameterized.discard_events(self):
@@ -203,8 +204,8 @@ class DashboardState(param.Parameterized):
         start = self.window_start if lo <= self.window_start <= hi else lo
         self.param.window_start.bounds = (lo, hi)
         self._recording_key = key
-        self.param.update(window_start=start, window=window_for(recording, start, self.window_length),
-                          recording=recording)
+        self.param.update(window_start=start, recording=recording,
+                          **self._with_window(window_for(recording, start, self.window_length)))
 
     @param.depends("window_start", "window_length", watch=True)
     @batched
@@ -217,7 +218,12 @@ class DashboardState(param.Parameterized):
         if start != self.window_start:   # clamped into the new bounds: this runs again
             self.window_start = start
             return
-        self.window = window_for(self.recording, start, self.window_length)
+        self.param.update(self._with_window(window_for(self.recording, start, self.window_length)))
+
+    def _with_window(self, window: tuple[float, float]) -> dict[str, Any]:
+        """`window`, with a free-running length that keeps covering the whole window if it did."""
+        (a, b), length = self.window, window[1] - window[0]
+        return {"window": window} | ({"free_s": float(length)} if b - a <= self.free_s < length else {})
 
     # --- model and direction ------------------------------------------------------------------
 
@@ -322,10 +328,6 @@ class DashboardState(param.Parameterized):
                               else f"fitted: {fitted.name}")
 
         self._fit_jobs.submit("fit", work, done, self._fail)
-
-    @param.depends("cancel_fit", watch=True)
-    def _cancel_fit(self) -> None:
-        self._fit_cancelled = True
 
     @param.depends("compute_table", watch=True)
     def _build_table(self) -> None:
