@@ -171,13 +171,15 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
                              z.mean(0).astype(np.float32))
 
 
-def free_affine(model, cal: TargetCalibration) -> tuple[float, np.ndarray, dict]:
+def free_affine(model, cal: TargetCalibration, closed_loop: bool = True
+                ) -> tuple[float, np.ndarray, dict]:
     """(gain, bias, keyword arguments) of spikeviz.fused.free_run for a free run under `cal`:
     p = sigmoid(gain * raw logit + bias), with the closed-loop offsets, tempered slope and
-    long-rate anchor of fit_free_running when it fitted them (else the teacher-forced map)."""
+    long-rate anchor of fit_free_running when it fitted them and `closed_loop` (else the
+    teacher-forced map)."""
     scale, shift = model.calibration
     gain = scale / cal.temperature
-    if cal.free_offsets is None:
+    if cal.free_offsets is None or not closed_loop:
         return gain, (shift / cal.temperature + cal.offsets).astype(np.float32), {}
     anchor = cal.rates if cal.anchored and cal.rates is not None else None
     return (gain * (cal.free_scale or 1.0),
@@ -211,8 +213,8 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
     X = np.asarray(X)
     traces = final_traces(X[:lo - C], model.config.trace_taus)
     scale, shift = model.calibration
-    gain = scale / cal.temperature
-    bias = (shift / cal.temperature + cal.offsets).astype(np.float64)
+    gain, bias, _ = free_affine(model, cal, closed_loop=False)
+    bias = bias.astype(np.float64)
     out = replace(cal, anchored=cal.rates is not None)
     slope = gain * float(model.guard[0])
     if slope > FREE_BASE_GAIN:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -239,8 +238,7 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     past = X[:len(X) - len(prompt)]
     # Platt scaling and the target calibration folded into one affine map of the raw logits
     # (the closed-loop fit's in the fused loop; other models run under the teacher-forced map).
-    gain, bias, closed_loop = free_affine(model, cal if fused.supported(model) else
-                                          replace(cal, free_offsets=None))
+    gain, bias, closed_loop = free_affine(model, cal, closed_loop=fused.supported(model))
     controlled = rate_control and thr is None and rates is not None
     if fused.supported(model):
         return fused.free_run(model, final_traces(past, cfg.trace_taus), prompt, n, gain, bias, seed=seed,
