@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -46,6 +47,7 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
         log_file.seek(0)
         return log_file.read()
 
+    failed = False
     try:
         deadline = time.time() + timeout_s
         while True:
@@ -59,11 +61,16 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
                     pytest.fail("panel serve did not start listening")
                 time.sleep(0.3)
         yield f"http://127.0.0.1:{port}"
+    except BaseException:
+        failed = True
+        raise
     finally:
         proc.kill()
         proc.wait(timeout=10)
         text = log()
         log_file.close()
+        if failed:   # the server's side of a failed test, in its captured output
+            print(f"--- panel serve log, last 6000 characters ---\n{text[-6000:]}")
     assert "Traceback" not in text, text[-4000:]
 
 
@@ -85,15 +92,40 @@ def card(page, key: str) -> str:
     return cards.first.inner_text() if cards.count() else ""
 
 
+_ERRORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record_errors(page) -> list[str]:
+    """The page's console errors and uncaught exceptions, as they come (BokehJS logs a patch it
+    cannot apply to the console, without raising)."""
+    errors = _ERRORS.setdefault(page, [])
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 def wait_until(page, condition, timeout_s: float = 180.0, what: str = "") -> None:
     deadline = time.time() + timeout_s
     while not condition():
         if time.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}; the page shows F1 {card(page, 'f1')!r}, "
+                        f"status {status(page)!r}, error line {error_line(page)!r}; its console errors: "
+                        f"{_ERRORS.get(page, 'not recorded')}")
         page.wait_for_timeout(250)
+
+
+def status(page) -> str | None:
+    """The status line's text (None before it is drawn)."""
+    line = page.locator(".sv-status pre")   # the Str pane's text lives in its shadow root
+    return line.first.inner_text() if line.count() else None
+
+
+def error_line(page) -> str:
+    """The dashboard's error alert, if shown."""
+    alert = page.locator(".alert-danger")
+    return alert.first.inner_text() if alert.count() and alert.first.is_visible() else ""
 
 
 def idle(page) -> bool:
     """An evaluation is shown and no job is running (the status line is empty)."""
-    status = page.locator(".sv-status pre")   # the Str pane's text lives in its shadow root
-    return bool(card(page, "f1")) and (status.count() == 0 or status.first.inner_text().strip() == "")
+    return bool(card(page, "f1")) and (status(page) or "").strip() == ""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import browser_marks, card, chromium, idle, serve, wait_until
+from .browser import browser_marks, card, chromium, idle, record_errors, serve, wait_until
 
 SCREENS = Path("/tmp/spikeviz_screens")
 VIVO = "invivo_NYU-40_2021-04-14_001"
@@ -31,10 +31,8 @@ def test_page_offline_threshold_and_session(browser, server, tmp_path):
     # (browser first: the server stops before the browser disconnects, so it never writes to
     # a closed socket after the test)
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    requests, errors = [], []
+    requests, errors = [], record_errors(page)
     page.on("request", lambda r: requests.append(r.url))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{server}/app", timeout=90_000)
     wait_until(page, lambda: idle(page), what="the first evaluation")
     page.wait_for_timeout(2000)   # last plot updates
