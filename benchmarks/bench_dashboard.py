@@ -4,8 +4,8 @@ the switch to free running, and the served page in headless Chromium from a cold
     .venv/bin/python benchmarks/bench_dashboard.py [--repeats 5] [--runs 5] [--screens DIR]
 
 Each page run starts a fresh `panel serve app.py` (as `make serve`), then times from the page
-request: the first real raster, the first full evaluation (readout shown, no job running), an
-unseen session switch and a switch back to the seen session. Medians over --runs servers.
+request: the first real raster, the first full evaluation (readout shown, no job running, every
+raster drawn), an unseen session switch and a switch back to the seen session. Medians over --runs servers.
 --screens saves screenshots at 1 s and 5 s after the request and after the session switch, from
 one more server, timed apart (its page waits for the screenshots).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import holoviews as hv
 
-from spikeviz.dashboard import app, views
+from spikeviz.dashboard import app, shading, views
 from spikeviz.dashboard import statistics as stats_tab
 from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.state import BASELINE_ONLY, DashboardState
@@ -41,7 +41,7 @@ WIDTH, HEIGHT = 1200, 230   # a raster plot's pixels on a laptop-sized page
 
 def aggregate(points: hv.Points, x_range: tuple[float, float], y_range: tuple[float, float]) -> hv.RGB:
     """What the raster view computes on a pan or zoom: its image for one viewport."""
-    return views.shaded_raster(points, ["#9a9a9a", "#000000"], x_range, y_range, WIDTH, HEIGHT)
+    return shading.shaded_raster(points, ["#9a9a9a", "#000000"], x_range, y_range, WIDTH, HEIGHT)
 
 
 def threshold_views(state: DashboardState, threshold: float) -> None:
@@ -159,9 +159,16 @@ def _idle(page) -> bool:
     return bool(_card(page, "f1")) and (status.count() == 0 or status.first.inner_text().strip() == "")
 
 
-def _real_drawn(page) -> bool:
-    raster = page.locator(".sv-real canvas")
-    return raster.count() > 0 and raster.first.is_visible()
+def _drawn(page, rasters=(".sv-real",)) -> bool:
+    for raster in (page.locator(f"{r} canvas") for r in rasters):
+        if not (raster.count() and raster.first.is_visible()):
+            return False
+    return True
+
+
+def _evaluated(page) -> bool:
+    """The readout is shown, no job runs and every raster is drawn (three come after the first)."""
+    return _idle(page) and _drawn(page, (".sv-overview", ".sv-real", ".sv-generated", ".sv-probabilities"))
 
 
 def page_run(browser, screens: Path | None) -> dict:
@@ -176,8 +183,8 @@ def page_run(browser, screens: Path | None) -> dict:
             for at in (1.0, 5.0):
                 page.wait_for_timeout(max(0.0, at - (time.perf_counter() - t0)) * 1000)
                 page.screenshot(path=str(screens / f"page_{at:g}s.png"))
-        out["first_real_raster_s"] = _wait(page, lambda: _real_drawn(page), t0)
-        out["first_evaluation_s"] = _wait(page, lambda: _idle(page), t0)
+        out["first_real_raster_s"] = _wait(page, lambda: _drawn(page), t0)
+        out["first_evaluation_s"] = _wait(page, lambda: _evaluated(page), t0)
         first = _card(page, "spikes-predicted--real")
         page.wait_for_timeout(1000)
         select = page.locator(".sv-session select").first

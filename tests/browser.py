@@ -129,3 +129,19 @@ def error_line(page) -> str:
 def idle(page) -> bool:
     """An evaluation is shown and no job is running (the status line is empty)."""
     return bool(card(page, "f1")) and (status(page) or "").strip() == ""
+
+
+RASTERS = (".sv-overview", ".sv-real", ".sv-generated", ".sv-probabilities")
+
+
+def drawn(page) -> bool:
+    """Every raster plot is in the page and shown (three are added after the first picture)."""
+    return all(page.locator(f"{r} canvas").count() and page.locator(f"{r} canvas").first.is_visible()
+               for r in RASTERS)
+
+
+def window_x_ranges(page) -> dict[str, str]:
+    """The id of each window raster's x range, by the start of the plot's title."""
+    return page.evaluate("""() => Object.fromEntries(Array.from(Bokeh.documents[0].all_models)
+        .filter(m => m.x_range && m.renderers && m.title && m.title.text)
+        .map(m => [m.title.text.split(' ')[0], m.x_range.id]))""")

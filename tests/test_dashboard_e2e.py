@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from .browser import browser_marks, card, chromium, idle, record_errors, serve, wait_until
+from .browser import (browser_marks, card, chromium, drawn, idle, record_errors, serve, wait_until,
+                      window_x_ranges)
 
 SCREENS = Path("/tmp/spikeviz_screens")
 VIVO = "invivo_NYU-40_2021-04-14_001"
@@ -34,8 +35,11 @@ def test_page_offline_threshold_and_session(browser, server, tmp_path):
     requests, errors = [], record_errors(page)
     page.on("request", lambda r: requests.append(r.url))
     page.goto(f"{server}/app", timeout=90_000)
-    wait_until(page, lambda: idle(page), what="the first evaluation")
+    wait_until(page, lambda: idle(page) and drawn(page), what="the first evaluation")
     page.wait_for_timeout(2000)   # last plot updates
+    # The plots added after the first picture share the real raster's time axis (linked zoom).
+    x = window_x_ranges(page)
+    assert x["Real"] == x["Generated"] == x["Predicted"] != x["Whole"], x
 
     local = re.compile(rf"^(https?|wss?)://127\.0\.0\.1:{server.rsplit(':', 1)[1]}/|^(blob|data):")
     assert [u for u in requests if not local.match(u)] == []

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spikeviz.dashboard import compute, results, statistics, views, window
+from spikeviz.dashboard import compute, results, shading, statistics, views, window
 from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
@@ -474,8 +474,9 @@ def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
 
     state = make_state(session=VITRO)
     aggregated = []
-    real = views.ds.Canvas.points
-    monkeypatch.setattr(views.ds.Canvas, "points", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
+    real = shading.ds.Canvas.points
+    monkeypatch.setattr(shading, "VIEW_CACHE", LRUCache())   # drawn here, not by an earlier test
+    monkeypatch.setattr(shading.ds.Canvas, "points", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
     plot = hv.renderer("bokeh").get_plot(views.raster_plots(state)["overview"])
     test, box = plot.handles["spans"]
     assert (test.left, test.right) == window.test_split_s(state.recording)
@@ -495,7 +496,7 @@ def test_rasters_are_drawn_the_right_way_up():
     P[90:, 0] = 1.0   # unit 0, last tenth of the window
     ev = type("Ev", (), {"P": P, "stretch": type("S", (), {"start_s": 0.0, "bin_ms": 100.0})})()
     for element in (points, views.probability_image(ev)):
-        rgb = views.shaded_raster(element, ["#ffffff", "#000000"], (0.0, 10.0), (-0.5, 3.5), 50, 40)
+        rgb = shading.shaded_raster(element, ["#ffffff", "#000000"], (0.0, 10.0), (-0.5, 3.5), 50, 40)
         assert rgb.bounds.lbrt() == (0.0, -0.5, 10.0, 3.5)
         pixels = rgb.data   # rows top-down, as the browser draws them
         dark = np.argwhere((pixels[:, :, 0].astype(int) < 128) & (pixels[:, :, 3] > 0))   # many spikes, high p

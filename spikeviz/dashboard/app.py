@@ -280,6 +280,19 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
     return template
 
 
+def warm_up() -> None:
+    """Build the opening page once, off any browser session, as a page request builds it: its
+    evaluation fills the shared caches, its raster images the view cache, and the first visitor
+    no longer pays the first-use costs (datashader compiling its kernels, about 7 s on 2 cores;
+    Panel loading its extensions and HoloViews its backend, 0.1 s)."""
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc
+
+    doc = Document()
+    with set_curdoc(doc), doc.models.freeze():
+        build_app().server_doc(doc)
+
+
 def serve(**state_params) -> pn.template.BootstrapTemplate:
     """`build_app(**state_params)`, served into this browser session's document with its model
     graph computed once: Bokeh recomputes it for every root the template adds (0.15-0.3 s of

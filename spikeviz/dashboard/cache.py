@@ -7,8 +7,8 @@ from typing import Callable, Hashable
 
 
 class LRUCache:
-    """A least-recently-used cache bounded in bytes (numpy arrays count their nbytes, others 0),
-    shared by the sessions' worker threads.
+    """A least-recently-used cache bounded in bytes (numpy arrays count their nbytes, tuples the
+    sum of their items', others 0), shared by the sessions' worker threads.
 
     `misses` counts the values that had to be computed. Two threads missing the same key both
     compute it (the values are equal); the lock only guards the bookkeeping.
@@ -23,6 +23,8 @@ class LRUCache:
 
     @staticmethod
     def _size(value) -> int:
+        if isinstance(value, tuple):
+            return sum(map(LRUCache._size, value))
         return int(getattr(value, "nbytes", 0))
 
     def get(self, key: Hashable, compute: Callable[[], object]):
@@ -53,3 +55,5 @@ class LRUCache:
 
 # One cache for every browser session of a server: a session seen by anyone is instant for all.
 SHARED_CACHE = LRUCache(max_bytes=800e6, max_items=64)
+# The views' data and images made from those results: every page opens on the same view.
+VIEW_CACHE = LRUCache(max_bytes=200e6, max_items=64)

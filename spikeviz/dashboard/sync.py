@@ -1,19 +1,38 @@
-"""Bokeh document sync: models the page has not yet received stay unsent when the page sends a change.
+"""Bokeh document sync: what the page has not received is sent, whatever else the page is doing.
 
-Bokeh (3.4 to 3.9 at least) marks every model of a document as received by the browser whenever
-the browser sends a change: `Document.apply_json_patch` ends with
-`flush_synced(lambda m: not deserializer.has_ref(m))`, and the deserializer knows every model of
-the document. A plot added on the server whose message is still waiting to be written (Bokeh
-writes a locked callback's changes after the lock is released, one await at a time) is then sent
-by reference only, and BokehJS fails with "reference pNNNN isn't known": the plot never shows.
-This happened on about half of the dashboard's cold first loads, where the page reports its plot
-sizes and ranges while the first plots are being added.
+Two races between Bokeh's server session and Panel lost changes on their way to the page; each is
+fixed by a patch installed once per process.
+
+Models added, not yet sent, when the browser sends a change. Bokeh (3.4 to 3.9 at least) marks
+every model of a document as received by the browser whenever the browser sends a change:
+`Document.apply_json_patch` ends with `flush_synced(lambda m: not deserializer.has_ref(m))`, and
+the deserializer knows every model of the document. A plot added on the server whose message is
+still waiting to be written (Bokeh writes a locked callback's changes after the lock is released,
+one await at a time) is then sent by reference only, and BokehJS fails with "reference pNNNN isn't
+known": the plot never shows. This happened on about half of the dashboard's cold first loads,
+where the page reports its plot sizes and ranges while the first plots are being added.
+
+Changes made after the page pulled its document, before it reported it rendered. Panel (1.9.4)
+counts a session as connected only once the browser reports `document_ready`, after it has pulled
+and rendered the whole document, and until then `hold()` drops the model changes it collected, on
+the premise that a document pull is still to come. Every Panel layout update runs in a hold. On a
+busy machine the report came seconds after the pull, and a result applied in between never
+reached the page: a raster stayed hidden under its finished evaluation (1 run in 5 of the
+eight-session test). Once the document is pulled, those changes are kept with the events Panel
+already sends when the page reports (in order, from a locked callback). Counting the session as
+connected from the pull instead made HoloViews apply range updates outside the document lock.
 """
 from __future__ import annotations
 
 import functools
+import weakref
 
+import panel.io.document as panel_document
 from bokeh.document import Document
+from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent
+from bokeh.server.session import ServerSession
+
+_PULLED: weakref.WeakSet[Document] = weakref.WeakSet()   # documents a page has received
 
 
 def _keep_unsent(apply_json_patch):
@@ -29,7 +48,37 @@ def _keep_unsent(apply_json_patch):
     return apply
 
 
+def _marked_pulled(handle_pull):
+    @functools.wraps(handle_pull)
+    def pull(self: ServerSession, message, connection):
+        reply = handle_pull(self, message, connection)   # the document as it is now
+        _PULLED.add(self.document)
+        return reply
+
+    pull.marks_pulled = True
+    return pull
+
+
+def _kept_once_pulled(drain):
+    @functools.wraps(drain)
+    def drained(doc: Document, lock) -> list:
+        if doc in _PULLED:
+            with lock:
+                held = list(doc.callbacks._held_events or [])
+                sent = [e for e in held if isinstance(e, DocumentPatchedEvent) and not isinstance(e, MessageSentEvent)]
+                doc.callbacks._held_events = [e for e in held if e not in sent]
+                panel_document._UNCONNECTED_EVENTS.setdefault(doc, []).extend(sent)
+        return drain(doc, lock)
+
+    drained.keeps_pulled = True
+    return drained
+
+
 def install() -> None:
-    """Patch `Document.apply_json_patch` once per process."""
+    """Patch Bokeh's document sync and Panel's hold once per process."""
     if not getattr(Document.apply_json_patch, "keeps_unsent", False):
         Document.apply_json_patch = _keep_unsent(Document.apply_json_patch)
+    if not getattr(ServerSession._handle_pull, "marks_pulled", False):
+        ServerSession._handle_pull = _marked_pulled(ServerSession._handle_pull)
+    if not getattr(panel_document._drain_unconnected_events, "keeps_pulled", False):
+        panel_document._drain_unconnected_events = _kept_once_pulled(panel_document._drain_unconnected_events)

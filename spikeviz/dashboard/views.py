@@ -1,8 +1,6 @@
 """HoloViews views built from the state's data: rasters, ROC/PR curves, firing statistics."""
 from __future__ import annotations
 
-import datashader as ds
-import datashader.transfer_functions as tf
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  (element options need a loaded backend)
 import numpy as np
@@ -12,10 +10,12 @@ import xarray as xr
 from bokeh.models import BoxAnnotation
 from bokeh.palettes import Viridis256
 from holoviews.operation.downsample import downsample1d
+from panel.io.document import hold
 
 from . import compute
 from .compute import Evaluation
 from .frames import Frame
+from .shading import drawn_once, shared
 from .window import test_split_s
 from .state import DashboardState
 
@@ -25,6 +25,7 @@ SESSION_TIME = hv.Dimension("session_time", label="session time", unit="s")
 SESSION_UNIT = hv.Dimension("session_unit", label="unit (recorded order)")
 COLORS = {"real": "#222222", "generated": "#c0392b", "rate": "#8e9aaf", "ewma-tuned": "#2a9d8f",
           "glm-coupled": "#e9a23b", "model": "#1f4e9c", "chance": "#9e9e9e"}
+RASTER_HEIGHTS = {"overview": 210, "real": 220, "generated": 220, "probabilities": 250}   # pixels
 CURVE_POINTS = 1500     # a curve is drawn from at most this many of its points
 # Canvas, not WebGL: the rasters are images and the curves are thinned, and where WebGL has no GPU
 # (remote desktops, headless browsers) its software emulation slowed the first paint.
@@ -166,30 +167,6 @@ def raster_opts(title: str, height: int, xlabel: str = "") -> dict:
                 xlabel=xlabel, framewise=True, min_height=height)
 
 
-def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=None, width=None,
-                  height=None, scale=1.0) -> hv.RGB:
-    """The element in the plot's current range and pixels, drawn by datashader: spike counts per
-    pixel with single spikes spread to stay visible when zoomed out, or an image's maximum per
-    pixel; colour-mapped here (histogram-equalised, empty pixels transparent).
-
-    Done in the browser, colour-mapping four raster images took it most of a second on 2 cores;
-    HoloViews' aggregate, dynspread and shade operations cost the server about 50 ms each."""
-    x, y = element.kdims
-    x_range, y_range = x_range or element.range(0), y_range or element.range(1)
-    if not (np.all(np.isfinite([*x_range, *y_range])) and x_range[1] > x_range[0] and y_range[1] > y_range[0]):
-        return hv.RGB(np.zeros((1, 1, 4), np.uint8), [x, y])   # nothing to draw yet
-    canvas = ds.Canvas(plot_width=max(1, int((width or 600) * scale)),
-                       plot_height=max(1, int((height or 220) * scale)), x_range=x_range, y_range=y_range)
-    if isinstance(element, hv.Image):
-        agg = canvas.raster(element.data[element.vdims[0].name], agg="max")
-    else:
-        agg = tf.dynspread(canvas.points(element.data, x.name, y.name, ds.count()), threshold=0.6,
-                           max_px=3, shape="square")
-    image = tf.shade(agg, cmap=cmap, how="eq_hist", min_alpha=255)
-    rgba = np.flipud(image.data.view(np.uint8).reshape(*image.shape, 4))   # rows top-down
-    return hv.RGB(rgba, [x, y], bounds=(x_range[0], y_range[0], x_range[1], y_range[1]))
-
-
 def _extent(element) -> tuple:
     return tuple(element.range(d) for d in element.kdims)
 
@@ -236,28 +213,12 @@ def kept(make):
     return table
 
 
-def _redrawn_only_when_changed(draw):
-    """`draw` that returns its last image for the same element, ranges and size: HoloViews draws
-    a new plot twice, the second time over the ranges the first took from the data (four
-    rasters drawn twice for every page)."""
-    last: dict = {}
-
-    def drawn(element, x_range=None, y_range=None, **kwargs):
-        key = (x_range or element.range(0), y_range or element.range(1), kwargs)
-        if last.get("element") is not element or last.get("key") != key:
-            last.update(element=element, key=key, image=draw(element, x_range=x_range, y_range=y_range, **kwargs))
-        return last["image"]
-
-    return drawn
-
-
 def _raster(state: DashboardState, name: str, make, cmap, title: str, height: int,
             xlabel: str = "", drawn_from=lambda value: value):
     """`make(state.<name>)` drawn by shaded_raster, again whenever the plot is zoomed or resized."""
     ranges = hv.streams.RangeXY()
-    return streamed(state, name, make, ranges, drawn_from).apply(
-        _redrawn_only_when_changed(shaded_raster), cmap=cmap,
-        streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
+    return streamed(state, name, shared(make, drawn_from), ranges, drawn_from).apply(
+        drawn_once, cmap=cmap, streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
 
 
 def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
@@ -266,45 +227,65 @@ def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
     Every plot is built once and follows the state through its DynamicMap: new data is sent to
     the plots in the page, they are never replaced (a replaced plot can receive an update meant
     for the old one)."""
+    h = RASTER_HEIGHTS
     overview = _raster(state, "recording", overview_points, ["#b5b5b5", "#000000"],
-                       "Whole session (test split shaded blue, evaluated window red)", 210,
+                       "Whole session (test split shaded blue, evaluated window red)", h["overview"],
                        "session time (s)").opts(hooks=[marked_spans(state)])
     title = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
              "free-running: the model's own samples)")
-    probabilities = _raster(state, "evaluation", probability_image, Viridis256,
-                            "Predicted spike probability (max per pixel)", 250, "time (s)")
     return {"overview": overview,
             "real": _raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
-                            "Real spikes in the evaluated window", 220),
-            "generated": _raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"], title, 220,
-                                 drawn_from=lambda frame: frame.spikes),
-            "probabilities": probabilities}
+                            "Real spikes in the evaluated window", h["real"]),
+            "generated": _raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"], title,
+                                 h["generated"], drawn_from=lambda frame: frame.spikes),
+            "probabilities": _raster(state, "evaluation", probability_image, Viridis256,
+                                     "Predicted spike probability (max per pixel)", h["probabilities"],
+                                     "time (s)")}
 
 
-def warm_up(state: DashboardState) -> None:
-    """Render the raster views of an evaluated state once, off any page, as a page renders them:
-    datashader compiles its numba kernels on first use (about 7 s on 2 cores), and Panel's first
-    HoloViews panes took the first visitor's page another half second."""
-    from bokeh.document import Document
-
-    rasters(state).get_root(Document())
+def when_shown(callback) -> None:
+    """`callback()` once the browser has shown the page (at once outside a server session)."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        callback()
+    else:
+        pn.state.onload(callback)
 
 
 def rasters(state: DashboardState) -> pn.viewable.Viewable:
     """The raster plots, each under its waiting note; separate panes with the same time and unit
-    dimensions, so Panel links their axes (the overview's are its own)."""
+    dimensions, so Panel links their axes (the overview's are its own).
+
+    The page opens with the real spikes' plot: the other three are added, together, once the
+    browser has shown it (each plot cost the first picture about 0.17 s, half on the server and
+    half in the browser). Their boxes keep the plots' heights meanwhile, so nothing moves."""
     plots = raster_plots(state)
+    added = []
 
     def pane(name: str, **options) -> pn.pane.HoloViews:
         return pn.pane.HoloViews(plots[name], sizing_mode="stretch_width", **options)
 
-    return pn.Column(
-        once_ready(state, "Whole session", "recording", lambda: pane("overview", linked_axes=False)),
+    def after(name: str, **options) -> pn.Column:
+        box = pn.Column(pn.widgets.StaticText(value="drawing…", css_classes=["sv-note"]),
+                        min_height=RASTER_HEIGHTS[name] + 10, sizing_mode="stretch_width")
+        added.append(lambda: setattr(box, "objects", [pane(name, **options)]))
+        return box
+
+    def add() -> None:
+        with hold():   # one message: the browser lays the page out once
+            for fill in added:
+                fill()
+
+    page = pn.Column(
+        once_ready(state, "Whole session", "recording", lambda: after("overview", linked_axes=False),
+                   ["sv-overview"]),
         once_ready(state, "Real spikes in the window", "stretch", lambda: pane("real"), ["sv-real"]),
-        once_ready(state, "Generated spikes", "frame", lambda: pane("generated"), ["sv-generated"]),
-        once_ready(state, "Predicted spike probabilities", "evaluation", lambda: pane("probabilities"),
+        once_ready(state, "Generated spikes", "frame", lambda: after("generated"), ["sv-generated"]),
+        once_ready(state, "Predicted spike probabilities", "evaluation", lambda: after("probabilities"),
                    ["sv-probabilities"]),
         sizing_mode="stretch_width")
+    when_shown(add)
+    return page
 
 
 # --- curves ------------------------------------------------------------------------------------

@@ -1,12 +1,11 @@
-"""What `panel serve --setup` runs before the server listens: the page's imports, the opening view's evaluation into the caches all browser sessions share, one render of its rasters and the compiled free-running loops."""
+"""What `panel serve --setup` runs before the server listens: the page's imports, the opening page built once (its evaluation into the caches all browser sessions share, its raster images into the view cache) and the compiled free-running loops."""
 import gc
 import sys
 import time
 
 from spikeviz import fused
-from spikeviz.dashboard.app import limit_blas_threads
+from spikeviz.dashboard.app import limit_blas_threads, warm_up
 from spikeviz.dashboard.state import DashboardState
-from spikeviz.dashboard.views import warm_up
 
 t0 = time.perf_counter()
 print("spikeviz: evaluating the opening view before serving (a first start on this machine fills "
@@ -14,7 +13,7 @@ print("spikeviz: evaluating the opening view before serving (a first start on th
 limit_blas_threads()
 state = DashboardState(threaded=False)
 if not state.error:
-    warm_up(state)
+    warm_up()
 state.close()
 fused.warm_up()
 # The warmed caches and imports are ~600k objects that live as long as the server: frozen, a

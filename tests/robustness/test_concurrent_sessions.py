@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..browser import browser_marks, card, chromium, idle, record_errors, serve, wait_until
+from ..browser import browser_marks, card, chromium, drawn, idle, record_errors, serve, wait_until
 
 pytestmark = browser_marks
 
@@ -50,6 +50,9 @@ def test_eight_sessions_keep_their_own_threshold():
                 assert len(set(f1)) == SESSIONS, f1   # distinct thresholds, distinct operating points
                 predicted = [card(p, "spikes-predicted--real") for p in pages]
                 assert len(set(predicted)) == SESSIONS, predicted
+                # The plots added after each page's first picture, while thresholds were typed, all arrive.
+                for i, page in enumerate(pages):
+                    wait_until(page, lambda: drawn(page), 60, f"session {i}'s rasters")
                 assert errors == [[]] * SESSIONS
         finally:
             for c in contexts:

@@ -1,0 +1,60 @@
+"""A job's result reaches a page that pulled its document but had not yet reported it rendered."""
+from __future__ import annotations
+
+import json
+import re
+
+from .browser import browser_marks, chromium, record_errors, serve, wait_until
+
+pytestmark = browser_marks
+
+
+def withhold_document_ready(page) -> dict:
+    """Route the page's websocket through the test and hold back the page's `document_ready`
+    report, and all it sends after it, until `release()` is called: the page stays between its
+    document pull and that report (on a busy machine, seconds)."""
+    routed: dict = {"held": None, "frames": []}
+
+    def route(ws) -> None:
+        server = routed["server"] = ws.connect_to_server()
+
+        def from_page(frame) -> None:
+            if routed["held"] is not None:
+                routed["held"].append(frame)
+                return
+            frames = routed["frames"]
+            frames.append(frame)   # a Bokeh message: header, metadata, content, then its buffers
+            if len(frames) < 3 + json.loads(frames[0]).get("num_buffers", 0):
+                return
+            message, routed["frames"] = frames, []
+            if "document_ready" in str(message[2]):
+                routed["held"] = message
+            else:
+                for f in message:
+                    server.send(f)
+
+        ws.on_message(from_page)
+
+    def release() -> None:
+        held, routed["held"] = routed["held"], None
+        for frame in held:
+            routed["server"].send(frame)
+
+    page.route_web_socket(re.compile(r".*/ws$"), route)
+    routed["release"] = release
+    return routed
+
+
+def test_a_result_applied_before_the_page_reports_it_rendered_reaches_it(tmp_path):
+    release_file = tmp_path / "release"
+    with chromium() as browser, serve("tests/robustness/job_app.py", env={"SV_RELEASE": str(release_file)}) as url:
+        page = browser.new_page()
+        errors, routed = record_errors(page), withhold_document_ready(page)
+        page.goto(f"{url}/job_app", timeout=90_000)
+        wait_until(page, lambda: routed["held"] is not None, 60, "the page's document_ready report")
+        assert page.locator(".sv-job-waiting").count() == 1   # the page shows the pulled document
+        release_file.touch()   # the job ends now, after the pull, before the report
+        page.wait_for_timeout(1500)
+        routed["release"]()
+        wait_until(page, lambda: page.locator(".sv-job-done").count() == 1, 30, "the job's result")
+        assert errors == []
