@@ -66,7 +66,8 @@ def _kept_once_pulled(drain):
             with lock:
                 held = list(doc.callbacks._held_events or [])
                 sent = [e for e in held if isinstance(e, DocumentPatchedEvent) and not isinstance(e, MessageSentEvent)]
-                doc.callbacks._held_events = [e for e in held if e not in sent]
+                doc.callbacks._held_events = [e for e in held if not isinstance(e, DocumentPatchedEvent)
+                                              or isinstance(e, MessageSentEvent)]
                 panel_document._UNCONNECTED_EVENTS.setdefault(doc, []).extend(sent)
         return drain(doc, lock)
 
