@@ -65,10 +65,9 @@ def _kept_once_pulled(drain):
         if doc in _PULLED:
             with lock:
                 held = list(doc.callbacks._held_events or [])
-                sent = [e for e in held if isinstance(e, DocumentPatchedEvent) and not isinstance(e, MessageSentEvent)]
-                doc.callbacks._held_events = [e for e in held if not isinstance(e, DocumentPatchedEvent)
-                                              or isinstance(e, MessageSentEvent)]
-                panel_document._UNCONNECTED_EVENTS.setdefault(doc, []).extend(sent)
+                dropped = [isinstance(e, DocumentPatchedEvent) and not isinstance(e, MessageSentEvent) for e in held]
+                doc.callbacks._held_events = [e for e, d in zip(held, dropped) if not d]
+                panel_document._UNCONNECTED_EVENTS.setdefault(doc, []).extend(e for e, d in zip(held, dropped) if d)
         return drain(doc, lock)
 
     drained.keeps_pulled = True
