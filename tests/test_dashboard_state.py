@@ -1,6 +1,8 @@
 """Dashboard view-model without a browser: state changes -> the data each view shows."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -341,6 +343,8 @@ def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):
         zf.writestr("phy/../../escape.csv", "unit,time_s\n1,0.5\n")
     state.open_upload("sorting.zip", buf.getvalue())
     assert "outside its folder" in state.error and not (stored.parent / "escape.csv").exists()
+    # A refused drop leaves the recording on screen, and the file behind it, as they were.
+    assert Path(state.path).is_file() and state.recording.n_spikes == part.n_spikes
     state.open_upload("notes.exe", b"MZ")
     assert "not a recording type" in state.error
     monkeypatch.setattr(upload, "MAX_UPLOAD_MB", 0.001)

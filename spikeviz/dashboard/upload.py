@@ -27,6 +27,7 @@ def _unzip(archive: Path, into: Path) -> Path:
     """Unpack a zipped Kilosort/phy folder; members may not leave `into`, links are refused, and
     the unpacked size is capped. Returns the folder holding the data (a single top folder)."""
     limit = 4 * MAX_UPLOAD_MB * 1e6
+    into.mkdir()
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
@@ -47,23 +48,26 @@ def _unzip(archive: Path, into: Path) -> Path:
 
 
 def store_upload(name: str, data: bytes, folder: Path) -> Path:
-    """Write a dropped file into `folder` (emptied first: one recording per page) and return
-    what to load: the file, or the unpacked folder of a zip."""
+    """Write a dropped file into `folder` and return what to load: the file, or the unpacked
+    folder of a zip. The file is stored and unpacked beside `folder` first, so a refused drop
+    leaves the page's previous recording (and its file) as it was; one recording per page."""
     base = _clean_name(name)
     if len(data) > MAX_UPLOAD_MB * 1e6:
         raise SpikevizError(f"{len(data) / 1e6:.0f} MB is over the {MAX_UPLOAD_MB} MB upload limit: "
                             f"give its path instead (under the allowed roots)", base)
     if not data:
         raise SpikevizError("the file is empty", base)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    try:
+        target = staging / base
+        target.write_bytes(data)
+        stored = _unzip(target, staging / "unpacked") if base.lower().endswith(".zip") else target
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    target = folder / base
-    target.write_bytes(data)
-    if base.lower().endswith(".zip"):
-        unpacked = folder / "unpacked"
-        unpacked.mkdir()
-        return _unzip(target, unpacked)
-    return target
+    staging.rename(folder)
+    return folder / stored.relative_to(staging)
 
 
 def upload_folder() -> Path:
