@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import panel as pn
 import pytest
 
 from spikeviz.dashboard import compute, results, shading, statistics, views, window
@@ -321,6 +322,18 @@ def test_a_switch_clears_the_old_results_before_the_new_ones_arrive(monkeypatch)
     state.session = "invitro_210511001_lh"
     assert seen == [(None, None, None)]
     assert state.evaluation.data_key == ("invitro_210511001_lh",)
+
+
+def test_waiting_views_dim_their_own_session_and_hide_another():
+    state = make_state(session=VITRO)
+    view = views.once_ready(state, "Real spikes", "stretch", lambda: pn.pane.Markdown("real"))[1]
+    shown = []
+    view.param.watch(lambda event: shown.append(event.new), "css_classes")
+    state.window_start += 5        # same session: greyed out, then shown
+    assert shown == [["sv-stale"], []]
+    shown.clear()
+    state.session = "invitro_210511001_lh"   # another session: hidden until its own data comes
+    assert shown == [["sv-hidden"], []] and state.stretch is not None
 
 
 def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):

@@ -65,13 +65,12 @@ def waiting(state: DashboardState, what: str, name: str) -> pn.Column:
         sizing_mode="stretch_width")
 
 
-
-
 def once_ready(state: DashboardState, what: str, name: str, build, css_classes: list[str] | None = None
                ) -> pn.Column:
     """`build()`'s view under a waiting note while `state.<name>` is None: hidden until it first
-    has data, then greyed out while newer data is computed, so old results never pass for new
-    ones. The view is built with the page and never replaced: its plots follow the state.
+    has data and while another recording loads, greyed out while newer data of the same recording
+    is computed, so old results never pass for new ones. The view is built with the page and
+    never replaced: its plots follow the state.
     (Adding plots to a page already shown lost models on their way to the browser, and a Bokeh
     plot laid out while hidden with `visible=False` did not show later updates: hidden here
     keeps its place.)"""
@@ -80,6 +79,8 @@ def once_ready(state: DashboardState, what: str, name: str, build, css_classes: 
     def follow(value) -> None:
         if value is not None:
             view.css_classes = []
+        elif state.recording is None:   # a session switch: nothing of the last session stays on screen
+            view.css_classes = ["sv-hidden"]
         elif view.css_classes != ["sv-hidden"]:
             view.css_classes = ["sv-stale"]
 
