@@ -15,10 +15,10 @@ import time
 import numpy as np
 
 import spikeviz
-from spikeviz.baselines import ALL_BASELINES, make_baseline
-from spikeviz.likelihood import LogLikelihood
-from spikeviz.metrics import scores_histograms
-from spikeviz.binning import split_bounds
+from spikeviz.models.baselines import ALL_BASELINES, make_baseline
+from spikeviz.measures.likelihood import LogLikelihood
+from spikeviz.measures.metrics import scores_histograms
+from spikeviz.data.binning import split_bounds
 
 
 def main() -> None:

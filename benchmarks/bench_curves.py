@@ -15,7 +15,7 @@ import time
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from spikeviz.metrics import ScoreHistogram
+from spikeviz.measures.metrics import ScoreHistogram
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
 def _stats_timing() -> tuple[float, float]:
     """Seconds of firing_stats on the 1-h, 128-unit session, and of numpy column sums on it."""
     import spikeviz
-    from spikeviz.stats import firing_stats
+    from spikeviz.measures.stats import firing_stats
 
     X = spikeviz.bin_spikes(spikeviz.load_session("invivo_NYU-40_2021-04-14_001")).X
     t0 = time.perf_counter()

@@ -26,9 +26,9 @@ def cell(job: tuple[str, str, str, float, float]) -> dict:
     import torch
 
     from spikeviz import load_model, load_session
-    from spikeviz.catalog import models_dir
-    from spikeviz.predict import generate_recording
-    from spikeviz.stats import recording_fidelity
+    from spikeviz.data.catalog import models_dir
+    from spikeviz.evaluation.pipeline import generate_recording
+    from spikeviz.measures.stats import recording_fidelity
 
     torch.set_num_threads(1)
     checkpoint, session, mode, start, seconds = job

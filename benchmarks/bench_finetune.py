@@ -19,10 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spikeviz.catalog import models_dir, session  # noqa: E402
-from spikeviz.cli.train import FINE_TUNE_EPOCHS, FINE_TUNE_LR  # noqa: E402
-from spikeviz.evaluation import evaluate_checkpoint  # noqa: E402
-from spikeviz.training import TrainOptions, train_recording  # noqa: E402
+from spikeviz.data.catalog import models_dir, session  # noqa: E402
+from spikeviz.evaluation.evaluate import evaluate_checkpoint  # noqa: E402
+from spikeviz.training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions, train_recording  # noqa: E402
 
 
 def main() -> None:

@@ -14,8 +14,10 @@ import time
 import numpy as np
 import torch
 
-from spikeviz.model import SpikeTransformer, build_model, preset_config
-from spikeviz.predict import generate
+from spikeviz.models.build import build_model
+
+from spikeviz.models.model import SpikeTransformer, preset_config
+from spikeviz.generation.predict import generate
 
 
 def recompute_rate(model: SpikeTransformer, prompt: np.ndarray, n_bins: int, seed: int) -> float:

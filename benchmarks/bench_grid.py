@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _memory import PeakRSS  # noqa: E402
 
-from spikeviz.grid import GridSpec, default_sessions, run_grid  # noqa: E402
+from spikeviz.evaluation.grid import GridSpec, default_sessions, run_grid  # noqa: E402
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import torch
 
-from spikeviz.model import SpikeTransformer, compute_traces, preset_config
-from spikeviz.predict import predict_next, windows
+from spikeviz.models.model import SpikeTransformer, compute_traces, preset_config
+from spikeviz.generation.predict import predict_next, windows
 
 
 def forward_flops(cfg, n_units: int, L: int) -> float:

@@ -1,4 +1,4 @@
-"""Estimated (spikeviz.memory) against measured peak memory of training, per preset; last line JSON.
+"""Estimated (spikeviz.training.memory) against measured peak memory of training, per preset; last line JSON.
 
     .venv/bin/python benchmarks/bench_train_memory.py [--quick]
 
@@ -25,14 +25,14 @@ CONFIGS = [("fast", VITRO, None, None, None), ("transfer", VITRO, 120, None, Non
 CHILD = r"""
 import json, resource, sys, tempfile
 import psutil, torch
-import spikeviz.model as model
+import spikeviz.models.model as model
 preset, session, seconds, batch, context = json.loads(sys.argv[1])
 if context:   # the same model at a shorter context
     model.PRESETS[preset] = dict(model.PRESETS[preset], context=context)
-from spikeviz.binning import n_bins_of
-from spikeviz.catalog import load_session
-from spikeviz.memory import estimate_training
-from spikeviz.training import TrainOptions, train_recording
+from spikeviz.data.binning import n_bins_of
+from spikeviz.data.catalog import load_session
+from spikeviz.training.memory import estimate_training
+from spikeviz.training.loop import TrainOptions, train_recording
 torch.set_num_threads(1)
 rec = load_session(session)
 n_bins = n_bins_of(min(seconds or rec.duration_s, rec.duration_s), 1.0)

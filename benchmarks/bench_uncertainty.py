@@ -12,10 +12,10 @@ import json
 import time
 
 import spikeviz
-from spikeviz.baselines import EWMAPredictor, TunedEWMAPredictor
-from spikeviz.metrics import ScoreHistogram
-from spikeviz.binning import split_bounds
-from spikeviz.uncertainty import METRICS, BlockScores, paired_difference
+from spikeviz.models.baselines import EWMAPredictor, TunedEWMAPredictor
+from spikeviz.measures.metrics import ScoreHistogram
+from spikeviz.data.binning import split_bounds
+from spikeviz.measures.uncertainty import METRICS, BlockScores, paired_difference
 
 
 def main() -> None:

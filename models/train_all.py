@@ -63,8 +63,8 @@ def jobs() -> list[dict]:
 def run(job: dict, out_dir: str, max_epochs: int | None = None) -> dict:
     import torch
 
-    from spikeviz.catalog import session
-    from spikeviz.training import TrainOptions, state_path, train_recordings
+    from spikeviz.data.catalog import session
+    from spikeviz.training.loop import TrainOptions, state_path, train_recordings
 
     torch.set_num_threads(1)
     path = Path(out_dir) / job["file"]
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "models"), help="folder (default models/)")
     ap.add_argument("--max-epochs", type=int, help="cap every training's epochs (a smoke test)")
     args = ap.parse_args()
-    from spikeviz.training import state_path
+    from spikeviz.training.loop import state_path
 
     def done(job: dict) -> bool:
         path = Path(args.out) / job["file"]

@@ -1,28 +1,29 @@
 """spikeviz: load, bin, model and compare population spike trains (Shimono 2026 method)."""
 from importlib import import_module
 
-from .binning import BinnedSpikes, bin_spikes
-from .catalog import load_session, sessions
+from .data.binning import BinnedSpikes, bin_spikes
+from .data.catalog import load_session, sessions
 from .errors import SpikevizError
-from .io import load_recording, write_recording
-from .recording import Recording
+from .data.io import load_recording, write_recording
+from .data.recording import Recording
 
 __version__ = "0.1.0"
 
 # Names from modules that import torch, scikit-learn or the interop extras: loaded on first use,
 # so `import spikeviz` and `spikeviz inspect` stay fast.
 _LAZY = {
-    "load_model": "checkpoint",
-    "predict_next": "predict", "generate": "predict", "generate_recording": "predict",
-    "ModelPredictor": "predict",
-    "train_recording": "training", "TrainOptions": "training",
-    "RatePredictor": "baselines", "EWMAPredictor": "baselines", "GLMPredictor": "baselines",
-    "ScoreHistogram": "metrics", "UnitHistograms": "metrics", "scores_histograms": "metrics",
-    "threshold_preset": "metrics",
-    "FiringStats": "stats", "firing_stats": "stats", "compare_stats": "stats",
-    "evaluate_checkpoint": "evaluation", "build_table": "report",
-    "from_sorting": "io.spikeinterface", "to_sorting": "io.spikeinterface",
-    "from_tsgroup": "io.pynapple", "to_tsgroup": "io.pynapple",
+    "load_model": "models.checkpoint",
+    "predict_next": "generation.predict", "generate": "generation.predict",
+    "ModelPredictor": "generation.predict", "generate_recording": "evaluation.pipeline",
+    "train_recording": "training.loop", "TrainOptions": "training.loop",
+    "RatePredictor": "models.baselines", "EWMAPredictor": "models.baselines",
+    "GLMPredictor": "models.baselines",
+    "ScoreHistogram": "measures.metrics", "UnitHistograms": "measures.metrics",
+    "scores_histograms": "measures.metrics", "threshold_preset": "measures.metrics",
+    "FiringStats": "measures.stats", "firing_stats": "measures.stats", "compare_stats": "measures.stats",
+    "evaluate_checkpoint": "evaluation.evaluate", "build_table": "evaluation.report",
+    "from_sorting": "data.io.spikeinterface", "to_sorting": "data.io.spikeinterface",
+    "from_tsgroup": "data.io.pynapple", "to_tsgroup": "data.io.pynapple",
 }
 
 

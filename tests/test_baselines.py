@@ -4,13 +4,13 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.baselines import (ALL_BASELINES, RATE_WEIGHTS, CoupledGLMPredictor, EWMAPredictor,
+from spikeviz.models.baselines import (ALL_BASELINES, RATE_WEIGHTS, CoupledGLMPredictor, EWMAPredictor,
                                 GLMPredictor, RatePredictor, TunedEWMAPredictor, UnitGLMPredictor,
                                 make_baseline)
-from spikeviz.likelihood import LogLikelihood
-from spikeviz.metrics import ScoreHistogram
-from spikeviz.baselines import Predictor
-from spikeviz.binning import split_bounds
+from spikeviz.measures.likelihood import LogLikelihood
+from spikeviz.measures.metrics import ScoreHistogram
+from spikeviz.models.baselines import Predictor
+from spikeviz.data.binning import split_bounds
 
 
 def _stretches(name, train_s=150, test_s=30):

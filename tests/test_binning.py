@@ -4,7 +4,7 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError, bin_spikes
-from spikeviz.recording import Recording, from_unit_times
+from spikeviz.data.recording import Recording, from_unit_times
 
 
 def rec(trains, duration=1.0, ids=None):

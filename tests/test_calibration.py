@@ -4,7 +4,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from spikeviz import SpikevizError
-from spikeviz.calibration import fit_target_calibration, identity
+from spikeviz.generation.calibration import fit_target_calibration, identity
 
 
 def synthetic(T=60_000, N=12, temperature=2.0, seed=0):
@@ -30,7 +30,7 @@ def test_offsets_are_the_posterior_mode():
     """At the fitted offsets the log posterior is flat: the pooled expected count equals the
     real one and each unit's count residual balances its prior pull (a fit that stops short of
     the optimum leaves dozens of spikes unaccounted for)."""
-    from spikeviz.calibration import OFFSET_PRIOR_SD
+    from spikeviz.generation.calibration import OFFSET_PRIOR_SD
 
     z, Y, _ = synthetic(T=30_000, N=40)
     Y[:, :5] = 0                                  # silent units pull hardest on the prior
@@ -47,7 +47,7 @@ def test_logits_that_do_not_predict_the_spikes_calibrate_to_the_rates():
     nothing about the next bin: the fitted slope is ~0, so the temperature sits at its bound and
     the offsets bring every unit to its own rate (a Newton step taken although it improved
     nothing saturated every probability and left offsets in the thousands)."""
-    from spikeviz.calibration import TEMPERATURE_RANGE
+    from spikeviz.generation.calibration import TEMPERATURE_RANGE
 
     rng = np.random.default_rng(3)
     Y = (rng.random((2000, 8)) < 0.1).astype(np.uint8)
@@ -94,8 +94,8 @@ def _recording(X):
 def test_generation_calibrates_on_the_warm_up_only():
     import torch
 
-    from spikeviz.model import SpikeTransformer, preset_config
-    from spikeviz.predict import generate_recording
+    from spikeviz.models.model import SpikeTransformer, preset_config
+    from spikeviz.evaluation.pipeline import generate_recording
 
     torch.manual_seed(0)
     model = SpikeTransformer(preset_config("fast", 10)).eval()
@@ -127,8 +127,8 @@ def test_cross_domain_counts_match_the_target():
     that never saw the in vivo session lands within [0.8, 1.25] of the real count once calibrated
     on the warm-up; a per-session `fast` model is 15x off without the calibration, near with it."""
     import spikeviz
-    from spikeviz.catalog import models_dir
-    from spikeviz.predict import generate_recording
+    from spikeviz.data.catalog import models_dir
+    from spikeviz.evaluation.pipeline import generate_recording
 
     full = spikeviz.load_session("invivo_NYU-40_2021-04-14_001").slice(0, 25.0)
 
@@ -150,7 +150,9 @@ def _generalist(n_units=10, slope=3.0):
     when free: the shipped generalists' calibrated base slope is 2.6-2.9."""
     import torch
 
-    from spikeviz.model import build_model, preset_config
+    from spikeviz.models.build import build_model
+
+    from spikeviz.models.model import preset_config
 
     torch.manual_seed(0)
     model = build_model(preset_config("generalist", n_units)).eval()
@@ -161,8 +163,9 @@ def _generalist(n_units=10, slope=3.0):
 
 def test_free_running_reads_only_the_past():
     """Free generation (closed-loop offsets included) depends on bins before start_s alone."""
-    from spikeviz.calibration import fit_free_running, fit_target_calibration
-    from spikeviz.predict import generate_recording, predict_next
+    from spikeviz.generation.calibration import fit_free_running, fit_target_calibration
+    from spikeviz.evaluation.pipeline import generate_recording
+    from spikeviz.generation.predict import predict_next
 
     model = _generalist()
     rng = np.random.default_rng(0)
@@ -192,8 +195,8 @@ def test_free_running_reads_only_the_past():
 def test_closed_loop_offsets_match_the_warm_up():
     """Closed-loop offsets fitted on a warm-up bring free runs (seeds other than the fit's) to
     the warm-up's rates, unit by unit, with the model's own feedback near critical."""
-    from spikeviz.calibration import fit_free_running, fit_target_calibration
-    from spikeviz.predict import generate, predict_next
+    from spikeviz.generation.calibration import fit_free_running, fit_target_calibration
+    from spikeviz.generation.predict import generate, predict_next
 
     model = _generalist(20)
     rng = np.random.default_rng(1)
@@ -212,9 +215,9 @@ def test_closed_loop_offsets_match_the_warm_up():
 def test_closed_loop_fit_stops_within_counting_noise():
     """The fit stops once the warm-up's counts are matched within Poisson noise: a round more
     would fit the noise of its seed's draws (and cost a free run over the whole warm-up)."""
-    from spikeviz import fused
-    from spikeviz.calibration import FREE_FIT, fit_free_running, fit_target_calibration
-    from spikeviz.predict import predict_next
+    from spikeviz.generation import fused
+    from spikeviz.generation.calibration import FREE_FIT, fit_free_running, fit_target_calibration
+    from spikeviz.generation.predict import predict_next
 
     model = _generalist(20, slope=1.0)
     rng = np.random.default_rng(1)
@@ -238,9 +241,9 @@ def test_closed_loop_fit_stops_within_counting_noise():
 
 def _free_fidelity(checkpoint, session, start_s, seconds, calibration_s=10.0):
     import spikeviz
-    from spikeviz.catalog import models_dir
-    from spikeviz.predict import generate_recording
-    from spikeviz.stats import recording_fidelity
+    from spikeviz.data.catalog import models_dir
+    from spikeviz.evaluation.pipeline import generate_recording
+    from spikeviz.measures.stats import recording_fidelity
 
     model = spikeviz.load_model(models_dir() / f"{checkpoint}.safetensors")
     rec = spikeviz.load_session(session).slice(start_s - 30.0, start_s + seconds)

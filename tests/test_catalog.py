@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from spikeviz.catalog import data_dir, find_session, open_recording, resolve_checkpoint, session
+from spikeviz.data.catalog import data_dir, find_session, open_recording, resolve_checkpoint, session
 from spikeviz.cli import main
 from spikeviz.errors import SpikevizError
 

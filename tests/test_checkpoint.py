@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from spikeviz import SpikevizError
-from spikeviz.binning import BinnedSpikes
-from spikeviz.checkpoint import (FORMAT_VERSION, check_data, load_model, read_header,
+from spikeviz.data.binning import BinnedSpikes
+from spikeviz.models.checkpoint import (FORMAT_VERSION, check_data, load_model, read_header,
                                  save_checkpoint)
-from spikeviz.model import SpikeTransformer, preset_config
-from spikeviz.predict import predict_next
+from spikeviz.models.model import SpikeTransformer, preset_config
+from spikeviz.generation.predict import predict_next
 
 
 class Touch:

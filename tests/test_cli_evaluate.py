@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from spikeviz.baselines import ALL_BASELINES
+from spikeviz.models.baselines import ALL_BASELINES
 
 import spikeviz
 from spikeviz.cli import main
-from spikeviz.io.table import write_table
-from spikeviz.recording import from_unit_times
+from spikeviz.data.io.table import write_table
+from spikeviz.data.recording import from_unit_times
 
 from .test_evaluation import VITRO, VITRO2, make_checkpoint
 

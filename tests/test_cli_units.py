@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from spikeviz.catalog import load_session
-from spikeviz.checkpoint import load_model
+from spikeviz.data.catalog import load_session
+from spikeviz.models.checkpoint import load_model
 from spikeviz.cli import main
-from spikeviz.io import write_recording
+from spikeviz.data.io import write_recording
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,9 @@ def predict_calls(monkeypatch):
     calls = []
     real = compute.predict
 
-    def spy(make, stretch, keep_P=True, disk_key=None):
+    def spy(make, stretch, keep_P=True, **memo):
         calls.append(stretch)
-        return real(make, stretch, keep_P, disk_key)
+        return real(make, stretch, keep_P, **memo)
 
     monkeypatch.setattr(compute, "predict", spy)
     return calls
@@ -122,7 +122,7 @@ def test_revisiting_a_window_hits_the_prediction_cache(predict_calls):
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_unit_order_and_seed_are_recorded():
-    from spikeviz.binning import train_units
+    from spikeviz.data.binning import train_units
 
     state = make_state(session=VITRO, checkpoint="generalist-focal", unit_order="random", seed=3)
     assert state.evaluation.stretch.unit_order == "random:3"
@@ -133,8 +133,8 @@ def test_unit_order_and_seed_are_recorded():
 
 def test_the_page_scores_what_spikeviz_evaluate_scores():
     """One evaluation core: the page's PR-AUCs are `evaluate`'s on the same window."""
-    from spikeviz.evaluation import evaluate_checkpoint
-    from spikeviz.checkpoint import load_model
+    from spikeviz.evaluation.evaluate import evaluate_checkpoint
+    from spikeviz.models.checkpoint import load_model
 
     state = make_state(session=VITRO, checkpoint="generalist-focal")
     ev = state.evaluation
@@ -338,7 +338,7 @@ def test_waiting_views_dim_their_own_session_and_hide_another():
 
 def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):
     from spikeviz.dashboard import upload
-    from spikeviz.io import write_recording
+    from spikeviz.data.io import write_recording
 
     state = make_state(session=VITRO)
     part = state.recording.slice(0.0, 60.0)
@@ -369,7 +369,7 @@ def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):
 
 def test_generated_trains_download_with_provenance(tmp_path):
     from spikeviz.dashboard.trains import as_file, generated_recording
-    from spikeviz.io import load_recording
+    from spikeviz.data.io import load_recording
 
     state = make_state(session=VITRO, draw="pooled")
     state.threshold = state.evaluation.thresholds["density"] * 1.5
@@ -379,7 +379,7 @@ def test_generated_trains_download_with_provenance(tmp_path):
     back = load_recording(tmp_path / "g.nwb")
     made = back.source["generated_by"]
     assert back.n_spikes == gen.n_spikes and made["threshold"] == pytest.approx(state.frame.threshold)
-    assert made["data"] == VITRO and made["generator"] == "glm-coupled" and made["preset"] is None
+    assert made["data"] == VITRO and made["generator"] == "glm-coupled" and made["threshold_rule"] is None
     (tmp_path / "g.csv").write_bytes(as_file(gen, ".csv"))
     assert load_recording(tmp_path / "g.csv").n_spikes == gen.n_spikes
 
@@ -388,7 +388,7 @@ def test_generated_trains_download_with_provenance(tmp_path):
 def test_fit_to_this_recording_adds_a_checkpoint_that_scores_it():
     """One short epoch of fine-tuning on the loaded recording: a new checkpoint of this page,
     selected and evaluated, trained only on the recording's first seconds."""
-    from spikeviz.checkpoint import load_model
+    from spikeviz.models.checkpoint import load_model
 
     state = make_state(session=VITRO, checkpoint="generalist-focal")
     state.param.update(fit_seconds=40.0, fit_epochs=1)

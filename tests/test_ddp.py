@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spikeviz.checkpoint import read_tensors
-from spikeviz.training import state_path
+from spikeviz.models.checkpoint import read_tensors
+from spikeviz.training.loop import state_path
 
 # 25.184 s: a training split of 12592 bins holds 48 windows of 257 bins at any phase, so every
 # batch of 4 splits 2 + 2 across the ranks and both runs take the same 12 steps.

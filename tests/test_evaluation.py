@@ -6,16 +6,16 @@ import pytest
 import torch
 
 import spikeviz
-import spikeviz.report
+import spikeviz.evaluation.report
 from spikeviz import SpikevizError
-from spikeviz.catalog import session
-from spikeviz.checkpoint import save_checkpoint
-from spikeviz.catalog import direction
-from spikeviz.evaluation import evaluate_checkpoint, parse_unit_order, rates_for, unit_permutation
-from spikeviz.report import build_table
-from spikeviz.scoring import aligned, resolve_threshold
-from spikeviz.metrics import ScoreHistogram
-from spikeviz.model import SpikeTransformer, preset_config
+from spikeviz.data.catalog import session
+from spikeviz.models.checkpoint import save_checkpoint
+from spikeviz.data.catalog import direction
+from spikeviz.evaluation.evaluate import evaluate_checkpoint, parse_unit_order, rates_for, unit_permutation
+from spikeviz.evaluation.report import build_table
+from spikeviz.measures.scoring import aligned, resolve_threshold
+from spikeviz.measures.metrics import ScoreHistogram
+from spikeviz.models.model import SpikeTransformer, preset_config
 
 VITRO, VITRO2, VIVO = "invitro_210511001_bh", "invitro_210511001_lh", "invivo_NYU-40_2021-04-14_001"
 # Short stretches and the quick baselines: an untrained model is scored in seconds.
@@ -96,7 +96,7 @@ def test_thresholds():
 def test_checkpoint_on_its_own_session(ckpt):
     r = evaluate_checkpoint(ckpt, spikeviz.load_session(VITRO), **FAST)
     json.dumps(r, allow_nan=False)
-    meta_units = spikeviz.checkpoint.load_model(ckpt).meta["unit_ids"]
+    meta_units = spikeviz.models.checkpoint.load_model(ckpt).meta["unit_ids"]
     assert r["same_recording"] and r["unit_order"] == "recorded" and r["units"] == meta_units
     assert r["direction"] == "vitro->vitro" and r["protocol"] == "strict" and not r["leaky"]
     assert r["n_bins"] == 1999 and r["n_units"] == 128 and r["n_scored"] == 1999 * 128
@@ -117,7 +117,7 @@ def test_cross_domain_checkpoint_uses_rate_rank(ckpt):
     r = evaluate_checkpoint(ckpt, rec, **FAST)
     assert r["direction"] == "vitro->vivo" and r["unit_order"] == "rate-rank"
     assert not r["same_recording"] and r["model_needs_unit_order"]
-    top = spikeviz.binning.select_units(rec, 128, "rate")
+    top = spikeviz.data.binning.select_units(rec, 128, "rate")
     assert sorted(r["units"]) == sorted(map(str, top))
     assert r["base_rate"] < 0.005
     shuffled = evaluate_checkpoint(ckpt, rec, unit_order="random:0", protocol="reference", **FAST)
@@ -157,7 +157,7 @@ def test_table(ckpt, tmp_path):
     paths = table.write(tmp_path / "out")
     assert [p.name for p in paths] == ["table.md", "table.csv", "table.json"]
     assert len(paths[1].read_text().splitlines()) == 4
-    back = spikeviz.report.Table.read(paths[2])
+    back = spikeviz.evaluation.report.Table.read(paths[2])
     assert back.rows[0]["train"] == VITRO and back.summary_markdown() == table.summary_markdown()
     with pytest.raises(SpikevizError, match="no checkpoints"):
         build_table([])

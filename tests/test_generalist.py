@@ -5,14 +5,15 @@ import pytest
 import torch
 
 import spikeviz
-from spikeviz.baselines import EWMAPredictor
-from spikeviz.catalog import models_dir
-from spikeviz.evaluation import evaluate_checkpoint
-from spikeviz.generalist import adapt
-from spikeviz.metrics import ScoreHistogram
-from spikeviz.model import build_model, preset_config
-from spikeviz.predict import predict_next
-from spikeviz.training import TrainOptions, train_recording
+from spikeviz.models.baselines import EWMAPredictor
+from spikeviz.data.catalog import models_dir
+from spikeviz.evaluation.evaluate import evaluate_checkpoint
+from spikeviz.generation.adapt import adapt
+from spikeviz.measures.metrics import ScoreHistogram
+from spikeviz.models.build import build_model
+from spikeviz.models.model import preset_config
+from spikeviz.generation.predict import predict_next
+from spikeviz.training.loop import TrainOptions, train_recording
 
 VITRO, VITRO2, VIVO = "invitro_210511001_bh", "invitro_210511001_lh", "invivo_NYU-40_2021-04-14_001"
 
@@ -97,8 +98,8 @@ def test_callback_sees_every_batch_and_can_cancel(tmp_path):
 
 
 def test_base_logits_are_the_untrained_model(X):
-    from spikeviz.generalist import base_logits
-    from spikeviz.predict import logits_next
+    from spikeviz.models.generalist import base_logits
+    from spikeviz.generation.predict import logits_next
 
     model = generalist()
     np.testing.assert_allclose(base_logits(model, X[:3000]), logits_next(model, X[:3000]),

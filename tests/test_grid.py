@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from spikeviz.baselines import ALL_BASELINES
+from spikeviz.models.baselines import ALL_BASELINES
 from spikeviz.cli import main
-from spikeviz.grid import GridSpec, run_grid
+from spikeviz.evaluation.grid import GridSpec, run_grid
 
 SPEC = dict(sessions=("invitro_210511001_bh", "invitro_210511001_lh"), losses=("focal",),
             epochs=1, seconds=70.0, eval_seconds=5.0)

@@ -96,7 +96,7 @@ def test_cross_check_phy_loader_against_spikeinterface(tmp_path, small, se):
 
 
 def test_cross_check_nwb_loader_against_spikeinterface(tmp_path, small, se):
-    from spikeviz.io.nwb import write_nwb
+    from spikeviz.data.io.nwb import write_nwb
 
     path = tmp_path / "units.nwb"
     write_nwb(small, path)

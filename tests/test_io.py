@@ -6,9 +6,9 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError, load_recording
-from spikeviz.io.maxwell import NEWER, write_maxwell
-from spikeviz.io.nwb import write_nwb
-from spikeviz.io.table import write_table
+from spikeviz.data.io.maxwell import NEWER, write_maxwell
+from spikeviz.data.io.nwb import write_nwb
+from spikeviz.data.io.table import write_table
 
 # ../shared/data/README.md, measured on the files.
 MEASURED = {
@@ -59,7 +59,7 @@ def test_asdf_ticks_are_scaled_by_the_tick_length():
 
 def test_asdf_without_tick_is_refused(tmp_path):
     with pytest.raises(SpikevizError, match="invivo_NYU-40.*does not state its tick length"):
-        load_recording(spikeviz.catalog.session("invivo").path)
+        load_recording(spikeviz.data.catalog.session("invivo").path)
 
 
 def test_nwb_round_trip_spike_for_spike(tmp_path, small):

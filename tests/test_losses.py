@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spikeviz.errors import SpikevizError
-from spikeviz.losses import bce, focal, make_loss, soft_dice
+from spikeviz.models.losses import bce, focal, make_loss, soft_dice
 
 
 def logit(p):

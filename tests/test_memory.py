@@ -2,10 +2,10 @@
 line with the estimate and what to change."""
 import pytest
 
-from spikeviz import memory
+from spikeviz.training import memory
 from spikeviz.cli import main
 from spikeviz.errors import SpikevizError
-from spikeviz.memory import check_fits, estimate_training
+from spikeviz.training.memory import check_fits, estimate_training
 
 GB = 1e9
 BINS = 400_079   # the bundled in vitro sessions at 1 ms

@@ -6,12 +6,12 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.baselines import EWMAPredictor
-from spikeviz.likelihood import LogLikelihood, bits_per_spike, reliability
-from spikeviz.metrics import (THRESHOLD_RULES, ScoreHistogram,
+from spikeviz.models.baselines import EWMAPredictor
+from spikeviz.measures.likelihood import LogLikelihood, bits_per_spike, reliability
+from spikeviz.measures.metrics import (THRESHOLD_RULES, ScoreHistogram,
                               level_edges, pr_auc, roc_auc, score_level,
                               scores_histograms, threshold_preset)
-from spikeviz.binning import split_bounds
+from spikeviz.data.binning import split_bounds
 
 RNG = np.random.default_rng(7)
 

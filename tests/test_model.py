@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from spikeviz.model import (PRESETS, ModelConfig, build_model, compute_traces, final_traces,
-                            preset_config)
-from spikeviz.predict import predict_next, windows
+from spikeviz.models.build import build_model
+from spikeviz.models.model import PRESETS, ModelConfig, compute_traces, final_traces, preset_config
+from spikeviz.generation.predict import predict_next, windows
 
 
 def make(preset, n_units=12, **overrides):

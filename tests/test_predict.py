@@ -5,9 +5,9 @@ import torch
 
 import spikeviz
 from spikeviz import ModelPredictor, generate, load_model, predict_next
-from spikeviz.catalog import models_dir, sessions
-from spikeviz.model import SpikeTransformer, compute_traces, preset_config
-from spikeviz.baselines import Predictor
+from spikeviz.data.catalog import models_dir, sessions
+from spikeviz.models.model import SpikeTransformer, compute_traces, preset_config
+from spikeviz.models.baselines import Predictor
 
 
 def make(preset, n_units=10, context=None):
@@ -76,7 +76,7 @@ def test_thresholded_free_running_is_deterministic():
 
 
 def test_model_predictor_follows_the_protocol(tmp_path):
-    from spikeviz.checkpoint import save_checkpoint
+    from spikeviz.models.checkpoint import save_checkpoint
 
     model = make("fast")
     path = tmp_path / "m.safetensors"
@@ -114,7 +114,7 @@ def test_generate_cli_writes_readable_trains_and_refuses_pickles(tmp_path):
     import pickle
     from pathlib import Path
 
-    from spikeviz.checkpoint import save_checkpoint
+    from spikeviz.models.checkpoint import save_checkpoint
     from spikeviz.cli import main
 
     path = tmp_path / "m.safetensors"
@@ -142,7 +142,7 @@ def test_generate_cli_writes_readable_trains_and_refuses_pickles(tmp_path):
 
 def test_draw_rules():
     from spikeviz import SpikevizError
-    from spikeviz.predict import DRAW_RULES, draw_spikes, unit_thresholds
+    from spikeviz.generation.predict import DRAW_RULES, draw_spikes, unit_thresholds
 
     rng = np.random.default_rng(0)
     P = (rng.random((5000, 6)) * np.array([0.002, 0.01, 0.02, 0.05, 0.1, 0.2])).astype(np.float32)
@@ -172,7 +172,7 @@ def test_draw_rules():
 def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
     import json
 
-    from spikeviz.checkpoint import save_checkpoint
+    from spikeviz.models.checkpoint import save_checkpoint
     from spikeviz.cli import main
 
     path = tmp_path / "m.safetensors"
@@ -196,7 +196,7 @@ def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
 
 
 def test_fused_free_run_matches_forward():
-    from spikeviz import fused
+    from spikeviz.generation import fused
 
     model = make("fast", context=48)
     with torch.no_grad():
@@ -228,7 +228,7 @@ def test_fused_free_run_matches_forward():
 def test_fused_log_is_as_accurate_as_float32():
     """The compiled loop's vectorised log: within a few float32 rounding steps of the true log,
     from near-silent traces to saturated odds."""
-    from spikeviz.kernels import log_inplace
+    from spikeviz.generation.kernels import log_inplace
 
     a = np.geomspace(1e-7, 1e4, 100_001).astype(np.float32)
     out = a.copy()
@@ -243,8 +243,8 @@ def test_fused_generalist_free_run_matches_forward(switches):
     context too), with its guard applied, in the ablations too."""
     from dataclasses import replace
 
-    from spikeviz import fused
-    from spikeviz.model import build_model
+    from spikeviz.generation import fused
+    from spikeviz.models.build import build_model
 
     torch.manual_seed(0)
     model = build_model(replace(preset_config("generalist", 10), **switches)).eval()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from spikeviz.report import README_MARKERS, Table, replace_section
+from spikeviz.evaluation.report import README_MARKERS, Table, replace_section
 from spikeviz import SpikevizError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from spikeviz import load_recording
-from spikeviz.catalog import load_session
+from spikeviz.data.catalog import load_session
 from spikeviz.cli import main
-from spikeviz.cli.generate import start_of_test_split
-from spikeviz.io import OUTPUT_SUFFIXES, write_recording
-from spikeviz.recording import Recording
+from spikeviz.evaluation.pipeline import start_of_test_split
+from spikeviz.data.io import OUTPUT_SUFFIXES, write_recording
+from spikeviz.data.recording import Recording
 
 VITRO = "invitro_210511001_bh"
 SHIPPED = "models/invitro_210511001_bh-focal.safetensors"

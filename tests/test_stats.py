@@ -5,7 +5,7 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.stats import compare_stats, firing_stats, spike_indices, window_counts
+from spikeviz.measures.stats import compare_stats, firing_stats, spike_indices, window_counts
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def _bursty(T, N, seed):
 
 
 def test_fidelity_report_orders_model_floor_and_ceiling():
-    from spikeviz.stats import fidelity_report
+    from spikeviz.measures.stats import fidelity_report
 
     real, other = _bursty(60_000, 20, 1), _bursty(60_000, 20, 2)
     r = fidelity_report(real, real.copy(), other, seed=3)

@@ -4,7 +4,7 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.store import Cache, content_key, load_packed, quantize_probabilities, save_packed
+from spikeviz.data.store import Cache, content_key, load_packed, quantize_probabilities, save_packed
 
 
 def test_cache_round_trip_and_corruption_is_recomputed(tmp_path):

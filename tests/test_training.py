@@ -3,10 +3,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from spikeviz.checkpoint import load_model, read_tensors
+from spikeviz.models.checkpoint import load_model, read_tensors
 from spikeviz.cli import main
-from spikeviz.binning import split_bounds
-from spikeviz.training import state_path
+from spikeviz.data.binning import split_bounds
+from spikeviz.training.loop import state_path
 
 SESSION = "invitro_210511001_bh"
 
@@ -63,6 +63,6 @@ def test_resume_needs_a_state_and_the_same_settings(tmp_path):
 def test_transfer_preset_trains_and_runs_on_another_unit_count(tmp_path):
     out = tmp_path / "t.safetensors"
     assert train(out, "--epochs", "1", preset="transfer") == 0
-    from spikeviz.predict import predict_next
+    from spikeviz.generation.predict import predict_next
     P = predict_next(load_model(out), np.zeros((100, 7), np.uint8))
     assert P.shape == (100, 7) and np.isfinite(P).all()

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 import spikeviz
-from spikeviz.binning import bin_spikes
-from spikeviz.checkpoint import load_model
-from spikeviz.scoring import resolve_threshold, score_stretch
-from spikeviz.metrics import ScoreHistogram, pr_auc
-from spikeviz.model import SpikeTransformer, preset_config
-from spikeviz.predict import generate_recording, scores_for_range
-from spikeviz.binning import split_bounds
-from spikeviz.recording import Recording
-from spikeviz.training import TrainOptions, train_recording
+from spikeviz.data.binning import bin_spikes
+from spikeviz.models.checkpoint import load_model
+from spikeviz.measures.scoring import resolve_threshold, score_stretch
+from spikeviz.measures.metrics import ScoreHistogram, pr_auc
+from spikeviz.models.model import SpikeTransformer, preset_config
+from spikeviz.evaluation.pipeline import generate_recording
+from spikeviz.generation.predict import scores_for_range
+from spikeviz.data.binning import split_bounds
+from spikeviz.data.recording import Recording
+from spikeviz.training.loop import TrainOptions, train_recording
 
 DRIVERS = 16
 SECONDS = 20.0

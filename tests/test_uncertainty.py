@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from spikeviz import SpikevizError
-from spikeviz.likelihood import bits_per_spike
-from spikeviz.metrics import ScoreHistogram
-from spikeviz.uncertainty import BlockScores, paired_block_bootstrap, paired_difference
+from spikeviz.measures.likelihood import bits_per_spike
+from spikeviz.measures.metrics import ScoreHistogram
+from spikeviz.measures.uncertainty import BlockScores, paired_block_bootstrap, paired_difference
 
 
 def _simulate(rng, n_blocks, block=500, N=8):

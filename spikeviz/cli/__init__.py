@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import SpikevizError
-from ..io import FORMATS
+from ..data.io import FORMATS
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
 COMMANDS = ("sessions", "inspect", "train", "evaluate", "table", "generate", "grid")
@@ -34,8 +34,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def baseline_list(text: str) -> tuple[str, ...]:
-    """--baselines: comma-separated names of spikeviz.baselines.ALL_BASELINES, or "all"."""
-    from ..baselines import ALL_BASELINES
+    """--baselines: comma-separated names of spikeviz.models.baselines.ALL_BASELINES, or "all"."""
+    from ..models.baselines import ALL_BASELINES
 
     if text.strip() == "all":
         return ALL_BASELINES
@@ -49,7 +49,7 @@ def baseline_list(text: str) -> tuple[str, ...]:
 
 def split_text() -> str:
     """The chronological split in words, from the one place that defines it."""
-    from ..binning import SPLIT_FRACTIONS
+    from ..data.binning import SPLIT_FRACTIONS
 
     return ", ".join(f"{name} {100 * a:g}-{100 * b:g} %" for name, (a, b) in
                      sorted(SPLIT_FRACTIONS.items(), key=lambda kv: kv[1]))
@@ -69,7 +69,7 @@ def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> N
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
     """The Recording named by --session or by a path with the load options."""
-    from ..catalog import open_recording, session
+    from ..data.catalog import open_recording, session
 
     path = path if path is not None else getattr(args, "data", None)
     if getattr(args, "session", None):

@@ -34,7 +34,7 @@ class EpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 def add_parser(sub) -> None:
-    from ..baselines import ALL_BASELINES
+    from ..models.baselines import ALL_BASELINES
 
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines on a recording",
                        description="Score a checkpoint's next-bin predictions (ROC-AUC, PR-AUC, "
@@ -68,8 +68,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catalog import resolve_checkpoint
-    from ..evaluation import evaluate_checkpoint
+    from ..data.catalog import resolve_checkpoint
+    from ..evaluation.evaluate import evaluate_checkpoint
 
     if not (math.isfinite(args.seconds) and args.seconds >= 0):
         raise SpikevizError(f"--seconds must be positive and finite (0 for the whole split), got "

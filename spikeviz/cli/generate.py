@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from ..errors import SpikevizError
-from ..recording import Recording
+from ..data.recording import Recording
 from . import add_data_options, check_writable, load_from_args
 
 
@@ -39,6 +40,10 @@ def add_parser(sub) -> None:
                         "the rule's number: a probability (pooled), a multiple of each unit's "
                         "expected count (unit-density) or of its rate (lift)")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
+    p.add_argument("--units", type=int, default=128,
+                   help="units to generate: the most active of the train split, as `evaluate` "
+                        "and the dashboard pick them (default 128; a model's own units on its "
+                        "training data)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: generated against the real stretch (fidelity "
                         "report with a real-vs-real ceiling and a Poisson floor)")
@@ -50,10 +55,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catalog import resolve_checkpoint
-    from ..checkpoint import load_model
-    from ..io import OUTPUT_SUFFIXES, write_recording
-    from ..predict import DRAW_RULES, generate_recording
+    from ..data.catalog import resolve_checkpoint
+    from ..data.io import OUTPUT_SUFFIXES, write_recording
+    from ..evaluation.pipeline import (fidelity, generate_window, reference_before,
+                                       start_of_test_split)
+    from ..generation.predict import DRAW_RULES
+    from ..models.checkpoint import load_model
 
     out = Path(args.out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -83,36 +90,48 @@ def run(args: argparse.Namespace) -> int:
     recording = load_from_args(args)
     start = args.start if args.start is not None else start_of_test_split(
         recording, float(model.meta.get("bin_ms", 1.0)))
-    generated = generate_recording(model, recording, args.mode, args.seconds, start,
-                                   args.threshold, args.threshold_rule, args.seed, draw=args.draw)
+    draw = args.draw or ("pooled" if args.threshold is not None or args.threshold_rule
+                         else "bernoulli")
+    result = generate_window(model, recording, (start, start + args.seconds), mode=args.mode,
+                             draw=draw, level=args.threshold, rule=args.threshold_rule,
+                             seed=args.seed, n_units=args.units)
+    generated, stretch = result.recording, result.setup.model_stretch
+    for line in adjustments(recording, stretch, start, args.seconds):
+        print(line, file=sys.stderr)
     try:
         write_recording(generated, out)
     except OSError as exc:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]
     if args.json:
-        from ..stats import recording_fidelity
-
-        print(json.dumps({"out": str(out), "generated_by": made}
-                         | recording_fidelity(recording, generated, start, args.seed)))
+        print(json.dumps({"out": str(out), "generated_by": made} | fidelity(
+            stretch, result.bins, reference_before(recording, stretch), args.seed)))
         return 0
-    real = recording.slice(start, start + args.seconds).select_units(list(generated.unit_ids)) \
-        if args.mode == "teacher" else None
+    real = recording.slice(stretch.start_s, stretch.start_s + generated.duration_s) \
+        .select_units(list(generated.unit_ids)) if args.mode == "teacher" else None
     print(f"{out}: {generated.n_spikes:,} spikes in {generated.duration_s:g} s x "
-          f"{generated.n_units} units from {start:g} s (times count from there); "
+          f"{generated.n_units} units from {stretch.start_s:g} s (times count from there); "
           f"{rates(generated)}" + (f"; real data {rates(real)}" if real is not None else "")
           + (f"; threshold {made['threshold']:.4g}" if made["threshold"] is not None else
-             f"; Bernoulli sampling, seed {args.seed}"))
+             f"; Bernoulli sampling, seed {args.seed}" if draw == "bernoulli" else
+             f"; {draw} at {made['draw_level']}"))
     return 0
 
 
-def start_of_test_split(recording: Recording, bin_ms: float) -> float:
-    """The start of the recording's test split (s): generation there has a real past and is
-    not fed data the model trained on."""
-    from ..binning import n_bins_of
-    from ..binning import split_bounds
-
-    return split_bounds(n_bins_of(recording.duration_s, bin_ms))["test"][0] * bin_ms / 1000.0
+def adjustments(recording: Recording, stretch, start: float, seconds: float) -> list[str]:
+    """One line for each way the generated window differs from what was asked, with the option
+    that changes it."""
+    lines = []
+    if len(stretch.unit_ids) < recording.n_units:
+        lines.append(f"note: {len(stretch.unit_ids)} of {recording.n_units} units, the most "
+                     f"active of the train split (--units to change)")
+    stop = stretch.start_s + stretch.duration_s
+    if abs(stretch.start_s - start) > 1e-9 or abs(stop - (start + seconds)) > 1e-9:
+        lines.append(f"note: generated over [{stretch.start_s:g}, {stop:g}) s, not "
+                     f"[{start:g}, {start + seconds:g}) s: the window needs the 30-s warm-up "
+                     f"before it and must end inside the recording ({recording.duration_s:g} s; "
+                     f"--start and --seconds to change)")
+    return lines
 
 
 def rates(recording: Recording) -> str:

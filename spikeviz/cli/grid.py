@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import SpikevizError
-    from ..grid import GridSpec, default_sessions, parse_list, run_grid
+    from ..evaluation.grid import GridSpec, default_sessions, parse_list, run_grid
 
     if args.workers < 1:
         raise SpikevizError(f"--workers must be at least 1, got {args.workers}")

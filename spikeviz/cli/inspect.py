@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from ..binning import bin_index, n_bins_of
-from ..recording import Recording
+from ..data.binning import bin_index, n_bins_of
+from ..data.recording import Recording
 from . import add_data_options, load_from_args
 
 

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catalog import models_dir, sessions, shipped_checkpoints
+    from ..data.catalog import models_dir, sessions, shipped_checkpoints
 
     found = sessions()
     models = [p.name for p in shipped_checkpoints()]

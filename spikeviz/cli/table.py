@@ -12,7 +12,7 @@ from . import baseline_list
 
 
 def add_parser(sub) -> None:
-    from ..baselines import ALL_BASELINES
+    from ..models.baselines import ALL_BASELINES
 
     p = sub.add_parser(
         "table", help="the results table: every shipped model and run on the bundled sessions",
@@ -47,8 +47,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catalog import resolve_checkpoint
-    from ..report import TABLE_FILES, build_table, update_readme
+    from ..data.catalog import resolve_checkpoint
+    from ..evaluation.report import TABLE_FILES, build_table, update_readme
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise SpikevizError(f"--seconds must be positive and finite, got {args.seconds}")

@@ -6,19 +6,16 @@ import math
 from pathlib import Path
 
 from ..errors import SpikevizError
-from ..recording import Recording
+from ..data.recording import Recording
 from . import add_data_options, load_from_args, split_text
 
 UNITS = 128   # the paper's unit count: a model's default width
 
-# --init starts from trained weights: a third of the from-scratch rate, fewer epochs.
-FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 10
-
 
 def add_parser(sub) -> None:
-    from ..losses import LOSSES
-    from ..model import PRESETS
-    from ..training import TrainOptions
+    from ..models.losses import LOSSES
+    from ..models.model import PRESETS
+    from ..training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions
 
     p = sub.add_parser("train", help="train a model on a recording",
                        description=f"Train a causal spike transformer on a chronological split "
@@ -67,8 +64,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..catalog import find_session
-    from ..training import TrainOptions, train_recording
+    from ..data.catalog import find_session
+    from ..training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions, train_recording
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -85,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     recording = load_from_args(args)
     bundled = find_session(args.session or args.data)
     if args.init:
-        from ..checkpoint import load_model
+        from ..models.checkpoint import load_model
 
         load_model(args.init)   # refused here, before the recording is read, if unsound
     n_units = args.units or UNITS
@@ -118,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
 def check_output(out: Path, resume: bool, force: bool) -> None:
     """Before any data is read: refuse to replace a checkpoint without --force, and with --resume
     check that its training state is a sound safetensors file (never unpickled)."""
-    from ..checkpoint import read_tensors
-    from ..training import state_path
+    from ..models.checkpoint import read_tensors
+    from ..training.loop import state_path
 
     from . import check_writable
 
@@ -152,8 +149,8 @@ def with_silent_units(recording: Recording, n_units: int) -> Recording:
 def check_memory(preset: str, n_units: int, seconds: float, bin_ms: float,
                  batch_size: int | None) -> None:
     """One-line refusal of a training whose estimated peak exceeds the available memory."""
-    from ..binning import n_bins_of
-    from ..memory import available_bytes, check_fits, estimate_training
+    from ..data.binning import n_bins_of
+    from ..training.memory import available_bytes, check_fits, estimate_training
 
     n_bins = n_bins_of(seconds, bin_ms)
     check_fits(estimate_training(preset, n_units, n_bins, batch_size), available_bytes(),

@@ -8,7 +8,7 @@ import pandas as pd
 import panel as pn
 
 from . import results
-from ..evaluation import WARMUP_S
+from ..evaluation.evaluate import WARMUP_S
 from .compute import N_UNITS
 from .frames import Frame
 from .window import test_split_s

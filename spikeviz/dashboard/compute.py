@@ -2,72 +2,47 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Hashable
 
 import numpy as np
 
 from .. import __version__
-from ..binning import bin_range
-from ..calibration import TargetCalibration, fit_free_running, fit_target_calibration
+from ..data.recording import Recording
+from ..data.store import Cache, content_key
 from ..errors import SpikevizError
-from ..evaluation import Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
-from ..metrics import ScoreHistogram, UnitHistograms
-from ..recording import Recording
-from ..scoring import FPR_CAP, Scored, score_stretch
-from ..stats import FiringStats, fidelity_references, firing_stats
-from ..store import Cache, content_key
+from ..evaluation.evaluate import Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
+from ..evaluation.pipeline import (N_UNITS, THRESHOLD_RULES, Prediction, free_trains, predict,
+                                   reference_before)
+from ..generation.adapt import with_guard
+from ..generation.calibration import TargetCalibration
+from ..generation.predict import ModelPredictor
+from ..measures.metrics import ScoreHistogram, UnitHistograms
+from ..measures.stats import FiringStats, fidelity_references, firing_stats
 from .cache import SHARED_CACHE, LRUCache
+from .sources import allowed_roots
 from .window import default_window
 
-N_UNITS = 128
 BIN_MS = 1.0
 UNIT_ORDERS = ("auto", "recorded", "random", "rate-rank")
-THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # The baselines beside the generator: what `spikeviz evaluate` fits on the target's own train
 # split, from the simplest to the strongest. Without a checkpoint the strongest generates.
 BASELINES = ("rate", "ewma-tuned", "glm-coupled")
 BASELINE_GENERATOR = BASELINES[-1]
 
 
-@dataclass(frozen=True, eq=False)
-class Prediction:
-    """One predictor's window probabilities and scores (what the cache keeps)."""
-
-    P: np.ndarray             # (T, N) rows scored against Stretch.targets; (0, N) if not kept
-    scored: Scored
-    calibration: TargetCalibration | None = None   # fitted on the warm-up (the generator's)
-
-    @property
-    def nbytes(self) -> int:
-        return self.P.nbytes
-
-
-def logits(P: np.ndarray) -> np.ndarray:
-    P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
-    return np.log(P / (1 - P))
-
-
-def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True,
-            disk_key: str | None = None) -> Prediction:
-    """Scores of the predictor `make()` returns (made only when its predictions are not on
-    disk: a baseline's fit, a generalist's guard) on the stretch, as `spikeviz evaluate` scores them; its probabilities
-    and a target calibration (spikeviz.calibration, fitted on the warm-up after priming: what
-    generation draws from) only with `keep_P` (the generator's: the baselines' curves need only
-    their histograms, and an hour-long session's P is large). With `disk_key`, the probabilities
-    are read from the on-disk cache (checksummed), or computed and stored there."""
+def _memo_P(disk_key: str | None) -> Callable:
+    """Predictions read from the on-disk cache (checksummed), or computed and stored there."""
     if disk_key is None:
-        P = make().predict(stretch.X)
-    else:
-        P = np.asarray(Cache().array(disk_key, "P.npy", lambda: make().predict(stretch.X)))
-    scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
-    if keep_P:   # a copy, so the full predictions (warm-up included) are freed
-        a, w = stretch.prime, stretch.warm
-        fit = lambda: fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w])
-        calibration = fit() if disk_key is None else _stored_calibration(disk_key, fit)
-        return Prediction(stretch.window_of(P).copy(), scored, calibration)
-    return Prediction(np.empty((0, P.shape[1]), np.float32), replace(scored, units=None))
+        return lambda make: make()
+    return lambda make: np.asarray(Cache().array(disk_key, "P.npy", make))
+
+
+def _memo_calibration(disk_key: str | None) -> Callable:
+    if disk_key is None:
+        return lambda make: make()
+    return lambda make: _stored_calibration(disk_key, make)
 
 
 def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> TargetCalibration:
@@ -90,8 +65,6 @@ def _stored_adaptation(disk_key: str | None, model, stretch: Stretch):
     """`for_target(model, ...)` on the stretch, a generalist's fitted guard stored beside the
     predictions on the warm-up it was fitted on (read back, a free run on a default window does
     not predict the whole warm-up again)."""
-    from ..generalist import with_guard
-
     if disk_key is None or model.config.kind != "generalist":
         return for_target(model, stretch.X, stretch)
     saved = Cache().get_json(disk_key, "guard.json")
@@ -170,8 +143,6 @@ class Evaluation:
 def _within_roots(meta: dict) -> dict:
     """Checkpoint metadata without a data_path outside the allowed roots: a checkpoint must not
     make the server read files the page itself may not open."""
-    from .sources import allowed_roots
-
     path = meta.get("data_path")
     if not path:
         return meta
@@ -260,8 +231,6 @@ def plan(recording: Recording, window: tuple[float, float], generator: Generator
 
 def _plan(recording: Recording, window: tuple[float, float], generator: Generator, requested: str,
           data_key: Hashable, cache: LRUCache, progress: Callable[[float, str], None]) -> Plan:
-    from ..predict import ModelPredictor
-
     model, model_key = None, _model_key(generator)
     if generator.is_model:
         progress(0.05, f"loading {generator.name}")
@@ -276,10 +245,7 @@ def _plan(recording: Recording, window: tuple[float, float], generator: Generato
         None if model is None else model.model, recording, unit_order=requested,
         window_s=window, n_units=N_UNITS,
         find_source=lambda meta: checkpoint_source(_within_roots(meta))))
-    a, b = su.stretch.bins
-    n = b - a - 1
-    ids = (su.model_stretch if model is not None else su.stretch).unit_ids
-    reference = bin_range(recording, list(ids), BIN_MS, a - n, a) if a - n >= 0 else None
+    reference = reference_before(recording, su.model_stretch if model is not None else su.stretch)
     return Plan(su, generator, model, model_key, data_key, reference,
                 window == default_window(recording))
 
@@ -330,8 +296,6 @@ def evaluation_cached(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_
 
 def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
               progress: Callable[[float, str], None]) -> Evaluation:
-    from ..predict import ModelPredictor, generate
-
     generator, su, model = plan.generator, plan.setup, plan.model
     stretch = plan.stretch
     # Fits depend only on the target's train split: shared by every window, page and cache.
@@ -355,25 +319,16 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         keep = name == generator.name
         predictions[name] = cache.get(
             (plan.key(st), key, "teacher", keep),
-            lambda make=make, st=st, keep=keep, name=name:
-                predict(make, st, keep, _disk_key(plan, name, st, cache)))
+            lambda make=make, st=st, keep=keep, name=name: predict(
+                make, st, keep, memo_P=_memo_P(_disk_key(plan, name, st, cache)),
+                memo_calibration=_memo_calibration(_disk_key(plan, name, st, cache))))
     free = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        past = stretch.X[:stretch.warm + 1]
-
-        def run() -> np.ndarray:
-            # The real past up to the first target bin, then the model's own samples, calibrated
-            # to this recording as `spikeviz generate` does: on the warm-up, then closed-loop.
-            m = adapted().model
-            calibration = fit_free_running(m, past, stretch.prime, len(past),
-                                           predictions[generator.name].calibration, seed=seed)
-            return generate(m, past, mode="free", seed=seed, n_bins=n, calibration=calibration)
-
-        free = cache.get((plan.key(stretch), plan.model_key, "free", seed, n), run)
+        free = cache.get((plan.key(stretch), plan.model_key, "free", seed, n), lambda: free_trains(
+            adapted().model, stretch, predictions[generator.name].calibration, n, seed))
     progress(0.95, "firing statistics")
-    thresholds = predictions[generator.name].scored.calibration
     Y = stretch.targets
 
     # A free run may be shorter than the window: fidelity compares the same bins.
@@ -385,4 +340,4 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       stats if n == len(Y) else firing_stats(Y, BIN_MS),
                       references, stats, plan.data_key,
-                      {name: thresholds.threshold(name, FPR_CAP) for name in THRESHOLD_RULES})
+                      {name: predictions[generator.name].threshold(name) for name in THRESHOLD_RULES})

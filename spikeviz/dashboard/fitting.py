@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..recording import Recording
+from ..data.recording import Recording
 from .sources import Checkpoint, read_checkpoint
+from ..training.loop import FINE_TUNE_LR, TrainOptions, train_recording
 
 
 def fit_checkpoint(start: Checkpoint, recording: Recording, folder: Path, seconds: float,
@@ -16,9 +17,6 @@ def fit_checkpoint(start: Checkpoint, recording: Recording, folder: Path, second
     `seconds`, and is the last quarter otherwise) at the CLI's fine-tuning rate. The checkpoint
     goes to `folder`; None when cancelled before an epoch ended (otherwise the best epoch so far
     is kept)."""
-    from ..cli.train import FINE_TUNE_LR
-    from ..training import TrainOptions, train_recording
-
     out = folder / f"{start.name}-fitted-{recording.name}"[:120]
     out = out.with_name(out.name + ".safetensors")
 

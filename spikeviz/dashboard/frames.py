@@ -5,9 +5,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..metrics import OperatingPoint
-from ..stats import FiringStats, compare_stats, fidelity_entry, firing_stats
-from .compute import Evaluation, logits
+from ..measures.metrics import OperatingPoint
+from ..measures.stats import FiringStats, compare_stats, fidelity_entry, firing_stats
+from ..evaluation.pipeline import teacher_trains
+from .compute import Evaluation
 
 FRAMES_KEPT = 4   # generated trains kept per evaluation (one per draw rule and level)
 
@@ -37,21 +38,14 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
     session switched back to, then costs only its operating point.
     """
-    from ..predict import draw_spikes
-
     op = ev.hist.operating_point(threshold)
     if ev.mode != "free" and draw == "pooled":
-        # P >= edge: exactly the cells the operating point counts as predicted spikes.
-        return _frame(ev, op, draw, (ev.P >= np.float32(op.threshold)).astype(np.uint8))
+        return _frame(ev, op, draw, teacher_trains(ev.predictions[ev.generator.name], draw, threshold))
     drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed)
     kept = ev.frames.pop(drawn_with, None)   # popped and put back: the dict runs oldest first
     if kept is None:
-        if ev.mode == "free":
-            generated = ev.free
-        else:
-            cal = ev.calibration
-            generated = draw_spikes(cal.probabilities(logits(ev.P)), draw, level, seed=seed,
-                                    unit_rates=cal.rates)
+        generated = ev.free if ev.mode == "free" else \
+            teacher_trains(ev.predictions[ev.generator.name], draw, level, seed)
         kept = _frame(ev, op, draw, generated)
         while len(ev.frames) >= FRAMES_KEPT:
             ev.frames.pop(next(iter(ev.frames)))

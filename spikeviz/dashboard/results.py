@@ -6,10 +6,10 @@ from typing import Callable
 
 import pandas as pd
 
-from ..catalog import models_dir, sessions
-from ..catalog import shipped_checkpoints
-from ..report import build_table
-from ..store import Cache, content_key
+from ..data.catalog import models_dir, sessions
+from ..data.catalog import shipped_checkpoints
+from ..evaluation.report import build_table
+from ..data.store import Cache, content_key
 from .compute import Evaluation
 from .frames import Frame
 

@@ -7,10 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import data_dir, load_path, models_dir, session, sessions
+from ..data.catalog import data_dir, load_path, models_dir, session, sessions
 from ..errors import SpikevizError
-from ..recording import Recording
+from ..data.recording import Recording
 from .cache import LRUCache
+from ..data.catalog import shipped_checkpoints as paths, short_domain
+from ..models.checkpoint import read_header
 
 DOMAINS = ("vitro", "vivo")
 DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
@@ -108,9 +110,6 @@ class Checkpoint:
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint's details from its safetensors header (nothing else is read or trusted)."""
-    from ..catalog import short_domain
-    from ..checkpoint import read_header
-
     path = Path(path)
     meta = read_header(path).get("__metadata__", {})
     try:
@@ -125,8 +124,6 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 def checkpoint_choices() -> list[Checkpoint]:
     """The checkpoints in models/ (resume states left out), generalists first."""
-    from ..catalog import shipped_checkpoints as paths
-
     found = []
     for p in paths() if models_dir().is_dir() else ():
         try:

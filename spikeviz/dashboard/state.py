@@ -8,13 +8,13 @@ from typing import Any
 
 import param
 
-from ..catalog import direction
+from ..data.catalog import direction
 from ..errors import SpikevizError
-from ..io import FORMATS
-from ..recording import Recording
+from ..data.io import FORMATS
+from ..data.recording import Recording
 from . import compute, results
-from ..evaluation import Stretch
-from ..predict import DRAW_RULES
+from ..evaluation.evaluate import Stretch
+from ..generation.predict import DRAW_RULES
 from .cache import SHARED_CACHE, LRUCache
 from .compute import BASELINE_GENERATOR, THRESHOLD_RULES, UNIT_ORDERS, Evaluation, Generator
 from .frames import Frame, make_frame

@@ -6,35 +6,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..io import write_recording
-from ..recording import Recording
+from ..data.io import write_recording
+from ..evaluation.pipeline import as_recording, provenance
+from ..data.recording import Recording
 from .frames import Frame
 
 
-def generated_recording(frame: Frame, data: Recording, preset: str, seed: int,
+def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
                         level: float | None = None) -> Recording:
-    """The generated spikes of `frame` (times from the window start, as `spikeviz generate`),
-    with `source["generated_by"]` saying what made them."""
+    """The generated spikes of `frame` as `spikeviz generate` writes them (pipeline.as_recording:
+    times from the window start, the same provenance)."""
     ev = frame.evaluation
-    s = ev.stretch
     bins, cols = frame.spikes
-    step = s.bin_ms / 1000.0
-    trains = tuple(np.sort(bins[cols == j]) * step for j in range(s.X.shape[1]))
-    n_bins = len(ev.free) if ev.mode == "free" else len(s.targets)
-    made = {"checkpoint": str(ev.generator.path or ""), "generator": ev.generator.name,
-            "mode": ev.mode, "threshold": None if ev.mode == "free" else frame.threshold,
-            "preset": None if preset == "custom" else preset,
-            "draw": frame.draw, "draw_level": None if frame.draw in ("bernoulli", "pooled") else level,
-            "seed": seed,
-            "data": data.name, "data_path": data.source.get("path"), "start_s": s.start_s,
-            "bin_ms": s.bin_ms, "unit_order": s.unit_order, "spikeviz_version": __version__}
-    return Recording(f"{data.name}-{ev.mode}", np.asarray([str(u) for u in s.unit_ids]), trains, n_bins * step,
-                     {"format": "generated", "generated_by": made})
+    n_bins = len(ev.free) if ev.mode == "free" else len(ev.stretch.targets)
+    generated = np.zeros((n_bins, ev.stretch.X.shape[1]), np.uint8)
+    generated[bins, cols] = 1
+    made = provenance(recording=data, stretch=ev.stretch, mode=ev.mode, draw=frame.draw,
+                      level=frame.threshold if frame.draw == "pooled" else level, seed=seed,
+                      checkpoint=str(ev.generator.path or ""), generator=ev.generator.name,
+                      rule=None if rule == "custom" or frame.draw != "pooled" else rule)
+    return as_recording(generated, data, ev.stretch, made)
 
 
 def as_file(recording: Recording, suffix: str) -> bytes:
-    """`recording` written by spikeviz.io (.nwb carries generated_by in its Units table)."""
+    """`recording` written by spikeviz.data.io (.nwb carries generated_by in its Units table)."""
     with tempfile.TemporaryDirectory(prefix="spikeviz-download-") as tmp:
         path = Path(tmp) / f"generated{suffix}"
         write_recording(recording, path)

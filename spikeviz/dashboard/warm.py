@@ -3,7 +3,7 @@ import gc
 import sys
 import time
 
-from spikeviz import fused
+from spikeviz.generation import fused
 from spikeviz.dashboard.app import limit_blas_threads, warm_up
 from spikeviz.dashboard.state import DashboardState
 

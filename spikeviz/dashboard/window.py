@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 
-from ..binning import SPLIT_FRACTIONS, SPLIT_NAME
+from ..data.binning import SPLIT_FRACTIONS, SPLIT_NAME
 from ..errors import SpikevizError
-from ..evaluation import WARMUP_S
-from ..recording import Recording
+from ..evaluation.evaluate import WARMUP_S
+from ..data.recording import Recording
 
 DEFAULT_LENGTH_S = 30.0   # the default window: with its warm-up, 60 s of bins to predict
 WINDOW_LENGTHS_S = (10, 30, 60, 120, 300)

@@ -13,8 +13,8 @@ from typing import Callable
 
 import torch
 
-from spikeviz.checkpoint import save_checkpoint
-from spikeviz.model import SpikeTransformer, preset_config
+from spikeviz.models.checkpoint import save_checkpoint
+from spikeviz.models.model import SpikeTransformer, preset_config
 
 MARKER = "HOSTILE_PAYLOAD_RAN"
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from spikeviz import SpikevizError
-from spikeviz.checkpoint import load_model
-from spikeviz.store import Cache, load_packed, save_packed
+from spikeviz.models.checkpoint import load_model
+from spikeviz.data.store import Cache, load_packed, save_packed
 
 VITRO = "invitro_210511001_bh"
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / f"{VITRO}-focal.safetensors"
@@ -23,7 +23,7 @@ def entries(root: Path, name: str) -> list[Path]:
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
 def test_grid_eval_cell_recomputes_a_corrupt_result(tmp_path):
-    from spikeviz.grid import GridSpec, eval_cell
+    from spikeviz.evaluation.grid import GridSpec, eval_cell
 
     spec = GridSpec(sessions=(VITRO,), eval_seconds=5.0)
     trained = {"session": VITRO, "loss": "focal", "key": "shipped-focal",
@@ -45,7 +45,7 @@ def test_grid_eval_cell_recomputes_a_corrupt_result(tmp_path):
 
 
 def test_grid_train_cell_recomputes_a_corrupt_checkpoint(tmp_path):
-    from spikeviz.grid import GridSpec, train_cell
+    from spikeviz.evaluation.grid import GridSpec, train_cell
 
     spec = GridSpec(sessions=(VITRO,), losses=("focal",), epochs=1, seconds=5.0)
     first = train_cell(VITRO, "focal", spec, str(tmp_path))
@@ -99,7 +99,7 @@ def test_corrupt_array_json_and_file_entries_are_recomputed(tmp_path):
 
 
 def test_packed_spikes_refuse_corruption(tmp_path):
-    from spikeviz.binning import BinnedSpikes
+    from spikeviz.data.binning import BinnedSpikes
 
     X = (np.random.default_rng(0).random((100, 12)) < 0.2).astype(np.uint8)
     binned = BinnedSpikes(X, np.arange(12), 1.0, 0.0)

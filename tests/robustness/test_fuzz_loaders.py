@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 
 from spikeviz import SpikevizError, load_recording
 from spikeviz.cli import main
-from spikeviz.io.maxwell import LEGACY, NEWER
+from spikeviz.data.io.maxwell import LEGACY, NEWER
 
 from .corpus import _cells, _good_cells, _nwb_file, write_good_maxwell
 
@@ -298,8 +298,8 @@ def test_nwb_with_replaced_unit_columns(good_nwb, data, replaced):
 @pytest.fixture(scope="module")
 def good_sorting(tmp_path_factory) -> Path:
     pytest.importorskip("spikeinterface")
-    from spikeviz.io.spikeinterface import write_sorting
-    from spikeviz.recording import Recording
+    from spikeviz.data.io.spikeinterface import write_sorting
+    from spikeviz.data.recording import Recording
 
     folder = tmp_path_factory.mktemp("si") / "good.si"
     rec = Recording("r", np.arange(3), tuple(np.arange(1.0, 4.0) + u for u in range(3)), 10.0,

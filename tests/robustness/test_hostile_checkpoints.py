@@ -8,9 +8,9 @@ import pickle
 import pytest
 
 from spikeviz import SpikevizError
-from spikeviz.checkpoint import load_model, read_header, read_tensors, write_tensors
+from spikeviz.models.checkpoint import load_model, read_header, read_tensors, write_tensors
 from spikeviz.cli import main
-from spikeviz.training import state_path
+from spikeviz.training.loop import state_path
 
 from .hostile import MARKER, Touch, build, cases, good_checkpoint
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from spikeviz import SpikevizError
-from spikeviz.checkpoint import load_model, read_header
-from spikeviz.training import state_path
+from spikeviz.models.checkpoint import load_model, read_header
+from spikeviz.training.loop import state_path
 
 EPOCHS = 3
 

@@ -1,0 +1,145 @@
+"""On-disk arrays and results: checksummed, content-addressed cache entries; memory-mapped spikes and predictions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import _atomic
+from .binning import BinnedSpikes, PackedSpikes
+from ..errors import SpikevizError
+
+
+def cache_root() -> Path:
+    """$SPIKEVIZ_CACHE, else ~/.cache/spikeviz."""
+    return Path(os.environ.get("SPIKEVIZ_CACHE", Path.home() / ".cache" / "spikeviz"))
+
+
+def content_key(*parts: Any) -> str:
+    """A stable SHA-256 key of JSON-serialisable parts (inputs' hashes and the config)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_with_checksum(path: Path, write: Callable[[Path], None]) -> None:
+    with _atomic.target(path) as tmp:
+        write(tmp)
+        digest = _sha256(tmp)
+    with _atomic.target(path.with_name(path.name + ".sha256")) as tmp:
+        tmp.write_text(digest)
+
+
+def _save_npy(tmp: Path, array: np.ndarray) -> None:
+    # Through an open file: given a path without ".npy", np.save would write `<path>.npy` instead
+    # and leave the entry itself empty.
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def _verified(path: Path) -> bool:
+    """True if `path` and its checksum exist and agree; a corrupt entry is deleted."""
+    side = path.with_name(path.name + ".sha256")
+    if not path.exists() or not side.exists():
+        return False
+    if _sha256(path) == side.read_text().strip():
+        return True
+    path.unlink(missing_ok=True)
+    side.unlink(missing_ok=True)
+    return False
+
+
+class Cache:
+    """A folder of results keyed by a content hash of their inputs and config.
+
+    Every entry carries a SHA-256 checksum; an entry that fails it is removed and recomputed,
+    never used.
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else cache_root()
+
+    def path(self, key: str, name: str) -> Path:
+        return self.root / key[:2] / key / name
+
+    def get_json(self, key: str, name: str = "result.json") -> Any | None:
+        path = self.path(key, name)
+        return json.loads(path.read_text()) if _verified(path) else None
+
+    def put_json(self, key: str, value: Any, name: str = "result.json") -> None:
+        _write_with_checksum(self.path(key, name),
+                             lambda tmp: tmp.write_text(json.dumps(value, indent=1, default=float)))
+
+    def get_array(self, key: str, name: str, mmap: bool = True) -> np.ndarray | None:
+        path = self.path(key, name)
+        if not _verified(path):
+            return None
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def put_array(self, key: str, name: str, array: np.ndarray) -> None:
+        _write_with_checksum(self.path(key, name), lambda tmp: _save_npy(tmp, array))
+
+    def get_file(self, key: str, name: str) -> Path | None:
+        path = self.path(key, name)
+        return path if _verified(path) else None
+
+    def put_file(self, key: str, name: str, source: Path) -> Path:
+        target = self.path(key, name)
+        _write_with_checksum(target, lambda tmp: shutil.copyfile(source, tmp))
+        return target
+
+    def array(self, key: str, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array, computed and stored first if missing or corrupt."""
+        found = self.get_array(key, name)
+        if found is None:
+            self.put_array(key, name, compute())
+            found = self.get_array(key, name)
+        return found
+
+
+def quantize_probabilities(P: np.ndarray) -> np.ndarray:
+    """float16 probabilities: half the bytes, ~1e-3 relative precision, exact 0 and 1."""
+    P = np.asarray(P)
+    if P.size and (np.nanmin(P) < 0 or np.nanmax(P) > 1 or np.isnan(P).any()):
+        raise SpikevizError("probabilities must lie in [0, 1] and not be NaN")
+    return P.astype(np.float16)
+
+
+def save_packed(binned: BinnedSpikes, path: str | Path) -> None:
+    """Write the bit-packed matrix as .npy with a JSON sidecar (units, bin size, start)."""
+    path = Path(path)
+    packed = binned.packbits()
+    _write_with_checksum(path, lambda tmp: _save_npy(tmp, packed.bits))
+    meta = {"n_units": packed.n_units, "unit_ids": [str(u) for u in packed.unit_ids],
+            "bin_ms": packed.bin_ms, "start_s": packed.start_s, "name": packed.name}
+    with _atomic.target(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta))
+
+
+def load_packed(path: str | Path) -> PackedSpikes:
+    """Memory-map a matrix written by `save_packed`: rows are read from disk only when unpacked."""
+    path = Path(path)
+    if not _verified(path):
+        raise SpikevizError("missing, or its checksum does not match (corrupt): write it again",
+                            path)
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        bits = np.load(path, mmap_mode="r", allow_pickle=False)
+        return PackedSpikes(bits, meta["n_units"], np.array(meta["unit_ids"]), meta["bin_ms"],
+                            meta["start_s"], meta["name"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, SpikevizError):
+            raise
+        raise SpikevizError(f"unreadable packed spikes or sidecar ({exc})", path) from exc

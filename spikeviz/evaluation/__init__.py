@@ -1,0 +1,1 @@
+"""Judging models on recordings they did not train on: evaluation against the baselines, the results table, the grid."""

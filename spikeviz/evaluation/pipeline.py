@@ -1,0 +1,199 @@
+"""The one pipeline that `spikeviz generate` and the page share: a window of a target, a predictor's calibrated predictions on it, the trains they generate, their provenance and fidelity.
+
+setup (units, order, warm-up; evaluate.setup) -> adapt (a generalist's guard on the warm-up)
+-> predict (probabilities over the warm-up and window; strict scores) -> calibrate (on the
+warm-up after priming) -> draw (teacher-forced) or run free (closed-loop calibration) -> trains
+with their provenance -> fidelity against the real window (ceiling: the real stretch before it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..data.binning import bin_range, n_bins_of, split_bounds
+from ..data.recording import Recording
+from ..errors import SpikevizError
+from ..generation.calibration import TargetCalibration, fit_free_running, fit_target_calibration
+from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
+from ..measures.scoring import FPR_CAP, Scored, score_stretch
+from ..measures.stats import fidelity_report
+from .evaluate import Setup, Stretch, for_target, setup
+
+N_UNITS = 128   # units a window shows by default: the paper's 128, the most active of the train split
+THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """One predictor's window probabilities, strict scores and warm-up calibration."""
+
+    P: np.ndarray             # (T, N) rows scored against Stretch.targets; (0, N) if not kept
+    scored: Scored
+    calibration: TargetCalibration | None = None   # fitted on the warm-up (the generator's)
+
+    @property
+    def nbytes(self) -> int:
+        return self.P.nbytes
+
+    def threshold(self, rule: str) -> float:
+        """A pooled threshold rule's threshold, tuned on the warm-up (never a scored bin)."""
+        if rule not in THRESHOLD_RULES:
+            raise SpikevizError(f"unknown threshold rule {rule!r}: use one of "
+                                f"{', '.join(THRESHOLD_RULES)}")
+        return float(self.scored.calibration.threshold(rule, FPR_CAP))
+
+
+def logits(P: np.ndarray) -> np.ndarray:
+    P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(P / (1 - P))
+
+
+def _now(make: Callable[[], Any]) -> Any:
+    return make()
+
+
+def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True, *,
+            memo_P: Callable = _now, memo_calibration: Callable = _now) -> Prediction:
+    """Scores of the predictor `make()` returns on the stretch, as `spikeviz evaluate` scores
+    them; with `keep_P`, its window probabilities and the target calibration fitted on the
+    warm-up after priming (what teacher-forced draws and free runs start from). `memo_P` and
+    `memo_calibration` take the computation and may return a stored result instead (the page's
+    disk cache)."""
+    P = memo_P(lambda: make().predict(stretch.X))
+    scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
+    if not keep_P:
+        return Prediction(np.empty((0, P.shape[1]), np.float32), replace(scored, units=None))
+    a, w = stretch.prime, stretch.warm
+    calibration = memo_calibration(
+        lambda: fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w]))
+    # A copy, so the full predictions (warm-up included) are freed.
+    return Prediction(stretch.window_of(P).copy(), scored, calibration)
+
+
+def teacher_trains(prediction: Prediction, draw: str = "bernoulli", level: float | None = None,
+                   seed: int = 0) -> np.ndarray:
+    """Teacher-forced spikes (T, N) uint8 aligned with the window's targets. pooled: P >= the
+    operating point's edge at `level` (exactly the cells it counts as predicted spikes); other
+    rules draw from the calibrated probabilities (Bernoulli seeded; unit-density and lift at
+    `level`)."""
+    if draw == "pooled":
+        if level is None:
+            raise SpikevizError("the pooled rule needs a threshold")
+        edge = prediction.scored.hists["strict"].operating_point(level).threshold
+        return (prediction.P >= np.float32(edge)).astype(np.uint8)
+    cal = prediction.calibration
+    return draw_spikes(cal.probabilities(logits(prediction.P)), draw, level, seed=seed,
+                       unit_rates=cal.rates)
+
+
+def free_trains(model, stretch: Stretch, calibration: TargetCalibration, n_bins: int,
+                seed: int = 0, draw: str = "bernoulli", level: float | None = None) -> np.ndarray:
+    """Free-running spikes (n_bins, N) from the real past up to the first target bin, the
+    model's own draws fed back; its offsets refitted closed-loop on the same warm-up."""
+    past = stretch.X[:stretch.warm + 1]
+    cal = fit_free_running(model, past, stretch.prime, len(past), calibration, seed=seed)
+    return generate(model, past, mode="free", seed=seed, n_bins=n_bins, calibration=cal,
+                    draw=draw, threshold=level)
+
+
+def reference_before(recording: Recording, stretch: Stretch) -> np.ndarray | None:
+    """The real stretch as long as the window just before it (same units and order): the
+    fidelity ceiling; None when the recording starts too soon."""
+    a, b = stretch.bins
+    n = b - a - 1
+    return bin_range(recording, list(stretch.unit_ids), stretch.bin_ms, a - n, a) \
+        if a - n >= 0 else None
+
+
+def provenance(*, recording: Recording, stretch: Stretch, mode: str, draw: str,
+               level: float | None, seed: int, checkpoint: str = "", generator: str = "",
+               rule: str | None = None) -> dict[str, Any]:
+    """What made a set of generated trains: `source["generated_by"]` of their Recording."""
+    return {"checkpoint": checkpoint, "generator": generator, "mode": mode, "draw": draw,
+            "threshold": level if draw == "pooled" and mode == "teacher" else None,
+            "draw_level": level if draw in ("unit-density", "lift") else None,
+            "threshold_rule": rule, "seed": seed, "data": recording.name,
+            "data_path": recording.source.get("path"), "start_s": stretch.start_s,
+            "bin_ms": stretch.bin_ms, "units": len(stretch.unit_ids),
+            "unit_order": stretch.unit_order, "spikeviz_version": __version__}
+
+
+def as_recording(bins: np.ndarray, recording: Recording, stretch: Stretch,
+                 generated_by: dict) -> Recording:
+    """Generated spikes (n, N) as a Recording, times from the window's first bin; units named as
+    the stretch's columns."""
+    bin_s = stretch.bin_ms / 1000.0
+    trains = tuple(np.flatnonzero(bins[:, j]) * bin_s for j in range(bins.shape[1]))
+    return Recording(f"{recording.name}-{generated_by['mode']}", np.asarray(stretch.unit_ids),
+                     trains, len(bins) * bin_s,
+                     {"format": "generated", "generated_by": generated_by})
+
+
+def fidelity(stretch: Stretch, generated: np.ndarray, reference: np.ndarray | None,
+             seed: int = 0) -> dict:
+    """stats.fidelity_report of generated trains against the real window's bins they cover;
+    the ceiling is `reference` (reference_before), the floor rate-matched Poisson."""
+    n = len(generated)
+    real = stretch.targets[:n]
+    return fidelity_report(real, generated, None if reference is None else reference[:n],
+                           bin_ms=stretch.bin_ms, seed=seed)
+
+
+@dataclass(frozen=True, eq=False)
+class Generated:
+    """Trains from `generate_window`: the Recording to write, with the window they cover."""
+
+    recording: Recording
+    bins: np.ndarray
+    setup: Setup
+    prediction: Prediction
+
+
+def start_of_test_split(recording: Recording, bin_ms: float) -> float:
+    """The start of the recording's test split (s): generation there has a real past and is
+    not fed data the model trained on."""
+    return split_bounds(n_bins_of(recording.duration_s, bin_ms))["test"][0] * bin_ms / 1000.0
+
+
+def generate_window(model, recording: Recording, window_s: tuple[float, float], *,
+                    mode: str = "teacher", draw: str = "bernoulli", level: float | None = None,
+                    rule: str | None = None, seed: int = 0, n_units: int = N_UNITS,
+                    unit_order: str = "auto", checkpoint: str = "") -> Generated:
+    """Trains a model generates over the window [start, stop) s of `recording`: the units and
+    order of `evaluate`, teacher-forced draws (`draw`, DRAW_RULES, at `level`; `rule` tunes a
+    pooled threshold on the warm-up) or a free run over the whole window."""
+    if draw not in DRAW_RULES:
+        raise SpikevizError(f"unknown draw rule {draw!r}: use one of {', '.join(DRAW_RULES)}")
+    if mode not in ("teacher", "free"):
+        raise SpikevizError(f"unknown generation mode {mode!r}: use 'teacher' or 'free'")
+    su = setup(model, recording, window_s=tuple(window_s), n_units=n_units, unit_order=unit_order)
+    st = su.model_stretch
+    adapted = for_target(model, st.X, st)
+    prediction = predict(lambda: ModelPredictor(adapted), st)
+    if rule is not None:
+        level = prediction.threshold(rule)
+    if mode == "free":
+        bins = free_trains(adapted, st, prediction.calibration, len(st.targets), seed, draw, level)
+    else:
+        bins = teacher_trains(prediction, draw, level, seed)
+    made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
+                      seed=seed, checkpoint=str(model.meta.get("path", "")), rule=rule,
+                      generator=checkpoint or str(model.meta.get("path", "")))
+    return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
+
+
+def generate_recording(model, recording: Recording, mode: str = "teacher", seconds: float = 10.0,
+                       start_s: float | None = None, threshold: float | None = None,
+                       preset: str | None = None, seed: int = 0, *, draw: str | None = None,
+                       n_units: int = N_UNITS) -> Recording:
+    """generate_window over [start_s, start_s + seconds) (default: from the start of the test
+    split) as a Recording: Bernoulli sampling (seeded) unless `draw` names another rule or
+    a `threshold` / threshold rule `preset` asks for the pooled one."""
+    draw = draw or ("pooled" if threshold is not None or preset else "bernoulli")
+    if start_s is None:
+        start_s = start_of_test_split(recording, float(model.meta.get("bin_ms", 1.0)))
+    return generate_window(model, recording, (start_s, start_s + seconds), mode=mode, draw=draw,
+                           level=threshold, rule=preset, seed=seed, n_units=n_units).recording

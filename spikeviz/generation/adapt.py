@@ -1,0 +1,56 @@
+"""Adapting a generalist to a target recording: its guard refitted on the predictions of the target's warm-up."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..errors import SpikevizError
+from ..models.generalist import Generalist, base_logits
+from .predict import logits_next
+
+
+def fit_guard(base: np.ndarray, corr: np.ndarray, Y: np.ndarray, max_cells: int = 400_000,
+              seed: int = 0) -> tuple[float, float, float]:
+    """(g0, g1, g2) of logit = g0 base + g1 corr + g2 by logistic regression on (base, corr) -> Y.
+
+    Every spike is kept and the silent cells subsampled to `max_cells` in all (the intercept is
+    corrected for it). Too few spikes to fit: the trained guard (1, 1, 0).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    b, c, y = base.ravel(), corr.ravel(), Y.ravel().astype(bool)
+    n_pos = int(y.sum())
+    if n_pos < 20 or n_pos == y.size:
+        return 1.0, 1.0, 0.0
+    q_neg = min(1.0, max(1, max_cells - n_pos) / (y.size - n_pos))
+    keep = y | (np.random.default_rng(seed).random(y.size) < q_neg)
+    F_ = np.stack((b[keep], c[keep]), axis=1).astype(np.float64)
+    fit = LogisticRegression(C=1e4, max_iter=500).fit(F_, y[keep])
+    g0, g1 = (float(v) for v in fit.coef_[0])
+    return g0, g1, float(fit.intercept_[0] + np.log(q_neg))
+
+
+def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:
+    """A copy of `model` whose guard is fitted on the predictions of bins lo+1..hi-1 of X from
+    their real past (X[:hi] is all it reads: pass the target's warm-up, never the scored bins).
+
+    The copy's Platt calibration is the identity: the guard is fitted on the target itself.
+    """
+    if not 0 <= lo < hi - 1 <= len(X) - 1:
+        raise SpikevizError(f"cannot adapt on bins [{lo}, {hi}) of a {len(X)}-bin stretch")
+    unit = with_guard(model, [1.0, 1.0, 0.0], lo, hi)   # logits = base + correction
+    base = base_logits(unit, X[:hi - 1])[lo:]
+    corr = logits_next(unit, X[:hi - 1])[lo:] - base
+    return with_guard(model, fit_guard(base, corr, X[lo + 1:hi]), lo, hi)
+
+
+def with_guard(model: Generalist, guard, lo: int, hi: int) -> Generalist:
+    """A copy of `model` with the guard (g0, g1, g2) that `adapt` fitted on bins [lo, hi), and
+    no Platt calibration (the guard stands for it)."""
+    out = copy.deepcopy(model)
+    out.guard.copy_(torch.tensor([float(g) for g in guard], dtype=torch.float32))
+    out.calibration = (1.0, 0.0)
+    out.meta = dict(model.meta, guard=[float(g) for g in guard], adapted_on=[lo, hi])
+    return out.eval()

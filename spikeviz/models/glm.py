@@ -1,0 +1,299 @@
+"""The logistic-regression baselines: pooled over units, per unit, and per unit coupled to partner units."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import SpikevizError
+
+_ROWS = 8192  # time bins per chunk when building GLM features and filtering
+
+
+def _as_binary(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise SpikevizError(f"spike matrices are (T, N), got shape {X.shape}")
+    return X
+
+
+GLM_WINDOWS_MS = ((1, 1), (2, 3), (4, 10), (11, 30), (31, 100), (101, 300))
+LONG_MS = 10_000           # the window of the log-rate feature
+POP_WINDOWS_MS = ((1, 1), (2, 10))
+
+
+def _fit_logistic(F: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0,
+                  l2: np.ndarray | float = 0.0, n_iter: int = 50) -> np.ndarray:
+    """Weights w maximising sum log p(y | sigmoid(F w + offset)) - l2 |w|^2 / 2 (Newton, step halving).
+
+    F (n, d) float64 with a column of ones where an intercept is wanted; l2 per weight or one value.
+    """
+    w = np.zeros(F.shape[1])
+    l2 = np.broadcast_to(np.asarray(l2, np.float64), w.shape)
+    y = y.astype(np.float64)
+
+    def objective(w):
+        z = F @ w + offset
+        return float(y @ z - np.logaddexp(0, z).sum() - 0.5 * (l2 * w) @ w)
+
+    best = objective(w)
+    for _ in range(n_iter):
+        p = 1.0 / (1.0 + np.exp(-(F @ w + offset)))
+        g = F.T @ (y - p) - l2 * w
+        H = (F * (p * (1 - p))[:, None]).T @ F + np.diag(l2 + 1e-9)
+        step = np.linalg.solve(H, g)
+        for _ in range(20):
+            new = objective(w + step)
+            if new >= best:
+                break
+            step /= 2
+        else:
+            break
+        w, gain, best = w + step, new - best, new
+        if gain < 1e-7 * max(1.0, abs(best)):
+            break
+    return w
+
+
+class GLMPredictor:
+    """Logistic regression pooled over units on recent own history and population activity.
+
+    Features of unit i at bin t (all from X[..t]): its spike rate in each window of GLM_WINDOWS_MS,
+    the fraction of the other units spiking in each window of POP_WINDOWS_MS, and the log of its
+    rate over the last 10 s. One weight vector serves every unit, so the model applies to any unit
+    count and order. Fitting keeps at most `max_samples` (t, unit) cells of the last `max_fit_bins`
+    training bins, subsampling positives and negatives separately; the intercept is corrected for
+    the sampling rates.
+    """
+
+    name = "glm"
+
+    def __init__(self, bin_ms: float = 1.0, max_fit_bins: int = 300_000, max_samples: int = 400_000,
+                 seed: int = 0):
+        self.bin_ms = float(bin_ms)
+        self.max_fit_bins, self.max_samples, self.seed = max_fit_bins, max_samples, seed
+        to_bins = lambda ms: max(1, int(round(ms / self.bin_ms)))  # noqa: E731
+        self.windows = [(to_bins(a), max(to_bins(a), to_bins(b))) for a, b in GLM_WINDOWS_MS]
+        self.pop_windows = [(to_bins(a), max(to_bins(a), to_bins(b))) for a, b in POP_WINDOWS_MS]
+        self.long = to_bins(LONG_MS)
+        self.coef: np.ndarray | None = None
+        self.intercept = 0.0
+
+    @property
+    def feature_names(self) -> list[str]:
+        return ([f"own {a}-{b} ms" for a, b in GLM_WINDOWS_MS]
+                + [f"population {a}-{b} ms" for a, b in POP_WINDOWS_MS] + ["log own rate 10 s"])
+
+    def _window_sums(self, X: np.ndarray, start: int, stop: int) -> Callable:
+        """window(a, b): spike counts (rows, N) float32 of bins t in [start, stop) at lags a..b
+        back from t+1 (X[t+1-b .. t+1-a], from X[..t] only), and the window lengths (rows, 1)."""
+        lo = max(0, start - self.long)
+        # C[k] = spikes in X[lo..lo+k-1]: window sums are differences of two rows.
+        C = np.zeros((stop - lo + 1, X.shape[1]), np.int32)
+        np.cumsum(X[lo:stop], axis=0, dtype=np.int32, out=C[1:])
+        t = np.arange(start, stop)
+
+        def window(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            hi = t + 2 - a                       # clipped at the start of X
+            lo_ = np.maximum(t + 1 - b, 0)
+            counts = C[np.maximum(hi, lo_) - lo] - C[lo_ - lo]
+            return counts.astype(np.float32), np.maximum(hi - lo_, 1).astype(np.float32)[:, None]
+
+        return window
+
+    def _features(self, X: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
+        """Features (rows, N) float32 of bins t in [start, stop), from X[..t] only."""
+        return self._own_features(self._window_sums(X, start, stop), X.shape[1])
+
+    def _own_features(self, window: Callable, n_units: int) -> list[np.ndarray]:
+        feats = []
+        for a, b in self.windows:
+            counts, _ = window(a, b)
+            feats.append(counts / (b - a + 1))
+        n_other = max(n_units - 1, 1)
+        for a, b in self.pop_windows:
+            counts, _ = window(a, b)
+            feats.append((counts.sum(1, keepdims=True) - counts) / (n_other * (b - a + 1)))
+        counts, length = window(1, self.long)
+        feats.append(np.log((counts + 0.5) / length))
+        return feats
+
+    def _spike_counts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes and silent bins per unit among the predicted cells X[1:]."""
+        if len(X) < 2:
+            raise SpikevizError("the GLM needs a training stretch of at least 2 bins")
+        n_pos = X[1:].sum(0, dtype=np.int64)
+        return n_pos, (len(X) - 1) - n_pos
+
+    def _sample(self, X: np.ndarray, q_pos, q_neg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features, labels and units of the cells (t, i), t < T - 1, kept with probability q_pos
+        (spike at t+1) or q_neg (none): scalars or one per unit."""
+        rng = np.random.default_rng(self.seed)
+        rows, labels, units = [], [], []
+        for s in range(0, len(X) - 1, _ROWS):
+            e = min(s + _ROWS, len(X) - 1)
+            y = X[s + 1:e + 1].astype(bool)
+            keep = rng.random(y.shape, dtype=np.float32) < np.where(y, q_pos, q_neg)
+            F = self._features(X, s, e)
+            rows.append(np.stack([f[keep] for f in F], axis=1))
+            labels.append(y[keep])
+            units.append(np.nonzero(keep)[1])
+        return np.concatenate(rows), np.concatenate(labels), np.concatenate(units)
+
+    def fit(self, X_train: np.ndarray) -> "GLMPredictor":
+        from sklearn.linear_model import LogisticRegression
+
+        X = _as_binary(X_train)
+        X = X[max(0, len(X) - self.max_fit_bins):]
+        n_pos, n_neg = (int(n.sum()) for n in self._spike_counts(X))
+        if n_pos == 0 or n_neg == 0:
+            raise SpikevizError("the GLM needs both spikes and silent bins in its training stretch")
+        half = self.max_samples // 2
+        q_pos, q_neg = min(1.0, half / n_pos), min(1.0, half / n_neg)
+        F, y, _ = self._sample(X, q_pos, q_neg)
+        self.mean, self.scale = F.mean(0), F.std(0) + 1e-6
+        clf = LogisticRegression(C=1.0, max_iter=300).fit((F - self.mean) / self.scale, y)
+        self.coef = (clf.coef_[0] / self.scale).astype(np.float32)
+        # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
+        self.intercept = float(clf.intercept_[0] - self.coef @ self.mean - np.log(q_pos / q_neg))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = _as_binary(X)
+        if self.coef is None:
+            raise SpikevizError("the GLM baseline is not fitted: call fit(X_train) first")
+        P = np.empty(X.shape, np.float32)
+        for s in range(0, len(X), _ROWS):
+            e = min(s + _ROWS, len(X))
+            z = np.full((e - s, X.shape[1]), self.intercept, np.float32)
+            for w, f in zip(self.coef, self._features(X, s, e)):
+                z += w * f
+            P[s:e] = 1.0 / (1.0 + np.exp(-z))
+        return P
+
+
+PARTNER_WINDOWS_MS = ((1, 2), (3, 10), (11, 30))   # a coupled unit's history windows
+_POOLED_SAMPLES = 200_000       # cells the pooled prior of the per-unit GLMs is fitted on
+PARTNER_SCREEN_MS = 10          # partners: best correlated spikes in the last 10 ms -> next bin
+
+
+class UnitGLMPredictor(GLMPredictor):
+    """Logistic regression per unit on the pooled GLM's features, shrunk towards the pooled fit.
+
+    The pooled weights are fitted first, on every unit's sampled cells; each unit's weights are
+    then w_pool + d_i with an L2 penalty `l2` on d_i (standardised features), so a 1 Hz unit with
+    a few hundred spikes stays near the pooled model and a fast unit gets its own filter. Fitting
+    samples at most `max_pos` spikes and `max_neg` silent cells per unit from the last
+    `max_fit_bins` bins; each unit's intercept is corrected for its sampling rates. Weights are
+    per column: predict on the units, in the order, it was fitted on.
+    """
+
+    name = "glm-unit"
+
+    def __init__(self, bin_ms: float = 1.0, max_fit_bins: int = 300_000, max_pos: int = 2000,
+                 max_neg: int = 6000, l2: float = 30.0, seed: int = 0):
+        super().__init__(bin_ms, max_fit_bins, seed=seed)
+        self.max_pos, self.max_neg, self.l2 = max_pos, max_neg, float(l2)
+
+    def fit(self, X_train: np.ndarray) -> "UnitGLMPredictor":
+        from threadpoolctl import threadpool_limits
+
+        # Many small solves: BLAS threads only add overhead (and stall on a shared machine).
+        with threadpool_limits(1, user_api="blas"):
+            return self._fit(_as_binary(X_train))
+
+    def _fit(self, X: np.ndarray) -> "UnitGLMPredictor":
+        X = X[max(0, len(X) - self.max_fit_bins):]
+        self._fit_structure(X)
+        n_pos, n_neg = self._spike_counts(X)
+        if not n_pos.any() or not n_neg.any():
+            raise SpikevizError("the GLM needs both spikes and silent bins in its training stretch")
+        q_pos = np.minimum(1.0, self.max_pos / np.maximum(n_pos, 1))
+        q_neg = np.minimum(1.0, self.max_neg / np.maximum(n_neg, 1))
+        F, y, unit = self._sample(X, q_pos, q_neg)
+        mean, scale = F.mean(0), F.std(0) + 1e-6
+        F = np.column_stack([(F - mean) / scale, np.ones(len(F))]).astype(np.float64)
+        # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
+        shift = np.log(q_pos / q_neg)[unit]
+        some = np.random.default_rng(self.seed).random(len(F)) < _POOLED_SAMPLES / len(F)
+        pooled = _fit_logistic(F[some], y[some], shift[some], l2=1e-3)
+        W = np.tile(pooled, (X.shape[1], 1))
+        order = np.argsort(unit, kind="stable")
+        starts = np.searchsorted(unit[order], np.arange(X.shape[1] + 1))
+        for i in range(X.shape[1]):
+            rows = order[starts[i]:starts[i + 1]]
+            if len(rows):
+                Fi = F[rows]
+                W[i] += _fit_logistic(Fi, y[rows], Fi @ pooled + shift[rows], l2=self.l2)
+        self.coef = (W[:, :-1] / scale).T.astype(np.float32)          # (features, units)
+        self.intercept = (W[:, -1] - W[:, :-1] @ (mean / scale)).astype(np.float32)
+        return self
+
+    def _fit_structure(self, X: np.ndarray) -> None:
+        """What the features need to know about the units before sampling (nothing here)."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = _as_binary(X)
+        if self.coef is None:
+            raise SpikevizError(f"the {self.name} baseline is not fitted: call fit(X_train) first")
+        if len(self.intercept) != X.shape[1]:
+            raise SpikevizError(f"{self.name} fitted on {len(self.intercept)} units, data has "
+                                f"{X.shape[1]}")
+        return super().predict(X)
+
+
+class CoupledGLMPredictor(UnitGLMPredictor):
+    """Per-unit GLM with coupling: the pooled GLM's features plus the recent spikes of each unit's
+    `n_partners` best predictors among the other units (PARTNER_WINDOWS_MS), and population
+    activity (already among the features). Partners are the units whose spike count over the last
+    10 ms correlates best with the unit's next bin on the fitting stretch, so the model costs
+    N x n_partners couplings instead of N^2."""
+
+    name = "glm-coupled"
+
+    def __init__(self, bin_ms: float = 1.0, n_partners: int = 4, **kwargs):
+        super().__init__(bin_ms, **kwargs)
+        self.n_partners = n_partners
+        to_bins = lambda ms: max(1, int(round(ms / self.bin_ms)))  # noqa: E731
+        self.partner_windows = [(to_bins(a), max(to_bins(a), to_bins(b)))
+                                for a, b in PARTNER_WINDOWS_MS]
+        self.partners: np.ndarray | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return super().feature_names + [f"partner {m + 1} {a}-{b} ms" for a, b in PARTNER_WINDOWS_MS
+                                        for m in range(self.n_partners)]
+
+    def _fit_structure(self, X: np.ndarray) -> None:
+        N = X.shape[1]
+        k = min(self.n_partners, N - 1)
+        screen = max(1, int(round(PARTNER_SCREEN_MS / self.bin_ms)))
+        # Correlation of S_j(t) (spikes of j in the last `screen` bins) with X_i[t+1].
+        SY = np.zeros((N, N))
+        S1, S2, Y1 = np.zeros(N), np.zeros(N), np.zeros(N)
+        for s in range(0, len(X) - 1, _ROWS):
+            e = min(s + _ROWS, len(X) - 1)
+            S, _ = self._window_sums(X, s, e)(1, screen)
+            y = X[s + 1:e + 1].astype(np.float32)
+            SY += S.T @ y
+            S1 += S.sum(0)
+            S2 += (S.astype(np.float64) ** 2).sum(0)
+            Y1 += y.sum(0)
+        n = len(X) - 1
+        cov = SY / n - np.outer(S1 / n, Y1 / n)
+        sd_s = np.sqrt(np.maximum(S2 / n - (S1 / n) ** 2, 0))
+        sd_y = np.sqrt(np.maximum(Y1 / n - (Y1 / n) ** 2, 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.nan_to_num(cov / np.outer(sd_s, sd_y), nan=-np.inf)
+        np.fill_diagonal(corr, -np.inf)
+        # partners[i]: the k units j whose past best predicts unit i.
+        self.partners = np.argsort(-corr, axis=0, kind="stable")[:k].T.copy()
+        self.n_partners = k
+
+    def _features(self, X: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
+        window = self._window_sums(X, start, stop)
+        feats = self._own_features(window, X.shape[1])
+        for a, b in self.partner_windows:
+            rate = window(a, b)[0] / (b - a + 1)
+            feats += [rate[:, self.partners[:, m]] for m in range(self.n_partners)]
+        return feats

@@ -1,0 +1,60 @@
+"""One pipeline: the trains the page offers for download are the trains `spikeviz generate` writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikeviz.cli import main
+from spikeviz.dashboard.sources import checkpoint_choices
+from spikeviz.dashboard.state import DashboardState
+from spikeviz.dashboard.cache import LRUCache
+from spikeviz.dashboard.trains import as_file, generated_recording
+from spikeviz.data.catalog import load_session
+from spikeviz.data.io import load_recording
+from spikeviz.evaluation.pipeline import generate_window
+from spikeviz.models.checkpoint import load_model
+from spikeviz.data.catalog import resolve_checkpoint
+
+VITRO = "invitro_210511001_bh"
+pytestmark = pytest.mark.skipif(not checkpoint_choices(), reason="no shipped checkpoints")
+
+
+def _trains(path) -> dict[str, np.ndarray]:
+    rec = load_recording(path)
+    return {str(u): np.asarray(t) for u, t in zip(rec.unit_ids, rec.spike_times)}
+
+
+@pytest.mark.parametrize("mode, draw", [("teacher", "bernoulli"), ("teacher", "unit-density"),
+                                        ("free", "bernoulli")])
+def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, mode, draw):
+    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), session=VITRO,
+                           checkpoint="generalist-focal", mode=mode, seed=3, draw=draw)
+    assert state.error == "", state.error
+    page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
+                               state.draw_level)
+    (tmp_path / "page.npz").write_bytes(as_file(page, ".npz"))
+    a, b = state.window
+    args = ["generate", "--checkpoint", "generalist-focal", "--session", VITRO, "--mode", mode,
+            "--start", repr(a), "--seconds", repr(b - a), "--seed", "3",
+            "--out", str(tmp_path / "cli.npz")]
+    if draw != "bernoulli":
+        args += ["--draw", draw, "--threshold", repr(state.draw_level)]
+    assert main(args) == 0
+    made = page.source["generated_by"]
+    assert made["start_s"] == pytest.approx(a) and page.duration_s == pytest.approx(b - a)
+    cli, web = _trains(tmp_path / "cli.npz"), _trains(tmp_path / "page.npz")
+    assert list(cli) == list(web) and len(cli) == 128
+    assert sum(map(len, web.values())) > 100
+    for unit in cli:
+        np.testing.assert_array_equal(cli[unit], web[unit], err_msg=f"unit {unit}")
+
+
+def test_generated_window_starts_at_its_first_bin_and_names_its_units():
+    model = load_model(resolve_checkpoint("generalist-focal"))
+    rec = load_session(VITRO)
+    out = generate_window(model, rec, (310.0, 312.0), seed=1, n_units=20)
+    st = out.setup.model_stretch
+    assert st.start_s == pytest.approx(310.0) and len(out.bins) == 2000
+    assert out.recording.duration_s == pytest.approx(2.0)
+    assert list(out.recording.unit_ids) == list(st.unit_ids) and len(st.unit_ids) == 20
+    assert out.recording.source["generated_by"]["start_s"] == pytest.approx(310.0)
