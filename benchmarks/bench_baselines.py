@@ -54,7 +54,7 @@ def main() -> None:
                    "roc_auc_spike_weighted": round(units.roc_auc_spike_weighted, 4),
                    "bits_per_spike": round(LogLikelihood().add(Y, P).bits_per_spike(ll_rate), 4)}
             if hasattr(p, "tau_ms"):
-                row["tau_ms"] = p.tau_ms
+                row["tau_ms"] = p.tau_ms_
             print(json.dumps(row), flush=True)
             del P
 

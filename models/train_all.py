@@ -3,14 +3,14 @@ and the per-session paper-recipe models (`fast`), each configuration with seeds 
 
     python models/train_all.py [--jobs 2] [--only REGEX] [--deadline SECONDS] [--out models]
 
-Runs the trainings in parallel processes (one torch thread each, sharing the GPU if there is one).
+Runs the trainings on a local Dask cluster (spikeviz.training.workers: one process and one torch
+thread a training, sharing the GPU if there is one).
 Finished checkpoints are skipped; one cut off (its resume state beside it) continues.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import re
 import sys
 import time
@@ -18,6 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from dask.distributed import as_completed  # noqa: E402
+
+from spikeviz.training.workers import dask_client  # noqa: E402
 
 BH, LH, VIVO = "invitro_210511001_bh", "invitro_210511001_lh", "invivo_NYU-40_2021-04-14_001"
 SESSIONS = (BH, LH, VIVO)
@@ -100,21 +104,22 @@ def main() -> None:
 
     todo = [j for j in jobs() if (not args.only or re.search(args.only, j["file"]))
             and not done(j)]
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(args.jobs, maxtasksperchild=1)
     t0 = time.time()
-    pending = [(j, pool.apply_async(run, (j, args.out, args.max_epochs))) for j in todo]
     log = []
-    for job, res in pending:
-        left = None if args.deadline is None else max(1.0, args.deadline - (time.time() - t0))
+    with dask_client(workers=args.jobs) as client:
+        futures = {client.submit(run, j, args.out, args.max_epochs, pure=False): j for j in todo}
         try:
-            log.append(res.get(timeout=left))
-            print(json.dumps(log[-1]), flush=True)
-        except mp.TimeoutError:
-            print(json.dumps({"file": job["file"], "error": "deadline"}), flush=True)
-        except Exception as exc:   # one failed training must not lose the others
-            print(json.dumps({"file": job["file"], "error": repr(exc)}), flush=True)
-    pool.terminate()
+            for fut in as_completed(futures, timeout=args.deadline):
+                try:
+                    log.append(fut.result())
+                    print(json.dumps(log[-1]), flush=True)
+                except Exception as exc:   # one failed training must not lose the others
+                    print(json.dumps({"file": futures[fut]["file"], "error": repr(exc)}), flush=True)
+        except TimeoutError:   # cut off: each keeps its resume state for the next run
+            for fut, job in futures.items():
+                if not fut.done():
+                    fut.cancel()
+                    print(json.dumps({"file": job["file"], "error": "deadline"}), flush=True)
     print(f"{len(log)} of {len(todo)} trainings in {time.time() - t0:.0f} s")
 
 

@@ -78,7 +78,7 @@ def test_tuned_ewma_picks_the_time_constant_of_the_data(criterion):
     rng = np.random.default_rng(5)
     fast = TunedEWMAPredictor(criterion=criterion).fit(_modulated(rng, 40_000, 16, 30, base=0.2))
     slow = TunedEWMAPredictor(criterion=criterion).fit(_modulated(rng, 40_000, 16, 4000))
-    assert fast.tau_ms <= 10 and slow.tau_ms >= 200
+    assert fast.tau_ms_ <= 10 and slow.tau_ms_ >= 200
 
 
 def test_tuned_ewma_is_the_ewma_mixed_with_a_rate_floor():
@@ -86,11 +86,11 @@ def test_tuned_ewma_is_the_ewma_mixed_with_a_rate_floor():
     X = _modulated(rng, 20_000, 6, 500)
     X[:, 5] = 0                                    # a unit silent on the fitting stretch
     p = TunedEWMAPredictor(bin_ms=2.0).fit(X)
-    assert p.tau_ms in p.taus_ms and p.rate_weight in RATE_WEIGHTS
-    np.testing.assert_allclose(p.rates, (X.sum(0) + 0.5) / (len(X) + 1), rtol=1e-6)
+    assert p.tau_ms_ in p.taus_ms and p.rate_weight_ in RATE_WEIGHTS
+    np.testing.assert_allclose(p.rates_, (X.sum(0) + 0.5) / (len(X) + 1), rtol=1e-6)
     P = p.predict(X)
-    E = EWMAPredictor(p.tau_ms, bin_ms=2.0).predict(X)
-    np.testing.assert_allclose(P, (1 - p.rate_weight) * E + p.rate_weight * p.rates, rtol=1e-5)
+    E = EWMAPredictor(p.tau_ms_, bin_ms=2.0).predict(X)
+    np.testing.assert_allclose(P, (1 - p.rate_weight_) * E + p.rate_weight_ * p.rates_, rtol=1e-5)
     assert P.min() > 0 and P.dtype == np.float32
     with pytest.raises(SpikevizError, match="rates for 6 units"):
         p.predict(X[:, :3])
@@ -105,7 +105,7 @@ def test_rate_predictor_uses_train_rates_or_given_ones():
     X[::10, 0] = 1
     X[::4, 2] = 1
     p = RatePredictor().fit(X)
-    np.testing.assert_allclose(p.rates, [0.1, 0, 0.25])
+    np.testing.assert_allclose(p.rates_, [0.1, 0, 0.25])
     P = RatePredictor(np.array([0.5, 0.1, 0.2])).predict(np.zeros((5, 3), np.uint8))
     assert P.shape == (5, 3) and P[4, 0] == np.float32(0.5)
     with pytest.raises(SpikevizError, match="not fitted"):
@@ -122,7 +122,7 @@ def test_glm_intercept_is_corrected_for_subsampling():
     glm = GLMPredictor(max_samples=20_000).fit(X)
     P = glm.predict(X[:20_000])
     assert P[12_000:].mean() == pytest.approx(0.02, rel=0.1)
-    assert len(glm.coef) == len(glm.feature_names)
+    assert len(glm.coef_) == len(glm.feature_names)
 
 
 def test_glm_learns_history_dependence():
@@ -133,7 +133,7 @@ def test_glm_learns_history_dependence():
     glm = GLMPredictor(max_samples=40_000).fit(X[:30_000])
     h = ScoreHistogram.from_scores(X[30_001:], glm.predict(X[30_000:])[:-1])
     # A third of the spikes follow a spike: ROC about 1/3 + 2/3 * 0.5.
-    assert h.roc_auc > 0.62 and glm.coef[0] > 0
+    assert h.roc_auc > 0.62 and glm.coef_[0] > 0
 
 
 def _opposite_histories(rng, T=60_000, N=8):
@@ -157,8 +157,8 @@ def test_unit_glm_fits_each_unit_its_own_history_filter():
     X = _opposite_histories(np.random.default_rng(7))
     train, test = X[:40_000], X[40_000:]
     unit = UnitGLMPredictor().fit(train)
-    assert unit.coef.shape == (len(unit.feature_names), 8) and unit.intercept.shape == (8,)
-    assert (unit.coef[0, 0::2] > 0).all() and (unit.coef[0, 1::2] < 0).all()   # own last bin
+    assert unit.coef_.shape == (len(unit.feature_names), 8) and unit.intercept_.shape == (8,)
+    assert (unit.coef_[0, 0::2] > 0).all() and (unit.coef_[0, 1::2] < 0).all()   # own last bin
     ll = lambda p: LogLikelihood().add(test[1:], p.predict(test)[:-1]).total  # noqa: E731
     assert ll(unit) > ll(GLMPredictor().fit(train)) + 100
     # Each unit's intercept is corrected for its own sampling rates: rates come out right.
@@ -168,8 +168,8 @@ def test_unit_glm_fits_each_unit_its_own_history_filter():
 def test_unit_glm_shrinks_towards_the_pooled_fit_not_towards_zero():
     X = _opposite_histories(np.random.default_rng(8), T=20_000)
     stiff = UnitGLMPredictor(l2=1e9).fit(X)
-    assert np.abs(stiff.coef - stiff.coef[:, :1]).max() < 1e-4 * np.abs(stiff.coef).max()
-    assert np.abs(stiff.coef).max() > 0.1
+    assert np.abs(stiff.coef_ - stiff.coef_[:, :1]).max() < 1e-4 * np.abs(stiff.coef_).max()
+    assert np.abs(stiff.coef_).max() > 0.1
     with pytest.raises(SpikevizError, match="fitted on 8 units, data has 3"):
         stiff.predict(X[:, :3])
     with pytest.raises(SpikevizError, match="not fitted"):
@@ -184,8 +184,8 @@ def test_coupled_glm_finds_the_driving_unit():
     X[2:, 3] |= X[:-2, 6] & (rng.random(len(X) - 2) < 0.5)
     train, test = X[:35_000], X[35_000:]
     coupled = CoupledGLMPredictor(n_partners=2).fit(train)
-    assert coupled.partners[3, 0] == 6 and 3 not in coupled.partners[3]
-    assert len(coupled.coef) == len(coupled.feature_names)
+    assert coupled.partners_[3, 0] == 6 and 3 not in coupled.partners_[3]
+    assert len(coupled.coef_) == len(coupled.feature_names)
     pr = lambda p: ScoreHistogram.from_scores(test[1:, 3], p.predict(test)[:-1, 3]).pr_auc  # noqa: E731
     assert pr(coupled) > max(0.1, 3 * pr(UnitGLMPredictor().fit(train)))
 

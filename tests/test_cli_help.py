@@ -13,9 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spikeviz"
 DATA_COMMANDS = ("inspect", "train", "evaluate", "generate")
 # Where a library module's messages surface: the commands that call it.
 SURFACES = {
-    "cli/__init__.py": DATA_COMMANDS, "catalog.py": DATA_COMMANDS, "io/": DATA_COMMANDS,
-    "binning.py": ("train",), "training.py": ("train",), "_atomic.py": ("train", "generate"),
-    "evaluation.py": ("table",), "report.py": ("table",), "grid.py": ("grid",),
+    "cli/__init__.py": DATA_COMMANDS, "data/catalog.py": DATA_COMMANDS, "data/io/": DATA_COMMANDS,
+    "data/binning.py": ("train",), "training/loop.py": ("train",),
+    "_atomic.py": ("train", "generate"), "evaluation/evaluate.py": ("table",),
+    "evaluation/report.py": ("table",), "evaluation/grid.py": ("grid",),
+    "training/workers.py": ("grid",),
 }
 
 
@@ -61,7 +63,8 @@ def commands_for(module: str) -> tuple[str, ...]:
 
 def test_the_walk_finds_the_messages():
     found = {(m, o) for m, _, o in suggested_options()}
-    assert {("binning.py", "--pad"), ("catalog.py", "--session"), ("io/asdf.py", "--tick-ms"),
+    assert {("data/binning.py", "--pad"), ("data/catalog.py", "--session"),
+            ("data/io/asdf.py", "--tick-ms"),
             ("cli/train.py", "--force")} <= found
 
 

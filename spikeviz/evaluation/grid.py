@@ -8,12 +8,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dask.distributed import as_completed
+
 from .. import __version__, _atomic
 from ..errors import SpikevizError
 from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..data.catalog import find_session, open_recording, sessions
 from ..training.loop import TrainOptions, train_recording
+from ..training.workers import dask_client
 from .evaluate import evaluate_checkpoint
 
 
@@ -97,22 +100,6 @@ def eval_cell(trained: dict[str, Any], test_session: str, spec: GridSpec, cache_
             "checkpoint": trained["checkpoint"], "cached": cached and trained["cached"]}
 
 
-def _client(scheduler: str, workers: int):
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, host="127.0.0.1")
-        return Client(cluster), cluster
-    if not scheduler.startswith(("tcp://", "tls://", "inproc://")):
-        raise SpikevizError(f"--scheduler must be 'local' or an address like tcp://HOST:PORT, "
-                            f"got {scheduler!r}")
-    try:
-        return Client(scheduler, timeout="20s"), None
-    except OSError as exc:
-        raise SpikevizError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
-
-
 def run_grid(spec: GridSpec, out_dir: str | Path, scheduler: str = "local", workers: int = 2,
              progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """Run every training and evaluation of `spec` on Dask; results land in `out_dir`.
@@ -121,16 +108,13 @@ def run_grid(spec: GridSpec, out_dir: str | Path, scheduler: str = "local", work
     each depending on its training. Finished cells are reused from `out_dir/cache` by content
     hash, so a rerun or an interrupted run only computes what is missing.
     """
-    from dask.distributed import as_completed
-
     out_dir = Path(out_dir)
     cache_dir = str((out_dir / "cache").resolve())
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for s in spec.sessions:   # bad input is one clear error here, not a failed task on a worker
         load_session_or_path(s)
-    client, cluster = _client(scheduler, workers)
-    try:
+    with dask_client(scheduler, workers) as client:
         trained = {(s, loss): client.submit(train_cell, s, loss, spec, cache_dir, pure=False,
                                             key=f"train-{content_key(s, loss, asdict(spec))}")
                    for s in spec.sessions for loss in spec.losses}
@@ -143,10 +127,6 @@ def run_grid(spec: GridSpec, out_dir: str | Path, scheduler: str = "local", work
             cells.append(cell)
             progress(f"{len(cells)}/{len(evals)} {cell['train_session']} -> "
                      f"{cell['test_session']} ({cell['loss']}){' cached' if cell['cached'] else ''}")
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     order = {s: i for i, s in enumerate(spec.sessions)}
     cells.sort(key=lambda c: (order[c["train_session"]], order[c["test_session"]], c["loss"]))
     summary = {"spec": asdict(spec), "scheduler": scheduler,

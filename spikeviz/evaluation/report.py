@@ -11,13 +11,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import _atomic
-from ..data.catalog import models_dir, sessions
-from ..errors import SpikevizError
-from .evaluate import SECONDS, WARMUP_S, evaluate_checkpoint
-from ..measures.scoring import json_safe
 from ..data.binning import SPLIT_NAME
-from ..data.catalog import shipped_checkpoints
+from ..data.catalog import models_dir, sessions, shipped_checkpoints
+from ..errors import SpikevizError
+from ..measures.scoring import json_safe
 from ..models.checkpoint import load_model
+from ..training.workers import dask_client
+from .evaluate import SECONDS, WARMUP_S, evaluate_checkpoint
 
 TABLE_FILES = ("table.md", "table.csv", "table.json")
 # Where the runs behind the table live, beside the shipped checkpoints.
@@ -221,13 +221,11 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
                             "warmup_s": warmup_s, "split": "test", "split_fractions": SPLIT_NAME,
                             "threshold": threshold, "checkpoints": [str(p) for p in paths]})
     if jobs > 1 and len(paths) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         groups = [paths[k::jobs] for k in range(jobs)]
         options = dict(seconds=seconds, warmup_s=warmup_s, unit_order=unit_order,
                        protocol=protocol, threshold=threshold, baselines=baselines)
-        with ProcessPoolExecutor(jobs) as pool:
-            parts = list(pool.map(_table_rows, groups, [options] * jobs))
+        with dask_client(workers=jobs) as client:
+            parts = client.gather(client.map(_table_rows, groups, [options] * jobs, pure=False))
         by_checkpoint = {}
         for rows in parts:
             for r in rows:

@@ -39,19 +39,19 @@ class RatePredictor:
     name = "rate"
 
     def __init__(self, rates: np.ndarray | None = None):
-        self.rates = None if rates is None else np.asarray(rates, np.float32)
+        self.rates_ = None if rates is None else np.asarray(rates, np.float32)
 
     def fit(self, X_train: np.ndarray) -> "RatePredictor":
-        self.rates = _as_binary(X_train).mean(0, dtype=np.float64).astype(np.float32)
+        self.rates_ = _as_binary(X_train).mean(0, dtype=np.float64).astype(np.float32)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
-        if self.rates is None:
+        if self.rates_ is None:
             raise SpikevizError("the rate baseline is not fitted: call fit(X_train) first")
-        if len(self.rates) != X.shape[1]:
-            raise SpikevizError(f"rates for {len(self.rates)} units, data has {X.shape[1]}")
-        return np.broadcast_to(self.rates, X.shape)   # a read-only view: no T x N copy
+        if len(self.rates_) != X.shape[1]:
+            raise SpikevizError(f"rates for {len(self.rates_)} units, data has {X.shape[1]}")
+        return np.broadcast_to(self.rates_, X.shape)   # a read-only view: no T x N copy
 
 
 def _ewma(X: np.ndarray, a: float) -> np.ndarray:
@@ -110,9 +110,9 @@ class TunedEWMAPredictor:
             raise SpikevizError(f"unknown criterion {criterion!r}: use 'pr_auc' or 'loglik'")
         self.taus_ms, self.bin_ms = tuple(float(t) for t in taus_ms), float(bin_ms)
         self.criterion, self.max_fit_bins = criterion, max_fit_bins
-        self.tau_ms: float | None = None
-        self.rate_weight = RATE_WEIGHTS[0]
-        self.rates: np.ndarray | None = None
+        self.tau_ms_: float | None = None
+        self.rate_weight_ = RATE_WEIGHTS[0]
+        self.rates_: np.ndarray | None = None
 
     def fit(self, X_train: np.ndarray) -> "TunedEWMAPredictor":
         X = _as_binary(X_train)
@@ -122,7 +122,7 @@ class TunedEWMAPredictor:
         if len(X) - burn < 2:
             raise SpikevizError("the tuned EWMA needs a fitting stretch of at least 2 bins")
         Y = X[burn + 1:]
-        self.rates = ((X.sum(0, dtype=np.float64) + 0.5) / (len(X) + 1)).astype(np.float32)
+        self.rates_ = ((X.sum(0, dtype=np.float64) + 0.5) / (len(X) + 1)).astype(np.float32)
         loglik = lambda P: LogLikelihood().add(Y, P).total  # noqa: E731
         score = ((lambda P: ScoreHistogram.from_scores(Y, P).pr_auc)
                  if self.criterion == "pr_auc" else loglik)
@@ -131,22 +131,22 @@ class TunedEWMAPredictor:
             E = _ewma(X, np.exp(-self.bin_ms / tau))[burn:-1]
             s = score(self._mix(E, RATE_WEIGHTS[0]))
             if s > best:
-                best, self.tau_ms, E_best = s, tau, E
-        self.rate_weight = max(RATE_WEIGHTS, key=lambda w: loglik(self._mix(E_best, w)))
+                best, self.tau_ms_, E_best = s, tau, E
+        self.rate_weight_ = max(RATE_WEIGHTS, key=lambda w: loglik(self._mix(E_best, w)))
         return self
 
     def _mix(self, E: np.ndarray, w: float) -> np.ndarray:
-        return np.float32(1.0 - w) * E + np.float32(w) * self.rates
+        return np.float32(1.0 - w) * E + np.float32(w) * self.rates_
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
-        if self.tau_ms is None:
+        if self.tau_ms_ is None:
             raise SpikevizError("the tuned EWMA is not fitted: call fit(X_train) first")
-        if len(self.rates) != X.shape[1]:
-            raise SpikevizError(f"rates for {len(self.rates)} units, data has {X.shape[1]}")
-        P = _ewma(X, np.exp(-self.bin_ms / self.tau_ms))
-        P *= np.float32(1.0 - self.rate_weight)
-        P += np.float32(self.rate_weight) * self.rates
+        if len(self.rates_) != X.shape[1]:
+            raise SpikevizError(f"rates for {len(self.rates_)} units, data has {X.shape[1]}")
+        P = _ewma(X, np.exp(-self.bin_ms / self.tau_ms_))
+        P *= np.float32(1.0 - self.rate_weight_)
+        P += np.float32(self.rate_weight_) * self.rates_
         return P
 
 

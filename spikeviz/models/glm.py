@@ -76,8 +76,8 @@ class GLMPredictor:
         self.windows = [(to_bins(a), max(to_bins(a), to_bins(b))) for a, b in GLM_WINDOWS_MS]
         self.pop_windows = [(to_bins(a), max(to_bins(a), to_bins(b))) for a, b in POP_WINDOWS_MS]
         self.long = to_bins(LONG_MS)
-        self.coef: np.ndarray | None = None
-        self.intercept = 0.0
+        self.coef_: np.ndarray | None = None
+        self.intercept_ = 0.0
 
     @property
     def feature_names(self) -> list[str]:
@@ -151,22 +151,22 @@ class GLMPredictor:
         half = self.max_samples // 2
         q_pos, q_neg = min(1.0, half / n_pos), min(1.0, half / n_neg)
         F, y, _ = self._sample(X, q_pos, q_neg)
-        self.mean, self.scale = F.mean(0), F.std(0) + 1e-6
-        clf = LogisticRegression(C=1.0, max_iter=300).fit((F - self.mean) / self.scale, y)
-        self.coef = (clf.coef_[0] / self.scale).astype(np.float32)
+        self.mean_, self.scale_ = F.mean(0), F.std(0) + 1e-6
+        clf = LogisticRegression(C=1.0, max_iter=300).fit((F - self.mean_) / self.scale_, y)
+        self.coef_ = (clf.coef_[0] / self.scale_).astype(np.float32)
         # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
-        self.intercept = float(clf.intercept_[0] - self.coef @ self.mean - np.log(q_pos / q_neg))
+        self.intercept_ = float(clf.intercept_[0] - self.coef_ @ self.mean_ - np.log(q_pos / q_neg))
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
-        if self.coef is None:
+        if self.coef_ is None:
             raise SpikevizError("the GLM baseline is not fitted: call fit(X_train) first")
         P = np.empty(X.shape, np.float32)
         for s in range(0, len(X), _ROWS):
             e = min(s + _ROWS, len(X))
-            z = np.full((e - s, X.shape[1]), self.intercept, np.float32)
-            for w, f in zip(self.coef, self._features(X, s, e)):
+            z = np.full((e - s, X.shape[1]), self.intercept_, np.float32)
+            for w, f in zip(self.coef_, self._features(X, s, e)):
                 z += w * f
             P[s:e] = 1.0 / (1.0 + np.exp(-z))
         return P
@@ -225,8 +225,8 @@ class UnitGLMPredictor(GLMPredictor):
             if len(rows):
                 Fi = F[rows]
                 W[i] += _fit_logistic(Fi, y[rows], Fi @ pooled + shift[rows], l2=self.l2)
-        self.coef = (W[:, :-1] / scale).T.astype(np.float32)          # (features, units)
-        self.intercept = (W[:, -1] - W[:, :-1] @ (mean / scale)).astype(np.float32)
+        self.coef_ = (W[:, :-1] / scale).T.astype(np.float32)          # (features, units)
+        self.intercept_ = (W[:, -1] - W[:, :-1] @ (mean / scale)).astype(np.float32)
         return self
 
     def _fit_structure(self, X: np.ndarray) -> None:
@@ -234,10 +234,10 @@ class UnitGLMPredictor(GLMPredictor):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
-        if self.coef is None:
+        if self.coef_ is None:
             raise SpikevizError(f"the {self.name} baseline is not fitted: call fit(X_train) first")
-        if len(self.intercept) != X.shape[1]:
-            raise SpikevizError(f"{self.name} fitted on {len(self.intercept)} units, data has "
+        if len(self.intercept_) != X.shape[1]:
+            raise SpikevizError(f"{self.name} fitted on {len(self.intercept_)} units, data has "
                                 f"{X.shape[1]}")
         return super().predict(X)
 
@@ -257,12 +257,13 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         to_bins = lambda ms: max(1, int(round(ms / self.bin_ms)))  # noqa: E731
         self.partner_windows = [(to_bins(a), max(to_bins(a), to_bins(b)))
                                 for a, b in PARTNER_WINDOWS_MS]
-        self.partners: np.ndarray | None = None
+        self.partners_: np.ndarray | None = None
 
     @property
     def feature_names(self) -> list[str]:
+        k = self.n_partners if self.partners_ is None else self.partners_.shape[1]
         return super().feature_names + [f"partner {m + 1} {a}-{b} ms" for a, b in PARTNER_WINDOWS_MS
-                                        for m in range(self.n_partners)]
+                                        for m in range(k)]
 
     def _fit_structure(self, X: np.ndarray) -> None:
         N = X.shape[1]
@@ -287,13 +288,12 @@ class CoupledGLMPredictor(UnitGLMPredictor):
             corr = np.nan_to_num(cov / np.outer(sd_s, sd_y), nan=-np.inf)
         np.fill_diagonal(corr, -np.inf)
         # partners[i]: the k units j whose past best predicts unit i.
-        self.partners = np.argsort(-corr, axis=0, kind="stable")[:k].T.copy()
-        self.n_partners = k
+        self.partners_ = np.argsort(-corr, axis=0, kind="stable")[:k].T.copy()
 
     def _features(self, X: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
         window = self._window_sums(X, start, stop)
         feats = self._own_features(window, X.shape[1])
         for a, b in self.partner_windows:
             rate = window(a, b)[0] / (b - a + 1)
-            feats += [rate[:, self.partners[:, m]] for m in range(self.n_partners)]
+            feats += [rate[:, partners] for partners in self.partners_.T]
         return feats
