@@ -8,6 +8,8 @@ import numpy as np
 from scipy import stats as sps
 
 from .errors import SpikevizError
+from .population import count_correlations as _corr, population_distances, population_stats
+from .population import similarity as _similarity
 
 if TYPE_CHECKING:
     from .recording import Recording
@@ -113,16 +115,6 @@ def _isis(X: np.ndarray, edges_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return hist, cv
 
 
-def _corr(C: np.ndarray) -> np.ndarray:
-    # float32 halves the cost of the (N x T) @ (T x N) product; counts are small integers.
-    C = C.astype(np.float32)
-    C -= C.mean(0, dtype=np.float64).astype(np.float32)
-    G = (C.T @ C).astype(np.float64)
-    sd = np.sqrt(np.diag(G))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return G / np.outer(sd, sd)
-
-
 def firing_stats(X: np.ndarray, bin_ms: float = 1.0, fano_ms: float = 100.0, corr_ms: float = 10.0,
                  pop_ms: float = 10.0, isi_edges_ms: np.ndarray = ISI_EDGES_MS) -> FiringStats:
     """Firing statistics of a binary (T, N) matrix binned at bin_ms (one pass per statistic).
@@ -203,16 +195,6 @@ def _isi_values(X: np.ndarray) -> np.ndarray:
     return np.diff(t)[u[1:] == u[:-1]]
 
 
-def _similarity(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of the off-diagonal entries of two correlation matrices."""
-    iu = np.triu_indices(len(a), 1)
-    x, y = a[iu], b[iu]
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
-        return None
-    return float(np.corrcoef(x[ok], y[ok])[0, 1])
-
-
 def block_rates(X: np.ndarray, bin_ms: float, block_bins: int) -> list[float]:
     """Mean rate per unit (Hz) in consecutive blocks of `block_bins` bins (the last may be short)."""
     return [float(X[i:i + block_bins].mean() * 1000.0 / bin_ms) for i in range(0, len(X), block_bins)]
@@ -243,7 +225,7 @@ def fidelity_entry(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: flo
         "synchrony": s.synchrony,
         "count_ratio_per_block": blocks,
         "rate_hz_per_block": block_rates(X, bin_ms, block_bins),
-    }
+    } | population_distances(population_stats(real, bin_ms), population_stats(X, bin_ms))
 
 
 def fidelity_report(real: np.ndarray, generated: np.ndarray, reference: np.ndarray | None = None,
@@ -257,7 +239,10 @@ def fidelity_report(real: np.ndarray, generated: np.ndarray, reference: np.ndarr
     whole candidate: rate drift over a long free run), per-unit rate Spearman, the fraction of
     real active units that fire, the KS distance of the pooled ISI distributions, median ISI CV,
     median Fano factor (100-ms counts), the similarity (Pearson r) of the pairwise count
-    correlations at 10 ms to the real ones, and synchrony (fraction of bins with >= 2 spikes).
+    correlations at 10 ms to the real ones, synchrony (fraction of bins with >= 2 spikes), and
+    the population statistics of spikeviz.population.population_distances (20-ms correlations,
+    the 10-ms population-rate distribution and its tails, synchrony at 2/5/10 % of units, the
+    population rate's autocorrelation, the distribution of units spiking per bin).
     """
     real, generated = np.ascontiguousarray(real, np.uint8), np.ascontiguousarray(generated, np.uint8)
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
