@@ -10,7 +10,7 @@ from scipy import stats as sps
 import spikeviz
 from spikeviz import SpikevizError
 from spikeviz.population import (autocorrelation, correlation_time, ks_distance, population_distances,
-                                 population_stats, sync_threshold)
+                                 population_stats, rate_distribution, sync_threshold)
 from spikeviz.stats import fidelity_report
 
 # distances that are 0 for the real stretch itself (the smaller the nearer)
@@ -85,7 +85,11 @@ def test_population_rate_tails_and_autocorrelation():
     ps = population_stats(X)
     assert ps.rate_hz.max() == pytest.approx(200.0) and ps.count_pdf[8] == 0.25 == 1 - ps.count_pdf[0]
     acf = ps.acf
-    assert acf[20] == pytest.approx(0.99, abs=0.01) and acf[10] < -0.2   # period 200 ms, half-period
+    # period 200 ms; the biased estimator's (n - lag) / n, as a linear (not circular) correlation gives
+    assert acf[20] == pytest.approx(0.99, abs=1e-3) and acf[10] < -0.2
+    rates, fraction = rate_distribution(ps.rate_hz, ps.rate_ms, 40)
+    assert len(rates) == 81 and rates[-1] == pytest.approx(200.0)      # 0..80 spikes in a window
+    assert fraction[0] == 0.75 and fraction[-1] == 0.25 and fraction.sum() == pytest.approx(1)
     d = population_distances(ps, ps)
     assert d["pop_rate_q95_hz"] == pytest.approx(200.0) and d["pop_rate_ks_10ms"] == 0
     assert d["corr_similarity_20ms"] is None                 # 8 identical units, 32 silent
@@ -102,6 +106,16 @@ def test_population_rate_tails_and_autocorrelation():
     assert len(short.acf) == 40 and correlation_time(short.acf, 10.0, 50) is None
     assert population_distances(ps, short)["pop_acf_time_ms"] is None
     assert population_distances(ps, short)["pop_acf_mad"] > 0
+
+
+def test_count_correlations_are_of_20_ms_windows():
+    rng = np.random.default_rng(3)
+    on = np.flatnonzero(rng.random(3000) < 0.5) * 20      # starts of active 20-ms windows
+    X = np.zeros((60_000, 3), np.uint8)
+    X[on, 0] = X[on + 10, 1] = 1                          # the same 20-ms window, other 10-ms halves
+    X[on[on < 59_960] + 25, 2] = 1                        # the next 20-ms window
+    corr = population_stats(X).corr
+    assert corr[0, 1] == pytest.approx(1.0) and abs(corr[0, 2]) < 0.1
 
 
 def test_ks_distance_is_scipys_statistic():
@@ -136,3 +150,25 @@ def test_generate_json_and_the_dashboard_table_carry_them(tmp_path, capsys):
         assert {key for key, _ in FIDELITY_ROWS} <= set(report[who])
     assert report["real"]["corr_similarity_20ms"] == pytest.approx(1)
     assert report["model"]["sync_10ms_10pct"] > 0
+
+
+def test_population_views_draw_a_real_window_with_their_empty_layers():
+    """The page builds its plots empty and feeds them later: a view has the same layers with and
+    without data (a layer added later never reached the browser) and draws every one."""
+    from spikeviz.dashboard import statistics
+    from spikeviz.dashboard.cache import LRUCache
+    from spikeviz.dashboard.state import BASELINE_ONLY, DashboardState
+
+    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), checkpoint=BASELINE_ONLY,
+                           session="invitro_210511001_bh")
+    assert state.error == "", state.error
+    for view in (statistics.rate_distribution_curves, statistics.count_distribution_curves,
+                 statistics.autocorrelation_curves, statistics.correlation_scatter):
+        empty, drawn = list(view(None)), list(view(state.frame))
+        assert [type(e) for e in empty] == [type(e) for e in drawn], view.__name__
+        assert all(len(e) > 1 for e in drawn), view.__name__
+        # The generated trains drawn, not the real ones again: curves real and generated, or
+        # pairs' real against generated correlations.
+        real, generated = (drawn[1].dimension_values(0), drawn[1].dimension_values(1)) \
+            if view is statistics.correlation_scatter else (drawn[0].dimension_values(1), drawn[1].dimension_values(1))
+        assert not np.array_equal(real, generated, equal_nan=True), view.__name__
