@@ -10,7 +10,8 @@ and where the shipped generalist stands between the Poisson floor and the real-v
    stretch, the rate-matched Poisson floor, the teacher-forced and free-running trains, and the
    real-vs-real ceiling (the neighbouring stretch of the same length).
 
-`python benchmarks/bench_population.py` (about 5 minutes on 1 core; --seconds 30 halves it).
+`python benchmarks/bench_population.py` (about 2 minutes on 1 core); a table per recording, then
+one JSON line.
 """
 from __future__ import annotations
 
@@ -85,11 +86,16 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
-def table(cell: dict) -> str:
+def columns(cell: dict) -> dict[str, dict]:
+    """The table's entries: the floor and ceiling are the same for both modes (same stretch, seed)."""
     r = cell["teacher"]
-    entries = {"real": r["real"], "floor": r["floor"], "teacher": r["model"],
-               "free": cell["free"]["model"], "ceiling": r["ceiling"] or {}}
-    where = r["ceiling_where"] or "none"
+    return {"real": r["real"], "floor": r["floor"], "teacher": r["model"], "free": cell["free"]["model"],
+            "ceiling": r["ceiling"] or {}}
+
+
+def table(cell: dict) -> str:
+    entries = columns(cell)
+    where = cell["teacher"]["ceiling_where"] or "none"
     lines = [f"\n{cell['name']}: {cell['units']} units, {cell['seconds']:g} s from {cell['start_s']:.1f} s "
              f"(ceiling: the stretch {where}); generated in {cell['teacher_s']:.0f} s (teacher), "
              f"{cell['free_s']:.0f} s (free)",
@@ -113,8 +119,9 @@ def main() -> None:
     from spikeviz.catalog import models_dir
 
     torch.set_num_threads(1)
+    page_ms = page_speed(args.repeats)
     print(f"page speed: population statistics + distances of a real and a generated 60-s window of "
-          f"128 units: {page_speed(args.repeats):.1f} ms (median of {args.repeats}, one BLAS thread)")
+          f"128 units: {page_ms:.1f} ms (median of {args.repeats}, one BLAS thread)")
     model = load_model(models_dir() / "generalist-focal.safetensors")
     cells = []
     for name, recording in recordings():
@@ -122,6 +129,8 @@ def main() -> None:
         print(table(cells[-1]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(cells))
+    print(json.dumps({"page_ms": round(page_ms, 1), "recordings": {
+        c["name"]: {key: {who: e.get(key) for who, e in columns(c).items()} for key in KEYS} for c in cells}}))
 
 
 if __name__ == "__main__":
