@@ -27,19 +27,18 @@ def cell(job: tuple[str, str, str, float, float]) -> dict:
 
     from spikeviz import load_model, load_session
     from spikeviz.data.catalog import models_dir
-    from spikeviz.evaluation.pipeline import generate_recording
-    from spikeviz.measures.stats import recording_fidelity
+    from spikeviz.evaluation.pipeline import generate_window, generated_fidelity
 
     torch.set_num_threads(1)
     checkpoint, session, mode, start, seconds = job
     model = load_model(models_dir() / f"{checkpoint}.safetensors")
     rec = load_session(session)
     t = time.perf_counter()
-    gen = generate_recording(model, rec, mode, seconds, start)
+    gen = generate_window(model, rec, (start, start + seconds), mode=mode)
     return {"checkpoint": checkpoint, "session": session, "mode": mode,
             "seconds": round(time.perf_counter() - t, 1),
-            "calibration": gen.source["generated_by"]["calibration"]} | recording_fidelity(
-                rec, gen, start)
+            "calibration": gen.recording.source["generated_by"]["calibration"]
+            } | generated_fidelity(gen, rec)
 
 
 def main() -> None:

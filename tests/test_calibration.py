@@ -104,12 +104,13 @@ def test_generation_calibrates_on_the_warm_up_only():
     X = (rng.random((6000, 10)) < 0.03).astype(np.uint8)
 
     def run(Xr, mode="teacher"):
+        # A 2-s warm-up before the window [4, 5) s: its first second primes, the next calibrates.
         g = generate_recording(model, _recording(Xr), mode, seconds=1.0, start_s=4.0,
-                               calibration_s=2.0).source["generated_by"]["calibration"]
+                               warmup_s=2.0).source["generated_by"]["calibration"]
         return g
 
     base = run(X)
-    assert base["fitted_on_s"] == [2.0, 4.0]
+    assert base["fitted_on_s"] == [2.999, 3.999]
     later = X.copy()
     later[4000:] = (rng.random((2000, 10)) < 0.3)     # the generated stretch and after
     assert run(later) == base
@@ -125,24 +126,24 @@ def test_generation_calibrates_on_the_warm_up_only():
 def test_cross_domain_counts_match_the_target():
     """Checkpoints trained in vitro generating in vivo units (teacher-forced, 4 s): the generalist
     that never saw the in vivo session lands within [0.8, 1.25] of the real count once calibrated
-    on the warm-up; a per-session `fast` model is 15x off without the calibration, near with it."""
+    on the warm-up; a per-session `fast` model (15x off without the calibration) near it."""
     import spikeviz
     from spikeviz.data.catalog import models_dir
     from spikeviz.evaluation.pipeline import generate_recording
 
     full = spikeviz.load_session("invivo_NYU-40_2021-04-14_001").slice(0, 25.0)
 
-    def ratio(name, n_units, calibration_s):
+    def ratio(name, n_units):
         model = spikeviz.load_model(models_dir() / f"{name}.safetensors")
         ids = spikeviz.bin_spikes(full, n_units=n_units, start_s=10, stop_s=20).unit_ids
         rec = full.select_units(list(ids))
-        return generate_recording(model, rec, "teacher", seconds=4, start_s=20, seed=1,
-                                  calibration_s=calibration_s).n_spikes / rec.slice(20, 24).n_spikes
+        gen = generate_recording(model, rec, "teacher", seconds=4, start_s=20, seed=1,
+                                 n_units=n_units, warmup_s=19.0)
+        return gen.n_spikes / rec.slice(gen.source["generated_by"]["start_s"], 24).n_spikes
 
     generalist = "loso/generalist-focal-without-invivo_NYU-40_2021-04-14_001-seed0"
-    assert 0.8 <= ratio(generalist, 16, 10.0) <= 1.25
-    assert ratio("invitro_210511001_bh-focal", 128, 0.0) > 5
-    assert ratio("invitro_210511001_bh-focal", 128, 10.0) < 2
+    assert 0.8 <= ratio(generalist, 16) <= 1.25
+    assert ratio("invitro_210511001_bh-focal", 128) < 2
 
 
 def _generalist(n_units=10, slope=3.0):
@@ -173,11 +174,11 @@ def test_free_running_reads_only_the_past():
 
     def run(Xr):
         return generate_recording(model, _recording(Xr), "free", seconds=2.0, start_s=6.0,
-                                  calibration_s=3.0, seed=2)
+                                  warmup_s=5.0, seed=2)
 
     base = run(X)
     made = base.source["generated_by"]["calibration"]
-    assert made["fitted_on_s"] == [3.0, 6.0] and made["rate_anchored"]
+    assert made["fitted_on_s"] == [3.499, 5.999]
     later = X.copy()
     later[6000:] = rng.random((3000, 10)) < 0.3          # the generated stretch and after
     again = run(later)
@@ -239,17 +240,15 @@ def test_closed_loop_fit_stops_within_counting_noise():
     assert 2 <= len(errors) < FREE_FIT["iterations"] and errors[-1] < 0.08
 
 
-def _free_fidelity(checkpoint, session, start_s, seconds, calibration_s=10.0):
+def _free_fidelity(checkpoint, session, start_s, seconds):
     import spikeviz
     from spikeviz.data.catalog import models_dir
-    from spikeviz.evaluation.pipeline import generate_recording
-    from spikeviz.measures.stats import recording_fidelity
+    from spikeviz.evaluation.pipeline import generate_window, generated_fidelity
 
     model = spikeviz.load_model(models_dir() / f"{checkpoint}.safetensors")
-    rec = spikeviz.load_session(session).slice(start_s - 30.0, start_s + seconds)
-    gen = generate_recording(model, rec, "free", seconds, 30.0, seed=1,
-                             calibration_s=calibration_s)
-    return recording_fidelity(rec, gen, 30.0, seed=1)
+    rec = spikeviz.load_session(session)
+    gen = generate_window(model, rec, (start_s, start_s + seconds), mode="free", seed=1)
+    return generated_fidelity(gen, rec, seed=1)
 
 
 @pytest.mark.parametrize("checkpoint,session,seconds", [
@@ -270,6 +269,6 @@ def test_free_running_focal_generalist_keeps_short_intervals():
     Poisson trains' (with the base's slope alone tempered, the correction that cancels its jump
     after a spike outweighed it: no ISI under ~60 ms in vivo, KS 3x the Poisson floor's)."""
     report = _free_fidelity("loso/generalist-focal-without-invivo_NYU-40_2021-04-14_001-seed0",
-                            "invivo_NYU-40_2021-04-14_001", 330.0, 20.0, calibration_s=30.0)
+                            "invivo_NYU-40_2021-04-14_001", 330.0, 20.0)
     assert report["model"]["isi_ks"] <= 1.5 * report["floor"]["isi_ks"]
     assert 0.8 <= report["model"]["median_cv"] / report["ceiling"]["median_cv"] <= 1.25

@@ -179,14 +179,14 @@ def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
     save_checkpoint(make("fast", n_units=128), path, {"bin_ms": 1.0, "n_units": 128})
     capsys.readouterr()
     assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
-                 "--seconds", "0.5", "--start", "3", "--draw", "lift", "--threshold", "2",
+                 "--seconds", "0.5", "--start", "40", "--draw", "lift", "--threshold", "2",
                  "--json", "--out", str(tmp_path / "g.npz")]) == 0
     report = json.loads(capsys.readouterr().out)
     made = report["generated_by"]
-    assert made["draw"] == "lift" and made["threshold"] == 2
-    # the warm-up before --start, after the traces settled (at least half of it)
-    assert made["calibration"]["fitted_on_s"] == [1.5, 3.0]
-    assert report["ceiling_stretch_s"] == [3.5, 4.0] and report["bins"] == 500
+    assert made["draw"] == "lift" and made["draw_level"] == 2 and made["start_s"] == 40.0
+    # the 30-s warm-up before --start: its first 10 s prime, the rest calibrate (strictly before)
+    assert made["calibration"]["fitted_on_s"] == [19.999, 39.999]
+    assert report["ceiling_stretch_s"] == [39.5, 40.0] and report["bins"] == 500
     for who in ("model", "floor", "ceiling"):
         assert {"count_ratio", "rate_spearman", "isi_ks", "median_cv", "median_fano_100ms",
                 "corr_similarity_10ms", "synchrony", "active_fraction"} <= set(report[who])

@@ -57,8 +57,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import resolve_checkpoint
     from ..data.io import OUTPUT_SUFFIXES, write_recording
-    from ..evaluation.pipeline import (fidelity, generate_window, reference_before,
-                                       start_of_test_split)
+    from ..evaluation.pipeline import generate_window, generated_fidelity, start_of_test_split
     from ..generation.predict import DRAW_RULES
     from ..models.checkpoint import load_model
 
@@ -104,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]
     if args.json:
-        print(json.dumps({"out": str(out), "generated_by": made} | fidelity(
-            stretch, result.bins, reference_before(recording, stretch), args.seed)))
+        print(json.dumps({"out": str(out), "generated_by": made}
+                         | generated_fidelity(result, recording, args.seed)))
         return 0
     real = recording.slice(stretch.start_s, stretch.start_s + generated.duration_s) \
         .select_units(list(generated.unit_ids)) if args.mode == "teacher" else None

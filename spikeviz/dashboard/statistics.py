@@ -1,4 +1,5 @@
-"""The firing-statistics tab: real against generated rates, ISIs, population rate, correlations and the fidelity table."""
+"""The firing-statistics tab: real against generated rates, ISIs, population rate and its distribution and
+autocorrelation, units per bin, correlations and the fidelity table."""
 from __future__ import annotations
 
 import holoviews as hv
@@ -6,30 +7,37 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from ..measures.population import (ACF_MAX_MS, QUANTILES, SYNC_FRACTIONS, SYNC_MS, autocorrelation, quantile_key,
+                          rate_distribution, sync_key)
 from .frames import Frame
 from .state import DashboardState
 from .views import COLORS, TIME, kept, once_ready, streamed
 
 
+def _against_diagonal(points, dims, vdims, span: tuple[float, float] | None, **opts) -> hv.Overlay:
+    """Scattered (real, generated) points over the dashed identity line, both axes on `span`; the
+    same layers without data (span None): an update never adds glyphs to the page."""
+    # Limits and framewise on the elements: set on the overlay or its DynamicMap, HoloViews kept
+    # the ranges of the first (empty) frame.
+    limits = {} if span is None else dict(xlim=span, ylim=span, framewise=True)
+    diagonal = [] if span is None else [(span[0], span[0]), (span[1], span[1])]
+    return hv.Overlay([hv.Curve(diagonal, *dims).opts(color=COLORS["chance"], line_dash="dashed", **limits),
+                       hv.Scatter(points, dims[0], vdims).opts(color=COLORS["generated"], **opts, **limits)])
+
+
 def rate_scatter(frame: Frame | None) -> hv.Overlay:
     dims = [hv.Dimension("real", label="real rate", unit="Hz"),
             hv.Dimension("generated", label="generated rate", unit="Hz")]
-    if frame is None:   # the same layers as with data: an update never adds glyphs to the page
-        return hv.Overlay([hv.Curve([], *dims).opts(color=COLORS["chance"], line_dash="dashed"),
-                           hv.Scatter([], dims[0], [dims[1], "column"]).opts(
-                               color=COLORS["generated"], size=6, alpha=0.7, tools=["hover"])])
+    opts = dict(size=6, alpha=0.7, tools=["hover"])
+    if frame is None:
+        return _against_diagonal([], dims, [dims[1], "column"], None, **opts)
     ev = frame.evaluation
     real, gen = ev.real_stats.rates_hz, frame.stats.rates_hz
     lo = max(min(real[real > 0].min(initial=1.0), gen[gen > 0].min(initial=1.0)) / 2, 1e-2)
     hi = max(real.max(initial=1.0), gen.max(initial=1.0)) * 2
     floor = lo  # silent units sit on the axis floor instead of vanishing from a log plot
-    pts = hv.Scatter((np.maximum(real, floor), np.maximum(gen, floor), np.arange(len(real))), dims[0],
-                     [dims[1], "column"])
-    # Limits and framewise on the elements: set on the overlay or its DynamicMap, HoloViews kept
-    # the ranges of the first (empty) frame.
-    limits = dict(xlim=(lo, hi), ylim=(lo, hi), framewise=True)
-    return hv.Overlay([hv.Curve([(lo, lo), (hi, hi)], *dims).opts(color=COLORS["chance"], line_dash="dashed", **limits),
-                       pts.opts(color=COLORS["generated"], size=6, alpha=0.7, tools=["hover"], **limits)])
+    return _against_diagonal((np.maximum(real, floor), np.maximum(gen, floor), np.arange(len(real))), dims,
+                             [dims[1], "column"], (lo, hi), **opts)
 
 
 def _real_and_generated(real, generated, dims, **opts) -> hv.Overlay:
@@ -60,6 +68,61 @@ def population_rate(frame: Frame | None) -> hv.Overlay:
     t_gen = ev.stretch.start_s + np.arange(len(frame.stats.pop_rate_hz)) * step
     return _real_and_generated((t_real, ev.real_stats.pop_rate_hz), (t_gen, frame.stats.pop_rate_hz),
                                dims, line_width=1)
+
+
+def _tail(fraction: np.ndarray) -> np.ndarray:
+    """Fractions for a log axis: empty bins left out of the line instead of sent to -inf."""
+    return np.where(fraction > 0, fraction, np.nan)
+
+
+def rate_distribution_curves(frame: Frame | None) -> hv.Overlay:
+    """The 10-ms population rate's distribution, tails on a log axis (population.rate_distribution)."""
+    dims = [hv.Dimension("rate", label="population rate per unit", unit="Hz"),
+            hv.Dimension("fraction", label="fraction of 10-ms bins")]
+    if frame is None:
+        return _real_and_generated([], [], dims, interpolation="steps-mid")
+    real, gen = frame.evaluation.real_stats, frame.stats
+    x_r, p_r = rate_distribution(real.pop_rate_hz, real.pop_ms, real.n_units)
+    x_g, p_g = rate_distribution(gen.pop_rate_hz, gen.pop_ms, gen.n_units)
+    return _real_and_generated((x_r, _tail(p_r)), (x_g, _tail(p_g)), dims, interpolation="steps-mid")
+
+
+def count_distribution_curves(frame: Frame | None) -> hv.Overlay:
+    """How many units spike in a 1-ms bin (Spike-GAN's spike-count distribution), on a log axis."""
+    dims = [hv.Dimension("units", label="units spiking in a bin"), hv.Dimension("fraction", label="fraction of bins")]
+    if frame is None:
+        return _real_and_generated([], [], dims, interpolation="steps-mid")
+    hists = [s.pop_count_hist / s.pop_count_hist.sum() for s in (frame.evaluation.real_stats, frame.stats)]
+    k = np.arange(len(hists[0]))
+    return _real_and_generated((k, _tail(hists[0])), (k, _tail(hists[1])), dims, interpolation="steps-mid")
+
+
+def autocorrelation_curves(frame: Frame | None) -> hv.Overlay:
+    """Autocorrelation of the 10-ms population rate (population.autocorrelation): how long bursts
+    last; independent spikes drop to 0 after lag 0."""
+    dims = [hv.Dimension("lag", unit="ms"), hv.Dimension("acf", label="autocorrelation")]
+    if frame is None:
+        return _real_and_generated([], [], dims)
+    curves = []
+    for s in (frame.evaluation.real_stats, frame.stats):
+        acf = autocorrelation(s.pop_rate_hz, int(round(ACF_MAX_MS / s.pop_ms)))
+        curves.append((np.arange(1, len(acf)) * s.pop_ms, acf[1:]))
+    return _real_and_generated(*curves, dims)
+
+
+def correlation_scatter(frame: Frame | None) -> hv.Overlay:
+    """Each pair's 10-ms count correlation, generated against real: the matrices' similarity."""
+    dims = [hv.Dimension("real_r", label="real count correlation"),
+            hv.Dimension("generated_r", label="generated count correlation")]
+    opts = dict(size=3, alpha=0.4)
+    if frame is None:
+        return _against_diagonal([], dims, [dims[1]], None, **opts)
+    iu = np.triu_indices(frame.stats.n_units, 1)
+    real, gen = frame.evaluation.real_stats.corr[iu], frame.stats.corr[iu]
+    ok = np.isfinite(real) & np.isfinite(gen)
+    real, gen = real[ok], gen[ok]
+    span = (min(real.min(initial=0), gen.min(initial=0)), max(real.max(initial=0.1), gen.max(initial=0.1)))
+    return _against_diagonal((real, gen), dims, [dims[1]], span, **opts)
 
 
 def correlation_image(stats, title: str) -> hv.Image:
@@ -100,7 +163,17 @@ FIDELITY_ROWS = (("count_ratio", "spikes / real"), ("rate_spearman", "per-unit r
                  ("active_fraction", "real active units that fire"), ("isi_ks", "ISI distance (KS)"),
                  ("median_cv", "median ISI CV"), ("median_fano_100ms", "median Fano factor (100 ms)"),
                  ("corr_similarity_10ms", "pairwise correlation similarity (10 ms)"),
-                 ("synchrony", "synchrony (≥2 units in a bin)"))
+                 ("synchrony", "synchrony (≥2 units in a bin)"),
+                 ("corr_similarity_20ms", "pairwise correlation similarity (20 ms)"),
+                 ("mean_corr_20ms", "mean pairwise correlation (20 ms)"),
+                 ("pop_rate_ks_10ms", "population-rate distribution distance (KS, 10 ms)"),
+                 ("pop_rate_w1_10ms", "population-rate distribution distance (Wasserstein / mean rate)"),
+                 *((quantile_key(q), f"population rate, {100 * q:g}th percentile (Hz)") for q in QUANTILES),
+                 *((sync_key(ms, f), f"bins with ≥{100 * f:g} % of units active ({ms:g} ms)")
+                   for ms in SYNC_MS for f in SYNC_FRACTIONS),
+                 ("pop_acf_time_ms", "population-rate correlation time (ms, lags ≤500 ms)"),
+                 ("pop_acf_mad", "population-rate autocorrelation distance"),
+                 ("count_tv_1ms", "units-spiking-per-bin distribution distance (TV)"))
 
 
 def fidelity_table(frame: Frame | None) -> pd.DataFrame:
@@ -132,6 +205,14 @@ def statistics_views(state: DashboardState) -> pn.Column:
     pop = streamed(state, "frame", population_rate, drawn_from=generated).opts(
         title="Population rate (10 ms bins)", legend_position="top_right",
         **(common | {"tools": ["xwheel_zoom"], "active_tools": ["xwheel_zoom"]}))
+    rate_dist = streamed(state, "frame", rate_distribution_curves, drawn_from=generated).opts(
+        title="Population-rate distribution (10 ms bins)", logy=True, legend_position="top_right", **common)
+    counts = streamed(state, "frame", count_distribution_curves, drawn_from=generated).opts(
+        title="Units spiking per 1-ms bin", logy=True, legend_position="top_right", **common)
+    acf = streamed(state, "frame", autocorrelation_curves, drawn_from=generated).opts(
+        title="Population-rate autocorrelation", legend_position="top_right", **common)
+    pairs = streamed(state, "frame", correlation_scatter, drawn_from=generated).opts(
+        title="Pairwise count correlations (10 ms), generated vs real", **common)
     corr_opts = dict(cmap="RdBu_r", clim=(-0.1, 0.1), frame_width=320, frame_height=320, colorbar=True,
                      xaxis=None, yaxis=None, tools=["hover"])
     corr_real = streamed(state, "frame", lambda f: correlation_image(f and f.evaluation.real_stats, "real"),
@@ -148,6 +229,8 @@ def statistics_views(state: DashboardState) -> pn.Column:
     return pn.Column(
         pn.Row(hv_pane(rates), hv_pane(isi), sizing_mode="stretch_width"),
         hv_pane(pop),
+        pn.Row(hv_pane(rate_dist), hv_pane(counts), sizing_mode="stretch_width"),
+        pn.Row(hv_pane(acf), hv_pane(pairs), sizing_mode="stretch_width"),
         pn.Row(*(pn.pane.HoloViews(c, linked_axes=False, sizing_mode="fixed") for c in (corr_real, corr_gen))),
         pn.Column("#### Fidelity: generated vs real, between the Poisson floor and the real-vs-real "
                   "ceiling (`spikeviz generate --json` reports the same)", fidelity),

@@ -23,6 +23,7 @@ def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
     generated[bins, cols] = 1
     made = provenance(recording=data, stretch=ev.stretch, mode=ev.mode, draw=frame.draw,
                       level=frame.threshold if frame.draw == "pooled" else level, seed=seed,
+                      calibration=ev.calibration,
                       checkpoint=str(ev.generator.path or ""), generator=ev.generator.name,
                       rule=None if rule == "custom" or frame.draw != "pooled" else rule)
     return as_recording(generated, data, ev.stretch, made)

@@ -20,7 +20,7 @@ from ..generation.calibration import TargetCalibration, fit_free_running, fit_ta
 from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
 from ..measures.stats import fidelity_report
-from .evaluate import Setup, Stretch, for_target, setup
+from .evaluate import WARMUP_S, Setup, Stretch, for_target, setup
 
 N_UNITS = 128   # units a window shows by default: the paper's 128, the most active of the train split
 THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
@@ -109,13 +109,21 @@ def reference_before(recording: Recording, stretch: Stretch) -> np.ndarray | Non
 
 
 def provenance(*, recording: Recording, stretch: Stretch, mode: str, draw: str,
-               level: float | None, seed: int, checkpoint: str = "", generator: str = "",
-               rule: str | None = None) -> dict[str, Any]:
+               level: float | None, seed: int, calibration: TargetCalibration | None = None,
+               checkpoint: str = "", generator: str = "", rule: str | None = None
+               ) -> dict[str, Any]:
     """What made a set of generated trains: `source["generated_by"]` of their Recording."""
+    step = stretch.bin_ms / 1000.0
+    first = stretch.bins[0] - stretch.warm   # the recording's bin of the stretch's row 0
+    fitted = None if calibration is None else {
+        "fitted_on_s": [round((first + stretch.prime) * step, 6),
+                        round((first + stretch.warm) * step, 6)],
+        "temperature": calibration.temperature,
+        "median_offset": float(np.median(calibration.offsets))}
     return {"checkpoint": checkpoint, "generator": generator, "mode": mode, "draw": draw,
             "threshold": level if draw == "pooled" and mode == "teacher" else None,
             "draw_level": level if draw in ("unit-density", "lift") else None,
-            "threshold_rule": rule, "seed": seed, "data": recording.name,
+            "threshold_rule": rule, "seed": seed, "calibration": fitted, "data": recording.name,
             "data_path": recording.source.get("path"), "start_s": stretch.start_s,
             "bin_ms": stretch.bin_ms, "units": len(stretch.unit_ids),
             "unit_order": stretch.unit_order, "spikeviz_version": __version__}
@@ -152,6 +160,16 @@ class Generated:
     prediction: Prediction
 
 
+def generated_fidelity(generated: Generated, recording: Recording, seed: int = 0) -> dict:
+    """`fidelity` of generate_window's trains against `recording`'s real window."""
+    st = generated.setup.model_stretch
+    reference = reference_before(recording, st)
+    out = fidelity(st, generated.bins, reference, seed)
+    out["ceiling_stretch_s"] = None if reference is None else \
+        [round(st.start_s - st.duration_s, 6), st.start_s]
+    return out
+
+
 def start_of_test_split(recording: Recording, bin_ms: float) -> float:
     """The start of the recording's test split (s): generation there has a real past and is
     not fed data the model trained on."""
@@ -161,15 +179,18 @@ def start_of_test_split(recording: Recording, bin_ms: float) -> float:
 def generate_window(model, recording: Recording, window_s: tuple[float, float], *,
                     mode: str = "teacher", draw: str = "bernoulli", level: float | None = None,
                     rule: str | None = None, seed: int = 0, n_units: int = N_UNITS,
-                    unit_order: str = "auto", checkpoint: str = "") -> Generated:
+                    unit_order: str = "auto", warmup_s: float = WARMUP_S,
+                    checkpoint: str = "") -> Generated:
     """Trains a model generates over the window [start, stop) s of `recording`: the units and
     order of `evaluate`, teacher-forced draws (`draw`, DRAW_RULES, at `level`; `rule` tunes a
-    pooled threshold on the warm-up) or a free run over the whole window."""
+    pooled threshold on the warm-up) or a free run over the whole window. The `warmup_s`
+    seconds before the window prime the history and calibrate (evaluate.setup)."""
     if draw not in DRAW_RULES:
         raise SpikevizError(f"unknown draw rule {draw!r}: use one of {', '.join(DRAW_RULES)}")
     if mode not in ("teacher", "free"):
         raise SpikevizError(f"unknown generation mode {mode!r}: use 'teacher' or 'free'")
-    su = setup(model, recording, window_s=tuple(window_s), n_units=n_units, unit_order=unit_order)
+    su = setup(model, recording, window_s=tuple(window_s), n_units=n_units, unit_order=unit_order,
+               warmup_s=warmup_s)
     st = su.model_stretch
     adapted = for_target(model, st.X, st)
     prediction = predict(lambda: ModelPredictor(adapted), st)
@@ -180,7 +201,8 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
     else:
         bins = teacher_trains(prediction, draw, level, seed)
     made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
-                      seed=seed, checkpoint=str(model.meta.get("path", "")), rule=rule,
+                      seed=seed, calibration=prediction.calibration,
+                      checkpoint=str(model.meta.get("path", "")), rule=rule,
                       generator=checkpoint or str(model.meta.get("path", "")))
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
 
@@ -188,7 +210,7 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
 def generate_recording(model, recording: Recording, mode: str = "teacher", seconds: float = 10.0,
                        start_s: float | None = None, threshold: float | None = None,
                        preset: str | None = None, seed: int = 0, *, draw: str | None = None,
-                       n_units: int = N_UNITS) -> Recording:
+                       n_units: int = N_UNITS, warmup_s: float = WARMUP_S) -> Recording:
     """generate_window over [start_s, start_s + seconds) (default: from the start of the test
     split) as a Recording: Bernoulli sampling (seeded) unless `draw` names another rule or
     a `threshold` / threshold rule `preset` asks for the pooled one."""
@@ -196,4 +218,5 @@ def generate_recording(model, recording: Recording, mode: str = "teacher", secon
     if start_s is None:
         start_s = start_of_test_split(recording, float(model.meta.get("bin_ms", 1.0)))
     return generate_window(model, recording, (start_s, start_s + seconds), mode=mode, draw=draw,
-                           level=threshold, rule=preset, seed=seed, n_units=n_units).recording
+                           level=threshold, rule=preset, seed=seed, n_units=n_units,
+                           warmup_s=warmup_s).recording

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as sps
 
 from ..errors import SpikevizError
-from ..data.binning import bin_spikes
-
-if TYPE_CHECKING:
-    from ..data.recording import Recording
+from .population import count_correlations as _corr, population_distances, population_stats
+from .population import similarity as _similarity
 
 BLOCK_S = 10.0   # blocks of the rate-drift report
 ISI_EDGES_MS = np.geomspace(1.0, 10_000.0, 41)   # log-spaced; longer ISIs fall in the last bin
@@ -114,16 +111,6 @@ def _isis(X: np.ndarray, edges_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return hist, cv
 
 
-def _corr(C: np.ndarray) -> np.ndarray:
-    # float32 halves the cost of the (N x T) @ (T x N) product; counts are small integers.
-    C = C.astype(np.float32)
-    C -= C.mean(0, dtype=np.float64).astype(np.float32)
-    G = (C.T @ C).astype(np.float64)
-    sd = np.sqrt(np.diag(G))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return G / np.outer(sd, sd)
-
-
 def firing_stats(X: np.ndarray, bin_ms: float = 1.0, fano_ms: float = 100.0, corr_ms: float = 10.0,
                  pop_ms: float = 10.0, isi_edges_ms: np.ndarray = ISI_EDGES_MS) -> FiringStats:
     """Firing statistics of a binary (T, N) matrix binned at bin_ms (one pass per statistic).
@@ -204,16 +191,6 @@ def _isi_values(X: np.ndarray) -> np.ndarray:
     return np.diff(t)[u[1:] == u[:-1]]
 
 
-def _similarity(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of the off-diagonal entries of two correlation matrices."""
-    iu = np.triu_indices(len(a), 1)
-    x, y = a[iu], b[iu]
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
-        return None
-    return float(np.corrcoef(x[ok], y[ok])[0, 1])
-
-
 def block_rates(X: np.ndarray, bin_ms: float, block_bins: int) -> list[float]:
     """Mean rate per unit (Hz) in consecutive blocks of `block_bins` bins (the last may be short)."""
     return [float(X[i:i + block_bins].mean() * 1000.0 / bin_ms) for i in range(0, len(X), block_bins)]
@@ -244,7 +221,7 @@ def fidelity_entry(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: flo
         "synchrony": s.synchrony,
         "count_ratio_per_block": blocks,
         "rate_hz_per_block": block_rates(X, bin_ms, block_bins),
-    }
+    } | population_distances(population_stats(real, bin_ms), population_stats(X, bin_ms))
 
 
 def fidelity_report(real: np.ndarray, generated: np.ndarray, reference: np.ndarray | None = None,
@@ -258,7 +235,10 @@ def fidelity_report(real: np.ndarray, generated: np.ndarray, reference: np.ndarr
     whole candidate: rate drift over a long free run), per-unit rate Spearman, the fraction of
     real active units that fire, the KS distance of the pooled ISI distributions, median ISI CV,
     median Fano factor (100-ms counts), the similarity (Pearson r) of the pairwise count
-    correlations at 10 ms to the real ones, and synchrony (fraction of bins with >= 2 spikes).
+    correlations at 10 ms to the real ones, synchrony (fraction of bins with >= 2 spikes), and
+    the population statistics of spikeviz.measures.population.population_distances (20-ms correlations,
+    the 10-ms population-rate distribution and its tails, synchrony at 2/5/10 % of units, the
+    population rate's autocorrelation, the distribution of units spiking per bin).
     """
     real, generated = np.ascontiguousarray(real, np.uint8), np.ascontiguousarray(generated, np.uint8)
     if real.ndim != 2 or generated.ndim != 2 or real.shape[1] != generated.shape[1]:
@@ -281,39 +261,3 @@ def fidelity_references(real: np.ndarray, reference: np.ndarray | None = None, *
             "floor": fidelity_entry(real, rs, floor, bin_ms, block_s),
             "ceiling": None if reference is None else fidelity_entry(
                 real, rs, np.ascontiguousarray(reference, np.uint8), bin_ms, block_s)}
-
-
-def recording_fidelity(real: Recording, generated: Recording, start_s: float,
-                       seed: int = 0) -> dict:
-    """fidelity_report of `generated` (from spikeviz.generation.predict.generate_recording at `start_s`)
-    against `real` over the same stretch and units; the ceiling is the real stretch of the same
-    length just after (else just before) it, when the recording has one."""
-    ids = list(generated.unit_ids)
-    bin_ms = float(generated.source.get("generated_by", {}).get("bin_ms", 1.0))
-    secs = generated.duration_s
-    stop = min(start_s + secs, real.duration_s)
-    if stop <= start_s:
-        raise SpikevizError(f"the recording ends at {real.duration_s:g} s, before the generated "
-                            f"stretch starts ({start_s:g} s)", real.source.get("path"))
-
-    def matrix(rec, a: float, b: float) -> np.ndarray:
-        return bin_spikes(rec, bin_ms, len(ids), select=ids, start_s=a, stop_s=b).X
-
-    R = matrix(real, start_s, stop)
-    G = matrix(generated, 0.0, stop - start_s)
-    if start_s + 2 * secs <= real.duration_s:
-        ref, where = (start_s + secs, start_s + 2 * secs), "after"
-    elif start_s >= secs:
-        ref, where = (start_s - secs, start_s), "before"
-    else:
-        ref, where = None, None
-    out = fidelity_report(R, G, None if ref is None else matrix(real, *ref)[:len(R)],
-                          bin_ms=bin_ms, seed=seed)
-    out["ceiling_stretch_s"] = None if ref is None else [ref[0], ref[1]]
-    out["ceiling_where"] = where
-    # A free run past the recording's end is compared where real data exist; its drift shows in
-    # rate_hz_per_block of the whole generated matrix.
-    if stop < start_s + secs:
-        out["model"]["rate_hz_per_block"] = block_rates(matrix(generated, 0.0, secs), bin_ms,
-                                                        _bins_of(BLOCK_S * 1000.0, bin_ms))
-    return out
