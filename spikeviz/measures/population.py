@@ -3,7 +3,7 @@
 What a neuroscientist checks beyond per-unit rates and ISIs (Spike-GAN's comparisons): pairwise
 spike-count correlations, the distribution of the population rate with its tails, synchrony, the
 autocorrelation of the population rate (how long bursts last) and the distribution of the number
-of units spiking in a bin. The fidelity report (spikeviz.stats) puts each distance of a model
+of units spiking in a bin. The fidelity report (spikeviz.measures.stats) puts each distance of a model
 beside the same distance for a rate-matched Poisson floor and a real-vs-real ceiling.
 """
 from __future__ import annotations
