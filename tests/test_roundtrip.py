@@ -3,13 +3,15 @@ spike times, the same duration and the `generated_by` provenance."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from spikeviz import load_recording
 from spikeviz.catalog import load_session
 from spikeviz.cli import main
 from spikeviz.cli.generate import start_of_test_split
-from spikeviz.io import OUTPUT_SUFFIXES, write_recording
+from spikeviz.io import OUTPUT_SUFFIXES, DataWarning, write_recording
+from spikeviz.io.table import sidecar_path
 from spikeviz.recording import Recording
 
 VITRO = "invitro_210511001_bh"
@@ -68,3 +70,21 @@ def test_generate_output_reads_back_with_inspect(suffix, tmp_path, capsys):
     # --start defaults to the start of the test split
     assert made["threshold"] == 0.5
     assert made["start_s"] == start_of_test_split(load_session(VITRO), 1.0) > 0
+
+
+@pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".tsv", "\t")])
+def test_text_tables_read_with_plain_pandas_and_a_stray_sidecar_is_not_believed(
+        awkward, tmp_path, suffix, sep):
+    # The CSV began with a `# spikeviz: {...}` line that pandas.read_csv took for a header.
+    path = tmp_path / f"out{suffix}"
+    write_recording(awkward, path)
+    frame = pd.read_csv(path, sep=sep)
+    assert list(frame.columns) == ["unit", "time_s"] and len(frame) == awkward.n_spikes
+    assert json.loads(sidecar_path(path).read_text())["generated_by"] == \
+        awkward.source["generated_by"]
+    other = tmp_path / f"other{suffix}"
+    write_recording(awkward.slice(0.0, 1.0), other)
+    sidecar_path(other).replace(sidecar_path(path))   # another table's sidecar beside this one
+    with pytest.warns(DataWarning, match=f"does not describe this out{suffix}"):
+        back = load_recording(path)
+    assert "generated_by" not in back.source and back.n_spikes == awkward.n_spikes

@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import SpikevizError
-from ..io import FORMATS
+from ..io import FORMATS, DataWarning
+
+_python_showwarning = warnings.showwarning
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
 COMMANDS = ("sessions", "inspect", "train", "evaluate", "table", "generate", "grid")
@@ -110,9 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def note(text: str) -> None:
+    """One line on stderr: something the command changed or left out to fit the data, and the
+    option that decides it."""
+    print(f"spikeviz: note: {text}", file=sys.stderr, flush=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # A reader's DataWarning is one line, like an error; other warnings keep Python's form.
+    if issubclass(category, DataWarning):
+        print(f"spikeviz: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args) or 0)
     except (SpikevizError, OSError) as exc:

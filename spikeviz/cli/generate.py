@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
                    help="print one JSON object: generated against the real stretch (fidelity "
                         "report with a real-vs-real ceiling and a Poisson floor)")
     p.add_argument("--out", required=True,
-                   help="output: .nwb, a spike-time table (.csv, .tsv, .parquet, .npz) or a "
+                   help="output: .nwb, a spike-time table (.csv, .tsv, .parquet, .npz; a CSV/TSV "
+                        "gets its units, duration and provenance in <out>.json beside it) or a "
                         "SpikeInterface sorting folder (.si, needs spikeviz[interop])")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(run=run)
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..catalog import resolve_checkpoint
     from ..checkpoint import load_model
     from ..io import OUTPUT_SUFFIXES, write_recording
+    from ..io.table import sidecar_path
     from ..predict import DRAW_RULES, generate_recording
 
     out = Path(args.out)
@@ -62,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir() and out.suffix.lower() != ".si":
         raise SpikevizError("is a folder: give a file name", out)
     check_writable(out)
-    if out.exists() and not args.force:
-        raise SpikevizError("exists already: pass --force to replace it", out)
+    for path in (out, sidecar_path(out)) if out.suffix.lower() in (".csv", ".tsv") else (out,):
+        if path.exists() and not args.force:
+            raise SpikevizError("exists already: pass --force to replace it", path)
     if not (math.isfinite(args.seconds) and args.seconds > 0) or not (
             args.start is None or math.isfinite(args.start) and args.start >= 0):
         raise SpikevizError(f"--seconds must be positive and --start not negative, got "

@@ -7,6 +7,11 @@ from ..errors import SpikevizError
 from ..recording import Recording
 
 FORMATS = ("asdf", "phy", "nwb", "maxwell", "table", "spikeinterface")
+
+
+class DataWarning(UserWarning):
+    """Something a reader changed or ignored to make sense of the data (the CLI prints it as one
+    line `spikeviz: warning: ...`)."""
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
