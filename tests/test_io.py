@@ -7,7 +7,7 @@ import pytest
 import spikeviz
 from spikeviz import SpikevizError, load_recording
 from spikeviz.io.maxwell import NEWER, write_maxwell
-from spikeviz.io.nwb import write_nwb
+from spikeviz.io import write_recording
 from spikeviz.io.table import write_table
 
 # ../shared/data/README.md, measured on the files.
@@ -64,11 +64,43 @@ def test_asdf_without_tick_is_refused(tmp_path):
 
 def test_nwb_round_trip_spike_for_spike(tmp_path, small):
     path = tmp_path / "small.nwb"
-    write_nwb(small, path)
+    write_recording(small, path)
     back = load_recording(path)
     assert back.source["format"] == "nwb"
     assert_same_trains(small, back)
     assert back.duration_s == pytest.approx(small.duration_s)
+    # The copy of a copy keeps the first one's session start, subject and tick as resolution.
+    again = tmp_path / "again.nwb"
+    write_recording(back, again)
+    assert load_recording(again).source["session_start_time"] == back.source["session_start_time"]
+    assert load_recording(again).source["resolution"] == small.source["tick_ms"] / 1000
+
+
+def test_nwb_copy_keeps_the_source_subject_and_session_and_options_override(tmp_path, small):
+    from datetime import datetime, timezone
+
+    import pynwb
+    from pynwb.file import Subject
+
+    started = datetime(2021, 4, 14, 9, 30, tzinfo=timezone.utc)
+    source = tmp_path / "lab.nwb"
+    nwb = pynwb.NWBFile(session_description="s", identifier="x", session_start_time=started,
+                        institution="NYU", subject=Subject(subject_id="NYU-40", species="Mus musculus",
+                                                           sex="F", age="P120D"))
+    nwb.units = pynwb.misc.Units(name="units", description="sorted", resolution=1 / 30000)
+    for t in small.spike_times:
+        nwb.add_unit(spike_times=t)
+    with pynwb.NWBHDF5IO(str(source), "w") as io:
+        io.write(nwb)
+    lab = load_recording(source)
+    copy = tmp_path / "copy.nwb"
+    write_recording(lab, copy, subject={"sex": "M"})
+    with pynwb.NWBHDF5IO(str(copy), "r") as io:
+        f = io.read()
+        assert f.session_start_time == started and f.institution == "NYU"
+        assert (f.subject.subject_id, f.subject.species, f.subject.sex, f.subject.age) == (
+            "NYU-40", "Mus musculus", "M", "P120D")
+        assert f.units.resolution == 1 / 30000
 
 
 def test_nwb_reads_electrode_locations(tmp_path, small):

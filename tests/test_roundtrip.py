@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import spikeviz
 from spikeviz import load_recording
 from spikeviz.catalog import load_session
 from spikeviz.cli import main
@@ -88,3 +89,24 @@ def test_text_tables_read_with_plain_pandas_and_a_stray_sidecar_is_not_believed(
     with pytest.warns(DataWarning, match=f"does not describe this out{suffix}"):
         back = load_recording(path)
     assert "generated_by" not in back.source and back.n_spikes == awkward.n_spikes
+
+
+def test_generated_nwb_says_how_it_was_made_in_nwb_fields(tmp_path, capsys):
+    # It was written with no Subject, no resolution and a session start of 1970-01-01.
+    import pynwb
+
+    out = tmp_path / "gen.nwb"
+    assert main(["generate", "--checkpoint", SHIPPED, "--session", VITRO, "--seconds", "1",
+                 "--subject-id", "slice-7", "--session-start", "2021-05-11T10:00:00+09:00",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "species, sex, age: written as unknown; set with --species, --sex, --age" in err
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        f = io.read()
+        assert f.session_start_time.isoformat() == "2021-05-11T10:00:00+09:00"
+        assert (f.subject.subject_id, f.subject.sex) == ("slice-7", "U")
+        assert f.units.resolution == 0.001   # the model's bin
+        assert "free-running" not in f.units.description and "teacher-forced" in f.units.description
+        assert f.data_collection == f.units.description
+        assert [list(x) for x in f.was_generated_by] == [["spikeviz", spikeviz.__version__]]
+    assert load_recording(out).source["generated_by"]["checkpoint"].endswith(SHIPPED)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import SpikevizError
 from ..recording import Recording
-from . import add_data_options, check_writable, load_from_args
+from . import add_data_options, check_writable, load_from_args, note
 
 
 def add_parser(sub) -> None:
@@ -47,7 +49,28 @@ def add_parser(sub) -> None:
                         "gets its units, duration and provenance in <out>.json beside it) or a "
                         "SpikeInterface sorting folder (.si, needs spikeviz[interop])")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
+    nwb = p.add_argument_group("NWB metadata", "for .nwb output, when the data does not carry it "
+                               "(an NWB source's own subject and session start are kept)")
+    nwb.add_argument("--subject-id", help="the subject's id (default: unknown)")
+    nwb.add_argument("--species", help="Latin binomial (Mus musculus) or an NCBI taxonomy link "
+                                       "(default: Metazoa, an unknown animal)")
+    nwb.add_argument("--sex", choices=("M", "F", "O", "U"), help="NWB's code (default: U, unknown)")
+    nwb.add_argument("--age", help="ISO 8601 duration, e.g. P90D, or a range P60D/P90D "
+                                   "(default: P0D/, unknown)")
+    nwb.add_argument("--session-start", type=iso_time, metavar="ISO_TIME",
+                     help="when the recording session began, e.g. 2024-05-11T10:30:00+02:00 "
+                          "(default: the time of writing)")
     p.set_defaults(run=run)
+
+
+def iso_time(text: str) -> datetime:
+    """--session-start: an ISO 8601 date and time (local time when no offset is given)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. "
+                                         f"2024-05-11T10:30:00+02:00)") from None
+    return when if when.tzinfo else when.astimezone()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,8 +111,28 @@ def run(args: argparse.Namespace) -> int:
         recording, float(model.meta.get("bin_ms", 1.0)))
     generated = generate_recording(model, recording, args.mode, args.seconds, start,
                                    args.threshold, args.threshold_rule, args.seed, draw=args.draw)
+    nwb = {}
+    if out.suffix.lower() == ".nwb":
+        from ..io.nwb import session_metadata
+
+        # The trains imitate the data's subject and session: its NWB metadata comes along.
+        kept = {k: recording.source[k] for k in ("subject", "session_start_time")
+                if k in recording.source}
+        generated = dataclasses.replace(generated, source=generated.source | kept)
+        nwb = {"subject": {"subject_id": args.subject_id, "species": args.species,
+                           "sex": args.sex, "age": args.age}, "session_start": args.session_start}
+        defaulted = session_metadata(generated, **nwb)[2]
+        if defaulted:
+            now = " (the session start as the time of writing)" if "--session-start" in defaulted \
+                else ""
+            note(f"{out.name}: the data does not say its {', '.join(o[2:] for o in defaulted)}: "
+                 f"written as unknown{now}; set with {', '.join(defaulted)}")
+    elif any(v is not None for v in (args.subject_id, args.species, args.sex, args.age,
+                                      args.session_start)):
+        raise SpikevizError("--subject-id, --species, --sex, --age and --session-start only "
+                            "apply to .nwb output", out)
     try:
-        write_recording(generated, out)
+        write_recording(generated, out, **nwb)
     except OSError as exc:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import SpikevizError
 from ..recording import Recording
@@ -94,21 +95,23 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
 OUTPUT_SUFFIXES = (".nwb", ".csv", ".tsv", ".parquet", ".npz", ".si")
 
 
-def write_recording(recording: Recording, path: str | Path) -> None:
+def write_recording(recording: Recording, path: str | Path, **nwb: Any) -> None:
     """Write `recording` where `load_recording` reads it back: an NWB file (.nwb), a spike-time
     table (.csv, .tsv, .parquet, .npz) or a SpikeInterface sorting folder (.si, needs the
     `interop` extra). Generated trains say how they were made (`source["generated_by"]`): in the
-    NWB Units table's description, and as the sorting's annotation."""
+    NWB file's notes, a table's metadata, and as the sorting's annotation. `nwb` goes to
+    `nwb.write_nwb` (subject, session_start)."""
     import json
 
     path = Path(path)
     suffix = path.suffix.lower()
     made = recording.source.get("generated_by")
+    if nwb and suffix != ".nwb":
+        raise SpikevizError(f"{', '.join(nwb)} only apply to NWB output", path)
     if suffix == ".nwb":
         from .nwb import write_nwb
 
-        write_nwb(recording, path, description=("generated_by: " + json.dumps(made)) if made
-                  else f"spike trains of {recording.name}")
+        write_nwb(recording, path, **nwb)
     elif suffix == ".si":
         from .spikeinterface import write_sorting
 
