@@ -169,10 +169,37 @@ def write_phy(folder, rec, rate=30000.0, params=True, labels=None):
         (folder / "params.py").write_text(
             f"dat_path = 'raw.bin'\nn_channels_dat = 385\ndtype = 'int16'\noffset = 0\n"
             f"sample_rate = {rate}\nhp_filtered = False\n")
-    labels = labels or ["good"] * rec.n_units
-    (folder / "cluster_KSLabel.tsv").write_text(
-        "cluster_id\tKSLabel\n" + "".join(f"{i}\t{g}\n" for i, g in enumerate(labels)))
+    if labels is not False:   # False: a folder without cluster labels
+        labels = labels or ["good"] * rec.n_units
+        (folder / "cluster_KSLabel.tsv").write_text(
+            "cluster_id\tKSLabel\n" + "".join(f"{i}\t{g}\n" for i, g in enumerate(labels)))
     return folder
+
+
+def test_phy_folder_without_labels_keeps_clusters_at_0_1_hz_and_says_so(tmp_path, small, capsys):
+    # Such a folder kept every cluster, some of one spike, without a word.
+    import warnings
+
+    from spikeviz.cli import main
+    from spikeviz.io import DataWarning
+    from spikeviz.recording import Recording
+
+    singles = tuple(t[:1].copy() for t in small.spike_times[:3])   # real spikes, one a cluster
+    assert all(t.size >= 0.1 * small.duration_s for t in small.spike_times)
+    rec = Recording("ks", np.arange(15), small.spike_times + singles, small.duration_s)
+    folder = write_phy(tmp_path / "ks", rec, labels=False)
+    with pytest.warns(DataWarning, match=r"no cluster labels .*kept the 12 of 15 clusters firing "
+                                         r"at 0.1 Hz or more \(--min-rate HZ"):
+        assert load_recording(folder).unit_ids.tolist() == list(range(12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_recording(folder, min_rate_hz=0).n_units == 15
+    assert main(["inspect", str(folder), "--min-rate", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["units"] < 12
+    assert main(["inspect", str(folder), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["units"] == 12
+    assert err.startswith("spikeviz: warning: ks: no cluster labels") and err.count("\n") == 1
 
 
 def test_phy_folder_round_trip_and_noise(tmp_path, small):

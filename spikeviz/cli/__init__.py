@@ -68,6 +68,9 @@ def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> N
     parser.add_argument("--sample-rate", type=float, help="sampling rate in Hz (phy, tables, MaxWell)")
     parser.add_argument("--include-noise", action="store_true",
                         help="keep clusters labelled noise (phy folders)")
+    parser.add_argument("--min-rate", type=float, metavar="HZ",
+                        help="leave out clusters firing below HZ (phy folders; default: 0.1 in a "
+                             "folder without cluster labels, else 0)")
 
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
@@ -78,8 +81,8 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
     if getattr(args, "session", None):
         if path:
             raise SpikevizError("give either a path or --session, not both")
-        given = [f"--{k.replace('_', '-')}" for k in ("format", "tick_ms", "sample_rate")
-                 if getattr(args, k, None) is not None]
+        given = [f"--{k.replace('_', '-')}" for k in ("format", "tick_ms", "sample_rate",
+                                                       "min_rate") if getattr(args, k, None) is not None]
         if given:
             raise SpikevizError(f"{', '.join(given)} only apply to a path: bundled sessions "
                                 f"come with their format and tick")
@@ -87,8 +90,8 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
     if not path:
         raise SpikevizError("no data: give a recording's path or a bundled --session NAME")
     return open_recording(path, format=args.format, tick_ms=args.tick_ms,
-                          sample_rate=args.sample_rate,
-                          include_noise=args.include_noise)
+                          sample_rate=args.sample_rate, include_noise=args.include_noise,
+                          min_rate_hz=args.min_rate)
 
 
 def check_writable(out: Path) -> None:

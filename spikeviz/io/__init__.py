@@ -57,12 +57,14 @@ def detect_format(path: Path) -> str:
 
 
 def load_recording(path: str | Path, format: str | None = None, tick_ms: float | None = None,
-                   sample_rate: float | None = None, include_noise: bool = False) -> Recording:
+                   sample_rate: float | None = None, include_noise: bool = False,
+                   min_rate_hz: float | None = None) -> Recording:
     """Read a recording from `path` (a file or a Kilosort/phy folder).
 
     `format` overrides detection; `tick_ms` is needed for asdf files that do not state their tick,
     `sample_rate` for sample-based formats that do not state theirs; `include_noise` keeps
-    clusters labelled noise in phy folders.
+    clusters labelled noise in phy folders, `min_rate_hz` leaves out their clusters firing below
+    it (default: phy.UNLABELLED_MIN_RATE_HZ in a folder without cluster labels, else none).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -70,13 +72,15 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
     for name, value in (("tick_ms", tick_ms), ("sample_rate", sample_rate)):
         if value is not None and not value > 0:
             raise SpikevizError(f"{name} must be positive, got {value}", path)
+    if min_rate_hz is not None and not min_rate_hz >= 0:
+        raise SpikevizError(f"min_rate_hz must not be negative, got {min_rate_hz}", path)
     fmt = format or detect_format(path)
     if fmt == "asdf":
         from .asdf import read_asdf
         return read_asdf(path, tick_ms)
     if fmt == "phy":
         from .phy import read_phy
-        return read_phy(path, sample_rate, include_noise)
+        return read_phy(path, sample_rate, include_noise, min_rate_hz)
     if fmt == "nwb":
         from .nwb import read_nwb
         return read_nwb(path)
