@@ -57,20 +57,27 @@ def test_every_command_takes_any_unit_count(n_units, tmp_path, monkeypatch, caps
     write_recording(rec, data)
     monkeypatch.chdir(data.parent)   # a lab's own folder: shipped checkpoints by their models/ path
     scored = min(n_units, 128)
-    evaluate = ("evaluate", "--data", data.name, "--seconds", "3", "--baselines", "rate", "--json")
+    # Units left out are said in one line naming the option (issue: 128 of 295 said in passing).
+    left_out = f"the 128 most active of the {n_units} units of rec{n_units} (--units N"
+    evaluate = ("evaluate", "--data", data.name, "--baselines", "rate", "--json")
 
     out, _ = _run(capsys, "inspect", data.name, "--json")
     assert json.loads(out)["units"] == n_units
-    out, _ = _run(capsys, *evaluate, "--checkpoint", "models/generalist-focal.safetensors")
+    out, err = _run(capsys, *evaluate, "--seconds", "3", "--checkpoint",
+                    "models/generalist-focal.safetensors")
     assert json.loads(out)["n_units"] == scored
+    assert (f"note: scored {left_out}" in err) == (n_units > 128)
     _, err = _run(capsys, "train", "--init", "models/generalist-focal.safetensors", "--data",
                   data.name, "--epochs", "1", "--threads", "1", "--quiet", "--out", "tuned.safetensors")
     assert "loss focal" in err and "preset generalist" in err
+    assert f"note: training on {left_out}" in err if n_units > 128 else \
+        f"note: training on all {n_units} units" in err
     tuned = load_model("tuned.safetensors")
     assert len(tuned.meta["unit_ids"]) == scored and tuned.meta["loss"] == "focal"
-    out, _ = _run(capsys, *evaluate, "--checkpoint", "tuned.safetensors")
+    out, err = _run(capsys, *evaluate, "--checkpoint", "tuned.safetensors")   # --seconds 200
     r = json.loads(out)
     assert r["n_units"] == scored and r["same_recording"]
+    assert "note: scored 10 s, not --seconds 200: all of the test split after a 30-s warm-up" in err
     _run(capsys, "generate", "--checkpoint", "tuned.safetensors", "--data", data.name,
          "--seconds", "1", "--out", "gen.npz")
     assert load_recording("gen.npz").n_units == n_units

@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
         recording, float(model.meta.get("bin_ms", 1.0)))
     generated = generate_recording(model, recording, args.mode, args.seconds, start,
                                    args.threshold, args.threshold_rule, args.seed, draw=args.draw)
+    if generated.n_units < recording.n_units:
+        note(f"generated the {generated.n_units} most active of the {recording.n_units} units of "
+             f"{recording.name}: the model has {generated.n_units} columns (a generalist "
+             f"generates every unit)")
     nwb = {}
     if out.suffix.lower() == ".nwb":
         from ..io.nwb import session_metadata

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import SpikevizError
 from ..recording import Recording
-from . import add_data_options, load_from_args, split_text
+from . import add_data_options, load_from_args, note, split_text
 
 UNITS = 128   # the paper's unit count: a model's default width
 
@@ -99,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
             recording = with_silent_units(recording, n_units)
         elif args.units is None:
             n_units = recording.n_units
+            note(f"training on all {n_units} units of {recording.name}, fewer than the default "
+                 f"{UNITS} (--units N --pad adds silent units)")
+    elif recording.n_units > n_units:
+        note(f"training on the {n_units} most active of the {recording.n_units} units of "
+             f"{recording.name} (--units N changes it)")
+    if args.seconds and args.seconds > recording.duration_s:
+        note(f"{recording.name} lasts {recording.duration_s:g} s: training on all of it, not "
+             f"--seconds {args.seconds:g}")
     if not torch.cuda.is_available():   # on CPU, refuse before the OS kills it
         check_memory(preset, n_units, min(args.seconds or math.inf, recording.duration_s),
                      bin_ms, args.batch_size)
