@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import SpikevizError
 from ..recording import Recording, from_unit_times
+from .._atomic import file_sha256
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".npz")
 # What one row a spike cannot hold (every unit, silent ones too, the duration, the provenance) is
@@ -26,16 +27,6 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_meta(path: Path, suffix: str) -> dict:
     """The spikeviz metadata a table written by `write_table` carries ({} for other tables)."""
     where = path
@@ -50,7 +41,7 @@ def _read_meta(path: Path, suffix: str) -> dict:
         elif sidecar_path(path).is_file():
             where = sidecar_path(path)
             meta = json.loads(where.read_text(encoding="utf-8"))
-            if not isinstance(meta, dict) or meta.get("sha256") != _sha256(path):
+            if not isinstance(meta, dict) or meta.get("sha256") != file_sha256(path):
                 import warnings
 
                 from . import DataWarning
@@ -181,7 +172,7 @@ def write_table(recording: Recording, path: Path) -> None:
             # SHA-256 matches nothing, which readers ignore.
             with _atomic.target(sidecar_path(path)) as side:
                 side.write_text(json.dumps(json.loads(meta) | {"table": path.name,
-                                                               "sha256": _sha256(tmp)}),
+                                                               "sha256": file_sha256(tmp)}),
                                 encoding="utf-8")
         else:
             raise SpikevizError(f"unknown table suffix {suffix!r}: use one of {SUFFIXES}", path)
