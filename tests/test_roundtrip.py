@@ -110,3 +110,12 @@ def test_generated_nwb_says_how_it_was_made_in_nwb_fields(tmp_path, capsys):
         assert f.data_collection == f.units.description
         assert [list(x) for x in f.was_generated_by] == [["spikeviz", spikeviz.__version__]]
     assert load_recording(out).source["generated_by"]["checkpoint"].endswith(SHIPPED)
+
+
+@pytest.mark.parametrize("option, value", [("--age", "90 days"), ("--species", "mouse"),
+                                           ("--session-start", "yesterday")])
+def test_nwb_metadata_options_refuse_forms_nwb_inspector_rejects(option, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--checkpoint", SHIPPED, "--session", VITRO, option, value,
+              "--out", str(tmp_path / "gen.nwb")])
+    assert stop.value.code == 2 and repr(value) in capsys.readouterr().err

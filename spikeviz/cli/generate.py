@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -52,15 +53,33 @@ def add_parser(sub) -> None:
     nwb = p.add_argument_group("NWB metadata", "for .nwb output, when the data does not carry it "
                                "(an NWB source's own subject and session start are kept)")
     nwb.add_argument("--subject-id", help="the subject's id (default: unknown)")
-    nwb.add_argument("--species", help="Latin binomial (Mus musculus) or an NCBI taxonomy link "
-                                       "(default: Metazoa, an unknown animal)")
+    nwb.add_argument("--species", type=matching(SPECIES, "a Latin binomial (Mus musculus) or an "
+                                                         "NCBI taxonomy link"),
+                     help="Latin binomial (Mus musculus) or an NCBI taxonomy link "
+                          "(default: Metazoa, an unknown animal)")
     nwb.add_argument("--sex", choices=("M", "F", "O", "U"), help="NWB's code (default: U, unknown)")
-    nwb.add_argument("--age", help="ISO 8601 duration, e.g. P90D, or a range P60D/P90D "
-                                   "(default: P0D/, unknown)")
+    nwb.add_argument("--age", type=matching(AGE, "an ISO 8601 duration such as P90D or P60D/P90D"),
+                     help="ISO 8601 duration, e.g. P90D, or a range P60D/P90D "
+                          "(default: P0D/, unknown)")
     nwb.add_argument("--session-start", type=iso_time, metavar="ISO_TIME",
                      help="when the recording session began, e.g. 2024-05-11T10:30:00+02:00 "
                           "(default: the time of writing)")
     p.set_defaults(run=run)
+
+
+# The forms NWB Inspector accepts (a file with another form fails its critical checks).
+SPECIES = r"[A-Z][a-z]* [a-z]+|http://purl\.obolibrary\.org/obo/NCBITaxon_\d+"
+_DURATION = r"P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"
+AGE = rf"{_DURATION}(/({_DURATION})?)?|/{_DURATION}"
+
+
+def matching(pattern: str, what: str):
+    """An argparse type accepting only text that matches `pattern` in full."""
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return text
+    return check
 
 
 def iso_time(text: str) -> datetime:
