@@ -3,11 +3,11 @@ from importlib import import_module
 
 from .data.binning import BinnedSpikes, bin_spikes
 from .data.catalog import load_session, sessions
+from ._version import __version__
 from .errors import SpikevizError
 from .data.io import load_recording, write_recording
 from .data.recording import Recording
 
-__version__ = "0.1.0"
 
 # Names from modules that import torch, scikit-learn or the interop extras: loaded on first use,
 # so `import spikeviz` and `spikeviz inspect` stay fast.

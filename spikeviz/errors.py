@@ -1,4 +1,4 @@
-"""The one exception type spikeviz raises for bad input, with a message naming the file and the problem."""
+"""The one exception type spikeviz raises for bad input, with a message naming the file and the problem, and the warning for data a reader had to change."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,3 +13,8 @@ class SpikevizError(ValueError):
         problem = " ".join(str(problem).split())
         self.problem = problem
         super().__init__(problem if path is None else f"{Path(path).name}: {problem}")
+
+
+class DataWarning(UserWarning):
+    """Something a reader changed or ignored to make sense of the data (the CLI prints it as one
+    line `spikeviz: warning: ...`)."""

@@ -2,6 +2,7 @@
 browser tests could not run."""
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # "default": a few derandomized examples per loader, so `make test` stays within its time and
@@ -31,3 +32,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             red=True, bold=True)
     for report in skipped:
         tr.line(f"  {report.nodeid}", red=True)
+
+
+def assert_nwb_inspector_clean(path) -> None:
+    """NWB Inspector finds no critical issue and no best-practice violation in `path` (its
+    suggestions, such as a missing experimenter, are allowed)."""
+    from nwbinspector import Importance, inspect_nwbfile
+
+    bad = [f"{m.importance.name} {m.check_function_name}: {m.message}"
+           for m in inspect_nwbfile(nwbfile_path=str(path))
+           if m.importance.value > Importance.BEST_PRACTICE_SUGGESTION.value]
+    assert not bad, f"{path}: " + "; ".join(bad)
+
+
+@pytest.fixture(autouse=True)
+def nwb_inspected(monkeypatch):
+    """Every NWB file spikeviz writes in any test (io.nwb.write_nwb, which every NWB output goes
+    through) is checked by NWB Inspector as soon as it is written."""
+    from spikeviz.data.io import nwb
+
+    write = nwb.write_nwb
+
+    def write_and_inspect(recording, path, *args, **kwargs):
+        write(recording, path, *args, **kwargs)
+        assert_nwb_inspector_clean(path)
+
+    monkeypatch.setattr(nwb, "write_nwb", write_and_inspect)

@@ -12,6 +12,7 @@ from spikeviz import SpikevizError
 from spikeviz.data.binning import BinnedSpikes
 from spikeviz.models.checkpoint import (FORMAT_VERSION, check_data, load_model, read_header,
                                  save_checkpoint)
+from spikeviz.models.build import build_model
 from spikeviz.models.model import SpikeTransformer, preset_config
 from spikeviz.generation.predict import predict_next
 
@@ -127,3 +128,18 @@ def test_existing_file_is_not_replaced_without_force(ckpt):
         save_checkpoint(model, path, {}, force=False)
     assert path.read_bytes() == before
     assert not [p for p in os.listdir(path.parent) if ".tmp" in p]
+
+
+@pytest.mark.parametrize("preset, ids, ok", [("generalist", 3, True), ("generalist", 0, False),
+                                             ("fast", 3, False), ("fast", 10, True)])
+def test_unit_ids_need_one_name_a_column_only_for_per_unit_models(tmp_path, preset, ids, ok):
+    # A generalist fine-tuned on a 3-unit recording keeps its 3 units' names (issue: evaluate
+    # refused it); a per-unit model's names must match its columns.
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(build_model(preset_config(preset, 10)), path,
+                    {"unit_ids": [f"u{k}" for k in range(ids)]})
+    if ok:
+        assert len(load_model(path).meta["unit_ids"]) == ids
+    else:
+        with pytest.raises(SpikevizError, match="unit_ids is not a list of"):
+            load_model(path)

@@ -105,3 +105,12 @@ def test_table_cli(ckpt, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["table.csv", "table.json",
                                                                   "table.md"]
     assert "| cross domain | vitro->vivo | fast | dice |" in (tmp_path / "t" / "table.md").read_text()
+
+
+def test_generate_says_which_units_a_per_unit_model_left_out(ckpt, merged, tmp_path, capsys):
+    out = tmp_path / "g.npz"
+    assert main(["generate", "--checkpoint", ckpt, "--data", str(merged), "--seconds", "0.5",
+                 "--out", str(out)]) == 0
+    assert "note: generated the 128 most active of the 253 units of merged: the model has 128 " \
+           "columns" in capsys.readouterr().err
+    assert spikeviz.load_recording(out).n_units == 128

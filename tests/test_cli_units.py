@@ -1,5 +1,6 @@
 """A recording with fewer units than the default 128 trains as it is; --pad adds silent units."""
 import json
+import re
 
 import pytest
 
@@ -39,3 +40,17 @@ def test_more_units_than_recorded_without_pad_names_real_options(small, tmp_path
     assert train(small, tmp_path / "x.safetensors", "--units", "24") == 2
     err = capsys.readouterr().err
     assert "18 units but 24 were asked" in err and "--pad" in err and "--units" in err
+
+
+def test_every_progress_figure_is_labelled(small, tmp_path, capsys):
+    # The bar showed `val=5.354`, an unlabelled lift, beside an epoch line printing PR-AUC.
+    assert main(["train", "--data", str(small), "--loss", "focal", "--epochs", "2", "--threads",
+                 "1", "--patience", "9", "--out", str(tmp_path / "m.safetensors")]) == 0
+    out, err = capsys.readouterr()   # the bar on stderr, the epoch lines on stdout
+    epoch1 = re.search(r"epoch 1: train focal loss [\d.]+, valid PR-AUC ([\d.]+) \(chance [\d.]+\)",
+                       out)
+    assert epoch1, out
+    bar = re.findall(r"epoch 2/2.*?\[(.*?)\]", err)[-1]
+    figures = dict(f.split("=") for f in bar.split(", ") if "=" in f)
+    assert set(figures) == {"train focal loss", "valid PR-AUC", "bins/s"}
+    assert figures["valid PR-AUC"] == epoch1.group(1)

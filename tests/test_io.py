@@ -7,7 +7,7 @@ import pytest
 import spikeviz
 from spikeviz import SpikevizError, load_recording
 from spikeviz.data.io.maxwell import NEWER, write_maxwell
-from spikeviz.data.io.nwb import write_nwb
+from spikeviz.data.io import write_recording
 from spikeviz.data.io.table import write_table
 
 # ../shared/data/README.md, measured on the files.
@@ -64,11 +64,43 @@ def test_asdf_without_tick_is_refused(tmp_path):
 
 def test_nwb_round_trip_spike_for_spike(tmp_path, small):
     path = tmp_path / "small.nwb"
-    write_nwb(small, path)
+    write_recording(small, path)
     back = load_recording(path)
     assert back.source["format"] == "nwb"
     assert_same_trains(small, back)
     assert back.duration_s == pytest.approx(small.duration_s)
+    # The copy of a copy keeps the first one's session start, subject and tick as resolution.
+    again = tmp_path / "again.nwb"
+    write_recording(back, again)
+    assert load_recording(again).source["session_start_time"] == back.source["session_start_time"]
+    assert load_recording(again).source["resolution"] == small.source["tick_ms"] / 1000
+
+
+def test_nwb_copy_keeps_the_source_subject_and_session_and_options_override(tmp_path, small):
+    from datetime import datetime, timezone
+
+    import pynwb
+    from pynwb.file import Subject
+
+    started = datetime(2021, 4, 14, 9, 30, tzinfo=timezone.utc)
+    source = tmp_path / "lab.nwb"
+    nwb = pynwb.NWBFile(session_description="s", identifier="x", session_start_time=started,
+                        institution="NYU", subject=Subject(subject_id="NYU-40", species="Mus musculus",
+                                                           sex="F", age="P120D"))
+    nwb.units = pynwb.misc.Units(name="units", description="sorted", resolution=1 / 30000)
+    for t in small.spike_times:
+        nwb.add_unit(spike_times=t)
+    with pynwb.NWBHDF5IO(str(source), "w") as io:
+        io.write(nwb)
+    lab = load_recording(source)
+    copy = tmp_path / "copy.nwb"
+    write_recording(lab, copy, subject={"sex": "M"})
+    with pynwb.NWBHDF5IO(str(copy), "r") as io:
+        f = io.read()
+        assert f.session_start_time == started and f.institution == "NYU"
+        assert (f.subject.subject_id, f.subject.species, f.subject.sex, f.subject.age) == (
+            "NYU-40", "Mus musculus", "M", "P120D")
+        assert f.units.resolution == 1 / 30000
 
 
 def test_nwb_reads_electrode_locations(tmp_path, small):
@@ -137,10 +169,37 @@ def write_phy(folder, rec, rate=30000.0, params=True, labels=None):
         (folder / "params.py").write_text(
             f"dat_path = 'raw.bin'\nn_channels_dat = 385\ndtype = 'int16'\noffset = 0\n"
             f"sample_rate = {rate}\nhp_filtered = False\n")
-    labels = labels or ["good"] * rec.n_units
-    (folder / "cluster_KSLabel.tsv").write_text(
-        "cluster_id\tKSLabel\n" + "".join(f"{i}\t{g}\n" for i, g in enumerate(labels)))
+    if labels is not False:   # False: a folder without cluster labels
+        labels = labels or ["good"] * rec.n_units
+        (folder / "cluster_KSLabel.tsv").write_text(
+            "cluster_id\tKSLabel\n" + "".join(f"{i}\t{g}\n" for i, g in enumerate(labels)))
     return folder
+
+
+def test_phy_folder_without_labels_keeps_clusters_at_0_1_hz_and_says_so(tmp_path, small, capsys):
+    # Such a folder kept every cluster, some of one spike, without a word.
+    import warnings
+
+    from spikeviz.cli import main
+    from spikeviz.errors import DataWarning
+    from spikeviz.data.recording import Recording
+
+    singles = tuple(t[:1].copy() for t in small.spike_times[:3])   # real spikes, one a cluster
+    assert all(t.size >= 0.1 * small.duration_s for t in small.spike_times)
+    rec = Recording("ks", np.arange(15), small.spike_times + singles, small.duration_s)
+    folder = write_phy(tmp_path / "ks", rec, labels=False)
+    with pytest.warns(DataWarning, match=r"no cluster labels .*kept the 12 of 15 clusters firing "
+                                         r"at 0.1 Hz or more \(--min-rate HZ"):
+        assert load_recording(folder).unit_ids.tolist() == list(range(12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_recording(folder, min_rate_hz=0).n_units == 15
+    assert main(["inspect", str(folder), "--min-rate", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["units"] < 12
+    assert main(["inspect", str(folder), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["units"] == 12
+    assert err.startswith("spikeviz: warning: ks: no cluster labels") and err.count("\n") == 1
 
 
 def test_phy_folder_round_trip_and_noise(tmp_path, small):

@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import SpikevizError
+from ..errors import DataWarning, SpikevizError
 from ..data.io import FORMATS
+
+_python_showwarning = warnings.showwarning
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
 COMMANDS = ("sessions", "inspect", "train", "evaluate", "table", "generate", "grid")
@@ -65,6 +68,9 @@ def add_data_options(parser: argparse.ArgumentParser, session: bool = True) -> N
     parser.add_argument("--sample-rate", type=float, help="sampling rate in Hz (phy, tables, MaxWell)")
     parser.add_argument("--include-noise", action="store_true",
                         help="keep clusters labelled noise (phy folders)")
+    parser.add_argument("--min-rate", type=float, metavar="HZ",
+                        help="leave out clusters firing below HZ (phy folders; default: 0.1 in a "
+                             "folder without cluster labels, else 0)")
 
 
 def load_from_args(args: argparse.Namespace, path: str | None = None):
@@ -75,8 +81,8 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
     if getattr(args, "session", None):
         if path:
             raise SpikevizError("give either a path or --session, not both")
-        given = [f"--{k.replace('_', '-')}" for k in ("format", "tick_ms", "sample_rate")
-                 if getattr(args, k, None) is not None]
+        given = [f"--{k.replace('_', '-')}" for k in ("format", "tick_ms", "sample_rate",
+                                                       "min_rate") if getattr(args, k, None) is not None]
         if given:
             raise SpikevizError(f"{', '.join(given)} only apply to a path: bundled sessions "
                                 f"come with their format and tick")
@@ -84,8 +90,8 @@ def load_from_args(args: argparse.Namespace, path: str | None = None):
     if not path:
         raise SpikevizError("no data: give a recording's path or a bundled --session NAME")
     return open_recording(path, format=args.format, tick_ms=args.tick_ms,
-                          sample_rate=args.sample_rate,
-                          include_noise=args.include_noise)
+                          sample_rate=args.sample_rate, include_noise=args.include_noise,
+                          min_rate_hz=args.min_rate)
 
 
 def check_writable(out: Path) -> None:
@@ -110,9 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def note(text: str) -> None:
+    """One line on stderr: something the command changed or left out to fit the data, and the
+    option that decides it."""
+    print(f"spikeviz: note: {text}", file=sys.stderr, flush=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # A reader's DataWarning is one line, like an error; other warnings keep Python's form.
+    if issubclass(category, DataWarning):
+        print(f"spikeviz: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args) or 0)
     except (SpikevizError, OSError) as exc:

@@ -7,7 +7,7 @@ import math
 import sys
 
 from ..errors import SpikevizError
-from . import HelpFormatter, add_data_options, baseline_list, load_from_args
+from . import HelpFormatter, add_data_options, baseline_list, load_from_args, note
 
 EPILOG = """\
 Units: on the checkpoint's own training recording its own columns; on any other recording the
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                             n_units=args.units, baselines=args.baselines,
                             progress=lambda stage: print(f"evaluating: {stage}", file=sys.stderr,
                                                          flush=True))
+    say_fitted(r, recording.n_units, args)
     if args.json:
         print(json.dumps(r))
         return 0
@@ -117,3 +118,21 @@ def run(args: argparse.Namespace) -> int:
           f"F1 {m['f1']:.3f}, FPR {m['fpr']:.4f}, {m['predicted_spikes']:,} predicted vs "
           f"{m['real_spikes']:,} real spikes")
     return 0
+
+
+def say_fitted(r: dict, recorded_units: int, args: argparse.Namespace) -> None:
+    """One note for each thing the evaluation changed to fit the data: units left out, a stretch
+    shorter than asked."""
+    n = r["n_units"]
+    if n < recorded_units and r["unit_selection"] == "the checkpoint's own units":
+        note(f"scored the {n} units the checkpoint was trained on, of the {recorded_units} of "
+             f"{r['data_name']}")
+    elif n < recorded_units:
+        why = ("--units N changes it" if not r["model_needs_unit_order"]
+               else f"the model has {n} columns; a generalist takes --units N")
+        note(f"scored the {n} most active of the {recorded_units} units of {r['data_name']} "
+             f"({why})")
+    scored = r["stretch_s"][1] - r["stretch_s"][0]
+    if args.seconds and scored < args.seconds - r["bin_ms"] / 500.0:
+        note(f"scored {scored:g} s, not --seconds {args.seconds:g}: all of the {r['split']} split "
+             f"after a {r['warmup_s']:g}-s warm-up (--split all scores more)")

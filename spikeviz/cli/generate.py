@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-import sys
+import re
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import SpikevizError
 from ..data.recording import Recording
-from . import add_data_options, check_writable, load_from_args
+from . import add_data_options, check_writable, load_from_args, note
 
 
 def add_parser(sub) -> None:
@@ -42,21 +44,61 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
     p.add_argument("--units", type=int, default=128,
                    help="units to generate: the most active of the train split, as `evaluate` "
-                        "and the dashboard pick them (default 128; a model's own units on its "
-                        "training data)")
+                        "and the dashboard pick them (a model's own units on its training data)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: generated against the real stretch (fidelity "
                         "report with a real-vs-real ceiling and a Poisson floor)")
     p.add_argument("--out", required=True,
-                   help="output: .nwb, a spike-time table (.csv, .tsv, .parquet, .npz) or a "
+                   help="output: .nwb, a spike-time table (.csv, .tsv, .parquet, .npz; a CSV/TSV "
+                        "gets its units, duration and provenance in <out>.json beside it) or a "
                         "SpikeInterface sorting folder (.si, needs spikeviz[interop])")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
+    nwb = p.add_argument_group("NWB metadata", "for .nwb output, when the data does not carry it "
+                               "(an NWB source's own subject and session start are kept)")
+    nwb.add_argument("--subject-id", help="the subject's id (default: unknown)")
+    nwb.add_argument("--species", type=matching(SPECIES, "a Latin binomial (Mus musculus) or an "
+                                                         "NCBI taxonomy link"),
+                     help="Latin binomial (Mus musculus) or an NCBI taxonomy link "
+                          "(default: Metazoa, an unknown animal)")
+    nwb.add_argument("--sex", choices=("M", "F", "O", "U"), help="NWB's code (default: U, unknown)")
+    nwb.add_argument("--age", type=matching(AGE, "an ISO 8601 duration such as P90D or P60D/P90D"),
+                     help="ISO 8601 duration, e.g. P90D, or a range P60D/P90D "
+                          "(default: P0D/, unknown)")
+    nwb.add_argument("--session-start", type=iso_time, metavar="ISO_TIME",
+                     help="when the recording session began, e.g. 2024-05-11T10:30:00+02:00 "
+                          "(default: the time of writing)")
     p.set_defaults(run=run)
+
+
+# The forms NWB Inspector accepts (a file with another form fails its critical checks).
+SPECIES = r"[A-Z][a-z]* [a-z]+|http://purl\.obolibrary\.org/obo/NCBITaxon_\d+"
+_DURATION = r"P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"
+AGE = rf"{_DURATION}(/({_DURATION})?)?|/{_DURATION}"
+
+
+def matching(pattern: str, what: str):
+    """An argparse type accepting only text that matches `pattern` in full."""
+    def check(text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return text
+    return check
+
+
+def iso_time(text: str) -> datetime:
+    """--session-start: an ISO 8601 date and time (local time when no offset is given)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. "
+                                         f"2024-05-11T10:30:00+02:00)") from None
+    return when if when.tzinfo else when.astimezone()
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import resolve_checkpoint
     from ..data.io import OUTPUT_SUFFIXES, write_recording
+    from ..data.io.table import sidecar_path
     from ..evaluation.pipeline import generate_window, generated_fidelity, start_of_test_split
     from ..generation.predict import DRAW_RULES
     from ..models.checkpoint import load_model
@@ -68,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir() and out.suffix.lower() != ".si":
         raise SpikevizError("is a folder: give a file name", out)
     check_writable(out)
-    if out.exists() and not args.force:
-        raise SpikevizError("exists already: pass --force to replace it", out)
+    for path in (out, sidecar_path(out)) if out.suffix.lower() in (".csv", ".tsv") else (out,):
+        if path.exists() and not args.force:
+            raise SpikevizError("exists already: pass --force to replace it", path)
     if not (math.isfinite(args.seconds) and args.seconds > 0) or not (
             args.start is None or math.isfinite(args.start) and args.start >= 0):
         raise SpikevizError(f"--seconds must be positive and --start not negative, got "
@@ -83,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold_rule and args.draw not in (None, "pooled"):
         raise SpikevizError(f"--threshold-rule tunes a pooled threshold: it does not go with "
                             f"--draw {args.draw}")
-    if args.seed < 0:
-        raise SpikevizError(f"--seed must not be negative, got {args.seed}")
+    if args.seed < 0 or args.units < 1:
+        raise SpikevizError(f"--seed must not be negative and --units positive, got {args.seed} "
+                            f"and {args.units}")
     model = load_model(resolve_checkpoint(args.checkpoint))
     recording = load_from_args(args)
     start = args.start if args.start is not None else start_of_test_split(
@@ -95,10 +139,30 @@ def run(args: argparse.Namespace) -> int:
                              draw=draw, level=args.threshold, rule=args.threshold_rule,
                              seed=args.seed, n_units=args.units)
     generated, stretch = result.recording, result.setup.model_stretch
-    for line in adjustments(recording, stretch, start, args.seconds):
-        print(line, file=sys.stderr)
+    for line in adjustments(recording, generated, stretch, start, args.seconds):
+        note(line)
+    nwb = {}
+    if out.suffix.lower() == ".nwb":
+        from ..data.io.nwb import session_metadata
+
+        # The trains imitate the data's subject and session: its NWB metadata comes along.
+        kept = {k: recording.source[k] for k in ("subject", "session_start_time")
+                if k in recording.source}
+        generated = dataclasses.replace(generated, source=generated.source | kept)
+        nwb = {"subject": {"subject_id": args.subject_id, "species": args.species,
+                           "sex": args.sex, "age": args.age}, "session_start": args.session_start}
+        defaulted = session_metadata(generated, **nwb)[2]
+        if defaulted:
+            now = " (the session start as the time of writing)" if "--session-start" in defaulted \
+                else ""
+            note(f"{out.name}: the data does not say its {', '.join(o[2:] for o in defaulted)}: "
+                 f"written as unknown{now}; set with {', '.join(defaulted)}")
+    elif any(v is not None for v in (args.subject_id, args.species, args.sex, args.age,
+                                      args.session_start)):
+        raise SpikevizError("--subject-id, --species, --sex, --age and --session-start only "
+                            "apply to .nwb output", out)
     try:
-        write_recording(generated, out)
+        write_recording(generated, out, **nwb)
     except OSError as exc:
         raise SpikevizError(f"cannot write it ({exc.strerror or exc})", out) from exc
     made = generated.source["generated_by"]
@@ -117,19 +181,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def adjustments(recording: Recording, stretch, start: float, seconds: float) -> list[str]:
-    """One line for each way the generated window differs from what was asked, with the option
+def adjustments(recording: Recording, generated: Recording, stretch, start: float,
+                seconds: float) -> list[str]:
+    """One line for each way the generated trains differ from what was asked, naming the option
     that changes it."""
     lines = []
-    if len(stretch.unit_ids) < recording.n_units:
-        lines.append(f"note: {len(stretch.unit_ids)} of {recording.n_units} units, the most "
-                     f"active of the train split (--units to change)")
+    if generated.n_units < recording.n_units:
+        lines.append(f"generated the {generated.n_units} most active of the {recording.n_units} "
+                     f"units of {recording.name} (their train split), as evaluate and the "
+                     f"dashboard pick them: --units to change")
     stop = stretch.start_s + stretch.duration_s
     if abs(stretch.start_s - start) > 1e-9 or abs(stop - (start + seconds)) > 1e-9:
-        lines.append(f"note: generated over [{stretch.start_s:g}, {stop:g}) s, not "
-                     f"[{start:g}, {start + seconds:g}) s: the window needs the 30-s warm-up "
-                     f"before it and must end inside the recording ({recording.duration_s:g} s; "
-                     f"--start and --seconds to change)")
+        lines.append(f"generated over [{stretch.start_s:g}, {stop:g}) s, not [{start:g}, "
+                     f"{start + seconds:g}) s: the window needs the 30-s warm-up before it and "
+                     f"ends with the recording ({recording.duration_s:g} s): --start and "
+                     f"--seconds to change")
     return lines
 
 

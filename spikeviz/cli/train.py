@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import SpikevizError
 from ..data.recording import Recording
-from . import add_data_options, load_from_args, split_text
+from . import add_data_options, load_from_args, note, split_text
 
 UNITS = 128   # the paper's unit count: a model's default width
 
@@ -24,17 +24,20 @@ def add_parser(sub) -> None:
                                    f"original options; --epochs counts all epochs, not extra ones.")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
-    p.add_argument("--loss", choices=LOSSES, required=True,
-                   help="training loss: focal and Dice counter the rarity of spikes")
-    p.add_argument("--preset", choices=tuple(PRESETS), default="fast",
+    p.add_argument("--loss", choices=LOSSES,
+                   help="training loss: focal and Dice counter the rarity of spikes (required, "
+                        "except with --init: the checkpoint's)")
+    p.add_argument("--preset", choices=tuple(PRESETS),
                    help="model size: paper (the article's, context 15,625 bins), fast (context "
                         "256 with spike traces), transfer (one sequence per unit: any unit "
-                        "count), generalist (any recording; see --init)")
+                        "count), generalist (any recording; see --init) (default: fast; with "
+                        "--init the checkpoint's)")
     p.add_argument("--epochs", type=int,
                    help=f"total epochs, with --resume too: not extra ones (default 30; "
                         f"{FINE_TUNE_EPOCHS} with --init)")
     p.add_argument("--seconds", type=float, help="use only the first S seconds of the recording")
-    p.add_argument("--bin-ms", type=float, default=1.0, help="bin size in ms")
+    p.add_argument("--bin-ms", type=float,
+                   help="bin size in ms (default: 1; with --init the checkpoint's)")
     p.add_argument("--units", type=int,
                    help=f"number of units, the most active ones (default: {UNITS}, or all of a "
                         f"recording with fewer)")
@@ -49,8 +52,9 @@ def add_parser(sub) -> None:
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better validation PR-AUC before stopping")
     p.add_argument("--init", metavar="CHECKPOINT",
-                   help="fine-tune this checkpoint (its preset and weights; e.g. "
-                        "models/generalist-focal.safetensors) on the recording's train split")
+                   help="fine-tune this checkpoint (a path, or a shipped one by name, e.g. "
+                        "models/generalist-focal.safetensors) on the recording's train split; "
+                        "its weights, preset, loss, bin size and batch size are inherited")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     p.add_argument("--resume", action="store_true",
                    help="continue the training of --out where it stopped (same options)")
@@ -79,29 +83,38 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SpikevizError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     check_output(out, args.resume, args.force)
+    init = inherit_from(args) if args.init else None   # before the recording is read
+    if args.loss is None:
+        raise SpikevizError("give --loss (dice, focal or bce), or --init CHECKPOINT to fine-tune "
+                            "with its loss")
+    preset, bin_ms = args.preset or "fast", args.bin_ms or 1.0
     recording = load_from_args(args)
     bundled = find_session(args.session or args.data)
-    if args.init:
-        from ..models.checkpoint import load_model
-
-        load_model(args.init)   # refused here, before the recording is read, if unsound
     n_units = args.units or UNITS
     if recording.n_units < n_units:
         if args.pad:
             recording = with_silent_units(recording, n_units)
         elif args.units is None:
             n_units = recording.n_units
+            note(f"training on all {n_units} units of {recording.name}, fewer than the default "
+                 f"{UNITS} (--units N --pad adds silent units)")
+    elif recording.n_units > n_units:
+        note(f"training on the {n_units} most active of the {recording.n_units} units of "
+             f"{recording.name} (--units N changes it)")
+    if args.seconds and args.seconds > recording.duration_s:
+        note(f"{recording.name} lasts {recording.duration_s:g} s: training on all of it, not "
+             f"--seconds {args.seconds:g}")
     if not torch.cuda.is_available():   # on CPU, refuse before the OS kills it
-        check_memory(args.preset, n_units, min(args.seconds or math.inf, recording.duration_s),
-                     args.bin_ms, args.batch_size)
-    epochs = args.epochs or (FINE_TUNE_EPOCHS if args.init else 30)
-    opts = TrainOptions(preset=args.preset, loss=args.loss, epochs=epochs, seed=args.seed,
-                        patience=args.patience, batch_size=args.batch_size, init=args.init,
-                        lr=FINE_TUNE_LR if args.init and args.lr is None else
+        check_memory(preset, n_units, min(args.seconds or math.inf, recording.duration_s),
+                     bin_ms, args.batch_size)
+    epochs = args.epochs or (FINE_TUNE_EPOCHS if init else 30)
+    opts = TrainOptions(preset=preset, loss=args.loss, epochs=epochs, seed=args.seed,
+                        patience=args.patience, batch_size=args.batch_size, init=init,
+                        lr=FINE_TUNE_LR if init and args.lr is None else
                         args.lr or TrainOptions.lr)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=args.bin_ms,
+    meta = train_recording(recording, out, opts, seconds=args.seconds, bin_ms=bin_ms,
                            n_units=n_units, session=bundled.name if bundled else None,
                            domain=bundled.domain if bundled else None, resume=args.resume,
                            force=args.force, progress=not args.quiet)
@@ -110,6 +123,47 @@ def run(args: argparse.Namespace) -> int:
           f"{meta['best_epoch']}, validation PR-AUC {best['pr_auc']:.4f}, ROC-AUC "
           f"{best['roc_auc']:.4f} (spike density {best['base_rate']:.4f})")
     return 0
+
+
+def inherit_from(args: argparse.Namespace) -> str:
+    """The --init checkpoint, resolved as --checkpoint is (a path from here, or a shipped one),
+    after filling the options it decides: its preset, and its loss, bin size and batch size
+    unless given. One line on stderr says what was inherited and what is a fine-tuning default."""
+    import sys
+
+    from ..data.catalog import resolve_checkpoint
+    from ..models.checkpoint import load_model
+    from ..models.losses import LOSSES
+    from ..training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR
+
+    path = resolve_checkpoint(args.init)
+    model = load_model(path)   # refused here, before the recording is read, if unsound
+    meta, preset = model.meta, model.config.preset
+    if args.preset not in (None, preset):
+        raise SpikevizError(f"--preset {args.preset}, but this is a {preset} checkpoint: "
+                            f"fine-tuning keeps its preset (leave --preset out)", path)
+    args.preset = preset
+    batch = (meta.get("train_options") or {}).get("batch_size")
+    stored = {"loss": meta.get("loss") if meta.get("loss") in LOSSES else None,
+              "bin_ms": meta.get("bin_ms", 1.0),
+              "batch_size": batch if isinstance(batch, int) and batch >= 1 else None}
+    # The bin size is not offered as a change: the weights only fit data binned as they were.
+    said = {"loss": ("loss {}", "--loss"), "bin_ms": ("{:g}-ms bins", None),
+            "batch_size": ("batch size {}", "--batch-size")}
+    inherited = []
+    for name, value in stored.items():
+        if getattr(args, name) is None and value is not None:
+            setattr(args, name, value)
+            inherited.append((said[name][0].format(value), said[name][1]))
+    defaults = [(f"learning rate {FINE_TUNE_LR:g}", "--lr")] * (args.lr is None) + [
+        (f"{FINE_TUNE_EPOCHS} epochs", "--epochs")] * (args.epochs is None)
+    line = f"fine-tuning {path}: preset {preset}"
+    for what, items in (("from the checkpoint", inherited), ("for fine-tuning", defaults)):
+        if items:
+            line += (f"; {', '.join(text for text, _ in items)} {what} "
+                     f"({', '.join(option for _, option in items if option)} to change)")
+    print(line, file=sys.stderr)
+    return str(path)
 
 
 def check_output(out: Path, resume: bool, force: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..errors import SpikevizError

@@ -81,14 +81,15 @@ def bundled_session(path: str | Path) -> Session | None:
 
 
 def load_path(path: str | Path, format: str | None = None, tick_ms: float | None = None,
-              sample_rate: float | None = None, include_noise: bool = False) -> Recording:
+              sample_rate: float | None = None, include_noise: bool = False,
+              min_rate_hz: float | None = None) -> Recording:
     """`load_recording`, except that a bundled session's file gets its catalogued tick length
     when none is given (so a user never types a tick for the bundled data)."""
     bundled = bundled_session(path)
     if bundled is not None and format in (None, "asdf") and tick_ms is None:
         return bundled.load()
     return load_recording(path, format=format, tick_ms=tick_ms, sample_rate=sample_rate,
-                          include_noise=include_noise)
+                          include_noise=include_noise, min_rate_hz=min_rate_hz)
 
 
 def find_session(source: str | Path) -> Session | None:
@@ -103,7 +104,8 @@ def find_session(source: str | Path) -> Session | None:
 
 
 def open_recording(source: str | Path, format: str | None = None, tick_ms: float | None = None,
-                   sample_rate: float | None = None, include_noise: bool = False) -> Recording:
+                   sample_rate: float | None = None, include_noise: bool = False,
+                   min_rate_hz: float | None = None) -> Recording:
     """The one way from a name or a path to a Recording, from any working directory.
 
     An existing file or folder is read (a bundled session's file with its catalogued tick); else
@@ -113,7 +115,7 @@ def open_recording(source: str | Path, format: str | None = None, tick_ms: float
     path = Path(source).expanduser()
     if path.exists():
         return load_path(path, format=format, tick_ms=tick_ms, sample_rate=sample_rate,
-                         include_noise=include_noise)
+                         include_noise=include_noise, min_rate_hz=min_rate_hz)
     try:
         found = sessions()
     except SpikevizError:

@@ -26,18 +26,10 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_with_checksum(path: Path, write: Callable[[Path], None]) -> None:
     with _atomic.target(path) as tmp:
         write(tmp)
-        digest = _sha256(tmp)
+        digest = _atomic.file_sha256(tmp)
     with _atomic.target(path.with_name(path.name + ".sha256")) as tmp:
         tmp.write_text(digest)
 
@@ -54,7 +46,7 @@ def _verified(path: Path) -> bool:
     side = path.with_name(path.name + ".sha256")
     if not path.exists() or not side.exists():
         return False
-    if _sha256(path) == side.read_text().strip():
+    if _atomic.file_sha256(path) == side.read_text().strip():
         return True
     path.unlink(missing_ok=True)
     side.unlink(missing_ok=True)

@@ -10,7 +10,8 @@ from typing import Any, Callable, Sequence
 
 from dask.distributed import as_completed
 
-from .. import __version__, _atomic
+from .. import _atomic
+from .._version import __version__
 from ..errors import SpikevizError
 from ..data.recording import Recording
 from ..data.store import Cache, content_key

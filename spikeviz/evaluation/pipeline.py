@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..data.binning import bin_range, n_bins_of, split_bounds
 from ..data.recording import Recording
 from ..errors import SpikevizError

@@ -14,7 +14,7 @@ from .. import _atomic
 from ..errors import SpikevizError
 from .build import build_model
 from .model import ModelConfig, SpikeTransformer
-from .. import __version__
+from .._version import __version__
 from .model import PRESETS
 
 FORMAT_VERSION = 1
@@ -147,9 +147,13 @@ def _check_meta(meta: dict[str, Any], cfg: ModelConfig, path: Path) -> None:
             or not math.isfinite(bin_ms) or not bin_ms > 0):
         raise SpikevizError(f"metadata bin_ms={bin_ms!r} is not a positive number", path)
     ids = meta.get("unit_ids")
-    if ids is not None and (not isinstance(ids, list) or len(ids) != cfg.n_units
+    # A unit-agnostic model (generalist, transfer) keeps the units it was trained or fine-tuned
+    # on, however many; a per-unit model has one column per unit.
+    count_ok = bool(ids) if cfg.shared_units else isinstance(ids, list) and len(ids) == cfg.n_units
+    if ids is not None and (not isinstance(ids, list) or not count_ok
                             or not all(isinstance(u, str) for u in ids)):
-        raise SpikevizError(f"metadata unit_ids is not a list of {cfg.n_units} names", path)
+        raise SpikevizError("metadata unit_ids is not a list of "
+                            + ("names" if cfg.shared_units else f"{cfg.n_units} names"), path)
     cal = meta.get("calibration")
     if cal is not None and not (isinstance(cal, dict) and all(
             isinstance(cal.get(k, 0.0), (int, float)) and not isinstance(cal.get(k), bool)

@@ -240,7 +240,9 @@ def _train(datasets: list[BinnedSpikes], out: Path, opts: TrainOptions, data_met
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not progress,
                    leave=False, unit="batch")
         running = None
-        last = state["history"][-1]["score"] if state["history"] else float("nan")
+        # The bar shows the figure the epoch line prints (PR-AUC), not the score that picks the
+        # best epoch (its lift over chance), and labels each one.
+        last = f"{state['history'][-1]['pr_auc']:.4f}" if state["history"] else "-"
         for i, (k, idx) in enumerate(bar):
             mine = idx[ddp.rank::ddp.world]
             w = np.stack([X_train[k][s:s + C + 1] for s in mine]).astype(np.float32)
@@ -257,7 +259,8 @@ def _train(datasets: list[BinnedSpikes], out: Path, opts: TrainOptions, data_met
             step += 1
             running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
             rate = (i + 1) * B * C / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{running:.4f}", val=f"{last:.3f}", bins_s=f"{rate:,.0f}")
+            bar.set_postfix({f"train {opts.loss} loss": f"{running:.4f}", "valid PR-AUC": last,
+                             "bins/s": f"{rate:,.0f}"})
             if callback is not None and callback(epoch, opts.epochs, i + 1, len(batches)) is False:
                 cancelled = True
                 break
@@ -284,8 +287,9 @@ def _train(datasets: list[BinnedSpikes], out: Path, opts: TrainOptions, data_met
         else:
             state["bad_epochs"] += 1
         if log:
-            tqdm.write(f"epoch {epoch}: loss {running:.4f}, valid PR-AUC {valid['pr_auc']:.4f}, "
-                       f"ROC-AUC {valid['roc_auc']:.4f}{' (best)' if improved else ''}")
+            tqdm.write(f"epoch {epoch}: train {opts.loss} loss {running:.4f}, valid PR-AUC "
+                       f"{valid['pr_auc']:.4f} (chance {valid['base_rate']:.4f}), ROC-AUC "
+                       f"{valid['roc_auc']:.4f}{' (best)' if improved else ''}")
         meta.update(epochs=epoch, best_epoch=state["best"]["epoch"], valid=state["best"],
                     history=state["history"], train_seconds=round(state["train_s"], 1),
                     processes=ddp.world)

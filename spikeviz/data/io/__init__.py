@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ...errors import SpikevizError
 from ..recording import Recording
 
 FORMATS = ("asdf", "phy", "nwb", "maxwell", "table", "spikeinterface")
+
+
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -51,12 +54,14 @@ def detect_format(path: Path) -> str:
 
 
 def load_recording(path: str | Path, format: str | None = None, tick_ms: float | None = None,
-                   sample_rate: float | None = None, include_noise: bool = False) -> Recording:
+                   sample_rate: float | None = None, include_noise: bool = False,
+                   min_rate_hz: float | None = None) -> Recording:
     """Read a recording from `path` (a file or a Kilosort/phy folder).
 
     `format` overrides detection; `tick_ms` is needed for asdf files that do not state their tick,
     `sample_rate` for sample-based formats that do not state theirs; `include_noise` keeps
-    clusters labelled noise in phy folders.
+    clusters labelled noise in phy folders, `min_rate_hz` leaves out their clusters firing below
+    it (default: phy.UNLABELLED_MIN_RATE_HZ in a folder without cluster labels, else none).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -64,13 +69,15 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
     for name, value in (("tick_ms", tick_ms), ("sample_rate", sample_rate)):
         if value is not None and not value > 0:
             raise SpikevizError(f"{name} must be positive, got {value}", path)
+    if min_rate_hz is not None and not min_rate_hz >= 0:
+        raise SpikevizError(f"min_rate_hz must not be negative, got {min_rate_hz}", path)
     fmt = format or detect_format(path)
     if fmt == "asdf":
         from .asdf import read_asdf
         return read_asdf(path, tick_ms)
     if fmt == "phy":
         from .phy import read_phy
-        return read_phy(path, sample_rate, include_noise)
+        return read_phy(path, sample_rate, include_noise, min_rate_hz)
     if fmt == "nwb":
         from .nwb import read_nwb
         return read_nwb(path)
@@ -89,21 +96,23 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
 OUTPUT_SUFFIXES = (".nwb", ".csv", ".tsv", ".parquet", ".npz", ".si")
 
 
-def write_recording(recording: Recording, path: str | Path) -> None:
+def write_recording(recording: Recording, path: str | Path, **nwb: Any) -> None:
     """Write `recording` where `load_recording` reads it back: an NWB file (.nwb), a spike-time
     table (.csv, .tsv, .parquet, .npz) or a SpikeInterface sorting folder (.si, needs the
     `interop` extra). Generated trains say how they were made (`source["generated_by"]`): in the
-    NWB Units table's description, and as the sorting's annotation."""
+    NWB file's notes, a table's metadata, and as the sorting's annotation. `nwb` goes to
+    `nwb.write_nwb` (subject, session_start)."""
     import json
 
     path = Path(path)
     suffix = path.suffix.lower()
     made = recording.source.get("generated_by")
+    if nwb and suffix != ".nwb":
+        raise SpikevizError(f"{', '.join(nwb)} only apply to NWB output", path)
     if suffix == ".nwb":
         from .nwb import write_nwb
 
-        write_nwb(recording, path, description=("generated_by: " + json.dumps(made)) if made
-                  else f"spike trains of {recording.name}")
+        write_nwb(recording, path, **nwb)
     elif suffix == ".si":
         from .spikeinterface import write_sorting
 

@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import SpikevizError
+from ...errors import DataWarning, SpikevizError
 from ..recording import Recording, from_unit_times
 
 # Manual curation (phy's cluster_group.tsv) wins over the automatic Kilosort label.
 LABEL_FILES = (("cluster_group.tsv", "group"), ("cluster_info.tsv", "group"),
                ("cluster_KSLabel.tsv", "KSLabel"))
+# A folder without any cluster label keeps Kilosort's every template, down to clusters of one
+# spike: by default only those firing at this rate or more are kept (min_rate_hz overrides it).
+UNLABELLED_MIN_RATE_HZ = 0.1
 
 
 def is_phy_folder(path: Path) -> bool:
@@ -91,8 +94,13 @@ def _cluster_table(folder: Path) -> pd.DataFrame:
     return table
 
 
-def read_phy(folder: Path, sample_rate: float | None = None, include_noise: bool = False) -> Recording:
-    """Read a Kilosort/phy folder; noise-labelled clusters are left out unless `include_noise`."""
+def read_phy(folder: Path, sample_rate: float | None = None, include_noise: bool = False,
+             min_rate_hz: float | None = None) -> Recording:
+    """Read a Kilosort/phy folder; noise-labelled clusters are left out unless `include_noise`.
+
+    Clusters firing below `min_rate_hz` (over the folder's duration) are left out; by default
+    none in a labelled folder, and in a folder without labels those below
+    UNLABELLED_MIN_RATE_HZ, with a DataWarning saying so."""
     params_path = folder / "params.py"
     params = read_params(params_path) if params_path.exists() else {}
     rate = params.get("sample_rate")
@@ -130,12 +138,40 @@ def read_phy(folder: Path, sample_rate: float | None = None, include_noise: bool
         ids = np.array([c for c in ids if int(c) not in noise], dtype=ids.dtype)
         keep = np.isin(clusters, ids)
         samples, clusters = samples[keep], clusters[keep]
+    duration = float(samples.max() + 1) / rate if samples.size else None
+    unlabelled = min_rate_hz is None and "label" not in table.columns
+    floor = UNLABELLED_MIN_RATE_HZ if unlabelled else min_rate_hz
+    if floor and duration:
+        kept = _active(ids, clusters, duration, floor)
+        if not kept.size:
+            raise SpikevizError(f"no cluster fires at {floor:g} Hz or more"
+                                + (" (the default without cluster labels)" if unlabelled else "")
+                                + ": lower --min-rate", folder)
+        found, ids = ids.size, kept
+        keep = np.isin(clusters, ids)
+        samples, clusters = samples[keep], clusters[keep]
     info = {}
     for column in table.columns:
         values = table[column].reindex(ids)
         info[column] = values.to_numpy(dtype=object if values.dtype == object else None)
     source = {"format": "phy", "path": str(folder), "sample_rate": rate,
-              "include_noise": include_noise}
+              "include_noise": include_noise, "min_rate_hz": floor or 0.0}
     times = samples.astype(np.float64) / rate
-    duration = float(times.max()) + 1.0 / rate if times.size else None
-    return from_unit_times(folder.name, clusters, times, duration, source, info, unit_order=ids)
+    recording = from_unit_times(folder.name, clusters, times, duration, source, info,
+                                unit_order=ids)
+    if unlabelled and floor and duration:   # said once the folder has loaded, not before a refusal
+        import warnings
+
+        warnings.warn(f"{folder.name}: no cluster labels (cluster_group.tsv, cluster_KSLabel.tsv, "
+                      f"cluster_info.tsv): kept the {ids.size} of {found} clusters firing at "
+                      f"{floor:g} Hz or more (--min-rate HZ changes it; 0 keeps all)",
+                      DataWarning, stacklevel=2)
+    return recording
+
+
+def _active(ids: np.ndarray, clusters: np.ndarray, duration: float,
+            min_rate_hz: float) -> np.ndarray:
+    """The cluster ids among `ids` with at least `min_rate_hz` x `duration` spikes."""
+    found, counts = np.unique(clusters, return_counts=True)
+    count = dict(zip(found.tolist(), counts.tolist()))
+    return ids[[count.get(int(c), 0) >= min_rate_hz * duration for c in ids]]

@@ -8,19 +8,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import SpikevizError
+from ...errors import DataWarning, SpikevizError
 from ..recording import Recording, from_unit_times
+from ..._atomic import file_sha256
 from ... import _atomic
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".npz")
 # What one row a spike cannot hold (every unit, silent ones too, the duration, the provenance) is
-# kept as JSON: a first comment line in CSV/TSV, schema metadata in Parquet, an array in NPZ.
+# kept as JSON: schema metadata in Parquet, an array in NPZ, and beside a CSV/TSV a sidecar
+# `<name>.json` (so the table itself reads with a plain pandas.read_csv) holding the table's
+# SHA-256, so a sidecar left beside another table is not believed.
 META = "spikeviz"
-_CSV_META = f"# {META}: "
+_CSV_META = f"# {META}: "   # the first line of CSV/TSV tables written before the sidecar
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Where the metadata of CSV/TSV table `path` lives: `<name>.json` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
 
 
 def _read_meta(path: Path, suffix: str) -> dict:
     """The spikeviz metadata a table written by `write_table` carries ({} for other tables)."""
+    where = path
     try:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -29,13 +39,23 @@ def _read_meta(path: Path, suffix: str) -> dict:
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 raw = str(z[META]) if META in z.files else None
+        elif sidecar_path(path).is_file():
+            where = sidecar_path(path)
+            meta = json.loads(where.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict) or meta.get("sha256") != file_sha256(path):
+                import warnings
+
+                warnings.warn(f"{where.name} does not describe this {path.name} (another table's, "
+                              f"or the table changed since): ignored", DataWarning, stacklevel=2)
+                return {}
+            return meta
         else:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 first = fh.readline()
             raw = first[len(_CSV_META):] if first.startswith(_CSV_META) else None
         return json.loads(raw) if raw else {}
-    except ValueError as exc:
-        raise SpikevizError(f"unreadable {META} metadata ({exc})", path) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SpikevizError(f"unreadable {META} metadata ({exc})", where) from exc
 
 def _read_columns(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
@@ -143,9 +163,13 @@ def write_table(recording: Recording, path: Path) -> None:
             pq.write_table(table.replace_schema_metadata(
                 {**(table.schema.metadata or {}), META.encode(): meta.encode()}), tmp)
         elif suffix in (".csv", ".tsv"):
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(_CSV_META + meta + "\n")
-                pd.DataFrame({"unit": units, "time_s": times}).to_csv(
-                    fh, sep="\t" if suffix == ".tsv" else ",", index=False, float_format="%.9f")
+            pd.DataFrame({"unit": units, "time_s": times}).to_csv(
+                tmp, sep="\t" if suffix == ".tsv" else ",", index=False, float_format="%.9f")
+            # The sidecar lands first: a table that then fails to land leaves a sidecar whose
+            # SHA-256 matches nothing, which readers ignore.
+            with _atomic.target(sidecar_path(path)) as side:
+                side.write_text(json.dumps(json.loads(meta) | {"table": path.name,
+                                                               "sha256": file_sha256(tmp)}),
+                                encoding="utf-8")
         else:
             raise SpikevizError(f"unknown table suffix {suffix!r}: use one of {SUFFIXES}", path)
