@@ -13,6 +13,7 @@ from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
 from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
+from spikeviz.evaluation import pipeline
 
 VITRO, VIVO = "invitro_210511001_bh", "invivo_NYU-40_2021-04-14_001"
 HAS_MODELS = bool(checkpoint_choices())
@@ -254,7 +255,7 @@ def test_the_opening_window_is_read_back_from_the_disk_cache(tmp_path, monkeypat
         raise AssertionError("refitted although the predictions were on disk")
 
     monkeypatch.setattr(compute, "fit_baseline", refit)
-    monkeypatch.setattr(compute, "fit_target_calibration", refit)
+    monkeypatch.setattr(pipeline, "fit_target_calibration", refit)
     again = DashboardState(threaded=False, session=VITRO, checkpoint=BASELINE_ONLY, cache=LRUCache())
     assert again.error == ""
     a, b = first.evaluation, again.evaluation

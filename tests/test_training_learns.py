@@ -110,14 +110,15 @@ def test_teacher_generation_draws_bin_b_from_the_real_past_before_it(start_s):
     trains = tuple((np.flatnonzero(X[:, j]) + 0.5) / 1000.0 for j in range(X.shape[1]))
     rec = Recording("r", np.arange(X.shape[1]), trains, len(X) / 1000.0, {"format": "synthetic"})
     gen = generate_recording(copy_model(X.shape[1]), rec, "teacher", seconds=1.0, start_s=start_s,
-                             threshold=0.5)
+                             threshold=0.5, warmup_s=0.01, n_units=X.shape[1])
     G = bin_spikes(gen, n_units=X.shape[1], select="recorded").X
-    lo = int(round(start_s * 1000))
+    # A window needs its 10-ms warm-up and the bin before it: one from 0 starts after them,
+    # as long as asked.
+    lo = max(int(round(start_s * 1000)), 11)
+    assert gen.source["generated_by"]["start_s"] == pytest.approx(lo / 1000.0)
     assert G.shape == (1000, X.shape[1])
-    # Bin b of the stretch is the copy of real bin b - 1; absolute bin 0 has no past: silent.
-    first = max(lo, 1)
-    assert np.array_equal(G[first - lo:], X[first - 1:lo + 999])
-    assert not G[:first - lo].any()
+    # Bin b of the window is the copy of real bin b - 1.
+    assert np.array_equal(G, X[lo - 1:lo + 999])
 
 
 def test_threshold_presets_are_tuned_on_the_warm_up_window_not_the_scored_bins():

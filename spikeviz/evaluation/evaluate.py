@@ -142,13 +142,15 @@ def stretch_bins(recording: Recording, bin_ms: float, split: str = "test",
                  warmup_s: float = WARMUP_S) -> tuple[int, int, int]:
     """(a, b, warm): the evaluated bins [a, b) and the warm-up length, from a split capped to
     `seconds` (None: all of it) or an explicit window (s). The warm-up always precedes what is
-    scored: a stretch that starts too early for it starts after it instead."""
+    scored: a stretch that starts too early for it starts after it instead (a window keeps its
+    length, within the recording)."""
     n_bins = n_bins_of(recording.duration_s, bin_ms)
     warm = int(round(warmup_s * 1000.0 / bin_ms))
     if window_s is not None:
         # Bin a's prediction scores bin a + 1: the window's first bin is the first target.
         a, b = (int(round(x * 1000.0 / bin_ms)) for x in window_s)
         a -= 1
+        b += max(warm - a, 0)
         what = f"the window [{window_s[0]:g}, {window_s[1]:g}) s"
     else:
         bounds = split_bounds(n_bins)
