@@ -163,11 +163,12 @@ def log_inplace(a):
 def _draw(g, p, x, out, probs, D):
     """Bin g's spikes from probabilities p: forced (teacher), per-unit thresholds or Bernoulli;
     fed back through x."""
+    forced, thresholds = D.forced, D.thresholds     # fields read once, not per unit
     for j in range(p.shape[0]):
-        if D.forced.shape[0] > 0:
-            x[j] = D.forced[g, j]
-        elif D.thresholds.shape[0] > 0:
-            x[j] = 1.0 if p[j] >= D.thresholds[j] else 0.0
+        if forced.shape[0] > 0:
+            x[j] = forced[g, j]
+        elif thresholds.shape[0] > 0:
+            x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
         else:
             x[j] = 1.0 if np.random.random() < p[j] else 0.0
         out[g, j] = np.uint8(x[j])
@@ -272,12 +273,14 @@ def _readout(W, x, tr, S, logits):
         a = work[0]
         layer_norm(h, W.lnf_w, W.lnf_b, a)
         affine(W.head_w, a, W.head_b, logits, False)
+        own = W.own
         for f in range(K + 1):
             for j in range(N):
-                logits[j] += W.own[f, j] * tokens[f * N + j]
+                logits[j] += own[f, j] * tokens[f * N + j]
         return
     _features(W, x, tr, w)
     dff = hidden.shape[0]
+    own, out_w, g = W.own, W.out_w, W.guard     # fields read once, not per unit
     for j in range(N):
         # hidden units innermost, over contiguous rows of own (unit_in.weight.T): SIMD lanes
         for r in range(dff):
@@ -285,11 +288,11 @@ def _readout(W, x, tr, S, logits):
         for k in range(K + 1):
             fk = w[k, j]
             for r in range(dff):
-                v[r] += W.own[k, r] * fk
+                v[r] += own[k, r] * fk
         s = W.out_b
         for r in range(dff):
-            s += W.out_w[r] * max(v[r], 0.0)
-        logits[j] = W.guard[0] * w[K + 1, j] + W.guard[1] * s + W.guard[2]
+            s += out_w[r] * max(v[r], 0.0)
+        logits[j] = g[0] * w[K + 1, j] + g[1] * s + g[2]
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -307,6 +310,7 @@ def decode(W, D, traces, prompt, n):
     probs = np.zeros((n if D.record else 0, N), np.float32)
     bias = D.bias.copy()
     mean = D.rates.copy()
+    decay, anchor = W.decay, D.anchor
     n_prompt = prompt.shape[0]
     for t in range(n_prompt + n - 1):
         if t < n_prompt:
@@ -314,10 +318,10 @@ def decode(W, D, traces, prompt, n):
                 x[j] = prompt[t, j]
         for k in range(K):
             for j in range(N):
-                tr[k, j] = W.decay[k] * tr[k, j] + (1.0 - W.decay[k]) * x[j]
-        if t >= n_prompt and D.anchor.shape[0] > 0:
+                tr[k, j] = decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
+        if t >= n_prompt and anchor.shape[0] > 0:
             for j in range(N):
-                tr[K - 1, j] = D.anchor[j]
+                tr[K - 1, j] = anchor[j]
         _advance(W, x, tr, t, S)
         if t < n_prompt - 1:
             continue
