@@ -90,7 +90,7 @@ class Draw(NamedTuple):
     record: bool                # keep each bin's probabilities
 
 
-def supported(model) -> bool:
+def supported(model: torch.nn.Module) -> bool:
     """Models the compiled decoder runs: the Generalist, and transformers with one token per bin
     for all units (not `shared_units`) and traces."""
     cfg = model.config
@@ -101,7 +101,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
 
-def weights(model) -> Weights:
+def weights(model: torch.nn.Module) -> Weights:
     """`model` (a supported one) as the compiled decoder reads it."""
     cfg = model.config
     per_layer = zip(*([_np(t) for t in b.step_weights()] for b in model.blocks))
@@ -146,7 +146,7 @@ def draw_settings(gain: float, bias: np.ndarray, *, seed: int = 0,
                 record=forced is not None if record is None else bool(record))
 
 
-def run(model, traces: np.ndarray, prompt: np.ndarray, n: int, draw: Draw
+def run(model: torch.nn.Module, traces: np.ndarray, prompt: np.ndarray, n: int, draw: Draw
         ) -> tuple[np.ndarray, np.ndarray | None]:
     """n bins (uint8) after feeding `prompt` (at least one row; its traces before it: `traces`
     (K, N)) under `draw`, and their probabilities when draw.record (else None)."""
@@ -155,8 +155,8 @@ def run(model, traces: np.ndarray, prompt: np.ndarray, n: int, draw: Draw
     return out, (probs if draw.record else None)
 
 
-def free_run(model, traces: np.ndarray, prompt: np.ndarray, n: int, gain: float,
-             bias: np.ndarray, **settings) -> tuple[np.ndarray, np.ndarray | None]:
+def free_run(model: torch.nn.Module, traces: np.ndarray, prompt: np.ndarray, n: int,
+             gain: float, bias: np.ndarray, **settings) -> tuple[np.ndarray, np.ndarray | None]:
     """`run` with the settings of `draw_settings(gain, bias, **settings)`: p = sigmoid(gain *
     logit + bias), probabilities too when `forced` bins replace the draws.
 

@@ -296,9 +296,11 @@ def _readout(W, x, tr, S, logits):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def decode(W, D, traces, prompt, n):
-    """Feed `prompt` (at least one row; its traces before it: `traces` (K, N)), then draw n bins:
-    (spikes (n, N), probabilities (n, N) or (0, N) unless D.record)."""
+def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray, n: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Feed `prompt` (at least one row; its traces before it: `traces` (K, N)), then draw n bins
+    under the model W (fused.Weights) and the settings D (fused.Draw): (spikes (n, N),
+    probabilities (n, N), or (0, N) unless D.record)."""
     np.random.seed(D.seed)
     tr = traces.copy()
     K, N = tr.shape
