@@ -1,13 +1,38 @@
-"""Compiled building blocks of the fused free-running loops (numba): layer norm, affine maps, a
-transformer block's KV-cache step, and a log that vectorises."""
+"""The compiled decoder (numba): `decode`, the free-running loop, and its building blocks (layer
+norm, affine maps, a transformer block's KV-cache step, a log that vectorises).
+
+It reads its model and its settings as fused.Weights and fused.Draw (spikeviz.generation.fused
+builds them). All its compiled code stays in this one file: numba checks a cached function
+against the file that defines it only, so a changed function in another file would leave the
+old one running from the cache.
+"""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 LN_EPS = 1e-5
+
+
+class Blocks(NamedTuple):
+    """Every transformer block's step weights (Block.step_weights, in its order), each stacked on
+    a leading layer axis: `x[layer]` is a contiguous view, and one type serves any depth."""
+
+    ln1_w: np.ndarray
+    ln1_b: np.ndarray
+    qkv_w: np.ndarray
+    qkv_b: np.ndarray
+    proj_w: np.ndarray
+    proj_b: np.ndarray
+    ln2_w: np.ndarray
+    ln2_b: np.ndarray
+    fc1_w: np.ndarray
+    fc1_b: np.ndarray
+    fc2_w: np.ndarray
+    fc2_b: np.ndarray
 
 
 @numba.njit(cache=True)
@@ -41,10 +66,9 @@ def affine(w, x, b, out, add):
 
 @numba.njit(cache=True)
 def scratch(blocks, inv_freq, context):
-    """The work buffers of `_blocks`, made once per run: (ln, qkv, attention, scores, MLP,
+    """The work buffers of `step_blocks`, made once per run: (ln, qkv, attention, scores, MLP,
     cos, sin)."""
-    ln1w, fc1b, half = blocks[0][0], blocks[0][9], inv_freq.shape[0]
-    d, dff = ln1w.shape[0], fc1b.shape[0]
+    d, dff, half = blocks.ln1_w.shape[1], blocks.fc1_b.shape[1], inv_freq.shape[0]
     return (np.empty(d, np.float32), np.empty(3 * d, np.float32), np.empty(d, np.float32),
             np.empty(context, np.float32), np.empty(dff, np.float32),
             np.empty(half, np.float32), np.empty(half, np.float32))
@@ -52,27 +76,28 @@ def scratch(blocks, inv_freq, context):
 
 @numba.njit(cache=True, fastmath=FASTMATH)
 def step_blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos):
-    """Token h (d,) at position `pos` through every block and its KV ring buffer, in place.
+    """Token h (d,) at position `pos` through every block (`Blocks`) and its KV ring buffer, in
+    place.
 
-    The caches are (heads, hd, context): attention's loops over the cached positions then run
-    along contiguous memory.
+    The caches are (layers, heads, hd, context): attention's loops over the cached positions then
+    run along contiguous memory.
     """
     a, qkv, att, scores, ff, cs, sn = work
     d = h.shape[0]
     hd = d // n_heads
     half = hd // 2
-    context = keys[0].shape[2]
+    context = keys.shape[3]
     slot = pos % context
     m = min(pos + 1, context)
     scale = np.float32(1.0 / math.sqrt(hd))
     for i in range(half):
         ang = pos * inv_freq[i]       # float64: positions run into the millions
         cs[i], sn[i] = math.cos(ang), math.sin(ang)
-    for li in range(len(blocks)):
-        (ln1w, ln1b, qkvw, qkvb, projw, projb, ln2w, ln2b, fc1w, fc1b, fc2w, fc2b) = blocks[li]
+    B = blocks
+    for li in range(B.ln1_w.shape[0]):
         Kc, Vc = keys[li], values[li]
-        layer_norm(h, ln1w, ln1b, a)
-        affine(qkvw, a, qkvb, qkv, False)
+        layer_norm(h, B.ln1_w[li], B.ln1_b[li], a)
+        affine(B.qkv_w[li], a, B.qkv_b[li], qkv, False)
         # rotary positions: pairs (i, i + half) of each head's query and key
         for c in range(2 * n_heads):
             o = c * hd
@@ -100,12 +125,12 @@ def step_blocks(h, work, blocks, keys, values, inv_freq, n_heads, pos):
                 for s in range(m):
                     v += scores[s] * Vc[hh, e, s]
                 att[q + e] = v / tot
-        affine(projw, att, projb, h, True)
-        layer_norm(h, ln2w, ln2b, a)
-        affine(fc1w, a, fc1b, ff, False)
+        affine(B.proj_w[li], att, B.proj_b[li], h, True)
+        layer_norm(h, B.ln2_w[li], B.ln2_b[li], a)
+        affine(B.fc1_w[li], a, B.fc1_b[li], ff, False)
         for r in range(ff.shape[0]):
             ff[r] = 0.5 * ff[r] * (1.0 + math.erf(ff[r] / math.sqrt(2.0)))
-        affine(fc2w, ff, fc2b, h, True)
+        affine(B.fc2_w[li], ff, B.fc2_b[li], h, True)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -132,3 +157,181 @@ def log_inplace(a):
              + np.float32(3.3333331174e-1)) * x * z
         a[i] = (x + y - np.float32(0.5) * z - np.float32(2.12194440e-4) * k
                 + np.float32(0.693359375) * k)
+
+
+@numba.njit(cache=True)
+def _draw(g, p, x, out, probs, D):
+    """Bin g's spikes from probabilities p: forced (teacher), per-unit thresholds or Bernoulli;
+    fed back through x."""
+    forced, thresholds = D.forced, D.thresholds     # fields read once, not per unit
+    for j in range(p.shape[0]):
+        if forced.shape[0] > 0:
+            x[j] = forced[g, j]
+        elif thresholds.shape[0] > 0:
+            x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
+        else:
+            x[j] = 1.0 if np.random.random() < p[j] else 0.0
+        out[g, j] = np.uint8(x[j])
+        if probs.shape[0] > 0:
+            probs[g, j] = p[j]
+
+
+@numba.njit(cache=True)
+def _control(g, p, mean, bias, D):
+    """Slow integral control of each unit's offset toward its target rate (mirrors
+    calibration.RateController), within max_shift of D.bias."""
+    alpha = 1.0 / D.tau
+    for j in range(p.shape[0]):
+        mean[j] += alpha * (p[j] - mean[j])
+    if (g + 1) % D.every == 0:
+        for j in range(p.shape[0]):
+            b = bias[j] + D.ctrl_gain * (math.log(D.rates[j]) - math.log(max(mean[j], 1e-7)))
+            bias[j] = min(max(b, D.bias[j] - D.max_shift), D.bias[j] + D.max_shift)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _features(W, x, tr, w):
+    """Generalist._features of every unit (columns of tr (K, n), x (n,)): rows 0..K of w
+    (K + 3, n) the features, row K + 1 the base logits; the logs batched in one `log_inplace`."""
+    K, n = tr.shape
+    rate = w[K + 2]
+    mix = W.lift_mix
+    for j in range(n):
+        rate[j] = tr[K - 1, j] + W.rate_floor
+    for k in range(K - 1):
+        for j in range(n):
+            w[1 + k, j] = ((tr[k, j] + mix * rate[j]) / ((1.0 + mix) * rate[j])
+                           if W.normalize else tr[k, j] + 1e-4)
+    for j in range(n):
+        w[0, j] = (x[j] + mix * rate[j]) / ((1.0 + mix) * rate[j]) if W.normalize else 1.0
+        w[K, j] = rate[j] / W.ref_rate
+        q = min(tr[W.base_index, j] + W.base_mix * rate[j], 0.99)
+        w[K + 1, j] = q / (1.0 - q)
+    log_inplace(w[:K + 2].reshape(-1))
+    for j in range(n):
+        for k in range(K - 1):
+            w[1 + k, j] *= 1.0 if W.normalize else 0.25
+        w[0, j] = w[0, j] * 0.25 if W.normalize else x[j]
+        w[K, j] *= 0.25
+
+
+@numba.njit(cache=True)
+def _scratch(W, K, N):
+    """The per-run buffers of `_advance` and `_readout`: (stream h, block work, keys, values,
+    transformer tokens, unit features, population features, population traces, population
+    spike, hidden layer, its per-unit copy)."""
+    L, d = W.blocks.ln1_w.shape[0], W.blocks.ln1_w.shape[1]
+    cache = (L, W.n_heads, d // W.n_heads, W.context)
+    dff = W.head_b.shape[0]
+    return (np.empty(d, np.float32), scratch(W.blocks, W.inv_freq, W.context),
+            np.zeros(cache, np.float32), np.zeros(cache, np.float32),
+            np.empty(0 if W.generalist else (K + 1) * N, np.float32),
+            np.empty((K + 3, N), np.float32), np.empty((K + 3, 1), np.float32),
+            np.empty((K, 1), np.float32), np.empty(1, np.float32), np.empty(dff, np.float32),
+            np.empty(dff, np.float32))
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _advance(W, x, tr, pos, S):
+    """Bin x (its traces tr already updated) into the sequence at `pos`: the transformer's token
+    through the blocks, or the generalist's population state into its hidden layer."""
+    h, work, keys, values, tokens, _, pw, ptr, xm, hidden, _ = S
+    K, N = tr.shape
+    if not W.generalist:
+        for k in range(K):      # logs apart from the trace update: the update then vectorizes
+            for j in range(N):
+                tokens[(k + 1) * N + j] = math.log(tr[k, j] + np.float32(W.trace_eps)) / 4.0
+        tokens[:N] = x
+        affine(W.embed_w, tokens, W.embed_b, h, False)
+        step_blocks(h, work, W.blocks, keys, values, W.inv_freq, W.n_heads, pos)
+        return
+    if not W.population:
+        hidden[:] = W.head_b
+        return
+    for k in range(K):
+        s = 0.0
+        for j in range(N):
+            s += tr[k, j]
+        ptr[k, 0] = s / N
+    s = 0.0
+    for j in range(N):
+        s += x[j]
+    xm[0] = s / N
+    _features(W, xm, ptr, pw)
+    affine(W.embed_w, pw[:K + 1, 0], W.embed_b, h, False)
+    step_blocks(h, work, W.blocks, keys, values, W.inv_freq, W.n_heads, pos)
+    layer_norm(h, W.lnf_w, W.lnf_b, work[0])
+    affine(W.head_w, work[0], W.head_b, hidden, False)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _readout(W, x, tr, S, logits):
+    """The logits (N,) of the next bin after `_advance`."""
+    h, work, _, _, tokens, w, _, _, _, hidden, v = S
+    K, N = tr.shape
+    if not W.generalist:
+        a = work[0]
+        layer_norm(h, W.lnf_w, W.lnf_b, a)
+        affine(W.head_w, a, W.head_b, logits, False)
+        own = W.own
+        for f in range(K + 1):
+            for j in range(N):
+                logits[j] += own[f, j] * tokens[f * N + j]
+        return
+    _features(W, x, tr, w)
+    dff = hidden.shape[0]
+    own, out_w, g = W.own, W.out_w, W.guard     # fields read once, not per unit
+    for j in range(N):
+        # hidden units innermost, over contiguous rows of own (unit_in.weight.T): SIMD lanes
+        for r in range(dff):
+            v[r] = hidden[r]
+        for k in range(K + 1):
+            fk = w[k, j]
+            for r in range(dff):
+                v[r] += own[k, r] * fk
+        s = W.out_b
+        for r in range(dff):
+            s += out_w[r] * max(v[r], 0.0)
+        logits[j] = g[0] * w[K + 1, j] + g[1] * s + g[2]
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray, n: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Feed `prompt` (at least one row; its traces before it: `traces` (K, N)), then draw n bins
+    under the model W (fused.Weights) and the settings D (fused.Draw): (spikes (n, N),
+    probabilities (n, N), or (0, N) unless D.record)."""
+    np.random.seed(D.seed)
+    tr = traces.copy()
+    K, N = tr.shape
+    S = _scratch(W, K, N)
+    logits = np.empty(N, np.float32)
+    p = np.empty(N, np.float32)
+    x = np.zeros(N, np.float32)
+    out = np.zeros((n, N), np.uint8)
+    probs = np.zeros((n if D.record else 0, N), np.float32)
+    bias = D.bias.copy()
+    mean = D.rates.copy()
+    decay, anchor = W.decay, D.anchor
+    n_prompt = prompt.shape[0]
+    for t in range(n_prompt + n - 1):
+        if t < n_prompt:
+            for j in range(N):
+                x[j] = prompt[t, j]
+        for k in range(K):
+            for j in range(N):
+                tr[k, j] = decay[k] * tr[k, j] + (1.0 - decay[k]) * x[j]
+        if t >= n_prompt and anchor.shape[0] > 0:
+            for j in range(N):
+                tr[K - 1, j] = anchor[j]
+        _advance(W, x, tr, t, S)
+        if t < n_prompt - 1:
+            continue
+        _readout(W, x, tr, S, logits)
+        g = t - n_prompt + 1            # the bin these probabilities are for
+        for j in range(N):
+            p[j] = 1.0 / (1.0 + math.exp(-(D.gain * logits[j] + bias[j])))
+        _draw(g, p, x, out, probs, D)
+        if D.rates.shape[0] > 0:
+            _control(g, p, mean, bias, D)
+    return out, probs

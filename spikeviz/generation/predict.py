@@ -226,40 +226,57 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
         # Per-unit thresholds fixed before the run: a rule's reference is the real past.
         ref = probs(X) if len(X) and (rule == "unit-density" or rates is None) else \
             np.zeros((1, N), np.float32)
-        thr = torch.from_numpy(unit_thresholds(ref, rule, threshold, rates))
+        thr = unit_thresholds(ref, rule, threshold, rates)
     if T == 0:
         X = np.zeros((1, N), dtype=np.uint8)
     cfg = model.config
     prompt = X[-cfg.context:]
     past = X[:len(X) - len(prompt)]
     # Platt scaling and the target calibration folded into one affine map of the raw logits
-    # (the closed-loop fit's in the fused loop; other models run under the teacher-forced map).
+    # (the closed-loop fit's in the compiled decoder; other models run under the teacher-forced
+    # map).
     gain, bias, closed_loop = free_affine(model, cal, closed_loop=fused.supported(model))
     controlled = rate_control and thr is None and rates is not None
-    if fused.supported(model):
-        return fused.free_run(model, final_traces(past, cfg.trace_taus), prompt, n, gain, bias, seed=seed,
-                              thresholds=None if thr is None else thr.numpy(),
-                              rates=rates if controlled else None, **closed_loop)[0]
+    draw = fused.draw_settings(gain, bias, seed=seed, thresholds=thr,
+                               rates=rates if controlled else None, **closed_loop)
+    run = fused.run if fused.supported(model) else run_eager
+    return run(model, final_traces(past, cfg.trace_taus), prompt, n, draw)[0]
+
+
+@torch.inference_mode()
+def run_eager(model: SpikeTransformer, traces: np.ndarray, prompt: np.ndarray, n: int,
+              draw: fused.Draw) -> tuple[np.ndarray, np.ndarray | None]:
+    """fused.run's free run, one model.step per bin in torch: the models the compiled decoder
+    does not run, and its reference (tests/test_decoder.py). Bernoulli draws come from torch's
+    generator: seeded, but not the compiled decoder's."""
+    N = prompt.shape[1]
     with one_thread():
-        state = model.start(N, torch.from_numpy(final_traces(past, cfg.trace_taus))
-                            if len(past) and cfg.trace_taus else None)
+        state = model.start(N, torch.tensor(traces, dtype=torch.float32))
         model.eval()
-        for row in torch.from_numpy(prompt.astype(np.float32)):
+        for row in torch.from_numpy(np.asarray(prompt, np.float32)):
             logits = model.step(row, state)
-        bias = torch.from_numpy(bias)
-        control = RateController(bias, rates) if controlled else None
+        if len(draw.anchor):     # held from the first free bin on, as in the compiled loop
+            state.anchor = torch.from_numpy(draw.anchor)
+        bias = torch.tensor(draw.bias)
+        control = RateController(bias, draw.rates, draw.tau, draw.every, draw.ctrl_gain,
+                                 draw.max_shift) if len(draw.rates) else None
+        thr, forced = torch.from_numpy(draw.thresholds), torch.from_numpy(draw.forced)
         # Draws stay in torch: a numpy round trip per bin would cost as much as the model step.
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(draw.seed)
         out = torch.empty((n, N), dtype=torch.uint8)
+        probs = torch.empty((n if draw.record else 0, N))
         for t in range(n):
-            p = torch.sigmoid(torch.add(bias, logits, alpha=gain))
-            x = torch.bernoulli(p, generator=gen) if thr is None else (p >= thr).float()
+            p = torch.sigmoid(torch.add(bias, logits, alpha=draw.gain))
+            x = (forced[t] if len(forced) else (p >= thr).float() if len(thr)
+                 else torch.bernoulli(p, generator=gen))
             out[t] = x
+            if draw.record:
+                probs[t] = p
             if control is not None:
                 control.update(p)
             if t + 1 < n:
                 logits = model.step(x, state)
-    return out.numpy()
+    return out.numpy(), (probs.numpy() if draw.record else None)
 
 
 def warmup_bins(model: SpikeTransformer) -> int:

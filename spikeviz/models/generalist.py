@@ -127,7 +127,7 @@ class Generalist(Rotary, nn.Module):
     def step(self, x: torch.Tensor, state: DecodeState) -> torch.Tensor:
         """Feed one bin x (N,) through the KV cache; logits (N,) for the next bin."""
         cfg = self.config
-        state.traces.mul_(self._decay).addcmul_(self._gain, x)
+        self._update_traces(x, state)
         own, base = self._features(x, state.traces, pop=False)
         if cfg.population:
             pop, _ = self._features(x, state.traces, pop=True)

@@ -179,11 +179,20 @@ class DecodeState:
     rotations: torch.Tensor | None = None   # rotary maps of positions rot_start, rot_start+1...
     rot_start: int = 0
     weights: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    # (N,) when set, the long-rate trace (the last) is held at it: a free run under
+    # spikeviz.generation.calibration.fit_free_running's anchor.
+    anchor: torch.Tensor | None = None
 
 
 class Rotary:
-    """What the decoders share: rotary positions (from `self._inv_freq`), one token through the
-    blocks' KV caches, and calibrated probabilities."""
+    """What the decoders share: the traces' update, rotary positions (from `self._inv_freq`), one
+    token through the blocks' KV caches, and calibrated probabilities."""
+
+    def _update_traces(self, x: torch.Tensor, state: "DecodeState") -> None:
+        """The traces (K, N) after bin x (N,), the last held at state.anchor when it is set."""
+        state.traces.mul_(self._decay).addcmul_(self._gain, x)
+        if state.anchor is not None:
+            state.traces[-1] = state.anchor
 
     def _step_blocks(self, h: torch.Tensor, state: "DecodeState") -> torch.Tensor:
         """Token(s) h (rows, 1, d) at position state.pos through every block and its KV cache."""
@@ -297,7 +306,7 @@ class SpikeTransformer(Rotary, nn.Module):
         cfg = self.config
         N = x.shape[0]
         if cfg.trace_taus:
-            state.traces.mul_(self._decay).addcmul_(self._gain, x)
+            self._update_traces(x, state)
         tokens, own = self._tokens(x.view(1, 1, N), state.traces.view(1, 1, -1, N))
         h = self._step_blocks(F.linear(tokens, self.embed.weight, self.embed.bias), state)
         state.pos += 1
