@@ -111,6 +111,6 @@ def test_generate_says_which_units_a_per_unit_model_left_out(ckpt, merged, tmp_p
     out = tmp_path / "g.npz"
     assert main(["generate", "--checkpoint", ckpt, "--data", str(merged), "--seconds", "0.5",
                  "--out", str(out)]) == 0
-    assert "note: generated the 128 most active of the 253 units of merged: the model has 128 " \
-           "columns" in capsys.readouterr().err
+    assert "note: generated the 128 most active of the 253 units of merged (their train split), " \
+           "as evaluate and the dashboard pick them: --units to change" in capsys.readouterr().err
     assert spikeviz.load_recording(out).n_units == 128

@@ -149,9 +149,12 @@ def stretch_bins(recording: Recording, bin_ms: float, split: str = "test",
     if window_s is not None:
         # Bin a's prediction scores bin a + 1: the window's first bin is the first target.
         a, b = (int(round(x * 1000.0 / bin_ms)) for x in window_s)
+        what = f"the window [{window_s[0]:g}, {window_s[1]:g}) s"
+        if a >= n_bins:
+            raise SpikevizError(f"{what} is not inside the recording ({recording.duration_s:g} s)",
+                                recording.source.get("path"))
         a -= 1
         b += max(warm - a, 0)
-        what = f"the window [{window_s[0]:g}, {window_s[1]:g}) s"
     else:
         bounds = split_bounds(n_bins)
         if split not in bounds:
