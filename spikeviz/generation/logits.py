@@ -20,10 +20,9 @@ import numpy as np
 from ..errors import SpikevizError
 
 MAX_ITER = 100
-MAX_HALVINGS = 30
-# A Newton step longer than this (standardised parameters) is shortened to it first: where
-# every probability saturates the Hessian vanishes and the raw step runs to thousands.
-MAX_STEP = 4.0
+# Where every probability saturates the Hessian vanishes and a Newton step runs to ~1e11:
+# enough halvings to bring that back to a fraction of a logit.
+MAX_HALVINGS = 60
 # Converged when a full Newton step would gain less than half this in log-posterior: closer
 # than float64 resolves the objective, and in the quadratic region where the full step is safe.
 TOL = 1e-10
@@ -133,7 +132,6 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
         if np.concatenate([g_a, g_d]) @ step < TOL:
             theta = theta + step
             break
-        step *= min(1.0, MAX_STEP / np.abs(step).max())
         for _ in range(MAX_HALVINGS):
             f_new, u_new = objective(theta + step)
             if f_new <= f:
