@@ -64,9 +64,9 @@ def test_group_deviations_are_the_posterior_mode():
 
 
 def test_converges_where_full_newton_steps_overshoot():
-    """Logits far from the start (an offset of +-12 that the intercept must undo): full Newton
-    steps from the mean rate leave the concave region's well-conditioned part and diverge; steps
-    halved until the likelihood rises reach the optimum."""
+    """Offsets of +-12 saturate every probability at the start (the mean rate): the Hessian
+    nearly vanishes and full Newton steps run to ~1e12 and never return; steps halved until the
+    log-likelihood rises reach the optimum."""
     rng = np.random.default_rng(2)
     off = np.where(rng.random(4000) < 0.5, 12.0, -12.0)
     y = (rng.random(4000) < 0.05).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Calibration of a model's logits: Platt scaling after training; on a target recording, shared temperature, per-unit offsets, target rates."""
+"""The fitted stages of a model's logit map (spikeviz.generation.logits): Platt scaling after training; on a target, shared temperature, per-unit offsets, target rates and the free-run fit."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -129,9 +129,9 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
 def free_affine(model, cal: TargetCalibration, closed_loop: bool = True
                 ) -> tuple[float, np.ndarray, dict]:
     """(gain, bias, keyword arguments) of spikeviz.generation.fused.free_run for a free run under `cal`:
-    p = sigmoid(gain * raw logit + bias), with the closed-loop offsets, tempered slope and
-    long-rate anchor of fit_free_running when it fitted them and `closed_loop` (else the
-    teacher-forced map)."""
+    p = sigmoid(gain * raw logit + bias), the model's Platt map composed with `cal.free_map`
+    (tempered slope, closed-loop offsets) and the long-rate anchor when fit_free_running fitted
+    them and `closed_loop`, else with the teacher-forced `cal.map`."""
     closed = closed_loop and cal.free_offsets is not None
     raw = platt(model).then(cal.free_map if closed else cal.map)
     anchor = cal.rates if cal.anchored and cal.rates is not None else None

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import SpikevizError
 
 MAX_ITER = 100
-# Where every probability saturates the Hessian vanishes and a Newton step runs to ~1e11:
+# Where every probability saturates the Hessian vanishes and a Newton step runs to ~1e12:
 # enough halvings to bring that back to a fraction of a logit.
 MAX_HALVINGS = 60
 # Converged when a full Newton step would gain less than half this in log-posterior: closer
