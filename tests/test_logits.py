@@ -41,6 +41,16 @@ def test_matches_scikit_learn_unpenalised():
     assert fit.intercept == pytest.approx(ref.intercept_[0], abs=1e-5)
 
 
+def test_without_an_intercept():
+    from sklearn.linear_model import LogisticRegression
+
+    F, y = _data(seed=4)
+    fit = fit_logistic(y, F, intercept=False)
+    ref = LogisticRegression(C=np.inf, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(F, y)
+    np.testing.assert_allclose(fit.coef, ref.coef_[0], atol=1e-5)
+    assert fit.intercept == 0.0
+
+
 def test_group_deviations_are_the_posterior_mode():
     """Shared slope and intercept, per-group deviations under a N(0, sd^2) prior: the same
     optimum as a general-purpose minimiser of the negative log-posterior."""

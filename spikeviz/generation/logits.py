@@ -1,15 +1,16 @@
 """Logit maps: the per-unit affine map every calibration step is, and the one logistic solver that fits them.
 
-A model's raw logits reach a draw through a stack of maps, each fitted by `fit_logistic`:
+A model's raw logits reach a draw through a stack of maps:
 
   raw --Platt (after training)--> --target (on the warm-up: 1/temperature, per-unit offsets)-->
       --tempering about the warm-up's mean (free runs)--> --closed-loop shift (free runs)--> p
 
 Each stage is a `LogitMap` and the stack is their composition (`then`), so a free run gets one
-gain and one bias (spikeviz.generation.calibration.free_affine). A generalist's guard, fitted by
-the same solver, maps (base, correction) to its raw logit before all of them
-(spikeviz.generation.adapt); the rate controller of a free run (calibration.RateController)
-moves the final shift while it runs.
+gain and one bias (spikeviz.generation.calibration.free_affine). `fit_logistic` fits Platt, the
+temperature and the offsets, and a generalist's guard, which maps (base, correction) to its raw
+logit before all of them (spikeviz.generation.adapt); the tempering follows from the guard's
+base slope and the closed-loop shift from free runs (calibration.fit_free_running); a free
+run's rate controller (calibration.RateController) moves the final shift while it runs.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class LogisticFit:
     deviations: np.ndarray
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def _sigmoid(z: np.ndarray) -> np.ndarray:
     # tanh form: no overflow warning for large negative logits.
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -117,7 +118,7 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
         theta[k - 1] = np.log(m / (1 - m)) - off.mean()
     f, u = objective(theta)
     for _ in range(MAX_ITER):
-        p = sigmoid(u)
+        p = _sigmoid(u)
         r, w = y - p, p * (1 - p)
         # Gradient and Hessian of the log-posterior in blocks: dense (a) and diagonal (d).
         g_a, H_aa = A.T @ r, (A * w[:, None]).T @ A
