@@ -1,4 +1,4 @@
-"""Target calibration: recovers a known temperature and offsets, shrinks sparse units, and is fitted strictly before what it generates."""
+"""Target calibration: recovers a known temperature and offsets, shrinks sparse units, is fitted strictly before what it generates, and composes with Platt scaling into one free-run map."""
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
