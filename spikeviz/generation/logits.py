@@ -27,6 +27,8 @@ MAX_HALVINGS = 60
 # Converged when a full Newton step would gain less than half this in log-posterior: closer
 # than float64 resolves the objective, and in the quadratic region where the full step is safe.
 TOL = 1e-10
+# The objective is a sum of n non-negative terms, exact to a few ulps of itself.
+F_ROUNDING = 4 * np.finfo(np.float64).eps
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,11 +60,6 @@ class LogisticFit:
     deviations: np.ndarray
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    # tanh form: no overflow warning for large negative logits.
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
                  offset: np.ndarray | float = 0.0, intercept: bool = True,
                  groups: np.ndarray | None = None, n_groups: int = 0,
@@ -76,11 +73,19 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
     N(0, prior_sd^2) prior. Features are standardised inside (the coefficients come back on
     their scale). The deviations' block of the Hessian is diagonal, so each step solves the
     dense block through its Schur complement: O(n) per step for any number of groups.
+
+    Each trial point costs one pass of exp(-|u|) over the logits u, which gives the objective
+    (with log1p) and, once the point is accepted, the gradient and Hessian (with one
+    division): a full step that improves is one pass. Groups laid out as the rows of a (T,
+    n_groups) table (np.tile(np.arange(n_groups), T), a raveled (time, unit) matrix) are summed
+    and spread by reshaping instead of bincount and gathers.
     """
     y = np.asarray(y, np.float64).ravel()
     n = y.size
     F = np.zeros((n, 0)) if features is None else np.asarray(features, np.float64).reshape(n, -1)
-    off = np.broadcast_to(np.asarray(offset, np.float64), (n,))
+    off = np.asarray(offset, np.float64)
+    if off.ndim:
+        off = np.broadcast_to(off, (n,))
     if n == 0 or not ((y == 0) | (y == 1)).all():
         raise SpikevizError(f"a logistic fit needs labels of 0 and 1, got {n} values"
                             + ("" if n == 0 else f" in [{y.min()}, {y.max()}]"))
@@ -91,24 +96,83 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
         raise SpikevizError(f"groups must be {n} labels in [0, n_groups = {n_groups})")
     if intercept and y.min() == y.max():
         raise SpikevizError("a fitted intercept needs both 0 and 1 labels (else it is infinite)")
-    mu = F.mean(0) if intercept else np.zeros(F.shape[1])
+    kf = F.shape[1]
+    mu = F.mean(0) if intercept else np.zeros(kf)
     sd = F.std(0) if intercept else np.sqrt((F ** 2).mean(0))
     sd[sd == 0] = 1.0
-    # Dense block: standardised features, then the intercept's column of ones.
-    A = np.hstack(((F - mu) / sd, np.ones((n, 1)))) if intercept else F / sd
-    g_idx = np.zeros(n, np.intp) if groups is None else np.asarray(groups, np.intp)
+    # Dense block: the standardised features as rows (kf, n), then the intercept (a constant,
+    # never stored).
+    Fs = np.ascontiguousarray(((F - mu) / sd).T)
+    k = kf + intercept
     G = n_groups if groups is not None else 0
     prec = 0.0 if prior_sd is None else 1.0 / prior_sd ** 2
-    k = A.shape[1]
     if k + G == 0:
         raise SpikevizError("a logistic fit needs features, an intercept or groups to fit")
+    g_idx = None if groups is None else np.asarray(groups, np.intp)
+    tiled = bool(G and n % G == 0 and (g_idx.reshape(-1, G) == np.arange(G)).all())
 
-    def logit(theta: np.ndarray) -> np.ndarray:
-        return A @ theta[:k] + off + (theta[k:][g_idx] if G else 0.0)
+    def group_sum(x: np.ndarray) -> np.ndarray:
+        return x.reshape(-1, G).sum(0) if tiled else np.bincount(g_idx, x, G)
 
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:   # -log-posterior, logits
-        u = logit(theta)
-        return float(np.logaddexp(0.0, u).sum() - y @ u + 0.5 * prec * theta[k:] @ theta[k:]), u
+    s = 1.0 - 2.0 * y   # -log-likelihood of a row: softplus(s u)
+    ym = y - 0.5
+    u, e, b1, b2, b3 = (np.empty(n) for _ in range(5))
+    WF = np.empty((kf, n))
+
+    def objective(theta: np.ndarray) -> float:
+        """-log-posterior at theta; leaves its logits in u and exp(-|u|) in e."""
+        if kf:
+            np.matmul(theta[:kf], Fs, out=u)
+            np.add(u, off, out=u)
+        else:
+            u[:] = off
+        if intercept:
+            np.add(u, theta[kf], out=u)
+        if G:
+            if tiled:
+                np.add(u.reshape(-1, G), theta[k:], out=u.reshape(-1, G))
+            else:
+                np.add(u, theta[k:][g_idx], out=u)
+        np.abs(u, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        np.log1p(e, out=b1)
+        np.multiply(s, u, out=b2)
+        np.maximum(b2, 0.0, out=b2)
+        np.add(b1, b2, out=b1)
+        return float(b1.sum()) + 0.5 * prec * float(theta[k:] @ theta[k:])
+
+    def derivatives(theta: np.ndarray):
+        """Gradient and Hessian blocks of the log-posterior at the point objective() last saw."""
+        np.add(e, 1.0, out=b1)
+        np.divide(1.0, b1, out=b1)          # sigmoid(|u|)
+        np.multiply(e, b1, out=b2)          # sigmoid(-|u|)
+        np.multiply(b2, b1, out=b3)         # w = p (1 - p)
+        np.subtract(0.5, b2, out=b2)
+        np.copysign(b2, u, out=b2)
+        np.subtract(ym, b2, out=b2)         # r = y - p
+        r, w = b2, b3
+        g_a, H_aa = np.empty(k), np.empty((k, k))
+        if kf:
+            np.multiply(Fs, w, out=WF)
+            g_a[:kf] = Fs @ r
+            H_aa[:kf, :kf] = WF @ Fs.T
+        if intercept:
+            g_a[kf] = r.sum()
+            H_aa[kf, kf] = w.sum()
+            if kf:
+                H_aa[:kf, kf] = H_aa[kf, :kf] = WF.sum(1)
+        g_d, h_d, H_ad = np.zeros(0), np.zeros(0), np.zeros((k, 0))
+        if G:
+            g_d = group_sum(r) - prec * theta[k:]
+            w_d = group_sum(w)
+            h_d = w_d + prec
+            H_ad = np.empty((k, G))
+            for j in range(kf):
+                H_ad[j] = group_sum(WF[j])
+            if intercept:
+                H_ad[kf] = w_d
+        return g_a, H_aa, g_d, h_d, H_ad
 
     # From slope 0 at the mean rate, where the Hessian is well conditioned (a start at slope 1
     # saturated every probability when the logits do not predict the spikes, and Newton stalled).
@@ -116,30 +180,24 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
     if intercept:
         m = y.mean()
         theta[k - 1] = np.log(m / (1 - m)) - off.mean()
-    f, u = objective(theta)
+    f = objective(theta)
     for _ in range(MAX_ITER):
-        p = _sigmoid(u)
-        r, w = y - p, p * (1 - p)
-        # Gradient and Hessian of the log-posterior in blocks: dense (a) and diagonal (d).
-        g_a, H_aa = A.T @ r, (A * w[:, None]).T @ A
-        g_d, h_d, H_ad = np.zeros(0), np.zeros(0), np.zeros((k, 0))
-        if G:
-            g_d = np.bincount(g_idx, r, G) - prec * theta[k:]
-            h_d = np.bincount(g_idx, w, G) + prec
-            H_ad = np.array([np.bincount(g_idx, w * col, G) for col in A.T]).reshape(k, G)
+        g_a, H_aa, g_d, h_d, H_ad = derivatives(theta)
         S = H_aa - (H_ad / h_d) @ H_ad.T
         step_a = np.linalg.solve(S + 1e-9 * np.eye(k), g_a - H_ad @ (g_d / h_d))
         step = np.concatenate([step_a, (g_d - H_ad.T @ step_a) / h_d])
-        if np.concatenate([g_a, g_d]) @ step < TOL:
+        decrement = float(np.concatenate([g_a, g_d]) @ step)
+        if decrement < TOL:
             theta = theta + step
             break
         for _ in range(MAX_HALVINGS):
-            f_new, u_new = objective(theta + step)
-            if f_new <= f:
+            f_new = objective(theta + step)
+            # A rise within the objective's rounding (a few ulps of the sum) is no rise.
+            if f_new <= f + F_ROUNDING * f:
                 break
             step = step / 2
         else:   # no shorter step improves it: the optimum is as close as float64 resolves
             break
-        theta, f, u = theta + step, f_new, u_new
-    coef = theta[:F.shape[1]] / sd
+        theta, f = theta + step, f_new
+    coef = theta[:kf] / sd
     return LogisticFit(coef, float(theta[k - 1] - coef @ mu) if intercept else 0.0, theta[k:])
