@@ -4,7 +4,7 @@ import pytest
 from scipy.optimize import minimize
 
 from spikeviz import SpikevizError
-from spikeviz.generation.logits import LogitMap, fit_logistic
+from spikeviz.generation.logits import LogisticFit, LogitMap, fit_logistic
 
 
 def _logit(p):
@@ -109,3 +109,30 @@ def test_map_composition_laws():
     temper = LogitMap.tempering(0.4, centre)
     np.testing.assert_allclose(temper(centre), centre)                      # the centre stays
     np.testing.assert_allclose(temper(z + 1.0) - temper(z), 0.4)            # slopes x0.4
+
+
+def test_group_layouts_and_starts_reach_one_maximum():
+    """Groups laid out as a raveled (time, unit) table take the reshaping path, any other order
+    bincount; a start elsewhere changes the steps, not the maximum."""
+    rng = np.random.default_rng(5)
+    T, G = 400, 7
+    off = rng.normal(-2.5, 1.0, (T, G))
+    y = (rng.random((T, G)) < 1 / (1 + np.exp(-(off + rng.normal(0, 0.7, G))))).astype(np.uint8)
+    y[:, 3] = 0                                   # a silent unit
+    g = np.tile(np.arange(G), T)
+    kw = dict(n_groups=G, prior_sd=0.75)
+    tiled = fit_logistic(y.ravel(), offset=off.ravel(), groups=g, **kw)
+    order = rng.permutation(T * G)
+    shuffled = fit_logistic(y.ravel()[order], offset=off.ravel()[order], groups=g[order], **kw)
+    started = fit_logistic(y.ravel(), offset=off.ravel(), groups=g, **kw,
+                           start=LogisticFit(np.zeros(0), 2.0, rng.normal(0, 1, G)))
+    for fit in (shuffled, started):
+        assert fit.intercept == pytest.approx(tiled.intercept, abs=1e-9)
+        np.testing.assert_allclose(fit.deviations, tiled.deviations, atol=1e-9)
+    F, yy = _data(seed=6)
+    ref = fit_logistic(yy, F)
+    fit = fit_logistic(yy, F, start=LogisticFit(np.array([-3.0, 2.0]), 5.0, np.zeros(0)))
+    np.testing.assert_allclose(fit.coef, ref.coef, atol=1e-9)
+    assert fit.intercept == pytest.approx(ref.intercept, abs=1e-9)
+    with pytest.raises(SpikevizError, match="a start needs"):
+        fit_logistic(yy, F, start=LogisticFit(np.zeros(1), 0.0, np.zeros(0)))

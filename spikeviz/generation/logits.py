@@ -27,6 +27,10 @@ MAX_HALVINGS = 60
 # Converged when a full Newton step would gain less than half this in log-posterior: closer
 # than float64 resolves the objective, and in the quadratic region where the full step is safe.
 TOL = 1e-10
+# A Newton step that moves no logit by more than this raises the log-posterior by at least 0.28
+# of its decrement: along it |third derivative| <= max |logit change| x |second derivative|,
+# so the curvature grows at most e-fold, and (e - 2) < 1 of the decrement is lost.
+SURE_STEP = 1.0
 # The objective is a sum of n non-negative terms, exact to a few ulps of itself.
 F_ROUNDING = 4 * np.finfo(np.float64).eps
 
@@ -63,7 +67,7 @@ class LogisticFit:
 def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
                  offset: np.ndarray | float = 0.0, intercept: bool = True,
                  groups: np.ndarray | None = None, n_groups: int = 0,
-                 prior_sd: float | None = None) -> LogisticFit:
+                 prior_sd: float | None = None, start: LogisticFit | None = None) -> LogisticFit:
     """Maximum a posteriori logistic regression by Newton steps, each halved until the
     log-posterior rises (it is concave, so the fit ends at its one maximum).
 
@@ -73,14 +77,17 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
     N(0, prior_sd^2) prior. Features are standardised inside (the coefficients come back on
     their scale). The deviations' block of the Hessian is diagonal, so each step solves the
     dense block through its Schur complement: O(n) per step for any number of groups.
+    `start`: where the Newton steps begin (a fit of the same shape, e.g. a nearby problem's);
+    the maximum is unique, so it changes how many steps there are, not where they end.
 
-    Each trial point costs one pass of exp(-|u|) over the logits u, which gives the objective
-    (with log1p) and, once the point is accepted, the gradient and Hessian (with one
-    division): a full step that improves is one pass. Groups laid out as the rows of a (T,
-    n_groups) table (np.tile(np.arange(n_groups), T), a raveled (time, unit) matrix) are summed
-    and spread by reshaping instead of bincount and gathers.
+    Each point costs one exp(-|u|) over its logits u, which gives the gradient and Hessian
+    there (and the objective, with log1p, when a step must be checked). A full step that moves
+    no logit by more than SURE_STEP is taken unchecked (it is sure to improve): near the
+    maximum, where most steps are, one pass per step and no objective. Groups laid out as the
+    rows of a (T, n_groups) table (np.tile(np.arange(n_groups), T): a raveled (time, unit)
+    matrix) are summed and spread by reshaping instead of bincount and gathers.
     """
-    y = np.asarray(y, np.float64).ravel()
+    y = np.asarray(y).ravel()   # checked as given (spikes are often uint8), used as y - 1/2
     n = y.size
     F = np.zeros((n, 0)) if features is None else np.asarray(features, np.float64).reshape(n, -1)
     off = np.asarray(offset, np.float64)
@@ -114,73 +121,94 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
     def group_sum(x: np.ndarray) -> np.ndarray:
         return x.reshape(-1, G).sum(0) if tiled else np.bincount(g_idx, x, G)
 
-    s = 1.0 - 2.0 * y   # -log-likelihood of a row: softplus(s u)
-    ym = y - 0.5
-    u, e, b1, b2, b3 = (np.empty(n) for _ in range(5))
+    # r = y - p = (y - 1/2) - (p - 1/2): the sums of y - 1/2 once, of p - 1/2 at each point.
+    ym = np.subtract(y, 0.5, dtype=np.float64)
+    ym_d = group_sum(ym) if G else np.zeros(0)
+    ym_a = np.concatenate([Fs @ ym, [ym_d.sum() if G else ym.sum()] if intercept else []])
+    u, e, b1, b2 = (np.empty(n) for _ in range(4))
     WF = np.empty((kf, n))
 
-    def objective(theta: np.ndarray) -> float:
-        """-log-posterior at theta; leaves its logits in u and exp(-|u|) in e."""
+    def point(theta: np.ndarray) -> None:
+        """The logits u at theta and exp(-|u|) in e: all the objective and the derivatives need."""
+        c = (theta[kf] if intercept else 0.0) + (0.0 if off.ndim else float(off))
+        src = off if off.ndim else None   # the part of u that is not a constant or a group's
         if kf:
             np.matmul(theta[:kf], Fs, out=u)
-            np.add(u, off, out=u)
-        else:
-            u[:] = off
-        if intercept:
-            np.add(u, theta[kf], out=u)
-        if G:
-            if tiled:
-                np.add(u.reshape(-1, G), theta[k:], out=u.reshape(-1, G))
+            if off.ndim:
+                np.add(u, off, out=u)
+            src = u
+        if tiled:   # the constant and the deviations as one row added to every time step
+            row = c + theta[k:]
+            if src is None:
+                u.reshape(-1, G)[:] = row
             else:
+                np.add(src.reshape(-1, G), row, out=u.reshape(-1, G))
+        else:
+            if src is None:
+                u.fill(c)
+            else:
+                np.add(src, c, out=u)
+            if G:
                 np.add(u, theta[k:][g_idx], out=u)
-        np.abs(u, out=e)
-        np.negative(e, out=e)
+        np.copysign(u, -1.0, out=e)
         np.exp(e, out=e)
+
+    def objective(theta: np.ndarray) -> float:
+        """-log-posterior at theta, the point() last seen."""
+        # A row's -log-likelihood, softplus((1 - 2y) u) = log1p(exp(-|u|)) + 2 max(-(y - 1/2) u, 0).
         np.log1p(e, out=b1)
-        np.multiply(s, u, out=b2)
-        np.maximum(b2, 0.0, out=b2)
-        np.add(b1, b2, out=b1)
-        return float(b1.sum()) + 0.5 * prec * float(theta[k:] @ theta[k:])
+        np.multiply(ym, u, out=b2)
+        np.minimum(b2, 0.0, out=b2)
+        return float(b1.sum()) - 2.0 * float(b2.sum()) + 0.5 * prec * float(theta[k:] @ theta[k:])
 
     def derivatives(theta: np.ndarray):
-        """Gradient and Hessian blocks of the log-posterior at the point objective() last saw."""
+        """Gradient and Hessian blocks of the log-posterior at theta, the point() last seen."""
         np.add(e, 1.0, out=b1)
-        np.divide(1.0, b1, out=b1)          # sigmoid(|u|)
-        np.multiply(e, b1, out=b2)          # sigmoid(-|u|)
-        np.multiply(b2, b1, out=b3)         # w = p (1 - p)
+        np.divide(e, b1, out=b2)            # sigmoid(-|u|)
+        np.divide(b2, b1, out=b1)           # w = p (1 - p) = e / (1 + e)^2
         np.subtract(0.5, b2, out=b2)
-        np.copysign(b2, u, out=b2)
-        np.subtract(ym, b2, out=b2)         # r = y - p
-        r, w = b2, b3
-        g_a, H_aa = np.empty(k), np.empty((k, k))
+        np.copysign(b2, u, out=b2)          # p - 1/2
+        pc, w = b2, b1
+        g_a, H_aa = ym_a.copy(), np.empty((k, k))
         if kf:
             np.multiply(Fs, w, out=WF)
-            g_a[:kf] = Fs @ r
+            g_a[:kf] -= Fs @ pc
             H_aa[:kf, :kf] = WF @ Fs.T
-        if intercept:
-            g_a[kf] = r.sum()
-            H_aa[kf, kf] = w.sum()
-            if kf:
-                H_aa[:kf, kf] = H_aa[kf, :kf] = WF.sum(1)
         g_d, h_d, H_ad = np.zeros(0), np.zeros(0), np.zeros((k, 0))
         if G:
-            g_d = group_sum(r) - prec * theta[k:]
-            w_d = group_sum(w)
+            pc_d, w_d = group_sum(pc), group_sum(w)
+            g_d = ym_d - pc_d - prec * theta[k:]
             h_d = w_d + prec
             H_ad = np.empty((k, G))
             for j in range(kf):
                 H_ad[j] = group_sum(WF[j])
             if intercept:
                 H_ad[kf] = w_d
+        if intercept:   # with groups, the sums of their sums
+            g_a[kf] -= pc_d.sum() if G else pc.sum()
+            H_aa[kf, kf] = w_d.sum() if G else w.sum()
+            if kf:
+                H_aa[:kf, kf] = H_aa[kf, :kf] = WF.sum(1)
         return g_a, H_aa, g_d, h_d, H_ad
 
     # From slope 0 at the mean rate, where the Hessian is well conditioned (a start at slope 1
     # saturated every probability when the logits do not predict the spikes, and Newton stalled).
     theta = np.zeros(k + G)
-    if intercept:
-        m = y.mean()
+    if start is not None:
+        if np.shape(start.coef) != (kf,) or np.shape(start.deviations) != (G,):
+            raise SpikevizError(f"a start needs {kf} coefficients and {G} deviations")
+        theta[:kf] = np.asarray(start.coef, np.float64) * sd
+        if intercept:
+            theta[kf] = start.intercept + float(np.asarray(start.coef, np.float64) @ mu)
+        theta[k:] = start.deviations
+    elif intercept:
+        m = ym_a[-1] / n + 0.5
         theta[k - 1] = np.log(m / (1 - m)) - off.mean()
-    f = objective(theta)
+    # How far a step can move any logit: Newton's full step is sure to raise the log-posterior
+    # when it moves none by more than 1 (then no objective is needed to accept it).
+    reach = np.abs(Fs).max(1) if n else np.zeros(kf)
+    point(theta)
+    f = None   # the objective at theta, once needed
     for _ in range(MAX_ITER):
         g_a, H_aa, g_d, h_d, H_ad = derivatives(theta)
         S = H_aa - (H_ad / h_d) @ H_ad.T
@@ -190,7 +218,18 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
         if decrement < TOL:
             theta = theta + step
             break
+        shared = step[kf] if intercept else 0.0
+        moves = float(np.abs(step[:kf]) @ reach) + (float(np.abs(shared + step[k:]).max()) if G
+                                                    else abs(shared))
+        if moves <= SURE_STEP:
+            theta = theta + step
+            point(theta)
+            f = None
+            continue
+        if f is None:
+            f = objective(theta)
         for _ in range(MAX_HALVINGS):
+            point(theta + step)
             f_new = objective(theta + step)
             # A rise within the objective's rounding (a few ulps of the sum) is no rise.
             if f_new <= f + F_ROUNDING * f:
