@@ -9,7 +9,7 @@ import torch
 from ..errors import SpikevizError
 from .fused import RATE_CONTROL
 from . import fused
-from .logits import LogitMap, fit_logistic
+from .logits import LogisticFit, LogitMap, fit_logistic
 from ..models.model import final_traces
 
 # Prior SD (logits) of a unit's offset around the shared bias: a unit needs a few dozen spikes in
@@ -115,10 +115,13 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
         idx = np.random.default_rng(0).choice(zf.size, MAX_CELLS, replace=False)
         zf, yf = zf[idx], yf[idx]
     lo, hi = TEMPERATURE_RANGE
-    a = float(np.clip(fit_logistic(yf, zf[:, None]).coef[0], 1 / hi, 1 / lo))
-    # With the temperature clipped, the bias and each unit's deviation from it are refitted.
+    shared = fit_logistic(yf, zf[:, None])
+    a = float(np.clip(shared.coef[0], 1 / hi, 1 / lo))
+    # With the temperature clipped, the bias and each unit's deviation from it are refitted
+    # (from the shared bias: the steps are fewer, the maximum the same).
     fit = fit_logistic(Y.ravel(), offset=(a * z).ravel(), groups=np.tile(np.arange(N), T),
-                       n_groups=N, prior_sd=OFFSET_PRIOR_SD)
+                       n_groups=N, prior_sd=OFFSET_PRIOR_SD,
+                       start=LogisticFit(np.zeros(0), shared.intercept, np.zeros(N)))
     offsets = fit.intercept + fit.deviations
     pop = counts.sum() / (T * N)
     rates = (counts + RATE_PRIOR_SPIKES) / (T + RATE_PRIOR_SPIKES / pop)
