@@ -1,4 +1,4 @@
-"""Target calibration: recovers a known temperature and offsets, shrinks sparse units, and is fitted strictly before what it generates."""
+"""Target calibration: recovers a known temperature and offsets, shrinks sparse units, is fitted strictly before what it generates, and composes with Platt scaling into one free-run map."""
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -272,3 +272,42 @@ def test_free_running_focal_generalist_keeps_short_intervals():
                             "invivo_NYU-40_2021-04-14_001", 330.0, 20.0)
     assert report["model"]["isi_ks"] <= 1.5 * report["floor"]["isi_ks"]
     assert 0.8 <= report["model"]["median_cv"] / report["ceiling"]["median_cv"] <= 1.25
+
+
+def test_free_affine_is_the_composition_of_the_maps():
+    """The gain and bias a free run gets are Platt, then the target calibration (then the
+    tempering and closed-loop shift when fitted), composed: the same probabilities as applying
+    them one after another."""
+    from dataclasses import replace
+
+    from spikeviz.generation.calibration import free_affine, platt
+    from spikeviz.generation.logits import LogitMap
+
+    model = _generalist(4, slope=2.0)
+    model.calibration = (2.0, -0.3)
+    z, Y, _ = synthetic(T=5000, N=4)
+    cal = fit_target_calibration(z, Y)
+    raw = np.random.default_rng(5).normal(-4.0, 1.0, (100, 4))
+    gain, bias, kwargs = free_affine(model, cal)
+    assert kwargs == {}
+    np.testing.assert_allclose(gain * raw + bias, cal.apply(platt(model)(raw)), rtol=1e-5)
+    k, shift = 0.4, np.array([0.1, -0.2, 0.0, 0.3])
+    free = cal.map.then(LogitMap.tempering(k, cal.apply(cal.logit_means))).then(
+        LogitMap(1.0, shift))
+    fitted = replace(cal, free_scale=k, free_offsets=free.shift.astype(np.float32), anchored=True)
+    gain, bias, kwargs = free_affine(model, fitted)
+    np.testing.assert_allclose(gain * raw + bias, free(2.0 * raw - 0.3), rtol=1e-5, atol=1e-5)
+    assert kwargs["anchor"] is cal.rates
+    assert free_affine(model, fitted, closed_loop=False)[0] == pytest.approx(2.0 / cal.temperature)
+
+
+def test_platt_scaling_recovers_a_known_map():
+    from spikeviz.generation.calibration import fit_platt
+
+    rng = np.random.default_rng(6)
+    z = rng.normal(-3.0, 1.5, 200_000)
+    Y = rng.random(z.size) < 1 / (1 + np.exp(-(0.6 * z + 0.4)))
+    fit = fit_platt(1 / (1 + np.exp(-z)), Y)
+    assert fit.scale == pytest.approx(0.6, abs=0.03) and fit.shift == pytest.approx(0.4, abs=0.1)
+    same = fit_platt(1 / (1 + np.exp(-z)), np.zeros(z.size))   # a single label: the identity
+    assert same.scale == 1.0 and same.shift == 0.0

@@ -104,3 +104,25 @@ def test_base_logits_are_the_untrained_model(X):
     model = generalist()
     np.testing.assert_allclose(base_logits(model, X[:3000]), logits_next(model, X[:3000]),
                                atol=1e-4)
+
+
+def test_guard_is_the_unpenalised_fit_on_its_subsample():
+    """fit_guard keeps every spike and a seeded subsample of the silent cells; its guard is
+    scikit-learn's unpenalised logistic fit on those cells, with the intercept moved by the log of
+    the fraction kept."""
+    from sklearn.linear_model import LogisticRegression
+
+    from spikeviz.generation.adapt import fit_guard
+
+    rng = np.random.default_rng(0)
+    base, corr = rng.normal(-5.0, 1.0, (20_000, 10)), rng.normal(0.0, 1.0, (20_000, 10))
+    Y = rng.random(base.shape) < 1 / (1 + np.exp(-(1.5 * base + 0.3 * corr + 2.0)))
+    g0, g1, g2 = fit_guard(base, corr, Y, max_cells=50_000)
+    y = Y.ravel()
+    q = (50_000 - y.sum()) / (y.size - y.sum())
+    keep = y | (np.random.default_rng(0).random(y.size) < q)
+    ref = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(
+        np.stack((base.ravel()[keep], corr.ravel()[keep]), axis=1), y[keep])
+    np.testing.assert_allclose([g0, g1], ref.coef_[0], atol=1e-5)
+    assert g2 == pytest.approx(ref.intercept_[0] + np.log(q), abs=1e-5)
+    assert g0 == pytest.approx(1.5, abs=0.1) and g2 == pytest.approx(2.0, abs=0.5)

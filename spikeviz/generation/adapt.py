@@ -8,6 +8,7 @@ import torch
 
 from ..errors import SpikevizError
 from ..models.generalist import Generalist, base_logits
+from .logits import fit_logistic
 from .predict import logits_next
 
 
@@ -15,21 +16,19 @@ def fit_guard(base: np.ndarray, corr: np.ndarray, Y: np.ndarray, max_cells: int 
               seed: int = 0) -> tuple[float, float, float]:
     """(g0, g1, g2) of logit = g0 base + g1 corr + g2 by logistic regression on (base, corr) -> Y.
 
-    Every spike is kept and the silent cells subsampled to `max_cells` in all (the intercept is
-    corrected for it). Too few spikes to fit: the trained guard (1, 1, 0).
+    Every spike is kept and the silent cells subsampled to `max_cells` in all (an offset of
+    -log(kept fraction) corrects the intercept for it). Too few spikes to fit: the trained
+    guard (1, 1, 0).
     """
-    from sklearn.linear_model import LogisticRegression
-
     b, c, y = base.ravel(), corr.ravel(), Y.ravel().astype(bool)
     n_pos = int(y.sum())
     if n_pos < 20 or n_pos == y.size:
         return 1.0, 1.0, 0.0
     q_neg = min(1.0, max(1, max_cells - n_pos) / (y.size - n_pos))
     keep = y | (np.random.default_rng(seed).random(y.size) < q_neg)
-    F_ = np.stack((b[keep], c[keep]), axis=1).astype(np.float64)
-    fit = LogisticRegression(C=1e4, max_iter=500).fit(F_, y[keep])
-    g0, g1 = (float(v) for v in fit.coef_[0])
-    return g0, g1, float(fit.intercept_[0] + np.log(q_neg))
+    fit = fit_logistic(y[keep], np.stack((b[keep], c[keep]), axis=1), offset=-np.log(q_neg))
+    g0, g1 = (float(v) for v in fit.coef)
+    return g0, g1, fit.intercept
 
 
 def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:

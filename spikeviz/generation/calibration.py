@@ -1,4 +1,4 @@
-"""Calibration of a model's logits: Platt scaling after training; on a target recording, shared temperature, per-unit offsets, target rates."""
+"""The fitted stages of a model's logit map (spikeviz.generation.logits): Platt scaling after training; on a target, shared temperature, per-unit offsets, target rates and the free-run fit."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -9,6 +9,7 @@ import torch
 from ..errors import SpikevizError
 from .fused import RATE_CONTROL
 from . import fused
+from .logits import LogisticFit, LogitMap, fit_logistic
 from ..models.model import final_traces
 
 # Prior SD (logits) of a unit's offset around the shared bias: a unit needs a few dozen spikes in
@@ -51,16 +52,29 @@ class TargetCalibration:
     rates: np.ndarray | None = None
     # The units' mean input logit on the warm-up: the centre a free run's tempering keeps.
     logit_means: np.ndarray | None = None
-    # Free running (fit_free_running): the offsets that reproduce the warm-up's counts when the
-    # model feeds on its own draws, the factor a generalist's logit slope is tempered by (None:
-    # not tempered) and whether its long-rate trace is held at `rates`.
+    # Free running (fit_free_running): the map logits -> logits * free_scale / temperature +
+    # free_offsets whose draws, fed back to the model, reproduce the warm-up's counts, with
+    # free_scale the factor a generalist's logit slope is tempered by (None: not tempered), and
+    # whether its long-rate trace is held at `rates`.
     free_offsets: np.ndarray | None = None
     free_scale: float | None = None
     anchored: bool = False
 
+    @property
+    def map(self) -> LogitMap:
+        """The teacher-forced map."""
+        return LogitMap(1.0 / self.temperature, self.offsets.astype(np.float64))
+
+    @property
+    def free_map(self) -> LogitMap:
+        """The closed-loop map of free runs (the teacher-forced one when not fitted)."""
+        if self.free_offsets is None:
+            return self.map
+        return LogitMap((self.free_scale or 1.0) / self.temperature,
+                        self.free_offsets.astype(np.float64))
+
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        return (np.asarray(logits, np.float32) / np.float32(self.temperature)
-                + self.offsets.astype(np.float32))
+        return self.map(np.asarray(logits, np.float32)).astype(np.float32)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-self.apply(logits)))).astype(np.float32)
@@ -78,65 +92,6 @@ class TargetCalibration:
 def identity(n_units: int) -> TargetCalibration:
     """No change: the checkpoint's own calibration."""
     return TargetCalibration(1.0, np.zeros(n_units, np.float32))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _fit_shared(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Logistic regression y ~ sigmoid(a z + b): maximum likelihood of two parameters by Newton
-    steps on standardised logits, halved until the likelihood rises (it is concave)."""
-    mu, sd = float(z.mean()), float(z.std()) or 1.0
-    zs = (z - mu) / sd
-    m = y.mean()
-
-    def nll(ab: np.ndarray) -> float:
-        u = ab[0] * zs + ab[1]
-        return float(np.logaddexp(0.0, u).sum() - y @ u)
-
-    # From slope 0 at the mean rate, where the Hessian is well conditioned (a start at slope 1
-    # saturated every probability when the logits do not predict the spikes, and Newton stalled).
-    ab = np.array([0.0, np.log(m / (1 - m))])
-    f = nll(ab)
-    for _ in range(50):
-        p = _sigmoid(ab[0] * zs + ab[1])
-        r, w = y - p, p * (1 - p)
-        wz = w * zs
-        H = np.array([[wz @ zs, wz.sum()], [wz.sum(), w.sum()]]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(H, [r @ zs, r.sum()])
-        for _ in range(30):
-            f_new = nll(ab + step)
-            if f_new <= f:
-                break
-            step = step / 2
-        else:   # no shorter step improves it: the optimum is as close as float64 resolves
-            break
-        ab, f = ab + step, f_new
-        if np.abs(step).max() < 1e-8:
-            break
-    return float(ab[0] / sd), float(ab[1] - ab[0] * mu / sd)
-
-
-def _fit_offsets(base: np.ndarray, counts: np.ndarray, b: float) -> np.ndarray:
-    """The MAP offsets b + d_n of logits `base` (T, N) + b + d_n, d_n ~ N(0, OFFSET_PRIOR_SD^2), by
-    joint Newton steps on the shared bias and the deviations (the Hessian is an arrow matrix,
-    solved through its Schur complement): a few passes over the warm-up where coordinate steps
-    took dozens and stopped short."""
-    prec = 1.0 / OFFSET_PRIOR_SD ** 2
-    d = np.zeros(base.shape[1])
-    for _ in range(50):
-        p = _sigmoid(base + b + d)
-        w = (p * (1 - p)).sum(0)
-        g_b, g = counts.sum() - p.sum(), counts - p.sum(0) - prec * d
-        h = w + prec
-        db = (g_b - (w * g / h).sum()) / max((w * prec / h).sum(), 1e-12)
-        dd = np.clip((g - w * db) / h, -2, 2)
-        db = float(np.clip(db, -2, 2))
-        b, d = b + db, d + dd
-        if max(abs(db), np.abs(dd).max()) < 1e-6:
-            break
-    return b + d
 
 
 def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibration:
@@ -159,11 +114,15 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
     if zf.size > MAX_CELLS:   # a fixed subsample keeps it cheap and deterministic
         idx = np.random.default_rng(0).choice(zf.size, MAX_CELLS, replace=False)
         zf, yf = zf[idx], yf[idx]
-    a, b = _fit_shared(zf, yf)
     lo, hi = TEMPERATURE_RANGE
-    a = float(np.clip(a, 1 / hi, 1 / lo))
-    # With the temperature clipped, the bias and each unit's deviation from it are refitted.
-    offsets = _fit_offsets(a * z, counts, b)
+    shared = fit_logistic(yf, zf[:, None])
+    a = float(np.clip(shared.coef[0], 1 / hi, 1 / lo))
+    # With the temperature clipped, the bias and each unit's deviation from it are refitted
+    # (from the shared bias: the steps are fewer, the maximum the same).
+    fit = fit_logistic(Y.ravel(), offset=(a * z).ravel(), groups=np.tile(np.arange(N), T),
+                       n_groups=N, prior_sd=OFFSET_PRIOR_SD,
+                       start=LogisticFit(np.zeros(0), shared.intercept, np.zeros(N)))
+    offsets = fit.intercept + fit.deviations
     pop = counts.sum() / (T * N)
     rates = (counts + RATE_PRIOR_SPIKES) / (T + RATE_PRIOR_SPIKES / pop)
     return TargetCalibration(1.0 / a, offsets.astype(np.float32), rates.astype(np.float32),
@@ -173,16 +132,20 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
 def free_affine(model, cal: TargetCalibration, closed_loop: bool = True
                 ) -> tuple[float, np.ndarray, dict]:
     """(gain, bias, keyword arguments) of spikeviz.generation.fused.free_run for a free run under `cal`:
-    p = sigmoid(gain * raw logit + bias), with the closed-loop offsets, tempered slope and
-    long-rate anchor of fit_free_running when it fitted them and `closed_loop` (else the
-    teacher-forced map)."""
-    scale, shift = model.calibration
-    gain = scale / cal.temperature
-    if cal.free_offsets is None or not closed_loop:
-        return gain, (shift / cal.temperature + cal.offsets).astype(np.float32), {}
+    p = sigmoid(gain * raw logit + bias), the model's Platt map composed with `cal.free_map`
+    (tempered slope, closed-loop offsets) and the long-rate anchor when fit_free_running fitted
+    them and `closed_loop`, else with the teacher-forced `cal.map`."""
+    closed = closed_loop and cal.free_offsets is not None
+    raw = platt(model).then(cal.free_map if closed else cal.map)
     anchor = cal.rates if cal.anchored and cal.rates is not None else None
-    return (gain * (cal.free_scale or 1.0),
-            (shift / cal.temperature + cal.free_offsets).astype(np.float32), {"anchor": anchor})
+    return float(raw.scale), raw.shift.astype(np.float32), {"anchor": anchor} if closed else {}
+
+
+def platt(model) -> LogitMap:
+    """A model's Platt scaling (model.calibration): its raw logits -> the logits of
+    model.probabilities, which a TargetCalibration maps."""
+    scale, shift = model.calibration
+    return LogitMap(float(scale), float(shift))
 
 
 def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibration,
@@ -208,26 +171,26 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
         return cal
     X = np.asarray(X)
     traces = final_traces(X[:lo - C], model.config.trace_taus)
-    scale, shift = model.calibration
-    gain, bias, _ = free_affine(model, cal, closed_loop=False)
-    bias = bias.astype(np.float64)
     out = replace(cal, anchored=cal.rates is not None)
-    slope = gain * float(model.guard[0])
+    tempered = cal.map
+    slope = float(platt(model).then(cal.map).scale) * float(model.guard[0])
     if slope > FREE_BASE_GAIN:
-        # Tempered about the warm-up's mean raw logit, which cal.logit_means holds after scaling.
         k = FREE_BASE_GAIN / slope
-        bias += (1.0 - k) * gain * (cal.logit_means.astype(np.float64) - shift) / scale
-        gain *= k
+        centre = cal.map(cal.logit_means.astype(np.float64))   # the warm-up's mean logit
+        tempered = cal.map.then(LogitMap.tempering(k, centre))
         out = replace(out, free_scale=k)
     real = X[lo:hi].sum(0, dtype=np.float64)
-    best, eta, sign = (np.inf, bias), FREE_FIT["step"], 0.0
+    shift = np.zeros(X.shape[1])   # the closed-loop shift on top of the tempered map
+    best, eta, sign = (np.inf, shift), FREE_FIT["step"], 0.0
     for _ in range(FREE_FIT["iterations"]):
-        gen = fused.free_run(model, traces, X[lo - C:lo], hi - lo, gain, bias.astype(np.float32),
-                             seed=seed, anchor=out.rates if out.anchored else None
+        raw = platt(model).then(tempered).then(LogitMap(1.0, shift))
+        gen = fused.free_run(model, traces, X[lo - C:lo], hi - lo, float(raw.scale),
+                             raw.shift.astype(np.float32), seed=seed,
+                             anchor=out.rates if out.anchored else None
                              )[0].sum(0, dtype=np.float64)
         err = np.log((real + 1.0) / (gen + 1.0))
         if np.abs(err).mean() < best[0]:
-            best = (np.abs(err).mean(), bias)
+            best = (np.abs(err).mean(), shift)
         # Within counting noise (the mean |log ratio| of two independent Poisson counts, by the
         # delta method: var log(n + 1) ~ n / (n + 1)^2), a further round would fit the noise of
         # this seed's draws, not the model.
@@ -240,8 +203,9 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
         if sign and pooled != sign:
             eta /= 2
         sign = pooled
-        bias = bias + np.clip(eta * err, -FREE_FIT["max_step"], FREE_FIT["max_step"])
-    return replace(out, free_offsets=(best[1] - shift / cal.temperature).astype(np.float32))
+        shift = shift + np.clip(eta * err, -FREE_FIT["max_step"], FREE_FIT["max_step"])
+    free = tempered.then(LogitMap(1.0, best[1]))
+    return replace(out, free_offsets=free.shift.astype(np.float32))
 
 
 class RateController:
@@ -272,17 +236,15 @@ class RateController:
             torch.maximum(self.bias, self.start - self.max_shift, out=self.bias)
 
 
-def fit_calibration(P: np.ndarray, Y: np.ndarray, max_cells: int = 2_000_000) -> dict[str, float]:
-    """Platt scaling p -> sigmoid(scale * logit(p) + shift), fitted by logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
+def fit_platt(P: np.ndarray, Y: np.ndarray, max_cells: int = 2_000_000) -> LogitMap:
+    """Platt scaling p -> sigmoid(scale * logit(p) + shift), fitted by logistic regression (the
+    identity when Y has a single value or the fitted slope is not positive)."""
     p, y = P.ravel(), Y.ravel()
     if p.size > max_cells:   # a fixed subsample keeps it cheap and deterministic
         idx = np.random.default_rng(0).choice(p.size, max_cells, replace=False)
         p, y = p[idx], y[idx]
     if y.min() == y.max():
-        return {"scale": 1.0, "shift": 0.0}
+        return LogitMap()
     p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    fit = LogisticRegression(C=1e6).fit(np.log(p / (1 - p))[:, None], y)
-    scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
-    return {"scale": scale, "shift": shift} if scale > 0 else {"scale": 1.0, "shift": 0.0}
+    fit = fit_logistic(y, np.log(p / (1 - p))[:, None])
+    return LogitMap(float(fit.coef[0]), fit.intercept) if fit.coef[0] > 0 else LogitMap()

@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data.binning import SPLIT_NAME, BinnedSpikes, bin_spikes, split_bounds, train_units
-from ..generation.calibration import fit_calibration
+from ..generation.calibration import fit_platt
 from .distributed import Distributed
 from ..models.checkpoint import checked_config, read_tensors, save_checkpoint, write_tensors
 from ..errors import SpikevizError
@@ -283,7 +283,8 @@ def _train(datasets: list[BinnedSpikes], out: Path, opts: TrainOptions, data_met
             state["bad_epochs"] = 0
             best_model = copy.deepcopy(model).cpu()
             if ddp.main:
-                meta["calibration"] = fit_calibration(P, Y)
+                platt = fit_platt(P, Y)
+                meta["calibration"] = {"scale": float(platt.scale), "shift": float(platt.shift)}
         else:
             state["bad_epochs"] += 1
         if log:
