@@ -41,7 +41,8 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
     proc = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", str(app),
                              "--setup", "spikeviz/dashboard/warm.py", "--address", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
-                            env=None if env is None else {**os.environ, **env})
+                            # this checkout's spikeviz, whichever one the environment installed
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
     def log() -> str:
         log_file.seek(0)

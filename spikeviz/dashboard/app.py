@@ -11,6 +11,7 @@ from . import results
 from ..evaluation import WARMUP_S
 from .compute import N_UNITS
 from .frames import Frame
+from .jobs import frozen
 from .window import test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
@@ -298,5 +299,5 @@ def serve(**state_params) -> pn.template.BootstrapTemplate:
     graph computed once: Bokeh recomputes it for every root the template adds (0.15-0.3 s of
     every page request on 2 cores)."""
     doc = pn.state.curdoc
-    with doc.models.freeze() if doc is not None else contextlib.nullcontext():
+    with frozen(doc) if doc is not None else contextlib.nullcontext():
         return build_app(**state_params).servable(title="spikeviz")
