@@ -273,6 +273,8 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
         # The error line heads the page: at the foot of the sidebar it was out of sight.
         pn.pane.Alert(state.param.error, alert_type="danger", visible=pn.bind(bool, state.param.error),
                       sizing_mode="stretch_width", css_classes=["sv-error"]),
+        pn.pane.Alert(state.param.window_note, alert_type="info", visible=pn.bind(bool, state.param.window_note),
+                      sizing_mode="stretch_width", css_classes=["sv-window-note"]),
         pn.pane.HTML(pn.bind(readout, state.param.frame, state.param.status, state.param.error),
                      sizing_mode="stretch_width",
                      css_classes=["sv-readout"]),
