@@ -3,7 +3,7 @@ typed paths and dropped files (good and bad), tab switches, typed thresholds, a 
 downloads. After every step the page is idle, shows a result or a message, shows nothing stale,
 and the server has logged no exception.
 
-SPIKEVIZ_WALK_STEPS (default 12) and SPIKEVIZ_WALK_SEEDS (default "0", comma-separated) make
+SPIKEVIZ_WALK_STEPS (default 14) and SPIKEVIZ_WALK_SEEDS (default "0", comma-separated) make
 longer walks: `SPIKEVIZ_WALK_STEPS=80 SPIKEVIZ_WALK_SEEDS=1,2,3 pytest tests/test_dashboard_walk.py`.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .browser import (ROOT, browser_marks, card, chromium, error_line, record_er
 
 pytestmark = browser_marks
 
-STEPS = int(os.environ.get("SPIKEVIZ_WALK_STEPS", "12"))
+STEPS = int(os.environ.get("SPIKEVIZ_WALK_STEPS", "14"))
 SEEDS = [int(s) for s in os.environ.get("SPIKEVIZ_WALK_SEEDS", "0").split(",")]
 SESSIONS = ("invitro_210511001_bh", "invitro_210511001_lh")   # the 1-h in vivo one: test_dashboard_e2e
 OPEN_FILE = "file on disk…"
@@ -74,8 +74,11 @@ class Walk:
         return error_line(page) == "" and bool(card(page, "f1")) and self.describe().startswith(e.name + ":")
 
     def check(self, what: str) -> None:
-        wait_until(self.page, self.settled, 240, f"the page to settle after {what} (expecting {self.expect})")
-        self.server.assert_clean(after=what)
+        def settled_cleanly() -> bool:   # an exception in the server's log fails the walk at once
+            self.server.assert_clean(after=what)
+            return self.settled()
+
+        wait_until(self.page, settled_cleanly, 120, f"the page to settle after {what} (expecting {self.expect})")
         if self.expect.error:   # the readout says nothing was evaluated, not "Evaluating…"
             assert self.page.locator(".sv-readout .sv-stopped").count(), "a refusal under a waiting readout"
             return
