@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import io
+import threading
 
 import pandas as pd
 import panel as pn
@@ -19,7 +21,7 @@ from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
-from .views import WAITING_CSS, curves, kept, rasters
+from .views import WAITING_CSS, curves, kept, rasters, when_shown
 
 ACCENT = "#1f4e9c"
 CSS = """
@@ -306,10 +308,31 @@ def warm_up() -> None:
         build_app().server_doc(doc)
 
 
+_WARMING = threading.Lock()
+
+
+def warm_process() -> None:
+    """Once per process, what no first page needs: numba's free-running loops loaded from its
+    disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
+    out of the garbage collector's full collections (~600k objects; a full collection in a page
+    request cost 0.55 s). `make serve`'s --setup runs it before listening; a plain `panel serve
+    app.py` runs it in the background once its first page is shown."""
+    if not _WARMING.acquire(blocking=False):
+        return   # done, or being done
+    from .. import fused
+
+    fused.warm_up()
+    gc.collect()
+    gc.freeze()
+
+
 def serve(**state_params) -> pn.template.BootstrapTemplate:
     """`build_app(**state_params)`, served into this browser session's document with its model
     graph computed once: Bokeh recomputes it for every root the template adds (0.15-0.3 s of
-    every page request on 2 cores)."""
+    every page request on 2 cores). The first page of a process warms the rest of it."""
     doc = pn.state.curdoc
     with frozen(doc) if doc is not None else contextlib.nullcontext():
-        return build_app(**state_params).servable(title="spikeviz")
+        page = build_app(**state_params).servable(title="spikeviz")
+    if not _WARMING.locked():
+        when_shown(lambda: threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start())
+    return page
