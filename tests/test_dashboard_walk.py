@@ -213,18 +213,14 @@ ACTIONS = {"switch": 3, "typed": 4, "upload": 3, "switch_tab": 2, "threshold": 3
            "download": 3}
 
 
-@pytest.fixture(scope="module")
-def walk_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("walk_root")
-    with serve("tests/robustness/sessions_app.py", env={"SPIKEVIZ_ROOTS": f"{root}{os.pathsep}{ROOT / 'data'}"}) as server:
-        yield server, root
-
-
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_walk_of_user_actions(walk_server, seed, tmp_path):
-    server, root = walk_server
+def test_random_walk_of_user_actions(seed, tmp_path):
     rng = random.Random(seed)
-    with chromium() as browser:
+    root = tmp_path / "root"   # the one allowed root besides data/
+    root.mkdir()
+    dropped = set()   # the server's folders of dropped files
+    with chromium() as browser, serve("tests/robustness/sessions_app.py",
+                                      env={"SPIKEVIZ_ROOTS": f"{root}{os.pathsep}{ROOT / 'data'}"}) as server:
         page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
         errors = record_errors(page)
         page.goto(f"{server}/sessions_app", timeout=120_000)
@@ -241,5 +237,8 @@ def test_random_walk_of_user_actions(walk_server, seed, tmp_path):
             steps.append(what)
             walk.check(f"step {len(steps)} ({what}; before it: {steps[-4:-1]})")
             assert errors == [], (steps, errors)
+            if kind == "upload":   # <uploads of the server>/<page's folder>/current/<file>
+                dropped.add(Path(page.locator(".sv-path input").first.input_value()).parents[2])
         print(f"walk seed {seed}: {len(steps)} steps in {time.perf_counter() - started:.0f} s: {steps}")
-        page.close()
+    # Stopped, the server has removed the folders of dropped files of pages still open.
+    assert dropped and not [d for d in dropped if d.exists()], dropped
