@@ -233,7 +233,11 @@ def test_random_walk_of_user_actions(seed, tmp_path):
         rng.shuffle(kinds)
         kinds += rng.choices(list(ACTIONS), weights=list(ACTIONS.values()), k=max(0, STEPS - len(kinds)))
         for kind in kinds:
-            what = getattr(walk, kind)()
+            try:
+                what = getattr(walk, kind)()
+            except BaseException as exc:
+                exc.add_note(f"in step {len(steps) + 1} ({kind}), after {steps}")
+                raise
             steps.append(what)
             walk.check(f"step {len(steps)} ({what}; before it: {steps[-4:-1]})")
             assert errors == [], (steps, errors)
