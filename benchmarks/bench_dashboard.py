@@ -6,7 +6,7 @@ the switch to free running, and the served page in headless Chromium from a cold
 Each page run starts a fresh `panel serve app.py`, as `make serve` does (`--setup
 spikeviz/dashboard/warm.py`) or, with `--serve plain`, without `--setup`; it opens the page as soon
 as the server listens, then times from the page request: the first real raster, the first full evaluation (readout shown, no job running, every
-raster drawn), an unseen session switch and a switch back to the seen session. Medians over --runs servers.
+raster drawn), the same two for a second page opened after it, an unseen session switch and a switch back to the seen session. Medians over --runs servers.
 --screens saves screenshots at 1 s and 5 s after the request and after the session switch, from
 one more server, timed apart (its page waits for the screenshots).
 
@@ -190,6 +190,13 @@ def page_run(browser, screens: Path | None, serve: str) -> dict:
                 page.screenshot(path=str(screens / f"page_{at:g}s.png"))
         out["first_real_raster_s"] = _wait(page, lambda: _drawn(page), t0)
         out["first_evaluation_s"] = _wait(page, lambda: _evaluated(page), t0)
+        # A second visitor, once the first page is shown (a plain server has warmed by then).
+        second = browser.new_page(viewport={"width": 1500, "height": 1000})
+        t3 = time.perf_counter()
+        second.goto(f"http://127.0.0.1:{port}/app", wait_until="commit", timeout=120_000)
+        out["second_page_raster_s"] = _wait(second, lambda: _drawn(second), t3)
+        out["second_page_evaluation_s"] = _wait(second, lambda: _evaluated(second), t3)
+        second.close()
         first = _card(page, "spikes-predicted--real")
         page.wait_for_timeout(1000)
         select = page.locator(".sv-session select").first

@@ -205,7 +205,7 @@ def downloads(state: DashboardState) -> pn.FlexBox:
         return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.threshold_rule, state.seed, state.draw_level),
                                   suffix))
 
-    button = dict(button_type="primary", button_style="outline", width=220)
+    button = dict(button_type="primary", button_style="outline", width=270)
     # An evaluation's files wait for it: a click with none to write did nothing, and logged why.
     evaluated = button | {"disabled": pn.bind(lambda frame: frame is None, state.param.frame)}
     return pn.FlexBox(

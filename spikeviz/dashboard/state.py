@@ -225,8 +225,11 @@ class DashboardState(param.Parameterized):
         """`window`, with a free-running length that keeps covering the whole window if it did,
         and a note when the test split's end cut it short of the chosen length."""
         (a, b), length = self.window, window[1] - window[0]
-        note = (f"The window is {length:g} s, not {self.window_length} s: this recording's test split "
-                f"ends at {window[1]:g} s." if length < self.window_length else "")
+        def secs(x: float) -> str:
+            return f"{x:.1f}".removesuffix(".0")
+
+        note = (f"The window is {secs(length)} s, not {self.window_length} s: this recording's test split "
+                f"ends at {secs(window[1])} s." if self.window_length - length >= 0.05 else "")
         return ({"window": window, "window_note": note}
                 | ({"free_s": float(length)} if b - a <= self.free_s < length else {}))
 
