@@ -1,11 +1,12 @@
 """Dashboard latency: threshold change -> every view's new data, zoomed re-aggregation of the 1-h raster,
 the switch to free running, and the served page in headless Chromium from a cold server. Prints one JSON object on the last line.
 
-    .venv/bin/python benchmarks/bench_dashboard.py [--repeats 5] [--runs 5] [--screens DIR]
+    .venv/bin/python benchmarks/bench_dashboard.py [--repeats 5] [--runs 5] [--screens DIR] [--serve plain]
 
-Each page run starts a fresh `panel serve app.py` (as `make serve`), then times from the page
-request: the first real raster, the first full evaluation (readout shown, no job running, every
-raster drawn), an unseen session switch and a switch back to the seen session. Medians over --runs servers.
+Each page run starts a fresh `panel serve app.py`, as `make serve` does (`--setup
+spikeviz/dashboard/warm.py`) or, with `--serve plain`, without `--setup`; it opens the page as soon
+as the server listens, then times from the page request: the first real raster, the first full evaluation (readout shown, no job running, every
+raster drawn), the same two for a second page opened after it, an unseen session switch and a switch back to the seen session. Medians over --runs servers.
 --screens saves screenshots at 1 s and 5 s after the request and after the session switch, from
 one more server, timed apart (its page waits for the screenshots).
 
@@ -119,15 +120,19 @@ def bench_zoom(repeats: int) -> dict:
             "zoom_ms_by_range": times, "zoom_points": len(points.data)}
 
 
-def _start_server() -> tuple[subprocess.Popen, int, float]:
-    """A fresh `panel serve app.py`; returns it, its port and its start-up seconds."""
+SERVE = {"make": ["--setup", "spikeviz/dashboard/warm.py"], "plain": []}   # extra `panel serve` arguments
+
+
+def _start_server(serve: str) -> tuple[subprocess.Popen, int, float]:
+    """A fresh `panel serve app.py` (SERVE[serve]); returns it, its port and its start-up seconds."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
     server = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", "app.py",
-                               "--setup", "spikeviz/dashboard/warm.py", "--address", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+                               *SERVE[serve], "--address", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})   # this checkout
     deadline = time.time() + 600
     while time.time() < deadline:
         try:
@@ -171,9 +176,9 @@ def _evaluated(page) -> bool:
     return _idle(page) and _drawn(page, (".sv-overview", ".sv-real", ".sv-generated", ".sv-probabilities"))
 
 
-def page_run(browser, screens: Path | None) -> dict:
+def page_run(browser, screens: Path | None, serve: str) -> dict:
     """One cold server, one page: the times a person waits."""
-    server, port, startup = _start_server()
+    server, port, startup = _start_server(serve)
     try:
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         t0 = time.perf_counter()
@@ -185,6 +190,13 @@ def page_run(browser, screens: Path | None) -> dict:
                 page.screenshot(path=str(screens / f"page_{at:g}s.png"))
         out["first_real_raster_s"] = _wait(page, lambda: _drawn(page), t0)
         out["first_evaluation_s"] = _wait(page, lambda: _evaluated(page), t0)
+        # A second visitor, once the first page is shown (a plain server has warmed by then).
+        second = browser.new_page(viewport={"width": 1500, "height": 1000})
+        t3 = time.perf_counter()
+        second.goto(f"http://127.0.0.1:{port}/app", wait_until="commit", timeout=120_000)
+        out["second_page_raster_s"] = _wait(second, lambda: _drawn(second), t3)
+        out["second_page_evaluation_s"] = _wait(second, lambda: _evaluated(second), t3)
+        second.close()
         first = _card(page, "spikes-predicted--real")
         page.wait_for_timeout(1000)
         select = page.locator(".sv-session select").first
@@ -207,7 +219,7 @@ def page_run(browser, screens: Path | None) -> dict:
         server.wait(10)
 
 
-def bench_page(runs: int, screens: Path | None) -> dict:
+def bench_page(runs: int, screens: Path | None, serve: str) -> dict:
     from playwright.sync_api import sync_playwright
 
     ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -216,11 +228,11 @@ def bench_page(runs: int, screens: Path | None) -> dict:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         try:
             # Screenshots wait for their moments: that run is timed apart, not in the medians.
-            shots = page_run(browser, screens) if screens else None
-            results = [page_run(browser, None) for _ in range(runs)]
+            shots = page_run(browser, screens, serve) if screens else None
+            results = [page_run(browser, None, serve) for _ in range(runs)]
         finally:
             browser.close()
-    out = {"page_runs": results} | ({"screenshot_run": shots} if shots else {})
+    out = {"serve": " ".join(["panel serve app.py", *SERVE[serve]]), "page_runs": results} | ({"screenshot_run": shots} if shots else {})
     for key in results[0]:
         out[f"{key}_median"] = round(statistics.median(r[key] for r in results), 2)
     return out
@@ -232,6 +244,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="cold servers for the page timings")
     parser.add_argument("--screens", type=Path, default=None, help="folder for screenshots")
     parser.add_argument("--only", choices=("page", "compute"), default=None)
+    parser.add_argument("--serve", choices=tuple(SERVE), default="make",
+                        help="make: with --setup, as `make serve`; plain: `panel serve app.py` alone")
     args = parser.parse_args()
     if args.screens:
         args.screens.mkdir(parents=True, exist_ok=True)
@@ -239,7 +253,7 @@ def main() -> None:
     if args.only != "page":
         out |= bench_threshold(args.repeats) | bench_zoom(args.repeats) | bench_free(args.repeats)
     if args.only != "compute":
-        out |= bench_page(args.runs, args.screens)
+        out |= bench_page(args.runs, args.screens, args.serve)
     goals = {"threshold_ms_median": 150, "zoom_ms_max": 200, "free_switch_s_median": 3,
              "first_real_raster_s_median": 2,
              "first_evaluation_s_median": 5, "seen_switch_s_median": 1}

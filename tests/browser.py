@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,22 +32,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A server log line that fails a test: a traceback, an exception named by Python or Bokeh
+# ("error handling message", "Exception in callback"), or a logged error of any kind.
+PROBLEM = re.compile(r"Traceback|Exception|\w+Error\b|^ERROR|error handling message", re.M)
+
+
+class Server(str):
+    """A served app's URL (the string itself), and its log so far."""
+
+    def __new__(cls, url: str, log_file) -> "Server":
+        server = super().__new__(cls, url)
+        server._log_file = log_file
+        return server
+
+    def log(self) -> str:
+        self._log_file.seek(0)
+        return self._log_file.read()
+
+    def problems(self) -> list[str]:
+        """Lines of the log that name an exception or an error."""
+        return [line for line in self.log().splitlines() if PROBLEM.search(line)]
+
+    def assert_clean(self, after: str = "") -> None:
+        """Fail, with the log's tail, when it names any exception or error."""
+        assert not self.problems(), (f"the server logged exceptions{' after ' + after if after else ''}:\n"
+                                     + self.log()[-6000:])
+
+
 @contextlib.contextmanager
-def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float = 300.0) -> Iterator[str]:
-    """`panel serve app` on a free 127.0.0.1 port (from the repository root); yields its URL.
-    On exit the server is stopped and its log must hold no traceback."""
+def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float = 300.0,
+          setup: bool = True) -> Iterator[Server]:
+    """`panel serve app` on a free 127.0.0.1 port (from the repository root), with `make serve`'s
+    warm-up script unless `setup` is False; yields its URL and log (Server). On exit the server is
+    stopped, and the test fails if its log names an exception or error (Server.assert_clean)."""
     port = free_port()
     # The log goes to a file: a pipe nobody reads fills up and stalls the server mid-test.
     log_file = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", str(app),
-                             "--setup", "spikeviz/dashboard/warm.py", "--address", "127.0.0.1", "--port", str(port)],
+                             *(["--setup", "spikeviz/dashboard/warm.py"] if setup else []),
+                             "--address", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
-                            env=None if env is None else {**os.environ, **env})
-
-    def log() -> str:
-        log_file.seek(0)
-        return log_file.read()
-
+                            # this checkout's spikeviz, whichever one the environment installed
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    server = Server(f"http://127.0.0.1:{port}", log_file)
     failed = False
     try:
         deadline = time.time() + timeout_s
@@ -56,22 +84,29 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
                 break
             except OSError:
                 if proc.poll() is not None:
-                    pytest.fail(f"panel serve exited: {log()}")
+                    pytest.fail(f"panel serve exited: {server.log()}")
                 if time.time() > deadline:
                     pytest.fail("panel serve did not start listening")
                 time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
+        yield server
     except BaseException:
         failed = True
         raise
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        text = log()
+        # Stopped as a service manager stops it (Bokeh shuts down on SIGTERM), so that what the
+        # app removes at exit is removed.
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        text = server.log()
         log_file.close()
         if failed:   # the server's side of a failed test, in its captured output
             print(f"--- panel serve log, last 6000 characters ---\n{text[-6000:]}")
-    assert "Traceback" not in text, text[-4000:]
+    problems = [line for line in text.splitlines() if PROBLEM.search(line)]
+    assert not problems, f"the server logged exceptions:\n{text[-6000:]}"
 
 
 @contextlib.contextmanager
@@ -121,9 +156,11 @@ def status(page) -> str | None:
 
 
 def error_line(page) -> str:
-    """The dashboard's error alert, if shown."""
+    """The dashboard's error alert, if shown (its text lives in the pane's shadow root)."""
     alert = page.locator(".alert-danger")
-    return alert.first.inner_text() if alert.count() and alert.first.is_visible() else ""
+    if not (alert.count() and alert.first.is_visible()):
+        return ""
+    return " ".join(p.inner_text() for p in alert.first.locator("p").all())
 
 
 def idle(page) -> bool:

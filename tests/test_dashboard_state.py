@@ -13,7 +13,7 @@ from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
 from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
-from spikeviz.evaluation import pipeline
+from spikeviz.evaluation.evaluate import pipeline
 
 VITRO, VIVO = "invitro_210511001_bh", "invivo_NYU-40_2021-04-14_001"
 HAS_MODELS = bool(checkpoint_choices())
@@ -134,7 +134,7 @@ def test_unit_order_and_seed_are_recorded():
 
 def test_the_page_scores_what_spikeviz_evaluate_scores():
     """One evaluation core: the page's PR-AUCs are `evaluate`'s on the same window."""
-    from spikeviz.evaluation.evaluate import evaluate_checkpoint
+    from spikeviz.evaluation.evaluate.evaluate import evaluate_checkpoint
     from spikeviz.models.checkpoint import load_model
 
     state = make_state(session=VITRO, checkpoint="generalist-focal")
@@ -520,3 +520,35 @@ def test_rasters_are_drawn_the_right_way_up():
         dark = np.argwhere((pixels[:, :, 0].astype(int) < 128) & (pixels[:, :, 3] > 0))   # many spikes, high p
         assert len(dark) and dark[:, 0].min() >= 40 - 10 - 3, dark   # unit 0: the bottom tenth rows (spread 3 px)
         assert dark[:, 1].max() >= 45   # the late spike (or the high p) at the right edge
+
+
+def test_a_window_cut_by_the_test_split_says_so(tmp_path):
+    from spikeviz.data.io import write_recording
+
+    state = make_state(session=VITRO)
+    write_recording(state.recording.slice(0.0, 60.0), tmp_path / "short.csv")
+    state.window_length = 30
+    state.open_upload("short.csv", (tmp_path / "short.csv").read_bytes())
+    # The test split of 60 s is 45-60 s: the 30-s length gives a 15-s window, and the page says so.
+    assert state.error == "" and tuple(state.window) == (45.0, 60.0)
+    assert state.window_note == "The window is 15 s, not 30 s: this recording's test split ends at 60 s."
+    state.window_length = 10
+    assert state.window_note == ""
+
+
+def test_a_fit_longer_than_the_recording_says_what_it_uses():
+    from spikeviz.dashboard.fitting import fit_span
+
+    assert fit_span(240.0, 120.0) == (120.0, "the whole 120-s recording, not the first 240 s asked: "
+                                             "its first 60 s train")
+    assert fit_span(40.0, 400.0) == (40.0, "")
+
+
+def test_a_cli_checkpoint_names_the_recording_it_was_trained_on(tmp_path):
+    # `spikeviz train` on a file records the recording as "data", no bundled "session".
+    from spikeviz.dashboard.sources import read_checkpoint
+
+    from .robustness.hostile import good_checkpoint
+
+    path = good_checkpoint(tmp_path / "mine.safetensors", data="lab_rec_07", data_path="/lab/lab_rec_07.nwb")
+    assert read_checkpoint(path).session == "lab_rec_07"

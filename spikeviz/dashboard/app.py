@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import html
 import io
+import threading
 
 import pandas as pd
 import panel as pn
@@ -11,13 +14,15 @@ from . import results
 from ..evaluation.evaluate import WARMUP_S
 from .compute import N_UNITS
 from .frames import Frame
+from .jobs import frozen
 from .window import test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
-from .views import WAITING_CSS, curves, kept, rasters
+from .views import WAITING_CSS, curves, kept, rasters, when_shown
+from ..generation import fused
 
 ACCENT = "#1f4e9c"
 CSS = """
@@ -37,10 +42,13 @@ def _card(key: str, value: str, sub: str = "") -> str:
             f'<div class="s">{sub}</div></div>')
 
 
-def readout(frame: Frame | None, status: str = "") -> str:
-    """Operating point of the generator at the current threshold, and its AUCs next to chance."""
+def readout(frame: Frame | None, status: str = "", error: str = "") -> str:
+    """Operating point of the generator at the current threshold, and its AUCs next to chance;
+    without one, the running step, or that a refusal (in the error line above) stopped it."""
     if frame is None:
-        return f'<div class="sv-waiting">Evaluating… {status}</div>'
+        if error and not status:
+            return '<div class="sv-waiting sv-stopped">Nothing evaluated: see the message above.</div>'
+        return f'<div class="sv-waiting">Evaluating… {html.escape(status)}</div>'
     ev = frame.evaluation
     op, h = frame.op, ev.hist
     ratio = op.predicted_spikes / op.real_spikes if op.real_spikes else float("nan")
@@ -84,14 +92,16 @@ def fit_controls(state: DashboardState) -> pn.Card:
         pn.pane.Markdown("Fine-tunes the chosen generalist on the first half of the first seconds "
                          "below (the scored test split is never seen); the result is added to the "
                          "checkpoints of this page.", css_classes=["sv-note"]),
-        pn.Row(W.FloatInput.from_param(state.param.fit_seconds), W.IntInput.from_param(state.param.fit_epochs)),
+        pn.Row(W.FloatInput.from_param(state.param.fit_seconds),
+               W.IntInput.from_param(state.param.fit_epochs, css_classes=["sv-fit-epochs"])),
         pn.Row(W.Button.from_param(state.param.fit, button_type="primary", css_classes=["sv-fit"]),
-               W.Button.from_param(state.param.cancel_fit, button_type="light", visible=state.param.fit_busy)),
+               W.Button.from_param(state.param.cancel_fit, button_type="light", visible=state.param.fit_busy,
+                                   css_classes=["sv-cancel-fit"])),
         pn.indicators.Progress(value=state.param.fit_progress, active=state.param.fit_busy, height=10,
                                sizing_mode="stretch_width", visible=state.param.fit_busy),
         pn.pane.Str(state.param.fit_status, styles={"font-size": "12px", "color": "#5b6472"},
                     css_classes=["sv-fit-status"]),
-        title="Fit to this recording", collapsed=True, sizing_mode="stretch_width")
+        title="Fit to this recording", collapsed=True, sizing_mode="stretch_width", css_classes=["sv-fit-card"])
 
 
 def controls(state: DashboardState) -> pn.Column:
@@ -102,12 +112,12 @@ def controls(state: DashboardState) -> pn.Column:
     W = pn.widgets
     file_box = when_chosen(state, OPEN_FILE, lambda: [
         drop_zone(state),
-        W.TextInput.from_param(state.param.path, name="Path", placeholder="data/… or ./…"),
+        W.TextInput.from_param(state.param.path, name="Path", placeholder="data/… or ./…", css_classes=["sv-path"]),
         pn.Row(W.Select.from_param(state.param.file_format, name="Format"),
                W.RadioButtonGroup.from_param(state.param.file_domain, name="Domain", margin=(26, 5, 5, 5))),
         pn.Row(W.FloatInput.from_param(state.param.tick_ms, name="Tick (ms)"),
                W.FloatInput.from_param(state.param.sample_rate, name="Sample rate (Hz)")),
-        W.Button.from_param(state.param.open_file, button_type="primary")])
+        W.Button.from_param(state.param.open_file, button_type="primary", css_classes=["sv-open"])])
     ckpt_box = pn.Column(
         W.TextInput.from_param(state.param.checkpoint_path, name="Checkpoint path",
                                placeholder="models/….safetensors"),
@@ -116,16 +126,14 @@ def controls(state: DashboardState) -> pn.Column:
         pn.indicators.Progress(value=state.param.progress, active=state.param.busy, bar_color="primary",
                                sizing_mode="stretch_width", height=14, visible=state.param.busy),
         pn.pane.Str(state.param.status, styles={"font-size": "12px", "color": "#5b6472"},
-                    css_classes=["sv-status"]),
-        pn.pane.Alert(state.param.error, alert_type="danger",
-                      visible=pn.bind(bool, state.param.error), sizing_mode="stretch_width"))
+                    css_classes=["sv-status"]))
     return pn.Column(
         "### Test data",
         W.Select.from_param(state.param.session, name="Session", css_classes=["sv-session"]), file_box,
         "### Model",
         W.RadioButtonGroup.from_param(state.param.direction, name="Direction", button_type="primary",
                                       button_style="outline", orientation="vertical"),
-        W.Select.from_param(state.param.checkpoint, name="Checkpoint"), ckpt_box,
+        W.Select.from_param(state.param.checkpoint, name="Checkpoint", css_classes=["sv-checkpoint"]), ckpt_box,
         fit_controls(state),
         "### Generation",
         W.RadioButtonGroup.from_param(state.param.mode, name="Mode", button_type="primary", button_style="outline"),
@@ -198,18 +206,20 @@ def downloads(state: DashboardState) -> pn.FlexBox:
         return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.threshold_rule, state.seed, state.draw_level),
                                   suffix))
 
-    button = dict(button_type="primary", button_style="outline", width=220)
+    button = dict(button_type="primary", button_style="outline", width=270)
+    # An evaluation's files wait for it: a click with none to write did nothing, and logged why.
+    evaluated = button | {"disabled": pn.bind(lambda frame: frame is None, state.param.frame)}
     return pn.FlexBox(
-        pn.widgets.FileDownload(callback=png, filename="spikeviz_figures.png", label="Figures (PNG)", **button),
+        pn.widgets.FileDownload(callback=png, filename="spikeviz_figures.png", label="Figures (PNG)", **evaluated),
         pn.widgets.FileDownload(callback=lambda: csv(results.current_metrics(state.evaluation, state.frame)),
-                                filename="spikeviz_metrics.csv", label="This evaluation (CSV)", **button),
+                                filename="spikeviz_metrics.csv", label="This evaluation (CSV)", **evaluated),
         pn.widgets.FileDownload(callback=lambda: csv(results.table_frames(state.cross_table)[1]),
                                 filename="spikeviz_cross_session.csv", label="Cross-session table (CSV)",
                                 **button),
         pn.widgets.FileDownload(callback=lambda: trains(".nwb"), filename="spikeviz_generated.nwb",
-                                label="Generated trains (NWB, with provenance)", **button),
+                                label="Generated trains (NWB, with provenance)", **evaluated),
         pn.widgets.FileDownload(callback=lambda: trains(".csv"), filename="spikeviz_generated.csv",
-                                label="Generated trains (CSV)", **button))
+                                label="Generated trains (CSV)", **evaluated), css_classes=["sv-downloads"])
 
 
 def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
@@ -263,7 +273,13 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
     state = DashboardState(**state_params)
     pn.state.on_session_destroyed(lambda ctx: state.close())
     main = pn.Column(
-        pn.pane.HTML(pn.bind(readout, state.param.frame, state.param.status), sizing_mode="stretch_width",
+        # The error line heads the page: at the foot of the sidebar it was out of sight.
+        pn.pane.Alert(state.param.error, alert_type="danger", visible=pn.bind(bool, state.param.error),
+                      sizing_mode="stretch_width", css_classes=["sv-error"]),
+        pn.pane.Alert(state.param.window_note, alert_type="info", visible=pn.bind(bool, state.param.window_note),
+                      sizing_mode="stretch_width", css_classes=["sv-window-note"]),
+        pn.pane.HTML(pn.bind(readout, state.param.frame, state.param.status, state.param.error),
+                     sizing_mode="stretch_width",
                      css_classes=["sv-readout"]),
         # Only the shown tab is in the page: with every tab rendered, each update laid out the
         # hidden tabs' plots too and blocked the browser for seconds. The other tabs are built when
@@ -272,7 +288,7 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
                 ("Firing statistics", later(statistics, state)), ("Results", later(results_tab, state)),
                 dynamic=True, sizing_mode="stretch_width"),
         pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
-                                 state.param.evaluation), css_classes=["sv-note"]),
+                                 state.param.evaluation), css_classes=["sv-note", "sv-describe"]),
         sizing_mode="stretch_width")
     template = pn.template.BootstrapTemplate(
         title="spikeviz: real vs generated spike trains", sidebar=[controls(state)], main=[main],
@@ -293,10 +309,29 @@ def warm_up() -> None:
         build_app().server_doc(doc)
 
 
+_WARMING = threading.Lock()
+
+
+def warm_process() -> None:
+    """Once per process, what no first page needs: numba's free-running loops loaded from its
+    disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
+    out of the garbage collector's full collections (~600k objects; a full collection in a page
+    request cost 0.55 s). `make serve`'s --setup runs it before listening; a plain `panel serve
+    app.py` runs it in the background once its first page is shown."""
+    if not _WARMING.acquire(blocking=False):
+        return   # done, or being done
+    fused.warm_up()
+    gc.collect()
+    gc.freeze()
+
+
 def serve(**state_params) -> pn.template.BootstrapTemplate:
     """`build_app(**state_params)`, served into this browser session's document with its model
     graph computed once: Bokeh recomputes it for every root the template adds (0.15-0.3 s of
-    every page request on 2 cores)."""
+    every page request on 2 cores). The first page of a process warms the rest of it."""
     doc = pn.state.curdoc
-    with doc.models.freeze() if doc is not None else contextlib.nullcontext():
-        return build_app(**state_params).servable(title="spikeviz")
+    with frozen(doc) if doc is not None else contextlib.nullcontext():
+        page = build_app(**state_params).servable(title="spikeviz")
+    if not _WARMING.locked():
+        when_shown(lambda: threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start())
+    return page

@@ -9,6 +9,14 @@ from .sources import Checkpoint, read_checkpoint
 from ..training.loop import FINE_TUNE_LR, TrainOptions, train_recording
 
 
+def fit_span(seconds: float, duration_s: float) -> tuple[float, str]:
+    """The seconds a fit of the first `seconds` uses, and the line saying so when the recording
+    is shorter than that (fit_checkpoint trains on the first half of them)."""
+    used = min(seconds, duration_s)
+    return used, ("" if used == seconds else f"the whole {duration_s:.0f}-s recording, not the "
+                  f"first {seconds:g} s asked: its first {used / 2:.0f} s train")
+
+
 def fit_checkpoint(start: Checkpoint, recording: Recording, folder: Path, seconds: float,
                    epochs: int, progress: Callable[[float, str], None],
                    cancelled: Callable[[], bool]) -> Checkpoint | None:
@@ -25,9 +33,10 @@ def fit_checkpoint(start: Checkpoint, recording: Recording, folder: Path, second
                  f"fitting {start.name}: epoch {epoch + 1}/{n_epochs}")
         return not cancelled()
 
-    progress(0.0, f"fitting {start.name} on the first {seconds:g} s")
+    used, shortened = fit_span(seconds, recording.duration_s)
+    progress(0.0, f"fitting {start.name} on {shortened or f'the first {seconds:g} s'}")
     train_recording(recording, out, TrainOptions(epochs=epochs, lr=FINE_TUNE_LR, init=str(start.path)),
-                    seconds=min(seconds, recording.duration_s), progress=False, log=False,
+                    seconds=used, progress=False, log=False,
                     callback=step)
     if not out.exists():
         return None

@@ -8,9 +8,10 @@ import itertools
 import queue
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import panel as pn
+from bokeh.document import Document
 from panel.io.document import hold
 from panel.io.state import set_curdoc
 
@@ -32,6 +33,28 @@ def batched(method):
         with self._jobs.held():
             return method(self, *args, **kwargs)
     return wrapper
+
+
+@contextlib.contextmanager
+def frozen(doc: Document) -> Iterator[None]:
+    """`doc.models.freeze()`, ended when its body raises too: Bokeh's (3.9) then stays frozen for
+    good, no model added later is known to the server, and every change the browser sends to one
+    fails with UnknownReferenceError (a refused path broke every download button that way)."""
+    failure = None
+    with doc.models.freeze():
+        try:
+            yield
+        except BaseException as exc:
+            failure = exc
+    if failure is not None:
+        raise failure
+
+
+@contextlib.contextmanager
+def held(doc: Document) -> Iterator[None]:
+    """Panel's `hold(doc, freeze=True)`, with a freeze that a raising body ends (`frozen`)."""
+    with frozen(doc), hold(doc):
+        yield
 
 
 class Superseded(Exception):
@@ -96,7 +119,7 @@ class Jobs:
         """Page changes made inside reach the browser as one message, after one update of the
         document's model graph: the browser lays the whole page out again for every message
         (about 0.2 s on 2 cores), and a session switch changed some twenty views one by one."""
-        return hold(freeze=True) if self._in_server() else contextlib.nullcontext()
+        return held(pn.state.curdoc) if self._in_server() else contextlib.nullcontext()
 
     @property
     def running(self) -> frozenset[str]:
@@ -147,7 +170,8 @@ class Jobs:
             except Superseded:
                 return
             except Exception as exc:  # shown in the page: a failed job must never kill the session
-                locked(lambda: self._failed(kind, token, fail, exc))
+                # (bound now: Python unbinds `exc` when this block ends, before the callback runs)
+                locked(functools.partial(self._failed, kind, token, fail, exc))
                 return
             locked(lambda: self._apply(kind, token, done, fail, result))
 

@@ -117,7 +117,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except ValueError as exc:
         raise SpikevizError("corrupt spikeviz metadata in the header", path) from exc
     info = info if isinstance(info, dict) else {}
-    name = info.get("session") or " + ".join(map(str, info.get("sessions") or [])) or ""
+    # A bundled session's name, else the recording's as the CLI records it ("data": a file's).
+    sessions = [str(s) for s in info.get("sessions") or [] if s]
+    name = info.get("session") or " + ".join(sessions) or info.get("data") or ""
     return Checkpoint(path, str(name), str(info.get("loss") or ""), str(info.get("preset") or ""),
                       short_domain(info.get("domain")) if info.get("domain") else None)
 

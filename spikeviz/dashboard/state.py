@@ -19,7 +19,7 @@ from .cache import SHARED_CACHE, LRUCache
 from .compute import BASELINE_GENERATOR, THRESHOLD_RULES, UNIT_ORDERS, Evaluation, Generator
 from .frames import Frame, make_frame
 from .window import DEFAULT_LENGTH_S, WINDOW_LENGTHS_S, default_window, start_bounds, window_for
-from .fitting import fit_checkpoint
+from .fitting import fit_checkpoint, fit_span
 from .jobs import Jobs, batched, message
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
                       checkpoint_choices, checkpoint_roots, offered, opened_recording, read_checkpoint,
@@ -87,6 +87,7 @@ class DashboardState(param.Parameterized):
     fit_status = param.String("", precedence=-1)
     # Outputs
     window = param.Range((0.0, DEFAULT_LENGTH_S), precedence=-1, doc="evaluated stretch (s)")
+    window_note = param.String("", precedence=-1, doc="why the window is shorter than its length")
     cross_table = param.Dict(None, allow_None=True, precedence=-1, doc="evaluation.Table.as_dict()")
     recording = param.ClassSelector(class_=Recording, allow_None=True, precedence=-1)
     stretch = param.ClassSelector(class_=Stretch, allow_None=True, precedence=-1,
@@ -221,9 +222,16 @@ class DashboardState(param.Parameterized):
         self.param.update(self._with_window(window_for(self.recording, start, self.window_length)))
 
     def _with_window(self, window: tuple[float, float]) -> dict[str, Any]:
-        """`window`, with a free-running length that keeps covering the whole window if it did."""
+        """`window`, with a free-running length that keeps covering the whole window if it did,
+        and a note when the test split's end cut it short of the chosen length."""
         (a, b), length = self.window, window[1] - window[0]
-        return {"window": window} | ({"free_s": float(length)} if b - a <= self.free_s < length else {})
+        def secs(x: float) -> str:
+            return f"{x:.1f}".removesuffix(".0")
+
+        note = (f"The window is {secs(length)} s, not {self.window_length} s: this recording's test split "
+                f"ends at {secs(window[1])} s." if self.window_length - length >= 0.05 else "")
+        return ({"window": window, "window_note": note}
+                | ({"free_s": float(length)} if b - a <= self.free_s < length else {}))
 
     # --- model and direction ------------------------------------------------------------------
 
@@ -317,15 +325,17 @@ class DashboardState(param.Parameterized):
             return fit_checkpoint(info, recording, self._upload_dir, seconds, epochs, progress,
                                   lambda: self._fit_cancelled)
 
+        shortened = fit_span(seconds, recording.duration_s)[1]
+
         def done(fitted: Checkpoint | None) -> None:
             if fitted is None:
                 self.fit_status = "cancelled before the first epoch ended: nothing kept"
                 return
             self._checkpoints[fitted.name] = fitted
             self._offer_checkpoints()
-            self.param.update(checkpoint=fitted.name,
-                              fit_status="cancelled: the best epoch so far is kept" if self._fit_cancelled
-                              else f"fitted: {fitted.name}")
+            outcome = ("cancelled: the best epoch so far is kept" if self._fit_cancelled
+                       else f"fitted: {fitted.name}")
+            self.param.update(checkpoint=fitted.name, fit_status=outcome + (f" (on {shortened})" if shortened else ""))
 
         self._fit_jobs.submit("fit", work, done, self._fail)
 

@@ -1,6 +1,8 @@
 """Recordings dropped into the page: checked, stored in a private folder, zipped phy folders unpacked safely."""
 from __future__ import annotations
 
+import atexit
+import functools
 import shutil
 import tempfile
 import zipfile
@@ -70,6 +72,16 @@ def store_upload(name: str, data: bytes, folder: Path) -> Path:
     return folder / stored.relative_to(staging)
 
 
+@functools.cache
+def _uploads() -> Path:
+    """This process's folder of pages' upload folders, removed when the server stops (a page's
+    own goes with the page, but a stopped server ends no page)."""
+    parent = Path(tempfile.mkdtemp(prefix="spikeviz-uploads-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    return parent
+
+
 def upload_folder() -> Path:
-    """A private folder for one page's dropped files (removed with the page)."""
-    return Path(tempfile.mkdtemp(prefix="spikeviz-upload-"))
+    """A private folder for one page's dropped files and fitted checkpoints (removed with the
+    page, or with the server)."""
+    return Path(tempfile.mkdtemp(prefix="page-", dir=_uploads()))

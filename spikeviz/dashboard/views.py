@@ -348,7 +348,6 @@ def curves(state: DashboardState) -> pn.viewable.Viewable:
 
 
 def curve_grid(state: DashboardState) -> pn.GridBox:
-    ev = state.param.evaluation
     marker = dict(color="#111111", size=11, marker="circle", line_color="white", line_width=1.5)
     common = dict(responsive=True, height=360, legend_position="bottom_right", show_grid=True,
                   tools=["hover"])
