@@ -13,7 +13,7 @@ from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
 from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
-from spikeviz.evaluation.evaluate import pipeline
+from spikeviz.evaluation import pipeline
 
 VITRO, VIVO = "invitro_210511001_bh", "invivo_NYU-40_2021-04-14_001"
 HAS_MODELS = bool(checkpoint_choices())
@@ -134,7 +134,7 @@ def test_unit_order_and_seed_are_recorded():
 
 def test_the_page_scores_what_spikeviz_evaluate_scores():
     """One evaluation core: the page's PR-AUCs are `evaluate`'s on the same window."""
-    from spikeviz.evaluation.evaluate.evaluate import evaluate_checkpoint
+    from spikeviz.evaluation.evaluate import evaluate_checkpoint
     from spikeviz.models.checkpoint import load_model
 
     state = make_state(session=VITRO, checkpoint="generalist-focal")
