@@ -4,7 +4,7 @@ and where the shipped generalist stands between the Poisson floor and the real-v
 1. Speed: spikeviz.measures.population's statistics of a real and a generated 60-s window of 128 units and
    their distances, as each fidelity entry of the dashboard computes them (one BLAS thread, as the
    server sets it: dashboard/app.py), median of --repeats.
-2. Fidelity: for each bundled session and a few /work/shared/data corpus recordings, what
+2. Fidelity: for each bundled session and a few ../shared/data/corpus recordings, what
    `spikeviz generate --checkpoint generalist-focal --mode teacher|free --seconds S --json` reports
    from the start of the test split (calibrated on the 30 s before it): each statistic of the real
    stretch, the rate-matched Poisson floor, the teacher-forced and free-running trains, and the
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 SESSIONS = ("invitro_210511001_bh", "invitro_210511001_lh", "invivo_NYU-40_2021-04-14_001")
-CORPUS = Path("/work/shared/data/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"  # ../shared
 CORPUS_FILES = ("aplysia_Jun0214da01.csv", "rat_ca1_lineartrack.csv")
 KEYS = ("count_ratio", "isi_ks", "corr_similarity_10ms", "corr_similarity_20ms", "mean_corr_20ms",
         "pop_rate_ks_10ms", "pop_rate_w1_10ms", "pop_rate_q95_hz", "pop_rate_q99_hz", "pop_rate_q99.9_hz",

@@ -14,7 +14,7 @@ from spikeviz.cli import main
 from spikeviz.data.io import load_recording, write_recording
 from spikeviz.data.recording import from_unit_times
 
-CORPUS = Path("/work/shared/data/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"  # ../shared
 SECONDS = 40.0
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared real-data corpus is absent")
 
@@ -91,3 +91,29 @@ def test_init_keeps_its_preset_and_training_from_scratch_needs_a_loss(tmp_path, 
     assert "this is a generalist checkpoint" in capsys.readouterr().err
     assert main(["train", "--data", data, "--out", out]) == 2
     assert "give --loss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n_units", [20, 105, 300])
+def test_the_page_evaluates_and_downloads_any_unit_count(n_units, tmp_path, monkeypatch):
+    """The same recordings typed into the page: evaluated with the shipped generalist, and the
+    generated trains it offers for download read back with the units the page scored."""
+    from spikeviz.dashboard.cache import LRUCache
+    from spikeviz.dashboard.state import OPEN_FILE, DashboardState
+    from spikeviz.dashboard.trains import as_file, generated_recording
+
+    data = tmp_path / f"rec{n_units}.npz"
+    write_recording(_recording(n_units), data)
+    monkeypatch.chdir(tmp_path)   # a typed path must lie under the working directory
+    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(),
+                           checkpoint="generalist-focal")
+    state.param.update(session=OPEN_FILE, path=str(data))
+    state.param.trigger("open_file")
+    assert state.error == "", state.error
+    assert state.recording.n_units == n_units and state.frame is not None
+    scored = min(n_units, 128)
+    assert state.evaluation.stretch.X.shape[1] == scored
+    (tmp_path / "gen.npz").write_bytes(as_file(generated_recording(
+        state.frame, state.recording, state.threshold_rule, state.seed), ".npz"))
+    back = load_recording(tmp_path / "gen.npz")
+    assert back.n_units == scored and back.source["generated_by"]["units"] == scored
+    assert set(map(str, back.unit_ids)) <= set(map(str, state.recording.unit_ids))

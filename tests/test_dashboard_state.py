@@ -526,9 +526,10 @@ def test_a_window_cut_by_the_test_split_says_so(tmp_path):
     from spikeviz.data.io import write_recording
 
     state = make_state(session=VITRO)
-    write_recording(state.recording.slice(0.0, 60.0), tmp_path / "short.csv")
+    # .npz keeps the duration (a CSV alone ends at its last spike; its sidecar holds the duration)
+    write_recording(state.recording.slice(0.0, 60.0), tmp_path / "short.npz")
     state.window_length = 30
-    state.open_upload("short.csv", (tmp_path / "short.csv").read_bytes())
+    state.open_upload("short.npz", (tmp_path / "short.npz").read_bytes())
     # The test split of 60 s is 45-60 s: the 30-s length gives a 15-s window, and the page says so.
     assert state.error == "" and tuple(state.window) == (45.0, 60.0)
     assert state.window_note == "The window is 15 s, not 30 s: this recording's test split ends at 60 s."
