@@ -123,8 +123,8 @@ def chromium() -> Iterator:
 
 def card(page, key: str) -> str:
     """Value of a readout card (locators pierce Panel's shadow roots)."""
-    cards = page.locator(f".sv-readout #sv-{key} .v")
-    return cards.first.inner_text() if cards.count() else ""
+    texts = page.locator(f".sv-readout #sv-{key} .v").all_inner_texts()   # read at once (see status)
+    return texts[0] if texts else ""
 
 
 _ERRORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -151,8 +151,10 @@ def wait_until(page, condition, timeout_s: float = 180.0, what: str = "") -> Non
 
 def status(page) -> str | None:
     """The status line's text (None before it is drawn)."""
-    line = page.locator(".sv-status pre")   # the Str pane's text lives in its shadow root
-    return line.first.inner_text() if line.count() else None
+    # The Str pane's text lives in its shadow root. Read at once: an element that goes between a
+    # count and a read would make inner_text wait for it until its timeout.
+    texts = page.locator(".sv-status pre").all_inner_texts()
+    return texts[0] if texts else None
 
 
 def error_line(page) -> str:
@@ -160,7 +162,7 @@ def error_line(page) -> str:
     alert = page.locator(".alert-danger")
     if not (alert.count() and alert.first.is_visible()):
         return ""
-    return " ".join(p.inner_text() for p in alert.first.locator("p").all())
+    return " ".join(alert.first.locator("p").all_inner_texts())   # read at once (see status)
 
 
 def idle(page) -> bool:

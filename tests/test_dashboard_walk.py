@@ -61,8 +61,9 @@ class Walk:
     # --- reading the page ---------------------------------------------------------------------
 
     def describe(self) -> str:
-        note = self.page.locator(".sv-describe p")   # (the text is in the pane's shadow root)
-        return note.first.inner_text() if note.count() else ""
+        # (the text is in the pane's shadow root; read at once, as browser.status does)
+        texts = self.page.locator(".sv-describe p").all_inner_texts()
+        return texts[0] if texts else ""
 
     def settled(self) -> bool:
         """No job runs, and the page shows what the last step asked for."""
