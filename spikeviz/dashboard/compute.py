@@ -32,17 +32,15 @@ BASELINES = ("rate", "ewma-tuned", "glm-coupled")
 BASELINE_GENERATOR = BASELINES[-1]
 
 
-def _memo_P(disk_key: str | None) -> Callable:
-    """Predictions read from the on-disk cache (checksummed), or computed and stored there."""
+def _predict_stored(make: Callable[[], object], stretch: Stretch, keep_P: bool,
+                    disk_key: str | None) -> Prediction:
+    """pipeline.predict, with the probabilities and calibration read from the on-disk cache
+    under `disk_key` (checksummed), or computed and stored there; None: computed."""
     if disk_key is None:
-        return lambda make: make()
-    return lambda make: np.asarray(Cache().array(disk_key, "P.npy", make))
-
-
-def _memo_calibration(disk_key: str | None) -> Callable:
-    if disk_key is None:
-        return lambda make: make()
-    return lambda make: _stored_calibration(disk_key, make)
+        return predict(make, stretch, keep_P)
+    return predict(make, stretch, keep_P,
+                   memo_P=lambda f: np.asarray(Cache().array(disk_key, "P.npy", f)),
+                   memo_calibration=lambda f: _stored_calibration(disk_key, f))
 
 
 def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> TargetCalibration:
@@ -319,9 +317,8 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         keep = name == generator.name
         predictions[name] = cache.get(
             (plan.key(st), key, "teacher", keep),
-            lambda make=make, st=st, keep=keep, name=name: predict(
-                make, st, keep, memo_P=_memo_P(_disk_key(plan, name, st, cache)),
-                memo_calibration=_memo_calibration(_disk_key(plan, name, st, cache))))
+            lambda make=make, st=st, keep=keep, name=name:
+                _predict_stored(make, st, keep, _disk_key(plan, name, st, cache)))
     free = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
