@@ -161,3 +161,13 @@ def test_table(ckpt, tmp_path):
     assert back.rows[0]["train"] == VITRO and back.summary_markdown() == table.summary_markdown()
     with pytest.raises(SpikevizError, match="no checkpoints"):
         build_table([])
+
+
+@pytest.mark.parametrize("protocol", ["strict", "reference"])
+def test_the_rate_baseline_scores_zero_bits_per_spike(ckpt, protocol):
+    """Bits per spike are a gain over each unit's train-split rate, and `rate` is that predictor:
+    it must score exactly 0, under either protocol, or the reference that model and baselines
+    share is scored on other bins than they are."""
+    r = evaluate_checkpoint(ckpt, spikeviz.load_session(VITRO2), protocol=protocol, **FAST)
+    assert r["baselines"]["rate"]["bits_per_spike"] == pytest.approx(0, abs=1e-9)
+    assert r["baselines"]["glm"]["bits_per_spike"] != pytest.approx(0, abs=1e-3)

@@ -5,7 +5,8 @@ import pytest
 from spikeviz import SpikevizError
 from spikeviz.measures.likelihood import bits_per_spike
 from spikeviz.measures.metrics import ScoreHistogram
-from spikeviz.measures.uncertainty import BlockScores, paired_block_bootstrap, paired_difference
+from spikeviz.measures.uncertainty import (MIN_BLOCKS, BlockScores, block_length,
+                                          paired_block_bootstrap, paired_difference)
 
 
 def _simulate(rng, n_blocks, block=500, N=8):
@@ -93,3 +94,17 @@ def test_refuses_unpaired_or_bad_input():
         BlockScores.from_scores(Y, P_a * 50, 500)
     with pytest.raises(SpikevizError, match=r"\(T, N\)"):
         BlockScores.from_scores(Y[:, 0], P_a[:, 0])
+
+
+def test_a_short_stretch_gets_short_blocks_and_never_a_zero_width_interval():
+    """15 s scored in 10-s blocks was one or two blocks: an interval [-0.0092, -0.0092] that reads
+    as certainty. Short stretches get 1-s blocks; under 10 of them there is no interval at all."""
+    rng = np.random.default_rng(3)
+    Y, P_a, P_b = _simulate(rng, 30, block=500)             # 15 000 bins
+    assert block_length(len(Y)) == 1500 and block_length(10**6) == 10_000
+    r = paired_block_bootstrap(Y, P_a, P_b, "pr_auc")
+    assert r["n_blocks"] == 10 and r["ci95"][0] < r["diff"] < r["ci95"][1]
+    assert r["ci95"][1] - r["ci95"][0] > 1e-4
+    short = paired_block_bootstrap(Y[:9000], P_a[:9000], P_b[:9000], "bits_per_spike")
+    assert short["n_blocks"] == 9 < MIN_BLOCKS and short["ci95"] is None
+    assert "needs 10" in short["no_interval"] and np.isfinite(short["diff"])

@@ -106,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
     c = r["comparison"]
     if c["best_baseline"]:
         ci = c.get("pr_auc_diff_ci95")
+        block_s = (r["stretch_s"][1] - r["stretch_s"][0]) / c["blocks"]
         print(f"  model - {c['best_baseline']} (best baseline) PR-AUC {c['pr_auc_diff']:+.4f}"
-              + (f", 95 % interval [{ci[0]:+.4f}, {ci[1]:+.4f}] (10-s blocks)" if ci else ""))
+              + (f", 95 % interval [{ci[0]:+.4f}, {ci[1]:+.4f}] ({c['blocks']} blocks of "
+                 f"{block_s:.3g} s)" if ci else f", no interval: {c['no_interval']}"))
     other = "reference" if r["protocol"] == "strict" else "strict"
     o = r["protocols"][other]["model"]
     print(f"  {other + ' model':14}{o['roc_auc']:9.3f}{o['pr_auc']:9.4f}"

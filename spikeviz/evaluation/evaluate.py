@@ -15,8 +15,8 @@ from ..errors import SpikevizError
 from ..models.baselines import Predictor
 from ..data.recording import Recording
 from ..measures.likelihood import LogLikelihood
-from ..measures.scoring import (PROTOCOLS, Scored, json_safe, parse_threshold, resolve_threshold,
-                      score_stretch)
+from ..measures.scoring import (PROTOCOLS, Scored, aligned, json_safe, parse_threshold,
+                               resolve_threshold, score_stretch)
 from ..measures.uncertainty import paired_difference
 from ..data.units import ids_named, parse_unit_order, rates_for, target_units, unit_permutation
 from ..data.catalog import open_recording
@@ -303,8 +303,9 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     model_scored = scored(ModelPredictor(adapted), X)
     thr, rule = resolve_threshold(threshold, model_scored.calibration)
     hist = model_scored.hists[protocol]
-    reference = LogLikelihood().add(st.X[st.warm + 1:], np.broadcast_to(
-        target.rates, (len(X) - st.warm - 1, len(ids))))
+    # The same pairs the predictors are scored on (protocol-aligned), under each unit's rate.
+    reference = LogLikelihood().add(*aligned(np.broadcast_to(target.rates, st.X[st.warm:].shape),
+                                             st.X[st.warm:], protocol))
 
     def result(s: Scored, thr: float | None = None) -> dict:
         bps = (s.loglik - reference.total) / max(reference.n_spikes, 1) / np.log(2)
@@ -356,7 +357,8 @@ def _comparison(model: Scored, baseline: Scored | None, name: str | None) -> dic
     bits = paired_difference(model.blocks, baseline.blocks, "bits_per_spike")
     return {"best_baseline": name, "pr_auc_diff": pr["diff"], "pr_auc_diff_ci95": pr["ci95"],
             "bits_per_spike_diff": bits["diff"], "bits_per_spike_diff_ci95": bits["ci95"],
-            "blocks": pr["n_blocks"], "resamples": pr["n_boot"]}
+            "blocks": pr["n_blocks"], "resamples": pr["n_boot"],
+            "no_interval": pr.get("no_interval")}
 
 
 def _aucs(h) -> dict:

@@ -142,7 +142,7 @@ class Table:
                 f"split {st.get('split_fractions')}; AUCs pooled over units and bins; bits/spike "
                 f"over each unit's mean rate in the target's train split. 'PR diff' is model - "
                 f"best baseline (by PR-AUC) per cell; 'CI > 0 / < 0' counts the cells whose 95 % "
-                f"block-bootstrap interval (10-s blocks) lies above / below 0. Mean ± SD over the "
+                f"block-bootstrap interval (blocks of 10 s, 1 s and more on short stretches) lies above / below 0. Mean ± SD over the "
                 f"cells (sessions and seeds) of a group.")
         cells = ["| checkpoint | test session | kind | direction | seed | model PR | "
                  + " | ".join(f"{n} PR" for n in names) + " | model bits/spike | "

@@ -35,7 +35,7 @@ class Scored:
     hists: dict[str, ScoreHistogram]
     units: UnitHistograms | None   # None where a caller dropped them to save memory
     calibration: ScoreHistogram
-    blocks: BlockScores | None = None   # the scored pairs in 10-s blocks, for paired intervals
+    blocks: BlockScores | None = None   # the scored pairs in time blocks, for paired intervals
 
     @property
     def loglik(self) -> float:
@@ -62,7 +62,7 @@ def _nanmedian(a: np.ndarray) -> float | None:
 
 def score_stretch(P: np.ndarray, X: np.ndarray, warm: int, protocol: str, prime: int = 0) -> Scored:
     """Histograms of predictions P over X (both (warm + T, N)): the evaluated pairs t >= warm under
-    both protocols (per unit for `protocol`, and in 10-s blocks with their log-likelihoods), and
+    both protocols (per unit for `protocol`, and in time blocks with their log-likelihoods), and
     the calibration pairs prime <= t < warm - 1."""
     hists = {}
     for proto in PROTOCOLS:

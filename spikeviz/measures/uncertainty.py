@@ -11,6 +11,8 @@ from .metrics import aucs, n_levels, score_levels
 
 METRICS = ("pr_auc", "roc_auc", "bits_per_spike")
 BLOCK_BINS = 10_000     # 10 s of 1-ms bins: longer than the slow rate changes within a recording
+MIN_BLOCK_BINS = 1_000  # 1 s: still longer than a network burst and its after-silence
+MIN_BLOCKS = 10         # fewer blocks give a percentile interval that is mostly resampling noise
 N_BOOT = 200
 _BATCH = 16             # bootstrap samples scored at once: bounds the (batch, levels) temporaries
 
@@ -33,10 +35,13 @@ class BlockScores:
     cells: np.ndarray       # (B,) int64
 
     @classmethod
-    def from_scores(cls, Y: np.ndarray, P: np.ndarray, block_bins: int = BLOCK_BINS) -> "BlockScores":
+    def from_scores(cls, Y: np.ndarray, P: np.ndarray, block_bins: int | None = None) -> "BlockScores":
         """From labels Y and probabilities P, (T, N) with rows in time order (the scored pairs),
-        cut into round(T / block_bins) blocks of nearly equal length (at least one)."""
+        cut into round(T / block_bins) blocks of nearly equal length (at least one); by default
+        `block_length(T)` bins each."""
         Y, P = np.asarray(Y), np.asarray(P)
+        if block_bins is None:
+            block_bins = block_length(len(Y))
         if Y.shape != P.shape or Y.ndim != 2 or not len(Y):
             raise SpikevizError(f"block scores need (T, N) labels and scores of one shape, got "
                                 f"{Y.shape} and {P.shape}")
@@ -84,23 +89,36 @@ class BlockScores:
         return out
 
 
+def block_length(n_bins: int) -> int:
+    """Bins per bootstrap block for a stretch of `n_bins`: BLOCK_BINS where that gives MIN_BLOCKS
+    blocks, shorter on shorter stretches (so 15 s still gives 15 blocks of 1 s, not one block),
+    never under MIN_BLOCK_BINS."""
+    return int(min(BLOCK_BINS, max(MIN_BLOCK_BINS, n_bins // MIN_BLOCKS)))
+
+
 def paired_difference(a: BlockScores, b: BlockScores, metric: str, n_boot: int = N_BOOT,
                       seed: int = 0) -> dict:
     """metric(a) - metric(b) on the whole stretch, and its 95 % percentile interval from `n_boot`
     resamples of whole blocks with replacement, the same blocks for both predictors.
 
-    Returns {metric, diff, ci95: [lo, hi], n_blocks, n_boot}.
+    Returns {metric, diff, ci95: [lo, hi], n_blocks, n_boot}. With fewer than MIN_BLOCKS blocks
+    there is no interval: ci95 is None and `no_interval` says why (a bootstrap over one block
+    has width 0, which would read as certainty).
     """
     if a.n_blocks != b.n_blocks or not (np.array_equal(a.spikes, b.spikes)
                                         and np.array_equal(a.cells, b.cells)):
         raise SpikevizError("a paired comparison needs both predictors scored on the same labels "
                             "and blocks")
     B = a.n_blocks
+    ones = np.ones((1, B))
+    diff = float(a.values(metric, ones)[0] - b.values(metric, ones)[0])
+    if B < MIN_BLOCKS:
+        return {"metric": metric, "diff": diff, "ci95": None, "n_blocks": B, "n_boot": 0,
+                "no_interval": f"the stretch gives {B} block(s) of at least {MIN_BLOCK_BINS} bins; "
+                               f"an interval needs {MIN_BLOCKS} (score a longer stretch)"}
     rng = np.random.default_rng(seed)
     W = np.zeros((n_boot, B))
     np.add.at(W, (np.arange(n_boot)[:, None], rng.integers(0, B, (n_boot, B))), 1.0)
-    ones = np.ones((1, B))
-    diff = float(a.values(metric, ones)[0] - b.values(metric, ones)[0])
     boot = a.values(metric, W) - b.values(metric, W)
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {"metric": metric, "diff": diff, "ci95": [float(lo), float(hi)], "n_blocks": B,
@@ -108,7 +126,7 @@ def paired_difference(a: BlockScores, b: BlockScores, metric: str, n_boot: int =
 
 
 def paired_block_bootstrap(Y: np.ndarray, P_a: np.ndarray, P_b: np.ndarray, metric: str,
-                           block_bins: int = BLOCK_BINS, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+                           block_bins: int | None = None, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Paired difference P_a - P_b of `metric` on labels Y, (T, N) each, with a block-bootstrap
     95 % interval (see paired_difference)."""
     return paired_difference(BlockScores.from_scores(Y, P_a, block_bins),
