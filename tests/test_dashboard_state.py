@@ -485,7 +485,7 @@ def test_a_seen_session_comes_back_at_once(monkeypatch):
     assert submitted[3:] == [("evaluate", False), ("evaluate", False)]
 
 
-def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
+def test_the_overview_marks_the_window_without_redrawing(monkeypatch, tmp_path):
     """The test split and the window are boxes on the whole-session raster that follow the state;
     moving the window aggregates nothing again."""
     import holoviews as hv
@@ -494,6 +494,7 @@ def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
     aggregated = []
     real = shading.ds.Canvas.points
     monkeypatch.setattr(shading, "VIEW_CACHE", LRUCache())   # drawn here, not by an earlier test
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))       # nor read from its disk
     monkeypatch.setattr(shading.ds.Canvas, "points", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
     plot = hv.renderer("bokeh").get_plot(views.raster_plots(state)["overview"])
     test, box = plot.handles["spans"]

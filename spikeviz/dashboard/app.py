@@ -10,7 +10,7 @@ import threading
 import pandas as pd
 import panel as pn
 
-from . import results
+from . import results, shading
 from ..evaluation.evaluate import WARMUP_S
 from .compute import N_UNITS
 from .frames import Frame
@@ -313,13 +313,15 @@ _WARMING = threading.Lock()
 
 
 def warm_process() -> None:
-    """Once per process, what no first page needs: numba's free-running loops loaded from its
-    disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
+    """Once per process, what no first page needs: datashader's kernels compiled for zooming
+    (a first page reads its images from disk when a server drew them before), numba's
+    free-running loops loaded from its disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
     out of the garbage collector's full collections (~600k objects; a full collection in a page
     request cost 0.55 s). `make serve`'s --setup runs it before listening; a plain `panel serve
     app.py` runs it in the background once its first page is shown."""
     if not _WARMING.acquire(blocking=False):
         return   # done, or being done
+    shading.warm_up()
     fused.warm_up()
     gc.collect()
     gc.freeze()
