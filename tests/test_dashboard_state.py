@@ -1,6 +1,8 @@
 """Dashboard view-model without a browser: state changes -> the data each view shows."""
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -376,13 +378,17 @@ def test_generated_trains_download_with_provenance(tmp_path):
     state.threshold = state.evaluation.thresholds["density"] * 1.5
     gen = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed)
     assert gen.n_spikes == state.frame.op.predicted_spikes
-    (tmp_path / "g.nwb").write_bytes(as_file(gen, ".nwb"))
+    (tmp_path / "g.nwb").write_bytes(as_file(gen, "g.nwb"))
     back = load_recording(tmp_path / "g.nwb")
     made = back.source["generated_by"]
     assert back.n_spikes == gen.n_spikes and made["threshold"] == pytest.approx(state.frame.threshold)
     assert made["data"] == VITRO and made["generator"] == "glm-coupled" and made["threshold_rule"] is None
-    (tmp_path / "g.csv").write_bytes(as_file(gen, ".csv"))
-    assert load_recording(tmp_path / "g.csv").n_spikes == gen.n_spikes
+    # A CSV comes zipped with its sidecar: unzipped, it reads back with its provenance.
+    with zipfile.ZipFile(io.BytesIO(as_file(gen, "g.csv"))) as archive:
+        assert sorted(archive.namelist()) == ["g.csv", "g.csv.json"]
+        archive.extractall(tmp_path / "csv")
+    table = load_recording(tmp_path / "csv" / "g.csv")
+    assert table.n_spikes == gen.n_spikes and table.source["generated_by"] == made
 
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")

@@ -200,11 +200,11 @@ def downloads(state: DashboardState) -> pn.FlexBox:
     def csv(table: pd.DataFrame):
         return io.StringIO(table.to_csv(index=False))
 
-    def trains(suffix: str):
+    def trains(name: str):
         if state.frame is None or state.recording is None:
             return None
         return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.threshold_rule, state.seed, state.draw_level),
-                                  suffix))
+                                  name))
 
     button = dict(button_type="primary", button_style="outline", width=270)
     # An evaluation's files wait for it: a click with none to write did nothing, and logged why.
@@ -216,10 +216,12 @@ def downloads(state: DashboardState) -> pn.FlexBox:
         pn.widgets.FileDownload(callback=lambda: csv(results.table_frames(state.cross_table)[1]),
                                 filename="spikeviz_cross_session.csv", label="Cross-session table (CSV)",
                                 **button),
-        pn.widgets.FileDownload(callback=lambda: trains(".nwb"), filename="spikeviz_generated.nwb",
+        pn.widgets.FileDownload(callback=lambda: trains("spikeviz_generated.nwb"), filename="spikeviz_generated.nwb",
                                 label="Generated trains (NWB, with provenance)", **evaluated),
-        pn.widgets.FileDownload(callback=lambda: trains(".csv"), filename="spikeviz_generated.csv",
-                                label="Generated trains (CSV)", **evaluated), css_classes=["sv-downloads"])
+        # The CSV with its provenance sidecar, as `spikeviz generate --out x.csv` writes them.
+        pn.widgets.FileDownload(callback=lambda: trains("spikeviz_generated.csv"), filename="spikeviz_generated.zip",
+                                label="Generated trains (CSV + provenance JSON, zip)", **evaluated),
+        css_classes=["sv-downloads"])
 
 
 def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
