@@ -113,7 +113,7 @@ def test_the_page_evaluates_and_downloads_any_unit_count(n_units, tmp_path, monk
     scored = min(n_units, 128)
     assert state.evaluation.stretch.X.shape[1] == scored
     (tmp_path / "gen.npz").write_bytes(as_file(generated_recording(
-        state.frame, state.recording, state.threshold_rule, state.seed), ".npz"))
+        state.frame, state.recording, state.threshold_rule, state.seed), "gen.npz"))
     back = load_recording(tmp_path / "gen.npz")
     assert back.n_units == scored and back.source["generated_by"]["units"] == scored
     assert set(map(str, back.unit_ids)) <= set(map(str, state.recording.unit_ids))

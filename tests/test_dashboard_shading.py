@@ -5,8 +5,8 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from spikeviz.dashboard import shading
-from spikeviz.dashboard.cache import VIEW_CACHE
+from spikeviz.dashboard import shading, views
+from spikeviz.dashboard.cache import VIEW_CACHE, LRUCache
 
 
 def test_the_same_objects_give_the_same_data_and_image_once():
@@ -32,3 +32,43 @@ def test_the_same_objects_give_the_same_data_and_image_once():
     assert VIEW_CACHE.misses == misses + 2 and zoomed.bounds.lbrt() == (0.0, 0.0, 1.0, 2.0)
     resized = shading.drawn_once(a, (0.0, 2.0), (0.0, 2.0), **(options | {"width": 80}))
     assert resized.data.shape[:2] == (20, 80)
+
+
+def test_a_whole_view_is_kept_on_disk_and_a_zoomed_one_is_not(tmp_path, monkeypatch):
+    """A fresh server's first page reads the opening images a server drew before: datashader is
+    not called for them (its first call compiles for seconds); zoomed images stay in memory."""
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))
+    element = hv.Points(pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 2.0, 1.0]}), ["x", "y"])
+    whole = (0.0, 2.0), (0.0, 2.0)
+    options = dict(cmap=["#ffffff", "#000000"], width=40, height=20)
+    first = shading.drawn_once(element, *whole, **options)
+    shading.drawn_once(element, (0.0, 1.0), (0.0, 2.0), **options)
+    assert len(list(tmp_path.rglob("rgba.npy"))) == 1
+
+    drawn = []
+    monkeypatch.setattr(shading, "VIEW_CACHE", LRUCache())   # another server
+    real = shading.shaded_raster
+    monkeypatch.setattr(shading, "shaded_raster", lambda *a, **k: (drawn.append(1), real(*a, **k))[1])
+    again = shading.drawn_once(hv.Points(element.data.copy(), ["x", "y"]), *whole, **options)
+    assert not drawn and np.array_equal(again.data, first.data) and again.bounds.lbrt() == first.bounds.lbrt()
+    moved = element.data.assign(y=[0.0, 1.0, 2.0])   # other spikes: drawn, not read
+    shading.drawn_once(hv.Points(moved, ["x", "y"]), *whole, **options)
+    assert drawn == [1]
+
+
+def test_warming_compiles_what_the_page_draws():
+    """After warm_up, a window's probability image, whole or zoomed, compiles no datashader kernel."""
+    import datashader.resampling as resampling
+    import numba
+
+    def compiled() -> int:
+        return sum(len(f.signatures) for f in vars(resampling).values() if isinstance(f, numba.core.dispatcher.Dispatcher))
+
+    shading.warm_up()
+    warmed = compiled()
+    ev = type("Ev", (), {"P": np.random.default_rng(0).random((3000, 128), np.float32),
+                         "stretch": type("S", (), {"start_s": 0.0, "bin_ms": 1.0})})()
+    image = views.probability_image(ev)
+    shading.shaded_raster(image, ["#ffffff", "#000000"], width=600, height=230)
+    shading.shaded_raster(image, ["#ffffff", "#000000"], (1.0, 1.2), width=600, height=230)
+    assert compiled() == warmed

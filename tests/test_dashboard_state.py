@@ -1,6 +1,8 @@
 """Dashboard view-model without a browser: state changes -> the data each view shows."""
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -376,13 +378,17 @@ def test_generated_trains_download_with_provenance(tmp_path):
     state.threshold = state.evaluation.thresholds["density"] * 1.5
     gen = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed)
     assert gen.n_spikes == state.frame.op.predicted_spikes
-    (tmp_path / "g.nwb").write_bytes(as_file(gen, ".nwb"))
+    (tmp_path / "g.nwb").write_bytes(as_file(gen, "g.nwb"))
     back = load_recording(tmp_path / "g.nwb")
     made = back.source["generated_by"]
     assert back.n_spikes == gen.n_spikes and made["threshold"] == pytest.approx(state.frame.threshold)
     assert made["data"] == VITRO and made["generator"] == "glm-coupled" and made["threshold_rule"] is None
-    (tmp_path / "g.csv").write_bytes(as_file(gen, ".csv"))
-    assert load_recording(tmp_path / "g.csv").n_spikes == gen.n_spikes
+    # A CSV comes zipped with its sidecar: unzipped, it reads back with its provenance.
+    with zipfile.ZipFile(io.BytesIO(as_file(gen, "g.csv"))) as archive:
+        assert sorted(archive.namelist()) == ["g.csv", "g.csv.json"]
+        archive.extractall(tmp_path / "csv")
+    table = load_recording(tmp_path / "csv" / "g.csv")
+    assert table.n_spikes == gen.n_spikes and table.source["generated_by"] == made
 
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
@@ -485,7 +491,7 @@ def test_a_seen_session_comes_back_at_once(monkeypatch):
     assert submitted[3:] == [("evaluate", False), ("evaluate", False)]
 
 
-def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
+def test_the_overview_marks_the_window_without_redrawing(monkeypatch, tmp_path):
     """The test split and the window are boxes on the whole-session raster that follow the state;
     moving the window aggregates nothing again."""
     import holoviews as hv
@@ -494,6 +500,7 @@ def test_the_overview_marks_the_window_without_redrawing(monkeypatch):
     aggregated = []
     real = shading.ds.Canvas.points
     monkeypatch.setattr(shading, "VIEW_CACHE", LRUCache())   # drawn here, not by an earlier test
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))       # nor read from its disk
     monkeypatch.setattr(shading.ds.Canvas, "points", lambda self, *a, **k: (aggregated.append(1), real(self, *a, **k))[1])
     plot = hv.renderer("bokeh").get_plot(views.raster_plots(state)["overview"])
     test, box = plot.handles["spans"]

@@ -1,9 +1,13 @@
-"""A model added on the server and not yet sent stays unsent when the browser sends a change."""
+"""The two upstream races sync.py works around: each shown on unpatched Bokeh or Panel (those tests
+fail once upstream fixes it: drop the shim then), and each fixed by the shim."""
 from __future__ import annotations
 
 import json
+import threading
 
+import panel.io.document as panel_document
 from bokeh.document import Document
+from bokeh.document.events import ModelChangedEvent
 from bokeh.models import Column, Div, Slider
 from bokeh.protocol import Protocol
 
@@ -28,8 +32,9 @@ def _defined_ids(msg) -> set[str]:
     return found
 
 
-def test_a_browser_change_does_not_mark_unsent_models_as_sent():
-    sync.install()
+def _added_during_a_browser_change(apply_json_patch) -> tuple[Div, list]:
+    """A Div added on the server, its message not yet written, when the page moves a slider; the
+    document's change events."""
     doc = Document()
     slider = Slider(start=0, end=1, value=0)
     column = Column(children=[slider])
@@ -39,8 +44,53 @@ def test_a_browser_change_does_not_mark_unsent_models_as_sent():
     doc.on_change(lambda event: events.append(event))
     added = Div(text="a plot added by a job")
     column.children = [slider, added]         # its message not written yet...
-    doc.apply_json_patch({"events": [{"kind": "ModelChanged", "model": {"id": slider.id},
-                                      "attr": "value", "new": 0.5}]})   # ...when the page moves the slider
+    apply_json_patch(doc, {"events": [{"kind": "ModelChanged", "model": {"id": slider.id},
+                                       "attr": "value", "new": 0.5}]})   # ...when the page moves the slider
+    assert slider.value == 0.5
+    return added, events
+
+
+def test_upstream_bokeh_sends_a_model_added_during_a_browser_change_by_reference_only():
+    """docs/upstream.md, Bokeh: fails once Bokeh keeps unsent models unsent (drop _keep_unsent)."""
+    upstream = getattr(Document.apply_json_patch, "__wrapped__", Document.apply_json_patch)
+    added, events = _added_during_a_browser_change(upstream)
+    assert added.id not in _defined_ids(Protocol().create("PATCH-DOC", events[:1]))
+    assert sync.BOKEH_AFFECTED, "the installed Bokeh has the race: extend BOKEH_AFFECTED"
+
+
+def test_a_browser_change_does_not_mark_unsent_models_as_sent():
+    sync.install()
+    added, events = _added_during_a_browser_change(Document.apply_json_patch)
     msg = Protocol().create("PATCH-DOC", events[:1])
     assert added.id in _defined_ids(msg), "the added model went out by reference only"
-    assert slider.value == 0.5
+
+
+def _held_change(drain) -> tuple[ModelChangedEvent, list, list]:
+    """A slider moved in a hold that ends after the page pulled the document, before it reported
+    it rendered (Panel counts the session unconnected): what Panel dispatches now, what it keeps
+    for the page's report."""
+    doc = Document()
+    slider = Slider(start=0, end=1, value=0)
+    doc.add_root(slider)
+    sync._PULLED.add(doc)   # what ServerSession._handle_pull marks, once patched
+    doc.hold("combine")
+    slider.value = 0.5
+    (held,) = doc.callbacks._held_events
+    dispatched = drain(doc, threading.Lock())
+    return held, dispatched, panel_document._UNCONNECTED_EVENTS.pop(doc, [])
+
+
+def test_upstream_panel_drops_a_change_held_before_the_page_reports_ready():
+    """docs/upstream.md, Panel: fails once Panel keeps (or sends) such changes (drop
+    _kept_once_pulled and _marked_pulled)."""
+    upstream = getattr(panel_document._drain_unconnected_events, "__wrapped__",
+                       panel_document._drain_unconnected_events)
+    held, dispatched, kept = _held_change(upstream)
+    assert held not in dispatched and held not in kept, "Panel no longer drops the change"
+    assert sync.PANEL_AFFECTED, "the installed Panel has the race: extend PANEL_AFFECTED"
+
+
+def test_a_change_held_after_the_pull_is_kept_for_the_page():
+    sync.install()
+    held, dispatched, kept = _held_change(panel_document._drain_unconnected_events)
+    assert kept == [held] and held not in dispatched

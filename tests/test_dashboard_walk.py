@@ -30,7 +30,7 @@ SESSIONS = ("invitro_210511001_bh", "invitro_210511001_lh")   # the 1-h in vivo 
 OPEN_FILE = "file on disk…"
 BASELINE = "none: coupled GLM baseline"
 DOWNLOADS = ("Figures (PNG)", "This evaluation (CSV)", "Cross-session table (CSV)",
-             "Generated trains (NWB, with provenance)", "Generated trains (CSV)")
+             "Generated trains (NWB, with provenance)", "Generated trains (CSV + provenance JSON, zip)")
 
 
 def recording_csv(seconds: float, seed: int) -> bytes:
@@ -204,9 +204,17 @@ class Walk:
             generated = load_recording(path)
             # The file's provenance names the recording the page describes.
             assert generated.source["generated_by"]["data"] == self.expect.name, generated.source
-        elif label.startswith("Generated"):   # a plain table: its provenance goes in the NWB file
-            table = pd.read_csv(io.BytesIO(data))
+        elif label.startswith("Generated"):   # a table zipped with its provenance sidecar
+            import zipfile
+
+            from spikeviz.data.io import load_recording
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(self.downloads / f"{self.n}-csv")
+            extracted = self.downloads / f"{self.n}-csv" / "spikeviz_generated.csv"
+            table = pd.read_csv(extracted)
             assert list(table.columns) == ["unit", "time_s"] and len(table), (label, table)
+            generated = load_recording(extracted)
+            assert generated.source["generated_by"]["data"] == self.expect.name, generated.source
         else:
             table = pd.read_csv(io.BytesIO(data))
             assert len(table) and len(table.columns) > 1, (label, table)

@@ -32,7 +32,7 @@ def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, mod
     assert state.error == "", state.error
     page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
                                state.draw_level)
-    (tmp_path / "page.npz").write_bytes(as_file(page, ".npz"))
+    (tmp_path / "page.npz").write_bytes(as_file(page, "page.npz"))
     a, b = state.window
     args = ["generate", "--checkpoint", "generalist-focal", "--session", VITRO, "--mode", mode,
             "--start", repr(a), "--seconds", repr(b - a), "--seed", "3",
@@ -58,3 +58,26 @@ def test_generated_window_starts_at_its_first_bin_and_names_its_units():
     assert out.recording.duration_s == pytest.approx(2.0)
     assert list(out.recording.unit_ids) == list(st.unit_ids) and len(st.unit_ids) == 20
     assert out.recording.source["generated_by"]["start_s"] == pytest.approx(310.0)
+
+
+def test_page_csv_download_carries_the_cli_provenance(tmp_path):
+    """The page's CSV download (zipped with its sidecar) and `spikeviz generate --out x.csv` carry
+    the same provenance and trains: both from pipeline.provenance."""
+    import io
+    import json
+    import zipfile
+
+    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), session=VITRO,
+                           checkpoint="generalist-focal", seed=3)
+    assert state.error == "", state.error
+    page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
+                               state.draw_level)
+    with zipfile.ZipFile(io.BytesIO(as_file(page, "x.csv"))) as archive:
+        archive.extractall(tmp_path / "page")
+    a, b = state.window
+    assert main(["generate", "--checkpoint", "generalist-focal", "--session", VITRO, "--start", repr(a),
+                 "--seconds", repr(b - a), "--seed", "3", "--out", str(tmp_path / "x.csv")]) == 0
+    sidecar = lambda folder: json.loads((folder / "x.csv.json").read_text())
+    assert sidecar(tmp_path / "page") == sidecar(tmp_path)
+    assert (tmp_path / "page" / "x.csv").read_bytes() == (tmp_path / "x.csv").read_bytes()
+    assert load_recording(tmp_path / "page" / "x.csv").source["generated_by"] == page.source["generated_by"]

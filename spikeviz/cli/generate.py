@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                          else "bernoulli")
     result = generate_window(model, recording, (start, start + args.seconds), mode=args.mode,
                              draw=draw, level=args.threshold, rule=args.threshold_rule,
-                             seed=args.seed, n_units=args.units)
+                             seed=args.seed, n_units=args.units,
+                             checkpoint=args.checkpoint)   # the generator's name, as the page names it
     generated, stretch = result.recording, result.setup.model_stretch
     for line in adjustments(recording, generated, stretch, start, args.seconds):
         note(line)

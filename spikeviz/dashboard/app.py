@@ -10,7 +10,7 @@ import threading
 import pandas as pd
 import panel as pn
 
-from . import results
+from . import results, shading
 from ..evaluation.evaluate import WARMUP_S
 from .compute import N_UNITS
 from .frames import Frame
@@ -200,11 +200,11 @@ def downloads(state: DashboardState) -> pn.FlexBox:
     def csv(table: pd.DataFrame):
         return io.StringIO(table.to_csv(index=False))
 
-    def trains(suffix: str):
+    def trains(name: str):
         if state.frame is None or state.recording is None:
             return None
         return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.threshold_rule, state.seed, state.draw_level),
-                                  suffix))
+                                  name))
 
     button = dict(button_type="primary", button_style="outline", width=270)
     # An evaluation's files wait for it: a click with none to write did nothing, and logged why.
@@ -216,10 +216,12 @@ def downloads(state: DashboardState) -> pn.FlexBox:
         pn.widgets.FileDownload(callback=lambda: csv(results.table_frames(state.cross_table)[1]),
                                 filename="spikeviz_cross_session.csv", label="Cross-session table (CSV)",
                                 **button),
-        pn.widgets.FileDownload(callback=lambda: trains(".nwb"), filename="spikeviz_generated.nwb",
+        pn.widgets.FileDownload(callback=lambda: trains("spikeviz_generated.nwb"), filename="spikeviz_generated.nwb",
                                 label="Generated trains (NWB, with provenance)", **evaluated),
-        pn.widgets.FileDownload(callback=lambda: trains(".csv"), filename="spikeviz_generated.csv",
-                                label="Generated trains (CSV)", **evaluated), css_classes=["sv-downloads"])
+        # The CSV with its provenance sidecar, as `spikeviz generate --out x.csv` writes them.
+        pn.widgets.FileDownload(callback=lambda: trains("spikeviz_generated.csv"), filename="spikeviz_generated.zip",
+                                label="Generated trains (CSV + provenance JSON, zip)", **evaluated),
+        css_classes=["sv-downloads"])
 
 
 def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
@@ -313,13 +315,15 @@ _WARMING = threading.Lock()
 
 
 def warm_process() -> None:
-    """Once per process, what no first page needs: numba's free-running loops loaded from its
-    disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
+    """Once per process, what no first page needs: datashader's kernels compiled for zooming
+    (a first page reads its images from disk when a server drew them before), numba's
+    free-running loops loaded from its disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
     out of the garbage collector's full collections (~600k objects; a full collection in a page
     request cost 0.55 s). `make serve`'s --setup runs it before listening; a plain `panel serve
     app.py` runs it in the background once its first page is shown."""
     if not _WARMING.acquire(blocking=False):
         return   # done, or being done
+    shading.warm_up()
     fused.warm_up()
     gc.collect()
     gc.freeze()

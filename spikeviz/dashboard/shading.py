@@ -1,11 +1,17 @@
 """Raster images drawn by datashader for the plots' ranges and sizes, and shared by the server's sessions."""
 from __future__ import annotations
 
+import hashlib
+
 import datashader as ds
 import datashader.transfer_functions as tf
 import holoviews as hv
 import numpy as np
+import pandas as pd
+import xarray as xr
 
+from .._version import __version__
+from ..data.store import Cache, content_key
 from .cache import VIEW_CACHE
 
 
@@ -19,7 +25,7 @@ def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=Non
     HoloViews' aggregate, dynspread and shade operations cost the server about 50 ms each."""
     x, y = element.kdims
     x_range, y_range = x_range or element.range(0), y_range or element.range(1)
-    if not (np.all(np.isfinite([*x_range, *y_range])) and x_range[1] > x_range[0] and y_range[1] > y_range[0]):
+    if not _drawable(x_range, y_range):
         return hv.RGB(np.zeros((1, 1, 4), np.uint8), [x, y])   # nothing to draw yet
     canvas = ds.Canvas(plot_width=max(1, int((width or 600) * scale)),
                        plot_height=max(1, int((height or 220) * scale)), x_range=x_range, y_range=y_range)
@@ -56,5 +62,41 @@ def drawn_once(element, x_range=None, y_range=None, **kwargs) -> hv.RGB:
         image = shaded_raster(element, x_range=x_range, y_range=y_range, **kwargs)
         return element, image.data, image.bounds.lbrt()
 
-    _, rgba, bounds = VIEW_CACHE.get(("image", id(element), x_range, y_range, options), draw)
+    def stored() -> tuple:
+        # A whole element (a view as it opens) is kept on disk too: a fresh server's first page
+        # then shows it without datashader compiling its kernels (4-12 s on 2 cores).
+        if (x_range, y_range) != (element.range(0), element.range(1)) or not _drawable(x_range, y_range):
+            return draw()
+        key = content_key("raster-image", _digest(element), x_range, y_range, options, ds.__version__,
+                          __version__)
+        rgba = Cache().array(key, "rgba.npy", lambda: draw()[1])
+        return element, np.asarray(rgba), (x_range[0], y_range[0], x_range[1], y_range[1])
+
+    _, rgba, bounds = VIEW_CACHE.get(("image", id(element), x_range, y_range, options), stored)
     return hv.RGB(rgba, element.kdims, bounds=bounds)
+
+
+def _drawable(x_range, y_range) -> bool:
+    return bool(np.all(np.isfinite([*x_range, *y_range])) and x_range[1] > x_range[0] and y_range[1] > y_range[0])
+
+
+def _digest(element: hv.Points | hv.Image) -> str:
+    """A hash of what the element draws: its type, dimensions and every column's values."""
+    digest = hashlib.sha256(f"{type(element).__name__} {element.dimensions()}".encode())
+    data = element.data
+    for name in [*getattr(data, "coords", ()), *data]:   # an Image's xarray coordinates, then columns
+        values = np.ascontiguousarray(np.asarray(data[name]))
+        digest.update(f"{name} {values.dtype} {values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def warm_up() -> None:
+    """Compile datashader's kernels for the page's two kinds of raster (spike points, a
+    probability image), as a first draw does: a fresh server's first zoom no longer waits."""
+    points = hv.Points(pd.DataFrame({"time": [0.0, 1.0], "unit": [0.0, 1.0]}), ["time", "unit"])
+    # As a window's: a transposed (time, unit) array, downsampled in time, upsampled across units.
+    image = hv.Image(xr.DataArray(np.zeros((64, 2), np.float32).T, coords={"unit": [0.0, 1.0], "time": np.arange(64.0)},
+                                  dims=("unit", "time"), name="p"), ["time", "unit"], "p")
+    for element, x_range in ((points, None), (image, None), (image, (1.5, 5.5))):   # the last zoomed in
+        shaded_raster(element, ["#000000", "#ffffff"], x_range, width=16, height=4)

@@ -21,16 +21,29 @@ reached the page: a raster stayed hidden under its finished evaluation (1 run in
 eight-session test). Once the document is pulled, those changes are kept with the events Panel
 already sends when the page reports (in order, from a locked callback). Counting the session as
 connected from the pull instead made HoloViews apply range updates outside the document lock.
+
+No upstream report was found for either (Panel's #8692, fixed in 1.9.4, is the neighbouring
+case of events held before any pull): both are written up in docs/upstream.md. Each shim applies
+only to the versions known affected (BOKEH_AFFECTED, PANEL_AFFECTED), and
+tests/test_dashboard_sync.py shows each race on unpatched Bokeh or Panel: that test fails once
+upstream fixes it, and the shim goes.
 """
 from __future__ import annotations
 
 import functools
 import weakref
 
+import bokeh
+import panel
 import panel.io.document as panel_document
 from bokeh.document import Document
 from bokeh.document.events import DocumentPatchedEvent, MessageSentEvent
 from bokeh.server.session import ServerSession
+from packaging.version import Version
+
+# The versions seen affected (the newest installed when each was last checked).
+BOKEH_AFFECTED = Version("3.4") <= Version(bokeh.__version__) <= Version("3.9.2")
+PANEL_AFFECTED = Version(panel.__version__) <= Version("1.9.4")
 
 _PULLED: weakref.WeakSet[Document] = weakref.WeakSet()   # documents a page has received
 
@@ -75,10 +88,10 @@ def _kept_once_pulled(drain):
 
 
 def install() -> None:
-    """Patch Bokeh's document sync and Panel's hold once per process."""
-    if not getattr(Document.apply_json_patch, "keeps_unsent", False):
+    """Patch Bokeh's document sync and Panel's hold once per process, where affected."""
+    if BOKEH_AFFECTED and not getattr(Document.apply_json_patch, "keeps_unsent", False):
         Document.apply_json_patch = _keep_unsent(Document.apply_json_patch)
-    if not getattr(ServerSession._handle_pull, "marks_pulled", False):
+    if PANEL_AFFECTED and not getattr(ServerSession._handle_pull, "marks_pulled", False):
         ServerSession._handle_pull = _marked_pulled(ServerSession._handle_pull)
-    if not getattr(panel_document._drain_unconnected_events, "keeps_pulled", False):
+    if PANEL_AFFECTED and not getattr(panel_document._drain_unconnected_events, "keeps_pulled", False):
         panel_document._drain_unconnected_events = _kept_once_pulled(panel_document._drain_unconnected_events)

@@ -1,12 +1,15 @@
 """Generated trains the page shows, as a Recording and as files with the provenance `spikeviz generate` writes."""
 from __future__ import annotations
 
+import io
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..data.io import write_recording
+from ..data.io.table import sidecar_path
 from ..evaluation.pipeline import as_recording, provenance
 from ..data.recording import Recording
 from .frames import Frame
@@ -29,9 +32,19 @@ def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
     return as_recording(generated, data, ev.stretch, made)
 
 
-def as_file(recording: Recording, suffix: str) -> bytes:
-    """`recording` written by spikeviz.data.io (.nwb carries generated_by in its Units table)."""
+def as_file(recording: Recording, name: str) -> bytes:
+    """`recording` written by spikeviz.data.io as file `name` (.nwb carries generated_by in its
+    Units table). A CSV or TSV table keeps its units, duration and provenance in a JSON sidecar
+    beside it, as `spikeviz generate --out name` leaves them: a browser downloads one file, so the
+    two come zipped together."""
     with tempfile.TemporaryDirectory(prefix="spikeviz-download-") as tmp:
-        path = Path(tmp) / f"generated{suffix}"
+        path = Path(tmp) / name
         write_recording(recording, path)
-        return path.read_bytes()
+        sidecar = sidecar_path(path)
+        if not sidecar.is_file():
+            return path.read_bytes()
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(path, path.name)
+            archive.write(sidecar, sidecar.name)
+        return zipped.getvalue()
