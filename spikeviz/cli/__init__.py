@@ -37,16 +37,17 @@ class Parser(argparse.ArgumentParser):
 
 
 def baseline_list(text: str) -> tuple[str, ...]:
-    """--baselines: comma-separated names of spikeviz.models.baselines.ALL_BASELINES, or "all"."""
-    from ..models.baselines import ALL_BASELINES
+    """--baselines: comma-separated names of spikeviz.models.baselines.PREDICTORS, or "all"
+    (ALL_BASELINES)."""
+    from ..models.baselines import ALL_BASELINES, PREDICTORS
 
     if text.strip() == "all":
         return ALL_BASELINES
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in ALL_BASELINES]
+    unknown = [n for n in names if n not in PREDICTORS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown baselines {unknown or [text]}: use a "
-                                         f"comma-separated list of {', '.join(ALL_BASELINES)}")
+                                         f"comma-separated list of {', '.join(PREDICTORS)}")
     return names
 
 

@@ -34,7 +34,7 @@ class EpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 def add_parser(sub) -> None:
-    from ..models.baselines import ALL_BASELINES
+    from ..models.baselines import ALL_BASELINES, FITTED_MODELS
 
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines on a recording",
                        description="Score a checkpoint's next-bin predictions (ROC-AUC, PR-AUC, "
@@ -62,7 +62,8 @@ def add_parser(sub) -> None:
                    help="units for a transfer-preset model (the most active)")
     p.add_argument("--baselines", type=baseline_list, default="all",
                    help=f"baselines to score beside the model, comma-separated, from "
-                        f"{', '.join(ALL_BASELINES)}")
+                        f"{', '.join(ALL_BASELINES)} (all: these), or the population stack "
+                        f"fitted on the recording ({', '.join(FITTED_MODELS)})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 

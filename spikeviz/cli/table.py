@@ -12,7 +12,7 @@ from . import baseline_list
 
 
 def add_parser(sub) -> None:
-    from ..models.baselines import ALL_BASELINES
+    from ..models.baselines import ALL_BASELINES, FITTED_MODELS
 
     p = sub.add_parser(
         "table", help="the results table: every shipped model and run on the bundled sessions",
@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
                         "<!-- results:start --> and <!-- results:end -->; repeatable)")
     p.add_argument("--baselines", type=baseline_list, default="all",
                    help=f"baselines to score beside the model, comma-separated, from "
-                        f"{', '.join(ALL_BASELINES)}")
+                        f"{', '.join(ALL_BASELINES)} (all: these), or the population stack "
+                        f"fitted on the recording ({', '.join(FITTED_MODELS)})")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run)

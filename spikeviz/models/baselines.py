@@ -8,6 +8,7 @@ from scipy.signal import lfilter
 
 from ..errors import SpikevizError
 from .glm import _ROWS, CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
+from .stack import StackPredictor
 from ..measures.likelihood import LogLikelihood
 from ..measures.metrics import ScoreHistogram
 
@@ -155,10 +156,14 @@ BASELINES = ("rate", "ewma", "glm")
 # The stronger, matched ones: evaluation scores BASELINES until it learns where to fit these.
 MATCHED_BASELINES = ("ewma-tuned", "glm-unit", "glm-coupled")
 ALL_BASELINES = BASELINES + MATCHED_BASELINES
+# Population models fitted on the recording like the baselines, asked for by name ("all" leaves
+# them out: a minute or more to fit).
+FITTED_MODELS = ("stack",)
+PREDICTORS = ALL_BASELINES + FITTED_MODELS
 
 
 def make_baseline(name: str, bin_ms: float = 1.0):
-    """A fresh baseline predictor by name (one of ALL_BASELINES)."""
+    """A fresh predictor fitted on the target, by name (one of PREDICTORS)."""
     if name == "rate":
         return RatePredictor()
     if name == "ewma":
@@ -171,4 +176,6 @@ def make_baseline(name: str, bin_ms: float = 1.0):
         return UnitGLMPredictor(bin_ms=bin_ms)
     if name == "glm-coupled":
         return CoupledGLMPredictor(bin_ms=bin_ms)
-    raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(ALL_BASELINES)}")
+    if name == "stack":
+        return StackPredictor(bin_ms=bin_ms)
+    raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(PREDICTORS)}")

@@ -17,6 +17,20 @@ def _as_binary(X: np.ndarray) -> np.ndarray:
     return X
 
 
+def window_sums(C: np.ndarray, lo: int, t: np.ndarray) -> Callable:
+    """window(a, b): spike counts (rows, N) float32 at bins t of lags a..b back from t+1
+    (X[t+1-b .. t+1-a], clipped at the start of X), and the window lengths (rows, 1), from the
+    cumulative counts C[k] = spikes in X[lo..lo+k-1]."""
+
+    def window(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        hi = t + 2 - a
+        lo_ = np.maximum(t + 1 - b, 0)
+        counts = C[np.maximum(hi, lo_) - lo] - C[lo_ - lo]
+        return counts.astype(np.float32), np.maximum(hi - lo_, 1).astype(np.float32)[:, None]
+
+    return window
+
+
 GLM_WINDOWS_MS = ((1, 1), (2, 3), (4, 10), (11, 30), (31, 100), (101, 300))
 LONG_MS = 10_000           # the window of the log-rate feature
 POP_WINDOWS_MS = ((1, 1), (2, 10))
@@ -91,19 +105,15 @@ class GLMPredictor:
         # C[k] = spikes in X[lo..lo+k-1]: window sums are differences of two rows.
         C = np.zeros((stop - lo + 1, X.shape[1]), np.int32)
         np.cumsum(X[lo:stop], axis=0, dtype=np.int32, out=C[1:])
-        t = np.arange(start, stop)
-
-        def window(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-            hi = t + 2 - a                       # clipped at the start of X
-            lo_ = np.maximum(t + 1 - b, 0)
-            counts = C[np.maximum(hi, lo_) - lo] - C[lo_ - lo]
-            return counts.astype(np.float32), np.maximum(hi - lo_, 1).astype(np.float32)[:, None]
-
-        return window
+        return window_sums(C, lo, np.arange(start, stop))
 
     def _features(self, X: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
         """Features (rows, N) float32 of bins t in [start, stop), from X[..t] only."""
-        return self._own_features(self._window_sums(X, start, stop), X.shape[1])
+        return self.features_from(self._window_sums(X, start, stop), X.shape[1])
+
+    def features_from(self, window: Callable, n_units: int) -> list[np.ndarray]:
+        """The features from `window_sums`: how a free run computes them bin by bin."""
+        return self._own_features(window, n_units)
 
     def _own_features(self, window: Callable, n_units: int) -> list[np.ndarray]:
         feats = []
@@ -165,11 +175,15 @@ class GLMPredictor:
         P = np.empty(X.shape, np.float32)
         for s in range(0, len(X), _ROWS):
             e = min(s + _ROWS, len(X))
-            z = np.full((e - s, X.shape[1]), self.intercept_, np.float32)
-            for w, f in zip(self.coef_, self._features(X, s, e)):
-                z += w * f
-            P[s:e] = 1.0 / (1.0 + np.exp(-z))
+            P[s:e] = 1.0 / (1.0 + np.exp(-self.logit_of(self._features(X, s, e))))
         return P
+
+    def logit_of(self, feats: list[np.ndarray]) -> np.ndarray:
+        """The logits (rows, N) float32 of features (rows, N) each, as `features_from` gives them."""
+        z = np.full(feats[0].shape, self.intercept_, np.float32)
+        for w, f in zip(self.coef_, feats):
+            z += w * f
+        return z
 
 
 PARTNER_WINDOWS_MS = ((1, 2), (3, 10), (11, 30))   # a coupled unit's history windows
@@ -290,9 +304,8 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         # partners[i]: the k units j whose past best predicts unit i.
         self.partners_ = np.argsort(-corr, axis=0, kind="stable")[:k].T.copy()
 
-    def _features(self, X: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
-        window = self._window_sums(X, start, stop)
-        feats = self._own_features(window, X.shape[1])
+    def features_from(self, window: Callable, n_units: int) -> list[np.ndarray]:
+        feats = self._own_features(window, n_units)
         for a, b in self.partner_windows:
             rate = window(a, b)[0] / (b - a + 1)
             feats += [rate[:, partners] for partners in self.partners_.T]

@@ -1,0 +1,195 @@
+"""The population stack: a recording's own coupled-GLM logit plus a learned residual over each unit's features and the population's activity at six time scales, with a guard fitted on held-out bins."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import SpikevizError
+from .glm import _ROWS, CoupledGLMPredictor, _as_binary, window_sums
+
+# The population's recent activity beyond the GLM's own 1 and 2-10 ms: bursts build and end
+# over tens to hundreds of ms, and a silent gap precedes them.
+SLOW_POPULATION_MS = ((11, 30), (31, 100), (101, 300), (301, 1000))
+GUARD_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)   # the residual's share, chosen on held-out bins
+MIN_HELD_OUT = 1000      # bins: fewer hold too few spikes to choose a guard
+
+
+class Residual(nn.Module):
+    """logit correction = MLP(features); the output layer starts at 0, so the untrained stack is
+    its GLM."""
+
+    def __init__(self, n_in: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                 nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, F: torch.Tensor) -> torch.Tensor:
+        return self.net(F).squeeze(-1)
+
+
+class StackPredictor:
+    """logit = GLM logit + alpha * residual, for each unit of one recording.
+
+    The base is the coupled GLM (`CoupledGLMPredictor`) fitted on the training stretch: the best
+    baseline a user fits in seconds, so the learned part only has to find what it misses. The
+    residual is an MLP, shared by the units, over the GLM's features and logit plus the fraction
+    of the other units spiking 11-30, 31-100, 101-300 and 301-1000 ms back: nonlinear in the
+    population state (a burst changes how a unit's own history counts). It is trained on the first
+    (1 - holdout) of the stretch, on every spike and a `neg_fraction` sample of the silent cells
+    (offset-corrected); epochs stop and the guard `alpha_` in GUARD_STEPS is chosen on the last
+    `holdout` of the stretch (by log-likelihood, silent cells re-weighted), so a residual that
+    does not carry to later bins is turned down. Fitted on one recording's units, in its order.
+    """
+
+    name = "stack"
+
+    def __init__(self, bin_ms: float = 1.0, hidden: int = 64, epochs: int = 8, patience: int = 2,
+                 neg_fraction: float = 0.05, holdout: float = 0.15, lr: float = 2e-3,
+                 batch_size: int = 4096, max_fit_bins: int = 300_000, seed: int = 0):
+        if not 0 < neg_fraction <= 1 or not 0 < holdout < 1:
+            raise SpikevizError(f"neg_fraction must be in (0, 1] and holdout in (0, 1), got "
+                                f"{neg_fraction} and {holdout}")
+        self.bin_ms, self.hidden, self.epochs, self.patience = float(bin_ms), hidden, epochs, patience
+        self.neg_fraction, self.holdout, self.lr = neg_fraction, holdout, lr
+        self.batch_size, self.max_fit_bins, self.seed = batch_size, max_fit_bins, seed
+        to_bins = lambda ms: max(1, int(round(ms / self.bin_ms)))  # noqa: E731
+        self.slow_windows = [(to_bins(a), max(to_bins(a), to_bins(b)))
+                             for a, b in SLOW_POPULATION_MS]
+        self.glm_: CoupledGLMPredictor | None = None
+
+    def _inputs(self, window, n_units: int) -> tuple[np.ndarray, np.ndarray]:
+        """Residual inputs (rows, N, d) float32 and GLM logits (rows, N) from `window_sums`."""
+        feats = self.glm_.features_from(window, n_units)
+        z = self.glm_.logit_of(feats)
+        n_other = max(n_units - 1, 1)
+        for a, b in self.slow_windows:
+            counts, _ = window(a, b)
+            feats.append((counts.sum(1, keepdims=True) - counts) / (n_other * (b - a + 1)))
+        return np.stack(feats + [z], -1), z
+
+    def _chunks(self, X: np.ndarray, start: int, stop: int):
+        """(first bin, inputs, GLM logits) of the bins [start, stop) in chunks."""
+        for s in range(start, stop, _ROWS):
+            e = min(s + _ROWS, stop)
+            yield (s,) + self._inputs(self.glm_._window_sums(X, s, e), X.shape[1])
+
+    def _sample(self, X: np.ndarray, start: int, stop: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, ...]:
+        """Inputs, GLM logits, labels and weights of every spike and a neg_fraction sample of
+        the silent cells predicted from bins [start, stop); weights undo the sampling."""
+        parts = []
+        for s, F, z in self._chunks(X, start, stop):
+            y = X[s + 1:s + 1 + len(F)].astype(bool)
+            keep = y | (rng.random(y.shape, dtype=np.float32) < self.neg_fraction)
+            parts.append((F[keep], z[keep], y[keep]))
+        F, z, y = (np.concatenate(p) for p in zip(*parts))
+        return F, z, y.astype(np.float32), np.where(y, 1.0, 1.0 / self.neg_fraction).astype(np.float32)
+
+    def fit(self, X_train: np.ndarray) -> "StackPredictor":
+        X = _as_binary(X_train)
+        X = X[max(0, len(X) - self.max_fit_bins):]
+        cut = int(len(X) * (1 - self.holdout))
+        if len(X) - cut < MIN_HELD_OUT:
+            raise SpikevizError(f"the stack needs a training stretch of at least "
+                                f"{int(np.ceil(MIN_HELD_OUT / self.holdout))} bins (it holds out "
+                                f"{self.holdout:.0%} to choose its guard), got {len(X)}")
+        self.glm_ = CoupledGLMPredictor(self.bin_ms, seed=self.seed).fit(X)
+        rng = np.random.default_rng(self.seed)
+        F, z, y, _ = self._sample(X, 0, cut - 1, rng)
+        Fh, zh, yh, wh = self._sample(X, cut - 1, len(X) - 1, rng)
+        if not y.any() or not yh.any():
+            raise SpikevizError("the stack needs spikes in both parts of its training stretch")
+        self.mean_, self.scale_ = F.mean((0,)), F.std((0,)) + 1e-6
+        # Inputs are clipped to the range trained on: a free run that wanders outside it (a
+        # population rate never seen) meets the residual's edge, not its extrapolation.
+        self.low_, self.high_ = F.min((0,)), F.max((0,))
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
+        F, Fh = t(self._standard(F)), t(self._standard(Fh))
+        # Sampled silent cells shift the training log-odds by -log(neg_fraction).
+        z, zh, y, yh, wh = t(z - np.log(self.neg_fraction)), t(zh), t(y), t(yh), t(wh)
+        torch.manual_seed(self.seed)
+        net = Residual(F.shape[1], self.hidden)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=1e-4)
+        bce = nn.functional.binary_cross_entropy_with_logits
+
+        def held_out(alpha: float = 1.0) -> float:
+            with torch.no_grad():
+                return float(bce(zh + alpha * net(Fh), yh, weight=wh))
+
+        best, best_state, waited = held_out(), None, 0
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epochs):
+            order = torch.randperm(len(y), generator=gen)
+            for b in range(0, len(order), self.batch_size):
+                i = order[b:b + self.batch_size]
+                opt.zero_grad()
+                bce(z[i] + net(F[i]), y[i]).backward()
+                opt.step()
+            loss = held_out()
+            if loss < best:
+                best, best_state, waited = loss, {k: v.clone() for k, v in net.state_dict().items()}, 0
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.net_ = net.eval()
+        self.alpha_ = min(GUARD_STEPS, key=held_out) if best_state is not None else 0.0
+        self.held_out_nll_ = {a: held_out(a) for a in GUARD_STEPS}
+        return self
+
+    def _check(self, X: np.ndarray) -> np.ndarray:
+        X = _as_binary(X)
+        if self.glm_ is None:
+            raise SpikevizError("the stack is not fitted: call fit(X_train) first")
+        if len(self.glm_.intercept_) != X.shape[1]:
+            raise SpikevizError(f"stack fitted on {len(self.glm_.intercept_)} units, data has "
+                                f"{X.shape[1]}")
+        return X
+
+    def _standard(self, F: np.ndarray) -> np.ndarray:
+        return (np.clip(F, self.low_, self.high_) - self.mean_) / self.scale_
+
+    def _logits(self, F: np.ndarray, z: np.ndarray) -> np.ndarray:
+        if self.alpha_ == 0:
+            return z
+        with torch.no_grad():
+            r = self.net_(torch.from_numpy(self._standard(F)).float()).numpy()
+        return z + np.float32(self.alpha_) * r
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = self._check(X)
+        P = np.empty(X.shape, np.float32)
+        for s, F, z in self._chunks(X, 0, len(X)):
+            P[s:s + len(F)] = 1.0 / (1.0 + np.exp(-self._logits(F, z)))
+        return P
+
+    def simulate(self, X_past: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
+        """Free running: `n_bins` bins (n_bins, N) uint8 after the real past X_past, each drawn
+        from the model given the real past and the bins drawn before it."""
+        X_past = self._check(X_past)
+        past = X_past[max(0, len(X_past) - self.glm_.long):]
+        T0, N = len(past), X_past.shape[1]
+        C = np.zeros((T0 + n_bins + 1, N), np.int32)   # C[k]: spikes in bins 0..k-1
+        np.cumsum(past, axis=0, dtype=np.int32, out=C[1:T0 + 1])
+        out = np.zeros((n_bins, N), np.uint8)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)        # one tiny forward a bin: thread hand-offs cost more
+        try:
+            self._run(C, T0, out, np.random.default_rng(seed))
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+    def _run(self, C: np.ndarray, T0: int, out: np.ndarray, rng: np.random.Generator) -> None:
+        N = out.shape[1]
+        for k in range(len(out)):
+            t = T0 - 1 + k                                    # the last bin known
+            F, z = self._inputs(window_sums(C, 0, np.array([t])), N)
+            p = 1.0 / (1.0 + np.exp(-self._logits(F, z)[0]))
+            out[k] = rng.random(N) < p
+            C[t + 2] = C[t + 1] + out[k]

@@ -1,0 +1,96 @@
+"""The population stack: causal, its GLM when the guard is 0, learns a population effect a GLM
+cannot, and free-runs with the very probabilities it predicts."""
+import numpy as np
+import pytest
+
+from spikeviz import SpikevizError
+from spikeviz.measures.likelihood import LogLikelihood
+from spikeviz.models.stack import StackPredictor
+
+
+def bursty(T: int = 60_000, N: int = 12, seed: int = 0) -> np.ndarray:
+    """Units at 5 Hz that, during a population burst (an 80-ms state, 1 in 500 bins starts one),
+    fire at 150 Hz, but only from its 20th ms on: a unit's rate depends on how long the population
+    has been active, which no linear history filter of a few partners captures."""
+    rng = np.random.default_rng(seed)
+    state = np.zeros(T, np.int32)
+    for s in np.flatnonzero(rng.random(T) < 1 / 500):
+        state[s:s + 80] = np.arange(1, min(80, T - s) + 1)
+    p = np.where(state >= 20, 0.15, 0.005)[:, None]
+    return (rng.random((T, N)) < p).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return StackPredictor(epochs=4, seed=1).fit(bursty()), bursty(seed=1)[:20_000]
+
+
+def bits(P, X):
+    Y = X[1:]
+    rate = np.broadcast_to(X.mean(0), Y.shape)
+    return (LogLikelihood().add(Y, P[:-1]).total - LogLikelihood().add(Y, rate).total) / Y.sum()
+
+
+def test_the_stack_learns_what_its_glm_misses(fitted):
+    stack, X = fitted
+    assert stack.alpha_ > 0
+    gain = bits(stack.predict(X), X) - bits(stack.glm_.predict(X), X)
+    assert gain > 0.05, gain       # nats per spike on unseen bins
+
+
+def test_a_guard_of_zero_is_the_glm(fitted):
+    stack, X = fitted
+    alpha, stack.alpha_ = stack.alpha_, 0.0
+    try:
+        np.testing.assert_array_equal(stack.predict(X), stack.glm_.predict(X))
+    finally:
+        stack.alpha_ = alpha
+
+
+def test_predictions_never_read_the_future(fitted):
+    stack, X = fitted
+    P = stack.predict(X[:3000])
+    Z = X[:3000].copy()
+    Z[2001:] = 1 - Z[2001:]
+    np.testing.assert_array_equal(stack.predict(Z)[:2001], P[:2001])
+
+
+def test_a_free_run_draws_from_the_probabilities_the_stack_predicts(fitted):
+    """Replaying the run: bin k is the seeded draw under the prediction from the past and the
+    bins before k (one causal predict of the whole sequence gives each of them)."""
+    stack, X = fitted
+    past, n, seed = X[:3000], 1000, 4
+    S = stack.simulate(past, n, seed=seed)
+    assert S.shape == (n, X.shape[1]) and S.dtype == np.uint8
+    np.testing.assert_array_equal(stack.simulate(past, n, seed=seed), S)
+    P = stack.predict(np.concatenate([past, S]))[len(past) - 1:-1]
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        np.testing.assert_array_equal(S[k], rng.random(X.shape[1]) < P[k], err_msg=f"bin {k}")
+
+
+def test_bad_input_says_what_is_wrong(fitted):
+    stack, X = fitted
+    with pytest.raises(SpikevizError, match="not fitted"):
+        StackPredictor().predict(X)
+    with pytest.raises(SpikevizError, match="fitted on 12 units, data has 3"):
+        stack.predict(X[:, :3])
+    with pytest.raises(SpikevizError, match="at least"):
+        StackPredictor().fit(X[:10])
+    with pytest.raises(SpikevizError, match="holdout"):
+        StackPredictor(holdout=1.5)
+
+
+def test_the_command_line_asks_for_the_stack_by_name():
+    """`--baselines ...,stack` scores the stack beside the baselines; "all" leaves it out (a
+    minute or more to fit); a wrong name lists the choices."""
+    import argparse
+
+    from spikeviz.cli import baseline_list
+    from spikeviz.models.baselines import ALL_BASELINES, make_baseline
+
+    assert baseline_list("glm-coupled,stack") == ("glm-coupled", "stack")
+    assert "stack" not in baseline_list("all") and baseline_list("all") == ALL_BASELINES
+    assert isinstance(make_baseline("stack"), StackPredictor)
+    with pytest.raises(argparse.ArgumentTypeError, match="stack"):
+        baseline_list("stak")
