@@ -203,6 +203,25 @@ def test_lru_cache_is_bounded_in_bytes():
     assert cache.hits == 1
 
 
+def test_lru_cache_returns_but_does_not_keep_a_value_over_its_bound():
+    cache = LRUCache(max_bytes=250, max_items=10)
+    cache.get("small", lambda: np.zeros(100, np.uint8))
+    big = cache.get("big", lambda: np.zeros(300, np.uint8))
+    assert big.shape == (300,) and "big" not in cache and "small" in cache and cache.nbytes == 100
+    cache.get("big", lambda: big)
+    assert cache.misses == 3
+
+
+def test_lru_cache_is_bounded_in_entries():
+    # Recordings, fits and plots count no bytes: the entry bound alone keeps them few.
+    cache = LRUCache(max_bytes=250, max_items=2)
+    for k in range(3):
+        cache.get(k, dict)
+    cache.get(1, dict)
+    cache.get(3, dict)
+    assert len(cache) == 2 and 1 in cache and 3 in cache and cache.hits == 1
+
+
 def test_exports_use_the_same_data():
     state = make_state(session=VITRO)
     png = figure_png(state.evaluation, state.frame, "test")

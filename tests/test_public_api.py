@@ -21,3 +21,13 @@ def test_import_loads_neither_torch_nor_the_bridges():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_page_imports_without_scipy_stats_signal_or_pyplot():
+    # A plain `panel serve app.py` imports the page on its first request: these three were 2-3 s
+    # of it, and the first raster needs none of them.
+    code = ("import sys, spikeviz.dashboard.app\n"
+            "print(sorted(m for m in ('scipy.signal', 'scipy.stats', 'matplotlib.pyplot') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -66,3 +66,19 @@ def test_transfer_preset_trains_and_runs_on_another_unit_count(tmp_path):
     from spikeviz.generation.predict import predict_next
     P = predict_next(load_model(out), np.zeros((100, 7), np.uint8))
     assert P.shape == (100, 7) and np.isfinite(P).all()
+
+
+def test_library_init_resolves_as_the_cli_does_from_any_folder(tmp_path, monkeypatch):
+    """`TrainOptions(init=...)` from Python, run in another folder: a shipped checkpoint by its
+    models/ path or bare name, resolved by the one function `spikeviz train --init` uses."""
+    from spikeviz.data.catalog import load_session, resolve_checkpoint
+    from spikeviz.training.loop import TrainOptions, train_recording
+
+    torch.set_num_threads(1)
+    rec = load_session(SESSION)
+    monkeypatch.chdir(tmp_path)
+    shipped = str(resolve_checkpoint("models/generalist-focal.safetensors"))
+    for source in ("models/generalist-focal.safetensors", "generalist-focal"):
+        meta = train_recording(rec, f"{source[-6:]}.safetensors", TrainOptions(init=source, epochs=1),
+                               seconds=4, n_units=8, progress=False, log=False)
+        assert meta["train_options"]["init"] == shipped and meta["preset"] == "generalist"

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from ..errors import SpikevizError
 
@@ -206,6 +205,9 @@ def population_distances(real: PopulationStats, candidate: PopulationStats) -> d
     autocorrelations at lags 10..500 ms; count_tv_1ms: total-variation distance of the
     distributions of units spiking per bin.
     """
+    # Imported here: scipy.stats is 1.4 s of a fresh server's first page, drawn before any distance.
+    from scipy import stats as sps
+
     if real.n_units != candidate.n_units or real.bin_ms != candidate.bin_ms:
         raise SpikevizError(f"population distances need the same units and bins, got "
                             f"{real.n_units} and {candidate.n_units} units at {real.bin_ms:g} and "

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from ..errors import SpikevizError
 from .population import count_correlations as _corr, population_distances, population_stats
@@ -149,6 +148,8 @@ def firing_stats(X: np.ndarray, bin_ms: float = 1.0, fano_ms: float = 100.0, cor
 
 
 def _ks(a: np.ndarray, b: np.ndarray) -> float | None:
+    from scipy import stats as sps   # here: see population_distances
+
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     return float(sps.ks_2samp(a, b).statistic) if len(a) and len(b) else None
 
@@ -200,6 +201,8 @@ def fidelity_entry(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: flo
                    block_s: float = BLOCK_S) -> dict:
     """One candidate X's statistics and its distances to the real stretch (`rs`: its
     firing_stats), as in fidelity_report."""
+    from scipy import stats as sps   # here: see population_distances
+
     block_bins = _bins_of(block_s * 1000.0, bin_ms)
     s = firing_stats(X, bin_ms)
     counts, real_counts = X.sum(0, dtype=np.int64), real.sum(0, dtype=np.int64)

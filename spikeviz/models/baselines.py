@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from scipy.signal import lfilter
 
 from ..errors import SpikevizError
 from .glm import _ROWS, CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
@@ -57,6 +56,8 @@ class RatePredictor:
 
 def _ewma(X: np.ndarray, a: float) -> np.ndarray:
     """EWMA P[t] = a P[t-1] + (1 - a) X[t] from 0, float32."""
+    from scipy.signal import lfilter   # here: see compute_traces
+
     P = np.empty(X.shape, np.float32)
     # In row blocks carrying the filter state: lfilter works in float64, so one call over an
     # hour of 128 units would need several times the output's memory.

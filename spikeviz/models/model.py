@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import lfilter
 from torch import nn
 
 from ..errors import SpikevizError
@@ -85,6 +84,9 @@ def compute_traces(X: np.ndarray, taus: tuple[float, ...], last: np.ndarray | No
     `last` (K, N) is the trace at the bin before X[0] (zeros by default), so long data can be
     filtered in consecutive pieces with the same result.
     """
+    # Imported here: scipy.signal (with scipy.stats) is 1.6 s of a fresh server's first page.
+    from scipy.signal import lfilter
+
     T, N = X.shape
     out = np.empty((T, len(taus), N), dtype=np.float32)
     x = X.astype(np.float64, copy=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -12,6 +12,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..data.catalog import resolve_checkpoint
 from ..data.binning import SPLIT_NAME, BinnedSpikes, bin_spikes, split_bounds, train_units
 from ..generation.calibration import fit_platt
 from .distributed import Distributed
@@ -41,7 +42,8 @@ FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 10
 @dataclass(frozen=True)
 class TrainOptions:
     """How to train. `init` fine-tunes a checkpoint (its config, weights and preset) instead of
-    starting from the preset; `changes` override preset config fields (the ablations)."""
+    starting from the preset: a path, or a shipped checkpoint's name, resolved when training
+    starts as `--init` is; `changes` override preset config fields (the ablations)."""
 
     preset: str = "fast"
     loss: str = "focal"
@@ -122,6 +124,8 @@ def train(data: BinnedSpikes | Sequence[BinnedSpikes], out: str | Path, opts: Tr
     datasets = [data] if isinstance(data, BinnedSpikes) else list(data)
     if not datasets:
         raise SpikevizError("nothing to train on")
+    if opts.init:   # as `spikeviz train --init` does: a path from here, else a shipped name
+        opts = replace(opts, init=str(resolve_checkpoint(opts.init)))
     ddp = Distributed.from_env()
     try:
         return _train(datasets, Path(out), opts, data_meta, resume, force, progress and ddp.main,
