@@ -154,6 +154,10 @@ class StackPredictor:
     def _standard(self, F: np.ndarray) -> np.ndarray:
         return (np.clip(F, self.low_, self.high_) - self.mean_) / self.scale_
 
+    def _probabilities(self, F: np.ndarray, z: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):      # a logit under -88 is a probability of 0
+            return 1.0 / (1.0 + np.exp(-self._logits(F, z)))
+
     def _logits(self, F: np.ndarray, z: np.ndarray) -> np.ndarray:
         if self.alpha_ == 0:
             return z
@@ -165,7 +169,7 @@ class StackPredictor:
         X = self._check(X)
         P = np.empty(X.shape, np.float32)
         for s, F, z in self._chunks(X, 0, len(X)):
-            P[s:s + len(F)] = 1.0 / (1.0 + np.exp(-self._logits(F, z)))
+            P[s:s + len(F)] = self._probabilities(F, z)
         return P
 
     def simulate(self, X_past: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
@@ -190,6 +194,6 @@ class StackPredictor:
         for k in range(len(out)):
             t = T0 - 1 + k                                    # the last bin known
             F, z = self._inputs(window_sums(C, 0, np.array([t])), N)
-            p = 1.0 / (1.0 + np.exp(-self._logits(F, z)[0]))
+            p = self._probabilities(F, z)[0]
             out[k] = rng.random(N) < p
             C[t + 2] = C[t + 1] + out[k]
