@@ -143,3 +143,13 @@ def test_unit_ids_need_one_name_a_column_only_for_per_unit_models(tmp_path, pres
     else:
         with pytest.raises(SpikevizError, match="unit_ids is not a list of"):
             load_model(path)
+
+
+def test_load_model_resolves_a_shipped_name_from_any_folder(tmp_path, monkeypatch):
+    """From Python as on the command line (--checkpoint): a shipped checkpoint's name or its
+    models/ path works outside the project folder."""
+    from spikeviz.models.checkpoint import load_model
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("generalist-focal", "models/generalist-focal.safetensors"):
+        assert load_model(name).meta["preset"] == "generalist"

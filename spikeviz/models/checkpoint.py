@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import _atomic
 from ..errors import SpikevizError
+from ..data.catalog import resolve_checkpoint
 from .build import build_model
 from .model import ModelConfig, SpikeTransformer
 from .._version import __version__
@@ -171,10 +172,12 @@ def _check_meta(meta: dict[str, Any], cfg: ModelConfig, path: Path) -> None:
 def load_model(path: str | Path) -> SpikeTransformer:
     """A model from a spikeviz checkpoint, in eval mode, its metadata in `.meta`.
 
-    Everything is checked before use: the file's structure (read_header), the config against the
-    weights' shapes, and the metadata the commands read (unit count, bin size, unit ids).
+    `path` resolves as the command line's --checkpoint does (data.catalog.resolve_checkpoint: a
+    shipped checkpoint's name works from any folder). Everything is checked before use: the
+    file's structure (read_header), the config against the weights' shapes, and the metadata the
+    commands read (unit count, bin size, unit ids).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     tensors, meta = read_tensors(path)
     if meta.get("format_version") != FORMAT_VERSION:
         raise SpikevizError(f"checkpoint format {meta.get('format_version')!r}, this spikeviz "
