@@ -94,3 +94,27 @@ def test_the_command_line_asks_for_the_stack_by_name():
     assert isinstance(make_baseline("stack"), StackPredictor)
     with pytest.raises(argparse.ArgumentTypeError, match="stack"):
         baseline_list("stak")
+
+
+def test_the_guard_turns_off_a_residual_that_does_not_carry(fitted):
+    """On units without population structure (independent Poisson), whatever the residual
+    learns is noise: its held-out gain has no interval above 0 and the stack is its GLM."""
+    rng = np.random.default_rng(5)
+    X = (rng.random((40_000, 10)) < 0.01).astype(np.uint8)
+    stack = StackPredictor(epochs=2, seed=2).fit(X)
+    assert stack.alpha_ == 0 and not stack.guard_["kept"] and stack.guard_["held_out_bins"] == 10_000
+    assert fitted[0].guard_["kept"] and fitted[0].guard_["ci95"][0] > 0
+
+
+@pytest.mark.parametrize("ci95", [[-0.01, 0.05], None])
+def test_the_guard_keeps_the_residual_only_beyond_doubt(fitted, monkeypatch, ci95):
+    """A best share above 0 whose gain interval reaches 0 (or that has no interval) is turned off."""
+    import copy
+
+    import spikeviz.models.stack as module
+
+    stack, X = copy.copy(fitted[0]), bursty()
+    real = module.paired_difference
+    monkeypatch.setattr(module, "paired_difference", lambda *a, **k: real(*a, **k) | {"ci95": ci95})
+    stack._fit_guard(X, len(X) - 10_000)
+    assert stack.guard_["best"] > 0 and stack.alpha_ == 0 and not stack.guard_["kept"]

@@ -6,13 +6,13 @@ import torch
 from torch import nn
 
 from ..errors import SpikevizError
+from ..measures.uncertainty import MIN_BLOCK_BINS, MIN_BLOCKS, BlockScores, paired_difference
 from .glm import _ROWS, CoupledGLMPredictor, _as_binary, window_sums
 
 # The population's recent activity beyond the GLM's own 1 and 2-10 ms: bursts build and end
 # over tens to hundreds of ms, and a silent gap precedes them.
 SLOW_POPULATION_MS = ((11, 30), (31, 100), (101, 300), (301, 1000))
 GUARD_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)   # the residual's share, chosen on held-out bins
-MIN_HELD_OUT = 1000      # bins: fewer hold too few spikes to choose a guard
 
 
 class Residual(nn.Module):
@@ -38,10 +38,11 @@ class StackPredictor:
     residual is an MLP, shared by the units, over the GLM's features and logit plus the fraction
     of the other units spiking 11-30, 31-100, 101-300 and 301-1000 ms back: nonlinear in the
     population state (a burst changes how a unit's own history counts). It is trained on the first
-    (1 - holdout) of the stretch, on every spike and a `neg_fraction` sample of the silent cells
-    (offset-corrected); epochs stop and the guard `alpha_` in GUARD_STEPS is chosen on the last
-    `holdout` of the stretch (by log-likelihood, silent cells re-weighted), so a residual that
-    does not carry to later bins is turned down. Fitted on one recording's units, in its order.
+    (1 - holdout) of the stretch (at least 10 s held out), on every spike and a `neg_fraction`
+    sample of the silent cells (offset-corrected); epochs stop on the held-out bins, and the guard
+    `alpha_` keeps the residual only where it gains log-likelihood there beyond doubt (`_fit_guard`):
+    a residual that does not carry to later bins is turned off. Fitted on one recording's units,
+    in its order.
     """
 
     name = "stack"
@@ -91,11 +92,14 @@ class StackPredictor:
     def fit(self, X_train: np.ndarray) -> "StackPredictor":
         X = _as_binary(X_train)
         X = X[max(0, len(X) - self.max_fit_bins):]
-        cut = int(len(X) * (1 - self.holdout))
-        if len(X) - cut < MIN_HELD_OUT:
+        # At least MIN_BLOCKS bootstrap blocks held out: the guard needs an interval.
+        held = max(int(len(X) * self.holdout), MIN_BLOCKS * MIN_BLOCK_BINS)
+        if held > len(X) // 2:
             raise SpikevizError(f"the stack needs a training stretch of at least "
-                                f"{int(np.ceil(MIN_HELD_OUT / self.holdout))} bins (it holds out "
-                                f"{self.holdout:.0%} to choose its guard), got {len(X)}")
+                                f"{2 * MIN_BLOCKS * MIN_BLOCK_BINS} bins (it holds out "
+                                f"{MIN_BLOCKS * MIN_BLOCK_BINS} or {self.holdout:.0%} to choose "
+                                f"its guard), got {len(X)}")
+        cut = len(X) - held
         self.glm_ = CoupledGLMPredictor(self.bin_ms, seed=self.seed).fit(X)
         rng = np.random.default_rng(self.seed)
         F, z, y, _ = self._sample(X, 0, cut - 1, rng)
@@ -115,9 +119,9 @@ class StackPredictor:
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=1e-4)
         bce = nn.functional.binary_cross_entropy_with_logits
 
-        def held_out(alpha: float = 1.0) -> float:
+        def held_out() -> float:
             with torch.no_grad():
-                return float(bce(zh + alpha * net(Fh), yh, weight=wh))
+                return float(bce(zh + net(Fh), yh, weight=wh))
 
         best, best_state, waited = held_out(), None, 0
         gen = torch.Generator().manual_seed(self.seed)
@@ -138,9 +142,28 @@ class StackPredictor:
         if best_state is not None:
             net.load_state_dict(best_state)
         self.net_ = net.eval()
-        self.alpha_ = min(GUARD_STEPS, key=held_out) if best_state is not None else 0.0
-        self.held_out_nll_ = {a: held_out(a) for a in GUARD_STEPS}
+        self.alpha_ = 1.0
+        self._fit_guard(X, cut)
         return self
+
+    def _fit_guard(self, X: np.ndarray, cut: int) -> None:
+        """alpha_: the share of the residual in GUARD_STEPS with the best log-likelihood on every
+        cell of the held-out bins, kept only if its gain over the GLM alone has a 95 %
+        block-bootstrap interval above 0; else 0, the GLM. `guard_` records the evidence."""
+        Y = X[cut:]
+        z, r = np.empty(Y.shape, np.float32), np.empty(Y.shape, np.float32)
+        for s, F, zc in self._chunks(X, cut - 1, len(X) - 1):
+            rows = slice(s - cut + 1, s - cut + 1 + len(F))
+            z[rows], r[rows] = zc, self._logits(F, zc) - zc
+        with np.errstate(over="ignore"):
+            P = {a: 1.0 / (1.0 + np.exp(-(z + np.float32(a) * r))) for a in GUARD_STEPS}
+        blocks = {a: BlockScores.from_scores(Y, p) for a, p in P.items()}
+        best = max(GUARD_STEPS, key=lambda a: blocks[a].loglik.sum())
+        gain = paired_difference(blocks[best], blocks[0.0], "bits_per_spike", seed=self.seed)
+        keep = best > 0 and gain["ci95"] is not None and gain["ci95"][0] > 0
+        self.alpha_ = best if keep else 0.0
+        self.guard_ = {"best": best, "bits_per_spike_gain": gain["diff"], "ci95": gain["ci95"],
+                       "held_out_bins": len(Y), "kept": keep}
 
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
