@@ -1,4 +1,5 @@
 """The public surface: every exported name resolves and shows in dir(); heavy modules load lazily."""
+import json
 import subprocess
 import sys
 
@@ -15,19 +16,20 @@ def test_every_exported_name_resolves_and_is_listed():
     assert "PackedSpikes" not in spikeviz.__all__ and not hasattr(spikeviz.Recording, "to_pynapple")
 
 
-def test_import_loads_neither_torch_nor_the_bridges():
-    code = ("import sys, spikeviz; dir(spikeviz)\n"
-            "print(sorted(m for m in ('torch', 'sklearn', 'pynapple', 'spikeinterface') "
-            "if m in sys.modules))")
+def loaded_after(module: str, candidates: tuple[str, ...]) -> list[str]:
+    """Which of `candidates` a fresh interpreter has loaded after importing `module`."""
+    code = (f"import json, sys, {module}; dir({module})\n"
+            f"print(json.dumps([m for m in {candidates!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return json.loads(out.stdout)
+
+
+def test_import_loads_neither_torch_nor_the_bridges():
+    assert loaded_after("spikeviz", ("torch", "sklearn", "pynapple", "spikeinterface")) == []
 
 
 def test_the_page_imports_without_scipy_stats_signal_or_pyplot():
     # A plain `panel serve app.py` imports the page on its first request: these three were 2-3 s
     # of it, and the first raster needs none of them.
-    code = ("import sys, spikeviz.dashboard.app\n"
-            "print(sorted(m for m in ('scipy.signal', 'scipy.stats', 'matplotlib.pyplot') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded_after("spikeviz.dashboard.app",
+                        ("scipy.signal", "scipy.stats", "matplotlib.pyplot")) == []
