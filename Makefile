@@ -37,8 +37,10 @@ browser:
 serve: install
 	$(BIN)/panel serve app.py --setup spikeviz/dashboard/warm.py --address $(HOST) --port $(PORT) --allow-websocket-origin=$(HOST):$(PORT)
 
+# Two pytest-xdist workers (TEST_WORKERS=0: one process); the browser tests share one (conftest.py).
+TEST_WORKERS ?= 2
 test: install-test
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

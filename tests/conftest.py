@@ -1,5 +1,6 @@
-"""Test-suite settings: hypothesis profiles for the loader fuzzing, and a loud summary line when the
-browser tests could not run."""
+"""Test-suite settings: hypothesis profiles for the loader fuzzing, one thread per pytest-xdist
+worker, the browser tests kept on one worker, and a loud summary line when the browser tests could
+not run."""
 import os
 
 import pytest
@@ -15,6 +16,27 @@ settings.register_profile("default", max_examples=12, derandomize=True, **_COMMO
 settings.register_profile("large", max_examples=int(os.environ.get("SPIKEVIZ_FUZZ_EXAMPLES", "400")),
                           **_COMMON)
 settings.load_profile("default")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): tests pytest-xdist runs on one worker")
+    # `make test` runs two xdist workers on two cores: a worker's own thread pools (torch, BLAS)
+    # would oversubscribe them. (A serial run already ends up on one torch thread: the grid's and
+    # the training tests' torch.set_num_threads(1) stays for the rest of the process.)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(1)
+        threadpool_limits(1)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # One browser test at a time (under --dist loadgroup): each runs a `panel serve` and Chromium,
+    # and two at once on two cores starve each other's page past its timeouts.
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

@@ -1,4 +1,6 @@
 """Target calibration: recovers a known temperature and offsets, shrinks sparse units, is fitted strictly before what it generates, and composes with Platt scaling into one free-run map."""
+import functools
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -240,6 +242,7 @@ def test_closed_loop_fit_stops_within_counting_noise():
     assert 2 <= len(errors) < FREE_FIT["iterations"] and errors[-1] < 0.08
 
 
+@functools.cache   # the same seeded free run is checked by two tests; its report is only read
 def _free_fidelity(checkpoint, session, start_s, seconds):
     import spikeviz
     from spikeviz.data.catalog import models_dir

@@ -35,11 +35,17 @@ def predict_calls(monkeypatch):
     return calls
 
 
-def make_state(**params) -> DashboardState:
-    # A 10-s window keeps each evaluation around a second on 2 cores; a cache of its own so that
-    # the predictions counted are this state's.
+# The first evaluation of the plain page, shared by the tests of what the page does next (as
+# sessions of one server share it): each is computed once, not once per test.
+OPENED = LRUCache()
+
+
+def make_state(cache: LRUCache | None = None, **params) -> DashboardState:
+    # A 10-s window keeps each evaluation around a second on 2 cores; a cache of its own (unless
+    # given OPENED) so that the predictions counted are this state's.
     params.setdefault("checkpoint", BASELINE_ONLY)
-    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), **params)
+    cache = LRUCache() if cache is None else cache
+    state = DashboardState(threaded=False, window_length=10, cache=cache, **params)
     assert state.error == "", state.error
     return state
 
@@ -149,7 +155,7 @@ def test_the_page_scores_what_spikeviz_evaluate_scores():
 
 
 def test_direction_switches_the_test_session_and_offers_unit_agnostic_checkpoints():
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.direction = "vitro->vivo"
     assert state.session == VIVO and state.error == ""
     offered = [shipped for shipped in checkpoint_choices() if shipped.name in state.param.checkpoint.objects]
@@ -167,7 +173,7 @@ def test_direction_switches_the_test_session_and_offers_unit_agnostic_checkpoint
                                            ("data/no_such_file.mat", "no such file"),
                                            ("data/catalog.json", "")])
 def test_file_errors_are_messages_not_tracebacks(path, message):
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.param.update(session=OPEN_FILE, path=path)
     state.param.trigger("open_file")
     assert state.error and message in state.error and "Traceback" not in state.error
@@ -175,7 +181,7 @@ def test_file_errors_are_messages_not_tracebacks(path, message):
 
 
 def test_bundled_file_by_path_knows_its_tick():
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.param.update(session=OPEN_FILE, path="data/invivo_NYU-40_2021-04-14_001.asdf.mat",
                        file_domain="vivo")
     state.param.trigger("open_file")
@@ -189,7 +195,7 @@ def test_checked_path_refuses_escapes(tmp_path):
 
 
 def test_free_running_needs_a_checkpoint():
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.mode = "free"
     assert "needs a model checkpoint" in state.error
 
@@ -223,7 +229,7 @@ def test_lru_cache_is_bounded_in_entries():
 
 
 def test_exports_use_the_same_data():
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     png = figure_png(state.evaluation, state.frame, "test")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     table = results.current_metrics(state.evaluation, state.frame)
@@ -255,7 +261,7 @@ def test_free_running_samples_ignore_the_threshold():
 def test_a_free_run_covers_the_whole_window_unless_shortened():
     """The free-running length follows a longer window while it covered the whole window; a
     shorter length chosen by hand stays."""
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     assert state.free_s >= 10.0
     state.window_length = 60
     assert state.free_s == 60.0 and state.window[1] - state.window[0] == 60.0
