@@ -77,3 +77,27 @@ def test_a_raising_change_leaves_the_document_unfrozen():
     div = Div(text="added later")
     doc.add_root(div)
     assert doc.get_model_by_id(div.id) is div
+
+
+def test_a_job_ending_after_its_page_closed_tells_nobody():
+    """A slow server finished an evaluation after its page had gone: the progress report reached
+    the destroyed document and Bokeh raised in the server log ('DocumentCallbackManager' object
+    has no attribute '_change_callbacks')."""
+    from bokeh.document import Document
+
+    from spikeviz.dashboard.jobs import Jobs
+
+    jobs, doc, calls = Jobs(lambda **values: None, threaded=True), Document(), []
+    jobs._post(doc, lambda: calls.append(1))
+    assert len(doc.callbacks.session_callbacks) == 1          # a live page gets it
+    def session(event) -> None:                               # the server session's listener
+        pass
+
+    doc.on_change(session)
+    doc.destroy(session)
+    jobs._post(doc, lambda: calls.append(2))                  # destroyed first: nothing raised
+    jobs.close()
+    jobs._post(Document(), lambda: calls.append(3))           # closed first: nothing scheduled
+    with pytest.raises(AttributeError):                       # a live document's own error stays
+        jobs._closed = False
+        jobs._post(object(), lambda: None)

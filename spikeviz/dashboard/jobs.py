@@ -104,6 +104,7 @@ class Jobs:
         self._latest: dict[str, int] = {}
         self._running: set[str] = set()
         self._worker: Worker | None = None   # started by the first background job
+        self._closed = False
 
     def _in_server(self) -> bool:
         if self._threaded is not None:
@@ -149,7 +150,7 @@ class Jobs:
         def progress(fraction: float, message: str) -> None:
             # Bokeh's one thread-safe way into the document: the change reaches the page.
             if token == self._latest[kind]:
-                doc.add_next_tick_callback(lambda: report(progress=int(100 * fraction), status=message))
+                self._post(doc, lambda: report(progress=int(100 * fraction), status=message))
 
         def guarded(progress: Progress) -> Any:
             if token != self._latest[kind]:
@@ -162,7 +163,7 @@ class Jobs:
             def call() -> None:
                 with set_curdoc(doc), self.held():
                     apply()
-            doc.add_next_tick_callback(call)
+            self._post(doc, call)
 
         async def run() -> None:
             try:
@@ -203,7 +204,20 @@ class Jobs:
             self._report(busy=bool(self._running), progress=0, status="")
             fail(exc)
 
+    def _post(self, doc, callback: Callable[[], None]) -> None:
+        """`callback` on the document's next tick (Bokeh's one thread-safe way in), unless the
+        page has closed: a destroyed document has no callbacks left (Bokeh raises
+        AttributeError), and a job finishing after its page is gone has nobody to tell."""
+        if self._closed:
+            return
+        try:
+            doc.add_next_tick_callback(callback)
+        except AttributeError:
+            if doc.session_context is not None:   # destroy() clears it first: not a closed page
+                raise
+
     def close(self) -> None:
         """Stop the worker after its current job: called when the browser session ends."""
+        self._closed = True
         if self._worker is not None:
             self._worker.close()
