@@ -12,7 +12,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 
 import spikeviz
 from spikeviz.models.baselines import ALL_BASELINES, make_baseline

@@ -1,6 +1,4 @@
 """Names and paths resolve to recordings and checkpoints from any working directory."""
-from pathlib import Path
-
 import pytest
 
 from spikeviz.data.catalog import data_dir, find_session, open_recording, resolve_checkpoint, session

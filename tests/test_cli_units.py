@@ -1,5 +1,4 @@
 """A recording with fewer units than the default 128 trains as it is; --pad adds silent units."""
-import json
 import re
 
 import pytest

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from spikeviz.models.baselines import ALL_BASELINES
 from spikeviz.cli import main
