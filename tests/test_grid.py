@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-
 from spikeviz.models.baselines import ALL_BASELINES
 from spikeviz.cli import main
 from spikeviz.evaluation.grid import GridSpec, run_grid
