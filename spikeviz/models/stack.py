@@ -197,7 +197,11 @@ class StackPredictor:
 
     def simulate(self, X_past: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
         """Free running: `n_bins` bins (n_bins, N) uint8 after the real past X_past, each drawn
-        from the model given the real past and the bins drawn before it."""
+        from the model given the real past and the bins drawn before it.
+
+        Not yet a population generator: like its coupled GLM, a free run feeds its own spikes back
+        through positive couplings and runs away on most recordings (benchmarks/bench_stack.py:
+        10 of 13 overshoot, up to 1000x the real count). For measuring that, not for use."""
         X_past = self._check(X_past)
         past = X_past[max(0, len(X_past) - self.glm_.long):]
         T0, N = len(past), X_past.shape[1]
