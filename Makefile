@@ -37,8 +37,10 @@ browser:
 serve: install
 	$(BIN)/panel serve app.py --setup spikeviz/dashboard/warm.py --address $(HOST) --port $(PORT) --allow-websocket-origin=$(HOST):$(PORT)
 
-# Two pytest-xdist workers (TEST_WORKERS=0: one process); the browser tests share one (conftest.py).
-TEST_WORKERS ?= 2
+# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers (the browser tests share
+# one, conftest.py): faster on an idle machine, but under load the browser walk hung in 2 of 3
+# such runs (a page update lost, "reference already known" in the server log), never serially.
+TEST_WORKERS ?= 0
 test: install-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 

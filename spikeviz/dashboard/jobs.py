@@ -137,7 +137,7 @@ class Jobs:
             self._finish(kind, token, work, done, fail,
                          lambda f, m: self._report(progress=int(100 * f), status=m))
             return
-        doc = pn.state.curdoc
+        doc, loop = pn.state.curdoc, asyncio.get_running_loop()
         self._worker = self._worker or Worker()
 
         def report(**values: Any) -> None:
@@ -150,7 +150,8 @@ class Jobs:
         def progress(fraction: float, message: str) -> None:
             # Bokeh's one thread-safe way into the document: the change reaches the page.
             if token == self._latest[kind]:
-                self._post(doc, lambda: report(progress=int(100 * fraction), status=message))
+                loop.call_soon_threadsafe(
+                    self._post, doc, lambda: report(progress=int(100 * fraction), status=message))
 
         def guarded(progress: Progress) -> Any:
             if token != self._latest[kind]:
@@ -205,16 +206,15 @@ class Jobs:
             fail(exc)
 
     def _post(self, doc, callback: Callable[[], None]) -> None:
-        """`callback` on the document's next tick (Bokeh's one thread-safe way in), unless the
-        page has closed: a destroyed document has no callbacks left (Bokeh raises
-        AttributeError), and a job finishing after its page is gone has nobody to tell."""
-        if self._closed:
+        """`callback` on the document's next tick, unless its page has gone. Called on the event
+        loop, where Bokeh destroys documents, so the check and the call cannot be split by a
+        destroy: on a destroyed document Bokeh raises inside its curdoc patch and leaves that
+        patch behind, and every later curdoc() of the process fails ("Patched curdoc has been
+        previously destroyed"). destroy() clears the session context first; `close` (the
+        session-destroyed hook) runs after it."""
+        if self._closed or doc.session_context is None:
             return
-        try:
-            doc.add_next_tick_callback(callback)
-        except AttributeError:
-            if doc.session_context is not None:   # destroy() clears it first: not a closed page
-                raise
+        doc.add_next_tick_callback(callback)
 
     def close(self) -> None:
         """Stop the worker after its current job: called when the browser session ends."""
