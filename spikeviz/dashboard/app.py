@@ -7,6 +7,7 @@ import html
 import io
 import threading
 
+import numpy as np
 import pandas as pd
 import panel as pn
 
@@ -14,26 +15,16 @@ from . import results, shading
 from ..evaluation.evaluate import WARMUP_S
 from .compute import N_UNITS
 from .frames import Frame
-from .jobs import frozen
+from .jobs import frozen, held
 from .window import test_split_s
 from .figures import figure_png
 from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
-from .views import WAITING_CSS, curves, kept, rasters, when_shown
+from .views import curves, kept, opening_pictures, rasters, when_shown
+from . import opening, style
 from ..generation import fused
-
-ACCENT = "#1f4e9c"
-CSS = """
-.sv-cards {display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 4px 0;}
-.sv-card {border: 1px solid #dfe3ea; border-radius: 6px; padding: 4px 10px; min-width: 84px;
-          background: #fafbfd;}
-.sv-card .k {font-size: 10.5px; color: #5b6472; text-transform: uppercase; letter-spacing: .04em;}
-.sv-card .v {font-size: 19px; font-weight: 600; color: #1d2633; font-variant-numeric: tabular-nums;}
-.sv-card .s {font-size: 11px; color: #6b7482;}
-.sv-note {font-size: 12px; color: #5b6472;}
-"""
 
 
 def _card(key: str, value: str, sub: str = "") -> str:
@@ -270,10 +261,19 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
     """A fresh page with its own state: `panel serve` calls this once per browser session.
 
     `state_params` are initial DashboardState choices (session, checkpoint, window...)."""
+    style.extension()
+    return style.template(*page_parts(opening.opening_key(state_params), **state_params))
+
+
+def page_parts(key: str | None = None, **state_params) -> tuple[pn.Column, pn.Column]:
+    """The page's sidebar and main columns, on a new DashboardState(**state_params); with the
+    opening view's `key` (opening.opening_key), its overview and real rasters are kept for the
+    opening page of later servers, if not kept yet."""
     limit_blas_threads()
-    pn.extension("tabulator", "filedropper", sizing_mode="stretch_width", raw_css=[CSS, WAITING_CSS], notifications=False)
     state = DashboardState(**state_params)
     pn.state.on_session_destroyed(lambda ctx: state.close())
+    if key is not None and opening.stored(key) is None:
+        remember_opening(state, key)
     main = pn.Column(
         # The error line heads the page: at the foot of the sidebar it was out of sight.
         pn.pane.Alert(state.param.error, alert_type="danger", visible=pn.bind(bool, state.param.error),
@@ -292,10 +292,53 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
         pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
                                  state.param.evaluation), css_classes=["sv-note", "sv-describe"]),
         sizing_mode="stretch_width")
-    template = pn.template.BootstrapTemplate(
-        title="spikeviz: real vs generated spike trains", sidebar=[controls(state)], main=[main],
-        header_background=ACCENT, sidebar_width=340)
-    return template
+    return controls(state), main
+
+
+OPENING_CHOICES = ("session", "path", "direction", "checkpoint", "checkpoint_path", "unit_order",
+                   "window_length", "seed", "mode")
+
+
+def remember_opening(state: DashboardState, key: str) -> None:
+    """Once the page's first window is known, its overview and real rasters drawn (in the
+    background) and stored under `key` for the opening page; not if anything was chosen
+    meanwhile (the window moved, another session or checkpoint), nor if the data was replaced."""
+    chosen = {name: getattr(state, name) for name in OPENING_CHOICES}
+    first: dict = {}
+
+    def loaded(recording) -> None:
+        if recording is not None and "recording" not in first:
+            first.update(recording=recording, window=tuple(state.window))
+
+    def evaluated(stretch) -> None:
+        recording = state.recording
+        if stretch is None or "done" in first or "recording" not in first:
+            return
+        first["done"] = True
+        window = (stretch.start_s, stretch.start_s + stretch.duration_s)
+        if (recording is not first["recording"] or tuple(state.window) != first["window"]
+                or not np.allclose(window, first["window"])
+                or {name: getattr(state, name) for name in OPENING_CHOICES} != chosen):
+            return
+        threading.Thread(target=lambda: opening.store(key, opening_pictures(recording, stretch)),
+                         name="spikeviz-opening", daemon=True).start()
+
+    state.param.watch(lambda event: loaded(event.new), "recording")
+    state.param.watch(lambda event: evaluated(event.new), "stretch")
+    loaded(state.recording)   # loaded at once, from the shared cache
+    evaluated(state.stretch)
+
+
+def fill(sidebar: pn.Column, main: pn.Column, key: str | None = None, **state_params) -> None:
+    """The page's sidebar and main columns put into an opening page already shown (opening.serve),
+    in one message; the process then warms as after `serve`'s first page."""
+    doc = pn.state.curdoc
+    with held(doc) if doc is not None else contextlib.nullcontext():
+        side, body = page_parts(key, **state_params)
+        sidebar.objects, main.objects = [side], [body]
+        sidebar.css_classes = main.css_classes = []
+    if not _WARMING.locked():
+        when_shown(lambda: threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start())
 
 
 def warm_up() -> None:

@@ -24,9 +24,18 @@ def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=Non
     Done in the browser, colour-mapping four raster images took it most of a second on 2 cores;
     HoloViews' aggregate, dynspread and shade operations cost the server about 50 ms each."""
     x, y = element.kdims
+    rgba, bounds = rgba_image(element, cmap, x_range, y_range, width, height, scale)
+    return hv.RGB(rgba, [x, y], **({} if bounds is None else {"bounds": bounds}))
+
+
+def rgba_image(element: hv.Points | hv.Image, cmap, x_range=None, y_range=None, width=None,
+               height=None, scale=1.0) -> tuple[np.ndarray, tuple | None]:
+    """shaded_raster's picture as an RGBA array (rows top-down) and its bounds (x0, y0, x1, y1);
+    a 1 x 1 transparent pixel and None when there is nothing to draw."""
+    x, y = element.kdims
     x_range, y_range = x_range or element.range(0), y_range or element.range(1)
     if not _drawable(x_range, y_range):
-        return hv.RGB(np.zeros((1, 1, 4), np.uint8), [x, y])   # nothing to draw yet
+        return np.zeros((1, 1, 4), np.uint8), None   # nothing to draw yet
     canvas = ds.Canvas(plot_width=max(1, int((width or 600) * scale)),
                        plot_height=max(1, int((height or 220) * scale)), x_range=x_range, y_range=y_range)
     if isinstance(element, hv.Image):
@@ -36,7 +45,7 @@ def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=Non
                            max_px=3, shape="square")
     image = tf.shade(agg, cmap=cmap, how="eq_hist", min_alpha=255)
     rgba = np.flipud(image.data.view(np.uint8).reshape(*image.shape, 4))   # rows top-down
-    return hv.RGB(rgba, [x, y], bounds=(x_range[0], y_range[0], x_range[1], y_range[1]))
+    return rgba, (x_range[0], y_range[0], x_range[1], y_range[1])
 
 
 def shared(make, source=lambda value: value):

@@ -15,7 +15,7 @@ from panel.io.document import hold
 from . import compute
 from .compute import Evaluation
 from .frames import Frame
-from .shading import drawn_once, shared
+from .shading import drawn_once, rgba_image, shared
 from .window import test_split_s
 from .state import DashboardState
 
@@ -37,15 +37,7 @@ def color_of(name: str) -> str:
     return COLORS.get(name, COLORS["model"])
 
 
-# --- waiting --------------------------------------------------------------------------------
-
-WAITING_CSS = """
-.sv-waiting {border: 1px dashed #c4cad4; border-radius: 6px; background: #f4f6f9; color: #5b6472;
-             padding: 6px 12px; font-size: 13px;}
-.sv-stale {opacity: 0.3; filter: grayscale(1); pointer-events: none;}
-.sv-hidden {visibility: hidden;}
-"""
-
+# --- waiting (its style sheet: style.WAITING_CSS) ---------------------------------------------
 
 def waiting(state: DashboardState, what: str, name: str) -> pn.Column:
     """A note standing in for views while `state.<name>` is being computed: what they will show,
@@ -102,6 +94,10 @@ def overview_points(recording) -> hv.Points:
                                    "session_unit": units}), [SESSION_TIME, SESSION_UNIT])
 
 
+SPANS = {"test": dict(fill_color="#1f4e9c", fill_alpha=0.13, line_alpha=0),
+         "window": dict(fill_color="#c0392b", fill_alpha=0.2, line_color="#c0392b", line_alpha=0.9)}
+
+
 def marked_spans(state: DashboardState):
     """A plot hook marking the test split (blue) and the evaluated window (red) on the overview as
     two Bokeh boxes that follow the state: moving them redraws nothing (as HoloViews spans, each
@@ -109,8 +105,7 @@ def marked_spans(state: DashboardState):
     def hook(plot, element) -> None:
         if "spans" in plot.handles:   # hooks run on every update
             return
-        test = BoxAnnotation(fill_color="#1f4e9c", fill_alpha=0.13, line_alpha=0)
-        window = BoxAnnotation(fill_color="#c0392b", fill_alpha=0.2, line_color="#c0392b", line_alpha=0.9)
+        test, window = BoxAnnotation(**SPANS["test"]), BoxAnnotation(**SPANS["window"])
         plot.state.add_layout(test)
         plot.state.add_layout(window)
         plot.handles["spans"] = (test, window)
@@ -222,26 +217,53 @@ def _raster(state: DashboardState, name: str, make, cmap, title: str, height: in
         drawn_once, cmap=cmap, streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
 
 
+GENERATED_TITLE = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
+                   "free-running: the model's own samples)")
+# Each raster's colours, title and x label (empty: its time dimension's).
+RASTER_STYLES = {
+    "overview": (["#b5b5b5", "#000000"], "Whole session (test split shaded blue, evaluated window red)",
+                 "session time (s)"),
+    "real": (["#9a9a9a", "#000000"], "Real spikes in the evaluated window", ""),
+    "generated": (["#f1a9a0", "#8b0000"], GENERATED_TITLE, ""),
+    "probabilities": (Viridis256, "Predicted spike probability (max per pixel)", "time (s)"),
+}
+
+
 def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
     """The whole-session overview, then real, generated and probabilities sharing one time axis.
 
     Every plot is built once and follows the state through its DynamicMap: new data is sent to
     the plots in the page, they are never replaced (a replaced plot can receive an update meant
     for the old one)."""
-    h = RASTER_HEIGHTS
-    overview = _raster(state, "recording", overview_points, ["#b5b5b5", "#000000"],
-                       "Whole session (test split shaded blue, evaluated window red)", h["overview"],
-                       "session time (s)").opts(hooks=[marked_spans(state)])
-    title = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
-             "free-running: the model's own samples)")
-    return {"overview": overview,
-            "real": _raster(state, "stretch", real_points, ["#9a9a9a", "#000000"],
-                            "Real spikes in the evaluated window", h["real"]),
-            "generated": _raster(state, "frame", generated_points, ["#f1a9a0", "#8b0000"], title,
-                                 h["generated"], drawn_from=lambda frame: frame.spikes),
-            "probabilities": _raster(state, "evaluation", probability_image, Viridis256,
-                                     "Predicted spike probability (max per pixel)", h["probabilities"],
-                                     "time (s)")}
+    h, style = RASTER_HEIGHTS, RASTER_STYLES
+
+    def raster(name: str, source: str, make, **kwargs) -> hv.DynamicMap:
+        cmap, title, xlabel = style[name]
+        return _raster(state, source, make, cmap, title, h[name], xlabel, **kwargs)
+
+    return {"overview": raster("overview", "recording", overview_points).opts(hooks=[marked_spans(state)]),
+            "real": raster("real", "stretch", real_points),
+            "generated": raster("generated", "frame", generated_points, drawn_from=lambda frame: frame.spikes),
+            "probabilities": raster("probabilities", "evaluation", probability_image)}
+
+
+def opening_pictures(recording, stretch: compute.Stretch, width: int = 1100) -> dict[str, dict]:
+    """The overview and real rasters of a page opening on `recording` and `stretch`, drawn whole
+    for the opening page (opening.store)."""
+    pictures = {}
+    for name, element in (("overview", overview_points(recording)), ("real", real_points(stretch))):
+        cmap, title, xlabel = RASTER_STYLES[name]
+        rgba, bounds = rgba_image(element, cmap, width=width, height=RASTER_HEIGHTS[name])
+        if bounds is not None:
+            y = element.kdims[1]
+            pictures[name] = {"rgba": rgba, "bounds": [float(b) for b in bounds], "title": title,
+                              "height": RASTER_HEIGHTS[name], "xlabel": xlabel, "ylabel": y.pprint_label,
+                              "spans": []}
+    if "overview" in pictures:   # as marked_spans marks them
+        (a, b), (c, d) = test_split_s(recording), (stretch.start_s, stretch.start_s + stretch.duration_s)
+        pictures["overview"]["spans"] = [SPANS["test"] | {"left": a, "right": b},
+                                         SPANS["window"] | {"left": c, "right": d}]
+    return pictures
 
 
 def when_shown(callback) -> None:

@@ -1,0 +1,37 @@
+"""The page's look, shared by the opening page (dashboard/opening.py) and the full one: its
+template, title, colours, style sheets and Panel extensions. Light: Panel only."""
+from __future__ import annotations
+
+import panel as pn
+
+TITLE = "spikeviz: real vs generated spike trains"
+ACCENT = "#1f4e9c"
+SIDEBAR_WIDTH = 340
+CSS = """
+.sv-cards {display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 4px 0;}
+.sv-card {border: 1px solid #dfe3ea; border-radius: 6px; padding: 4px 10px; min-width: 84px;
+          background: #fafbfd;}
+.sv-card .k {font-size: 10.5px; color: #5b6472; text-transform: uppercase; letter-spacing: .04em;}
+.sv-card .v {font-size: 19px; font-weight: 600; color: #1d2633; font-variant-numeric: tabular-nums;}
+.sv-card .s {font-size: 11px; color: #6b7482;}
+.sv-note {font-size: 12px; color: #5b6472;}
+"""
+WAITING_CSS = """
+.sv-waiting {border: 1px dashed #c4cad4; border-radius: 6px; background: #f4f6f9; color: #5b6472;
+             padding: 6px 12px; font-size: 13px;}
+.sv-stale {opacity: 0.3; filter: grayscale(1); pointer-events: none;}
+.sv-hidden {visibility: hidden;}
+"""
+
+
+def extension() -> None:
+    """The page's Panel extensions and style sheets: loaded with the page's first HTML, so the
+    full page can be put into an opening page already shown."""
+    pn.extension("tabulator", "filedropper", sizing_mode="stretch_width", raw_css=[CSS, WAITING_CSS],
+                 notifications=False)
+
+
+def template(sidebar: pn.viewable.Viewable, main: pn.viewable.Viewable) -> pn.template.BootstrapTemplate:
+    """The offline Bootstrap template around one sidebar column and one main column."""
+    return pn.template.BootstrapTemplate(title=TITLE, sidebar=[sidebar], main=[main],
+                                         header_background=ACCENT, sidebar_width=SIDEBAR_WIDTH)
