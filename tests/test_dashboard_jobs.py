@@ -84,30 +84,43 @@ def test_a_job_ending_after_its_page_closed_tells_nobody():
     the destroyed document, Bokeh raised in the server log ('DocumentCallbackManager' object has
     no attribute '_change_callbacks') and left its curdoc patch behind, so that every later
     curdoc() of the process failed."""
+    import asyncio
     import weakref
 
     from bokeh.document import Document
     from bokeh.io import curdoc
 
-    from spikeviz.dashboard.jobs import Jobs
+    from spikeviz.dashboard.jobs import post
 
     class Session:   # what a server's session context is to its document
         pass
 
-    jobs, doc, context = Jobs(lambda **values: None, threaded=True), Document(), Session()
-    doc._session_context = weakref.ref(context)             # as the server sets it
-    jobs._post(doc, lambda: None)
-    assert len(doc.callbacks.session_callbacks) == 1          # a live page gets it
+    def page() -> Document:
+        doc = Document()
+        doc._session_context = weakref.ref(context)          # as the server sets it
+        return doc
+
+    errors = []
+
+    def posted(doc: Document, gone=lambda: False) -> int:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(lambda loop, ctx: errors.append(ctx))   # the server logs these
+        try:
+            post(loop, doc, lambda: None, gone)
+            loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            loop.close()
+        return len(doc.callbacks.session_callbacks) if hasattr(doc, "_roots") else 0
+
+    context = Session()
+    assert posted(page()) == 1                                # a live page gets it
+    destroyed = page()
 
     def listener(event) -> None:
         pass
 
-    doc.on_change(listener)
-    doc.destroy(listener)
-    jobs._post(doc, lambda: None)                            # destroyed first: nothing raised
-    assert isinstance(curdoc(), Document)                     # and no patch left behind
-    jobs.close()
-    closed = Document()
-    closed._session_context = weakref.ref(context)
-    jobs._post(closed, lambda: None)                          # closed first: nothing scheduled
-    assert not closed.callbacks.session_callbacks
+    destroyed.on_change(listener)
+    destroyed.destroy(listener)
+    posted(destroyed)                                         # destroyed first: nothing raised
+    assert errors == [] and curdoc() is not destroyed         # and no patch left behind
+    assert posted(page(), gone=lambda: True) == 0             # closed first: nothing scheduled

@@ -57,6 +57,21 @@ def held(doc: Document) -> Iterator[None]:
         yield
 
 
+def post(loop: asyncio.AbstractEventLoop, doc: Document, callback: Callable[[], None],
+         gone: Callable[[], bool] = lambda: False) -> None:
+    """Run `callback` on `doc`'s next tick, from any thread, unless its page has gone (`gone()`,
+    or the document destroyed). The check and the call run on the event loop, where Bokeh
+    destroys documents, so no destroy falls between them: on a destroyed document Bokeh raises
+    inside its curdoc patch and leaves that patch behind, and every later curdoc() of the
+    process fails ("Patched curdoc has been previously destroyed"). destroy() clears the
+    session context first; the session-destroyed hooks run after it."""
+    def on_loop() -> None:
+        if not gone() and doc.session_context is not None:
+            doc.add_next_tick_callback(callback)
+
+    loop.call_soon_threadsafe(on_loop)
+
+
 class Superseded(Exception):
     """A queued job whose kind was submitted again before it started: skipped, never run."""
 
@@ -150,8 +165,8 @@ class Jobs:
         def progress(fraction: float, message: str) -> None:
             # Bokeh's one thread-safe way into the document: the change reaches the page.
             if token == self._latest[kind]:
-                loop.call_soon_threadsafe(
-                    self._post, doc, lambda: report(progress=int(100 * fraction), status=message))
+                post(loop, doc, lambda: report(progress=int(100 * fraction), status=message),
+                     lambda: self._closed)
 
         def guarded(progress: Progress) -> Any:
             if token != self._latest[kind]:
@@ -164,7 +179,7 @@ class Jobs:
             def call() -> None:
                 with set_curdoc(doc), self.held():
                     apply()
-            self._post(doc, call)
+            post(loop, doc, call, lambda: self._closed)
 
         async def run() -> None:
             try:
@@ -204,17 +219,6 @@ class Jobs:
             self._running.discard(kind)
             self._report(busy=bool(self._running), progress=0, status="")
             fail(exc)
-
-    def _post(self, doc, callback: Callable[[], None]) -> None:
-        """`callback` on the document's next tick, unless its page has gone. Called on the event
-        loop, where Bokeh destroys documents, so the check and the call cannot be split by a
-        destroy: on a destroyed document Bokeh raises inside its curdoc patch and leaves that
-        patch behind, and every later curdoc() of the process fails ("Patched curdoc has been
-        previously destroyed"). destroy() clears the session context first; `close` (the
-        session-destroyed hook) runs after it."""
-        if self._closed or doc.session_context is None:
-            return
-        doc.add_next_tick_callback(callback)
 
     def close(self) -> None:
         """Stop the worker after its current job: called when the browser session ends."""

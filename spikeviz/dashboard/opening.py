@@ -12,6 +12,7 @@ The full page's module is the one spikeviz module imported on first use here (as
 line's are, docs/architecture.md): importing it is what the opening page is there to hide."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import importlib
@@ -32,6 +33,7 @@ from ..data.catalog import data_dir, models_dir, sessions
 from ..data.store import Cache, content_key
 from ..errors import SpikevizError
 from . import style
+from .jobs import post
 
 FULL_PAGE = "spikeviz.dashboard.app"
 PICTURES = ("overview", "real")   # the opening view's rasters known before any prediction
@@ -141,11 +143,12 @@ def serve(**params) -> pn.template.BootstrapTemplate:
             with set_curdoc(doc):
                 module.fill(sidebar, main, key, **params)
 
+    loop = asyncio.get_running_loop()
+
     def load() -> None:
         with _IMPORTING:
             module = importlib.import_module(FULL_PAGE)
-        if not closed.is_set():
-            doc.add_next_tick_callback(lambda: fill(module))
+        post(loop, doc, lambda: fill(module), closed.is_set)
 
     pn.state.onload(lambda: threading.Thread(target=load, name="spikeviz-page-import", daemon=True).start())
     return page
