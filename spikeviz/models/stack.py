@@ -41,8 +41,10 @@ class StackPredictor:
     (1 - holdout) of the stretch (at least 10 s held out), on every spike and a `neg_fraction`
     sample of the silent cells (offset-corrected); epochs stop on the held-out bins, and the guard
     `alpha_` keeps the residual only where it gains log-likelihood there beyond doubt (`_fit_guard`):
-    a residual that does not carry to later bins is turned off. Fitted on one recording's units,
-    in its order.
+    a residual that does not carry to later bins is turned off. The GLM is fitted on the whole
+    stretch, exactly as the glm-coupled baseline is, so the held-out bins are in its sample: the
+    guard judges the residual against the very base it would replace. Fitted on one recording's
+    units, in its order.
     """
 
     name = "stack"
