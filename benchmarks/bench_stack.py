@@ -108,12 +108,18 @@ def main() -> None:
     parser.add_argument("--free-s", type=float, default=30.0)
     parser.add_argument("--only", nargs="*", help="recordings whose name contains one of these")
     args = parser.parse_args()
+    print(table(report(lambda rec: [row(rec, seed, args.seconds, args.free_s)
+                                    for seed in args.seeds], args.only)))
+
+
+def report(rows_of, only: list[str] | None) -> list[dict]:
+    """rows_of(recording) for each recording (--only), each row printed as a JSON line."""
     rows = []
-    for rec in recordings(args.only):
-        for seed in args.seeds:
-            rows.append(row(rec, seed, args.seconds, args.free_s))
-            print(json.dumps(rows[-1]), flush=True)
-    print(table(rows))
+    for rec in recordings(only):
+        for r in rows_of(rec):
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    return rows
 
 
 if __name__ == "__main__":

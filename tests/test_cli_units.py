@@ -3,19 +3,16 @@ import re
 
 import pytest
 
-from spikeviz.data.catalog import load_session
 from spikeviz.models.checkpoint import load_model
 from spikeviz.cli import main
-from spikeviz.data.io import write_recording
+
+from .recordings import session_slice
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    rec = load_session("invitro_210511001_bh").slice(0.0, 12.0)
-    rec = rec.select_units(list(rec.unit_ids[:18]))
-    path = tmp_path_factory.mktemp("small") / "eighteen.npz"
-    write_recording(rec, path)
-    return path
+    return session_slice(tmp_path_factory.mktemp("small"), "invitro_210511001_bh", 12.0, 18,
+                         "eighteen")
 
 
 def train(small, out, *extra):

@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
                    help="units for a transfer-preset model (the most active)")
     p.add_argument("--baselines", type=baseline_list, default="all",
                    help=f"baselines to score beside the model, comma-separated, from "
-                        f"{', '.join(ALL_BASELINES)} (all: these), or the population stack "
+                        f"{', '.join(ALL_BASELINES)} (all: these), or the population models "
                         f"fitted on the recording ({', '.join(FITTED_MODELS)})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)

@@ -19,8 +19,14 @@ def add_parser(sub) -> None:
                        description="Generate spikes from a checkpoint: teacher-forced (each bin "
                                    "drawn from the real past) or free-running (the model's own "
                                    "draws fed back). Default draw: Bernoulli sampling.")
-    p.add_argument("--checkpoint", required=True,
-                   help="a spikeviz .safetensors checkpoint, or a shipped one by name")
+    generator = p.add_mutually_exclusive_group(required=True)
+    generator.add_argument("--checkpoint",
+                           help="a spikeviz .safetensors checkpoint, or a shipped one by name")
+    generator.add_argument("--model", metavar="NAME",
+                           help="instead of a checkpoint, a population model fitted on the "
+                                "data's own train split: states (a hidden population state "
+                                "drives every unit, its units drawn jointly; free runs keep "
+                                "bursts and correlations and cannot run away)")
     p.add_argument("--data", help="a recording file or Kilosort/phy folder")
     add_data_options(p)
     p.add_argument("--mode", choices=("teacher", "free"), default="teacher",
@@ -99,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.catalog import resolve_checkpoint
     from ..data.io import OUTPUT_SUFFIXES, write_recording
     from ..data.io.table import sidecar_path
-    from ..evaluation.pipeline import generate_window, generated_fidelity, start_of_test_split
+    from ..evaluation.pipeline import (FITTED_GENERATORS, generate_fitted, generate_window,
+                                       generated_fidelity, start_of_test_split)
     from ..generation.predict import DRAW_RULES
     from ..models.checkpoint import load_model
 
@@ -129,16 +136,28 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0 or args.units < 1:
         raise SpikevizError(f"--seed must not be negative and --units positive, got {args.seed} "
                             f"and {args.units}")
-    model = load_model(resolve_checkpoint(args.checkpoint))
-    recording = load_from_args(args)
-    start = args.start if args.start is not None else start_of_test_split(
-        recording, float(model.meta.get("bin_ms", 1.0)))
     draw = args.draw or ("pooled" if args.threshold is not None or args.threshold_rule
                          else "bernoulli")
-    result = generate_window(model, recording, (start, start + args.seconds), mode=args.mode,
-                             draw=draw, level=args.threshold, rule=args.threshold_rule,
-                             seed=args.seed, n_units=args.units,
-                             checkpoint=args.checkpoint)   # the generator's name, as the page names it
+    if args.model is not None:
+        if args.model not in FITTED_GENERATORS:
+            raise SpikevizError(f"unknown --model {args.model!r}: use one of "
+                                f"{', '.join(FITTED_GENERATORS)}")
+        if draw != "bernoulli" or args.threshold is not None:
+            raise SpikevizError(f"--model {args.model} draws its own spikes (units jointly): "
+                                f"--draw, --threshold and --threshold-rule do not apply")
+        recording = load_from_args(args)
+        start = args.start if args.start is not None else start_of_test_split(recording, 1.0)
+        result = generate_fitted(args.model, recording, (start, start + args.seconds),
+                                 mode=args.mode, seed=args.seed, n_units=args.units)
+    else:
+        model = load_model(resolve_checkpoint(args.checkpoint))
+        recording = load_from_args(args)
+        start = args.start if args.start is not None else start_of_test_split(
+            recording, float(model.meta.get("bin_ms", 1.0)))
+        result = generate_window(model, recording, (start, start + args.seconds),
+                                 mode=args.mode, draw=draw, level=args.threshold,
+                                 rule=args.threshold_rule, seed=args.seed, n_units=args.units,
+                                 checkpoint=args.checkpoint)   # its name, as the page names it
     generated, stretch = result.recording, result.setup.model_stretch
     for line in adjustments(recording, generated, stretch, start, args.seconds):
         note(line)

@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
                         "<!-- results:start --> and <!-- results:end -->; repeatable)")
     p.add_argument("--baselines", type=baseline_list, default="all",
                    help=f"baselines to score beside the model, comma-separated, from "
-                        f"{', '.join(ALL_BASELINES)} (all: these), or the population stack "
+                        f"{', '.join(ALL_BASELINES)} (all: these), or the population models "
                         f"fitted on the recording ({', '.join(FITTED_MODELS)})")
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

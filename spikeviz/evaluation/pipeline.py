@@ -20,10 +20,14 @@ from ..generation.calibration import TargetCalibration, fit_free_running, fit_ta
 from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
 from ..measures.stats import fidelity_report
-from .evaluate import WARMUP_S, Setup, Stretch, for_target, setup
+from ..models.baselines import make_baseline
+from .evaluate import GLM_FIT_BINS, WARMUP_S, Setup, Stretch, for_target, setup
 
 N_UNITS = 128   # units a window shows by default: the paper's 128, the most active of the train split
 THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
+# Models fitted on the recording's own train split that generate trains (joint draws, free runs
+# that cannot run away): spikeviz.models.states.
+FITTED_GENERATORS = ("states",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,6 +208,32 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
                       seed=seed, calibration=prediction.calibration,
                       checkpoint=str(model.meta.get("path", "")), rule=rule,
                       generator=checkpoint or str(model.meta.get("path", "")))
+    return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
+
+
+def generate_fitted(name: str, recording: Recording, window_s: tuple[float, float], *,
+                    mode: str = "teacher", seed: int = 0, n_units: int = N_UNITS,
+                    warmup_s: float = WARMUP_S) -> Generated:
+    """Trains over the window [start, stop) s of a population model (FITTED_GENERATORS) fitted
+    on the recording's own train split: the units and stretch `generate_window` takes without a
+    checkpoint; teacher-forced (`sample`: each bin's units drawn jointly given the real past) or
+    a free run from the real past (`simulate`). Draws are the model's own Bernoulli draws."""
+    if name not in FITTED_GENERATORS:
+        raise SpikevizError(f"unknown fitted generator {name!r}: use one of "
+                            f"{', '.join(FITTED_GENERATORS)}")
+    if mode not in ("teacher", "free"):
+        raise SpikevizError(f"unknown generation mode {mode!r}: use 'teacher' or 'free'")
+    su = setup(None, recording, window_s=tuple(window_s), n_units=n_units, warmup_s=warmup_s)
+    st = su.model_stretch
+    fitted = make_baseline(name, st.bin_ms).fit(su.target.train)
+    prediction = predict(lambda: fitted, st)
+    bins = (fitted.simulate(st.X[:st.warm + 1], len(st.targets), seed=seed) if mode == "free"
+            else st.window_of(fitted.sample(st.X, seed=seed)))
+    a, b = split_bounds(n_bins_of(recording.duration_s, st.bin_ms))["train"]
+    a = max(a, b - GLM_FIT_BINS)               # what Source.train holds
+    made = provenance(recording=recording, stretch=st, mode=mode, draw="bernoulli", level=None,
+                      seed=seed, generator=f"{name} fitted on [{a * st.bin_ms / 1000.0:g}, "
+                                           f"{b * st.bin_ms / 1000.0:g}) s of {recording.name}")
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import SpikevizError
 from .glm import _ROWS, CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
 from .stack import StackPredictor
+from .states import PopulationStates
 from ..measures.likelihood import LogLikelihood
 from ..measures.metrics import ScoreHistogram
 
@@ -158,8 +159,8 @@ BASELINES = ("rate", "ewma", "glm")
 MATCHED_BASELINES = ("ewma-tuned", "glm-unit", "glm-coupled")
 ALL_BASELINES = BASELINES + MATCHED_BASELINES
 # Population models fitted on the recording like the baselines, asked for by name ("all" leaves
-# them out: a minute or more to fit).
-FITTED_MODELS = ("stack",)
+# them out: the stack takes a minute or more to fit, and the baselines' table stays comparable).
+FITTED_MODELS = ("stack", "states")
 PREDICTORS = ALL_BASELINES + FITTED_MODELS
 
 
@@ -179,4 +180,6 @@ def make_baseline(name: str, bin_ms: float = 1.0):
         return CoupledGLMPredictor(bin_ms=bin_ms)
     if name == "stack":
         return StackPredictor(bin_ms=bin_ms)
+    if name == "states":
+        return PopulationStates(bin_ms=bin_ms)
     raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(PREDICTORS)}")

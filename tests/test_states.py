@@ -1,0 +1,180 @@
+"""The population-state model: its filter is the exact hidden-Markov posterior, it is causal, and
+its free runs keep which units burst together without running away."""
+import itertools
+
+import numpy as np
+import pytest
+
+from spikeviz import SpikevizError
+from spikeviz.measures.population import count_correlations, window_sums
+from spikeviz.models.baselines import make_baseline
+from spikeviz.models.states import PopulationStates
+
+from .recordings import session_slice
+
+
+def assemblies(T: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Two assemblies of 6 units (0-5 and 6-11) that burst at 80 Hz apart from each other, each
+    for 50 ms on average (a 10-ms block ends a burst with probability 0.2); 2 Hz otherwise."""
+    rng = np.random.default_rng(seed)
+    n_blocks = T // 10
+    state = np.zeros(n_blocks, np.int64)
+    for b in range(1, n_blocks):
+        s = state[b - 1]
+        if s == 0:
+            state[b] = rng.choice(3, p=[0.96, 0.02, 0.02])
+        else:
+            state[b] = 0 if rng.random() < 0.2 else s
+    p = np.full((3, 12), 0.002)
+    p[1, :6] = p[2, 6:] = 0.08
+    rates = np.repeat(p[state], 10, axis=0)
+    return (rng.random(rates.shape) < rates).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return PopulationStates(n_states=(3, 6)).fit(assemblies()), assemblies(seed=1)[:60_000]
+
+
+def corr(X):
+    return count_correlations(window_sums(X, 20))
+
+
+def test_free_runs_keep_which_units_burst_together(fitted):
+    model, X = fitted
+    run = model.simulate(X[:10_000], 100_000, seed=3)
+    real, gen = corr(X), corr(run)
+    within = lambda C: np.mean([C[i, j] for i, j in itertools.combinations(range(6), 2)])  # noqa: E731
+    across = lambda C: C[:6, 6:].mean()  # noqa: E731
+    assert within(real) > 0.3 and abs(across(real)) < 0.05
+    assert within(gen) > 0.6 * within(real), (within(gen), within(real))
+    assert abs(across(gen) - across(real)) < 0.03, (across(gen), across(real))
+    assert 0.85 < run.mean() / X.mean() < 1.15            # no runaway, no silence
+
+
+def test_the_population_level_alone_merges_the_assemblies():
+    """The ablation: states from the population's level cannot tell which assembly bursts, so its
+    free runs correlate units across assemblies that never fire together."""
+    level = PopulationStates(n_states=(3, 6), by="level").fit(assemblies())
+    run = level.simulate(assemblies(seed=1)[:10_000], 100_000, seed=3)
+    assert corr(run)[:6, 6:].mean() > 0.1
+
+
+def exact_posterior(model, X):
+    """Row t: P(state of bin t+1 | X[..t]), by summing over every path of block states."""
+    K, block, T = len(model.rates_), model.block, len(X)
+    n_blocks = T // block + 1
+    out = np.zeros((T, K))
+    for path in itertools.product(range(K), repeat=n_blocks):
+        prior = model.occupancy_[path[0]] * np.prod(
+            [model.transitions_[a, b] for a, b in zip(path, path[1:])])
+        states = np.repeat(path, block)
+        like = 1.0
+        for t in range(T):
+            r = model.rates_[states[t]]
+            like *= np.prod(np.where(X[t] == 1, r, 1 - r))
+            out[t, states[t + 1]] += prior * like
+    return out / out.sum(1, keepdims=True)
+
+
+def test_the_filter_is_the_exact_posterior():
+    model = PopulationStates(bin_ms=5.0)           # blocks of 2 bins
+    model.rates_ = np.array([[0.05, 0.1, 0.02], [0.6, 0.3, 0.5]])
+    model.transitions_ = np.array([[0.9, 0.1], [0.3, 0.7]])
+    model.occupancy_ = np.array([0.75, 0.25])
+    X = np.array([[0, 0, 0], [1, 1, 0], [1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [0, 0, 0]],
+                 np.uint8)
+    np.testing.assert_allclose(model.posterior(X), exact_posterior(model, X), rtol=1e-9)
+    np.testing.assert_allclose(model.predict(X), exact_posterior(model, X) @ model.rates_,
+                               rtol=1e-6)
+
+
+def test_predictions_and_teacher_draws_never_read_the_future(fitted):
+    model, X = fitted
+    Z = X[:5000].copy()
+    Z[3001:] = 1 - Z[3001:]
+    np.testing.assert_array_equal(model.predict(Z)[:3001], model.predict(X[:5000])[:3001])
+    np.testing.assert_array_equal(model.sample(Z, seed=2)[:3001], model.sample(X[:5000], seed=2)[:3001])
+
+
+def test_teacher_draws_are_joint():
+    """One state per bin for all units: where the filter cannot tell the state (two states, a
+    memoryless chain of 1-bin blocks), units spike together; independent draws from the same
+    probabilities would not correlate."""
+    model = PopulationStates(bin_ms=10.0)          # blocks of 1 bin
+    model.rates_ = np.array([[0.01] * 4, [0.5] * 4])
+    model.transitions_ = np.full((2, 2), 0.5)
+    model.occupancy_ = np.array([0.5, 0.5])
+    X = np.zeros((20_000, 4), np.uint8)
+    np.testing.assert_allclose(model.predict(X), 0.255, rtol=1e-6)
+    drawn = model.sample(X, seed=0)
+    assert np.corrcoef(drawn[:, 0], drawn[:, 1])[0, 1] > 0.2
+
+
+def test_the_state_count_is_chosen_on_held_out_bins(fitted):
+    model, _ = fitted
+    assert set(model.selection_) == {3, 6}
+    assert model.n_states_ == max(model.selection_, key=model.selection_.get)
+
+
+def test_bad_input_is_refused_with_a_reason(fitted):
+    model, X = fitted
+    with pytest.raises(SpikevizError, match="not fitted"):
+        PopulationStates().predict(X)
+    with pytest.raises(SpikevizError, match="fitted on 12 units, data has 5"):
+        model.predict(X[:, :5])
+    with pytest.raises(SpikevizError, match="blocks of 10 ms"):
+        PopulationStates().fit(X[:1000])
+    with pytest.raises(SpikevizError, match="needs spikes"):
+        PopulationStates(n_states=(2,)).fit(np.zeros((20_000, 4), np.uint8))
+    with pytest.raises(SpikevizError, match="real past"):
+        model.simulate(X[:0], 10)
+    with pytest.raises(SpikevizError, match="n_states"):
+        PopulationStates(n_states=(1,))
+    with pytest.raises(SpikevizError, match="by"):
+        PopulationStates(by="rate")
+
+
+def test_the_command_line_name_makes_it():
+    assert isinstance(make_baseline("states"), PopulationStates)
+
+
+@pytest.fixture(scope="module")
+def forty_units(tmp_path_factory):
+    return session_slice(tmp_path_factory.mktemp("forty"), "invitro_210511001_lh", 120.0, 40,
+                         "forty")
+
+
+@pytest.mark.parametrize("mode", ["teacher", "free"])
+def test_generate_with_the_fitted_model(forty_units, tmp_path, capsys, mode):
+    """`spikeviz generate --model states`: fitted on the data's train split, 40 units, an NWB file
+    that says what made it, and a fidelity report whose free run keeps the real spike count."""
+    import json
+
+    from pynwb import NWBHDF5IO
+
+    from spikeviz.cli import main
+
+    out = tmp_path / f"{mode}.nwb"
+    assert main(["generate", "--model", "states", "--data", str(forty_units), "--mode", mode,
+                 "--seconds", "10", "--json", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    made = report["generated_by"]
+    assert made["generator"] == "states fitted on [0, 60) s of forty" and made["mode"] == mode
+    assert report["units"] == 40 and report["bins"] == 10_000
+    assert 0.7 < report["model"]["count_ratio"] < 1.4
+    assert report["model"]["corr_similarity_20ms"] > report["floor"]["corr_similarity_20ms"]
+    with NWBHDF5IO(str(out), "r") as io:
+        assert "states fitted on [0, 60) s" in io.read().units.description
+
+
+def test_generate_with_the_fitted_model_refuses_other_draws(forty_units, tmp_path, capsys):
+    from spikeviz.cli import main
+
+    assert main(["generate", "--model", "states", "--data", str(forty_units), "--threshold",
+                 "0.2", "--out", str(tmp_path / "t.csv")]) != 0
+    assert "--model states draws its own spikes" in capsys.readouterr().err
+    assert main(["generate", "--model", "glm", "--data", str(forty_units),
+                 "--out", str(tmp_path / "t.csv")]) != 0
+    assert "unknown --model 'glm': use one of states" in capsys.readouterr().err
+    assert not (tmp_path / "t.csv").exists()
