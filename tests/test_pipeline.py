@@ -6,7 +6,7 @@ import pytest
 
 from spikeviz.cli import main
 from spikeviz.dashboard.sources import checkpoint_choices
-from spikeviz.dashboard.state import DashboardState
+from spikeviz.dashboard.state import FITTED_STATES, DashboardState
 from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.trains import as_file, generated_recording
 from spikeviz.data.catalog import load_session
@@ -24,24 +24,27 @@ def _trains(path) -> dict[str, np.ndarray]:
     return {str(u): np.asarray(t) for u, t in zip(rec.unit_ids, rec.spike_times)}
 
 
-@pytest.mark.parametrize("mode, draw", [("teacher", "bernoulli"), ("teacher", "unit-density"),
-                                        ("free", "bernoulli")])
-def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, mode, draw):
+@pytest.mark.parametrize("generator, mode, draw", [
+    ("generalist-focal", "teacher", "bernoulli"), ("generalist-focal", "teacher", "unit-density"),
+    ("generalist-focal", "free", "bernoulli"), (FITTED_STATES, "teacher", "bernoulli"),
+    (FITTED_STATES, "free", "bernoulli")])
+def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, generator, mode, draw):
     state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), session=VITRO,
-                           checkpoint="generalist-focal", mode=mode, seed=3, draw=draw)
+                           checkpoint=generator, mode=mode, seed=3, draw=draw)
     assert state.error == "", state.error
     page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
                                state.draw_level)
     (tmp_path / "page.npz").write_bytes(as_file(page, "page.npz"))
     a, b = state.window
-    args = ["generate", "--checkpoint", "generalist-focal", "--session", VITRO, "--mode", mode,
-            "--start", repr(a), "--seconds", repr(b - a), "--seed", "3",
-            "--out", str(tmp_path / "cli.npz")]
+    made_by = ["--model", "states"] if generator == FITTED_STATES else ["--checkpoint", generator]
+    args = ["generate", *made_by, "--session", VITRO, "--mode", mode, "--start", repr(a),
+            "--seconds", repr(b - a), "--seed", "3", "--out", str(tmp_path / "cli.npz")]
     if draw != "bernoulli":
         args += ["--draw", draw, "--threshold", repr(state.draw_level)]
     assert main(args) == 0
     made = page.source["generated_by"]
     assert made["start_s"] == pytest.approx(a) and page.duration_s == pytest.approx(b - a)
+    assert made == load_recording(tmp_path / "cli.npz").source["generated_by"]
     cli, web = _trains(tmp_path / "cli.npz"), _trains(tmp_path / "page.npz")
     assert list(cli) == list(web) and len(cli) == 128
     assert sum(map(len, web.values())) > 100

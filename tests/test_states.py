@@ -168,12 +168,12 @@ def test_generate_with_the_fitted_model(forty_units, tmp_path, capsys, mode):
         assert "states fitted on [0, 60) s" in io.read().units.description
 
 
-def test_generate_with_the_fitted_model_refuses_other_draws(forty_units, tmp_path, capsys):
+def test_generate_with_the_fitted_model_refuses_what_it_cannot_do(forty_units, tmp_path, capsys):
     from spikeviz.cli import main
 
-    assert main(["generate", "--model", "states", "--data", str(forty_units), "--threshold",
-                 "0.2", "--out", str(tmp_path / "t.csv")]) != 0
-    assert "--model states draws its own spikes" in capsys.readouterr().err
+    assert main(["generate", "--model", "states", "--data", str(forty_units), "--mode", "free",
+                 "--threshold", "0.2", "--out", str(tmp_path / "t.csv")]) != 0
+    assert "a free run of --model states draws with its own Bernoulli rule" in capsys.readouterr().err
     assert main(["generate", "--model", "glm", "--data", str(forty_units),
                  "--out", str(tmp_path / "t.csv")]) != 0
     assert "unknown --model 'glm': use one of states" in capsys.readouterr().err

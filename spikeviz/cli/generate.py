@@ -142,13 +142,15 @@ def run(args: argparse.Namespace) -> int:
         if args.model not in FITTED_GENERATORS:
             raise SpikevizError(f"unknown --model {args.model!r}: use one of "
                                 f"{', '.join(FITTED_GENERATORS)}")
-        if draw != "bernoulli" or args.threshold is not None:
-            raise SpikevizError(f"--model {args.model} draws its own spikes (units jointly): "
-                                f"--draw, --threshold and --threshold-rule do not apply")
+        if args.mode == "free" and draw != "bernoulli":
+            raise SpikevizError(f"a free run of --model {args.model} draws with its own "
+                                f"Bernoulli rule: --draw, --threshold and --threshold-rule "
+                                f"apply to teacher-forced trains")
         recording = load_from_args(args)
         start = args.start if args.start is not None else start_of_test_split(recording, 1.0)
         result = generate_fitted(args.model, recording, (start, start + args.seconds),
-                                 mode=args.mode, seed=args.seed, n_units=args.units)
+                                 mode=args.mode, draw=draw, level=args.threshold,
+                                 rule=args.threshold_rule, seed=args.seed, n_units=args.units)
     else:
         model = load_model(resolve_checkpoint(args.checkpoint))
         recording = load_from_args(args)

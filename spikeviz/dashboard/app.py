@@ -18,7 +18,7 @@ from .frames import Frame
 from .jobs import frozen, held
 from .window import test_split_s
 from .figures import figure_png
-from .state import OPEN_CHECKPOINT, OPEN_FILE, DashboardState
+from .state import FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
@@ -64,6 +64,9 @@ def describe(state: DashboardState, *_) -> str:
     info = state.checkpoint_info
     trained = (f"`{info.name}`: trained on **{info.session or 'unknown'}** ({'any domain' if info.any_domain else info.domain or '?'}), "
                f"{info.loss or '?'} loss{', ' + info.preset if info.preset else ''}" if info
+               else "no checkpoint: the **population states**, fitted on this recording's train split, generate "
+                    "(each bin's units drawn jointly; free runs follow the model's own state chain)"
+               if state.checkpoint == FITTED_STATES
                else "no checkpoint: the **coupled GLM baseline**, fitted on this recording's train split, generates")
     ev = state.evaluation
     fitted = (f" Baselines fitted on this recording's train split, as `spikeviz evaluate` does; "

@@ -13,8 +13,8 @@ from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..errors import SpikevizError
 from ..evaluation.evaluate import Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
-from ..evaluation.pipeline import (N_UNITS, THRESHOLD_RULES, Prediction, free_trains, predict,
-                                   reference_before)
+from ..evaluation.pipeline import (FITTED_GENERATORS, N_UNITS, THRESHOLD_RULES, Prediction,
+                                   fitted_trains, free_trains, predict, reference_before)
 from ..generation.adapt import with_guard
 from ..generation.calibration import TargetCalibration
 from ..generation.predict import ModelPredictor
@@ -75,7 +75,8 @@ def _stored_adaptation(disk_key: str | None, model, stretch: Stretch):
 
 @dataclass(frozen=True)
 class Generator:
-    """What makes the generated trains: a checkpoint (path) or, without one, a baseline by name."""
+    """What makes the generated trains: a checkpoint (path) or, without one, a baseline or a
+    population model fitted on the recording (FITTED_GENERATORS) by name."""
 
     name: str
     path: Path | None = None
@@ -83,6 +84,11 @@ class Generator:
     @property
     def is_model(self) -> bool:
         return self.path is not None
+
+    @property
+    def is_fitted(self) -> bool:
+        """A population model fitted on the recording: it draws its own trains, free runs too."""
+        return self.path is None and self.name in FITTED_GENERATORS
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,6 +105,7 @@ class Evaluation:
     references: dict                      # stats.fidelity_references: real, ceiling and floor
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
+    fitted: object | None = None          # a FITTED_GENERATORS generator's model (its own draws)
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
     # Frames whose trains the threshold does not change, by how they were drawn (frames.make_frame)
     frames: dict = field(default_factory=dict, repr=False)
@@ -273,9 +280,9 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
     predicted before (by any server).
     """
     cache = SHARED_CACHE if cache is None else cache
-    if mode == "free" and plan.model is None:
-        raise SpikevizError("free-running generation needs a model checkpoint; the baselines "
-                            "only predict teacher-forced")
+    if mode == "free" and plan.model is None and not plan.generator.is_fitted:
+        raise SpikevizError("free-running generation needs a model checkpoint or the population "
+                            "states; the baselines only predict teacher-forced")
     # A whole evaluation seen before (a session switched back to) costs nothing, statistics included.
     return cache.get(_evaluation_key(plan, mode, seed, free_s),
                      lambda: _evaluate(plan, mode, seed, free_s, cache, progress))
@@ -309,6 +316,9 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
                 return model if m is model.model else ModelPredictor(m, generator.name)
             return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
         jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs
+    elif generator.is_fitted:
+        jobs = {generator.name: (lambda: fit_baseline(generator.name, su, fits), su.stretch,
+                                 (generator.name, su.target.key))} | jobs
     else:
         jobs = {generator.name: jobs.pop(generator.name)} | jobs
     predictions = {}
@@ -323,8 +333,11 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        free = cache.get((plan.key(stretch), plan.model_key, "free", seed, n), lambda: free_trains(
-            adapted().model, stretch, predictions[generator.name].calibration, n, seed))
+        free = cache.get(
+            (plan.key(stretch), plan.model_key or (generator.name, su.target.key), "free", seed, n),
+            lambda: fitted_trains(fit_baseline(generator.name, su, fits), stretch, "free", n, seed)
+            if generator.is_fitted else free_trains(
+                adapted().model, stretch, predictions[generator.name].calibration, n, seed))
     progress(0.95, "firing statistics")
     Y = stretch.targets
 
@@ -337,4 +350,5 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       stats if n == len(Y) else firing_stats(Y, BIN_MS),
                       references, stats, plan.data_key,
+                      fit_baseline(generator.name, su, fits) if generator.is_fitted else None,
                       {name: predictions[generator.name].threshold(name) for name in THRESHOLD_RULES})

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..measures.metrics import OperatingPoint
 from ..measures.stats import FiringStats, compare_stats, fidelity_entry, firing_stats
-from ..evaluation.pipeline import teacher_trains
+from ..evaluation.pipeline import fitted_trains, teacher_trains
 from .compute import Evaluation
 
 FRAMES_KEPT = 4   # generated trains kept per evaluation (one per draw rule and level)
@@ -33,7 +33,7 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     """The generator's operating point at `threshold` and the trains it generates (no prediction).
 
     Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
-    (seeded), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
+    (seeded; a fitted population model draws its own, units jointly), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
     Trains that the threshold does not change (every rule but the pooled one, free runs) are
     kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
     session switched back to, then costs only its operating point.
@@ -44,8 +44,12 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed)
     kept = ev.frames.pop(drawn_with, None)   # popped and put back: the dict runs oldest first
     if kept is None:
-        generated = ev.free if ev.mode == "free" else \
-            teacher_trains(ev.predictions[ev.generator.name], draw, level, seed)
+        if ev.mode == "free":
+            generated = ev.free
+        elif ev.fitted is not None and draw == "bernoulli":   # its own draws: units jointly
+            generated = fitted_trains(ev.fitted, ev.stretch, "teacher", 0, seed)
+        else:
+            generated = teacher_trains(ev.predictions[ev.generator.name], draw, level, seed)
         kept = _frame(ev, op, draw, generated)
         while len(ev.frames) >= FRAMES_KEPT:
             ev.frames.pop(next(iter(ev.frames)))

@@ -28,6 +28,7 @@ from .upload import store_upload, upload_folder
 
 OPEN_FILE = "file on disk…"
 BASELINE_ONLY = "none: coupled GLM baseline"
+FITTED_STATES = "population states: fitted on this recording"
 OPEN_CHECKPOINT = "checkpoint file…"
 FIT_EPOCHS = 5   # fine-tuning from a generalist: a few epochs at FINE_TUNE_LR
 DRAWS = {"Bernoulli (sampled)": "bernoulli", "pooled threshold": "pooled",
@@ -52,7 +53,8 @@ class DashboardState(param.Parameterized):
     open_file = param.Event(label="Open file")
     # Model
     direction = param.Selector(default=DIRECTIONS[0], objects=list(DIRECTIONS))
-    checkpoint = param.Selector(doc="shipped checkpoint, a checkpoint file, or the GLM baseline")
+    checkpoint = param.Selector(doc="shipped checkpoint, a checkpoint file, the GLM baseline, or the "
+                                    "population states fitted on the recording")
     checkpoint_path = param.String("")
     open_checkpoint = param.Event(label="Load checkpoint")
     # Generation and evaluation
@@ -126,7 +128,8 @@ class DashboardState(param.Parameterized):
         self.window_start = float(start)   # clamped into the test split once the data is loaded
         # Options are per instance (the catalog and models/ may change between sessions).
         self.param.session.objects = [*names, OPEN_FILE]
-        self.param.checkpoint.objects = [*self._checkpoints, BASELINE_ONLY, OPEN_CHECKPOINT]
+        self.param.checkpoint.objects = [*self._checkpoints, BASELINE_ONLY, FITTED_STATES,
+                                         OPEN_CHECKPOINT]
         self.param.watch(self._draw_chosen, "draw")
         self.param.watch(lambda _: setattr(self, "_fit_cancelled", True), "cancel_fit")
         # Only listed values, whatever a client sends.
@@ -246,7 +249,7 @@ class DashboardState(param.Parameterized):
         sessions is not listed."""
         target = self.target_domain
         names = [c.name for c in self._checkpoints.values() if c.any_domain or c.domain == target]
-        self.param.checkpoint.objects = [*names, BASELINE_ONLY, OPEN_CHECKPOINT]
+        self.param.checkpoint.objects = [*names, BASELINE_ONLY, FITTED_STATES, OPEN_CHECKPOINT]
         if self.checkpoint not in self.param.checkpoint.objects:
             self.checkpoint = self._default_checkpoint(target)
 
@@ -302,7 +305,7 @@ class DashboardState(param.Parameterized):
         if info is None:
             if self.checkpoint == OPEN_CHECKPOINT:
                 raise SpikevizError("give a checkpoint path and press Load checkpoint")
-            return Generator(BASELINE_GENERATOR)
+            return Generator("states" if self.checkpoint == FITTED_STATES else BASELINE_GENERATOR)
         return Generator(info.name, info.path)
 
     @param.depends("fit", watch=True)

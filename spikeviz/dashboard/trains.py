@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.io import write_recording
 from ..data.io.table import sidecar_path
-from ..evaluation.pipeline import as_recording, provenance
+from ..evaluation.pipeline import as_recording, fitted_generator, provenance
 from ..data.recording import Recording
 from .frames import Frame
 
@@ -24,10 +24,13 @@ def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
     n_bins = len(ev.free) if ev.mode == "free" else len(ev.stretch.targets)
     generated = np.zeros((n_bins, ev.stretch.X.shape[1]), np.uint8)
     generated[bins, cols] = 1
+    own = ev.fitted is not None and frame.draw == "bernoulli"   # a fitted model's own draws
     made = provenance(recording=data, stretch=ev.stretch, mode=ev.mode, draw=frame.draw,
                       level=frame.threshold if frame.draw == "pooled" else level, seed=seed,
-                      calibration=ev.calibration,
-                      checkpoint=str(ev.generator.path or ""), generator=ev.generator.name,
+                      calibration=None if own else ev.calibration,
+                      checkpoint=str(ev.generator.path or ""),
+                      generator=fitted_generator(ev.generator.name, data, ev.stretch.bin_ms)
+                      if ev.fitted is not None else ev.generator.name,
                       rule=None if rule == "custom" or frame.draw != "pooled" else rule)
     return as_recording(generated, data, ev.stretch, made)
 

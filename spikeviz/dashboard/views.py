@@ -217,8 +217,8 @@ def _raster(state: DashboardState, name: str, make, cmap, title: str, height: in
         drawn_once, cmap=cmap, streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
 
 
-GENERATED_TITLE = ("Generated (teacher-forced: drawn from the calibrated p by the draw rule; "
-                   "free-running: the model's own samples)")
+GENERATED_TITLE = ("Generated (teacher-forced: drawn by the draw rule, the population states' "
+                   "Bernoulli jointly; free-running: the model's own samples)")
 # Each raster's colours, title and x label (empty: its time dimension's).
 RASTER_STYLES = {
     "overview": (["#b5b5b5", "#000000"], "Whole session (test split shaded blue, evaluated window red)",

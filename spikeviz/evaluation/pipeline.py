@@ -211,29 +211,52 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
 
 
+def fitted_generator(name: str, recording: Recording, bin_ms: float) -> str:
+    """How the trains of a model fitted on `recording` name their generator: the model and the
+    bins (s) it was fitted on (Source.train: the last GLM_FIT_BINS of the train split)."""
+    a, b = split_bounds(n_bins_of(recording.duration_s, bin_ms))["train"]
+    a = max(a, b - GLM_FIT_BINS)
+    return f"{name} fitted on [{a * bin_ms / 1000.0:g}, {b * bin_ms / 1000.0:g}) s of {recording.name}"
+
+
+def fitted_trains(fitted, stretch: Stretch, mode: str, n_bins: int, seed: int = 0) -> np.ndarray:
+    """Trains a fitted population model draws itself (its Bernoulli rule), aligned with the
+    stretch's targets: teacher-forced (`sample`: each bin's units jointly, given the real past)
+    or `n_bins` of a free run from the real past (`simulate`)."""
+    if mode == "free":
+        return fitted.simulate(stretch.X[:stretch.warm + 1], n_bins, seed=seed)
+    return stretch.window_of(fitted.sample(stretch.X, seed=seed))
+
+
 def generate_fitted(name: str, recording: Recording, window_s: tuple[float, float], *,
-                    mode: str = "teacher", seed: int = 0, n_units: int = N_UNITS,
+                    mode: str = "teacher", draw: str = "bernoulli", level: float | None = None,
+                    rule: str | None = None, seed: int = 0, n_units: int = N_UNITS,
                     warmup_s: float = WARMUP_S) -> Generated:
     """Trains over the window [start, stop) s of a population model (FITTED_GENERATORS) fitted
     on the recording's own train split: the units and stretch `generate_window` takes without a
-    checkpoint; teacher-forced (`sample`: each bin's units drawn jointly given the real past) or
-    a free run from the real past (`simulate`). Draws are the model's own Bernoulli draws."""
+    checkpoint. Bernoulli draws are the model's own (`fitted_trains`); the threshold rules draw
+    teacher-forced from its calibrated probabilities, as `generate_window` does."""
     if name not in FITTED_GENERATORS:
         raise SpikevizError(f"unknown fitted generator {name!r}: use one of "
                             f"{', '.join(FITTED_GENERATORS)}")
     if mode not in ("teacher", "free"):
         raise SpikevizError(f"unknown generation mode {mode!r}: use 'teacher' or 'free'")
+    if draw not in DRAW_RULES:
+        raise SpikevizError(f"unknown draw rule {draw!r}: use one of {', '.join(DRAW_RULES)}")
+    if mode == "free" and draw != "bernoulli":
+        raise SpikevizError(f"a free run of {name} draws with its own Bernoulli rule, not {draw!r}")
     su = setup(None, recording, window_s=tuple(window_s), n_units=n_units, warmup_s=warmup_s)
     st = su.model_stretch
     fitted = make_baseline(name, st.bin_ms).fit(su.target.train)
     prediction = predict(lambda: fitted, st)
-    bins = (fitted.simulate(st.X[:st.warm + 1], len(st.targets), seed=seed) if mode == "free"
-            else st.window_of(fitted.sample(st.X, seed=seed)))
-    a, b = split_bounds(n_bins_of(recording.duration_s, st.bin_ms))["train"]
-    a = max(a, b - GLM_FIT_BINS)               # what Source.train holds
-    made = provenance(recording=recording, stretch=st, mode=mode, draw="bernoulli", level=None,
-                      seed=seed, generator=f"{name} fitted on [{a * st.bin_ms / 1000.0:g}, "
-                                           f"{b * st.bin_ms / 1000.0:g}) s of {recording.name}")
+    if rule is not None:
+        level = prediction.threshold(rule)
+    bins = (fitted_trains(fitted, st, mode, len(st.targets), seed) if draw == "bernoulli"
+            else teacher_trains(prediction, draw, level, seed))
+    calibration = None if draw == "bernoulli" else prediction.calibration
+    made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
+                      seed=seed, rule=rule, calibration=calibration,
+                      generator=fitted_generator(name, recording, st.bin_ms))
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
 
 
