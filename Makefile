@@ -37,10 +37,10 @@ browser:
 serve: install
 	$(BIN)/panel serve app.py --setup spikeviz/dashboard/warm.py --address $(HOST) --port $(PORT) --allow-websocket-origin=$(HOST):$(PORT)
 
-# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers (the browser tests share
-# one, conftest.py): faster on an idle machine, but under load the browser walk hung in 2 of 3
-# such runs (a page update lost, "reference already known" in the server log), never serially.
-TEST_WORKERS ?= 0
+# Two pytest-xdist workers, one thread each; the browser tests run one at a time on one of them
+# (conftest.py: two at once on two cores starved each other's pages past their timeouts).
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: install-test
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 

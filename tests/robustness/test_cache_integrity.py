@@ -25,7 +25,8 @@ def entries(root: Path, name: str) -> list[Path]:
 def test_grid_eval_cell_recomputes_a_corrupt_result(tmp_path):
     from spikeviz.evaluation.grid import GridSpec, eval_cell
 
-    spec = GridSpec(sessions=(VITRO,), eval_seconds=5.0)
+    # The first 70 s, as test_grid's cells: the baselines fit on a short train split.
+    spec = GridSpec(sessions=(VITRO,), eval_seconds=5.0, seconds=70.0)
     trained = {"session": VITRO, "loss": "focal", "key": "shipped-focal",
                "checkpoint": str(SHIPPED), "cached": True}
     first = eval_cell(trained, VITRO, spec, str(tmp_path))
