@@ -307,6 +307,8 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     fits = SHARED_CACHE.get(("baseline-fits", su.target.key), dict)
     jobs = {name: (lambda name=name: fit_baseline(name, su, fits), su.stretch, (name, su.target.key))
             for name in BASELINES}
+    # A fitted generator draws its own trains: the model itself is kept with the evaluation.
+    fitted = fit_baseline(generator.name, su, fits) if generator.is_fitted else None
     if model is not None:
         def adapted() -> ModelPredictor:
             """The model as it scores this target (a generalist's guard fitted on the warm-up)."""
@@ -316,9 +318,8 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
                 return model if m is model.model else ModelPredictor(m, generator.name)
             return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
         jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs
-    elif generator.is_fitted:
-        jobs = {generator.name: (lambda: fit_baseline(generator.name, su, fits), su.stretch,
-                                 (generator.name, su.target.key))} | jobs
+    elif fitted is not None:
+        jobs = {generator.name: (lambda: fitted, su.stretch, (generator.name, su.target.key))} | jobs
     else:
         jobs = {generator.name: jobs.pop(generator.name)} | jobs
     predictions = {}
@@ -335,8 +336,8 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
         free = cache.get(
             (plan.key(stretch), plan.model_key or (generator.name, su.target.key), "free", seed, n),
-            lambda: fitted_trains(fit_baseline(generator.name, su, fits), stretch, "free", n, seed)
-            if generator.is_fitted else free_trains(
+            lambda: fitted_trains(fitted, stretch, "free", n, seed) if fitted is not None
+            else free_trains(
                 adapted().model, stretch, predictions[generator.name].calibration, n, seed))
     progress(0.95, "firing statistics")
     Y = stretch.targets
@@ -349,6 +350,5 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         firing_stats(Y[:n], BIN_MS), fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed)))
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       stats if n == len(Y) else firing_stats(Y, BIN_MS),
-                      references, stats, plan.data_key,
-                      fit_baseline(generator.name, su, fits) if generator.is_fitted else None,
+                      references, stats, plan.data_key, fitted,
                       {name: predictions[generator.name].threshold(name) for name in THRESHOLD_RULES})

@@ -33,7 +33,8 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     """The generator's operating point at `threshold` and the trains it generates (no prediction).
 
     Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
-    (seeded; a fitted population model draws its own, units jointly), or thresholds per rule: pooled at `threshold`, unit-density or lift at `level`.
+    (seeded; a fitted population model draws its own, units jointly), or thresholds per rule:
+    pooled at `threshold`, unit-density or lift at `level`.
     Trains that the threshold does not change (every rule but the pooled one, free runs) are
     kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
     session switched back to, then costs only its operating point.
