@@ -52,7 +52,7 @@ def main() -> None:
                    "pr_auc": round(pooled.pr_auc, 4), "roc_auc": round(pooled.roc_auc, 4),
                    "roc_auc_spike_weighted": round(units.roc_auc_spike_weighted, 4),
                    "bits_per_spike": round(LogLikelihood().add(Y, P).bits_per_spike(ll_rate), 4)}
-            if hasattr(p, "tau_ms"):
+            if hasattr(p, "tau_ms_"):     # the tuned EWMA's chosen time constant
                 row["tau_ms"] = p.tau_ms_
             print(json.dumps(row), flush=True)
             del P

@@ -199,3 +199,14 @@ def test_unknown_and_unfitted():
         GLMPredictor().fit(np.zeros((100, 2), np.uint8))
     with pytest.raises(SpikevizError, match=r"\(T, N\)"):
         EWMAPredictor().predict(np.zeros(10, np.uint8))
+
+
+def test_the_baselines_load_without_torch():
+    """The baselines are numpy and scikit-learn: importing them must not load torch (1.5 s and
+    180 MB more for every process that only scores baselines)."""
+    import subprocess
+    import sys
+
+    code = "import sys, spikeviz.models.baselines; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

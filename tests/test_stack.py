@@ -87,11 +87,12 @@ def test_the_command_line_asks_for_the_stack_by_name():
     import argparse
 
     from spikeviz.cli import baseline_list
-    from spikeviz.models.baselines import ALL_BASELINES, make_baseline
+    from spikeviz.models.baselines import ALL_BASELINES
+    from spikeviz.models.registry import make_predictor
 
     assert baseline_list("glm-coupled,stack") == ("glm-coupled", "stack")
     assert "stack" not in baseline_list("all") and baseline_list("all") == ALL_BASELINES
-    assert isinstance(make_baseline("stack"), StackPredictor)
+    assert isinstance(make_predictor("stack"), StackPredictor)
     with pytest.raises(argparse.ArgumentTypeError, match="stack"):
         baseline_list("stak")
 

@@ -7,7 +7,7 @@ import pytest
 
 from spikeviz import SpikevizError
 from spikeviz.measures.population import count_correlations, window_sums
-from spikeviz.models.baselines import make_baseline
+from spikeviz.models.registry import make_predictor
 from spikeviz.models.states import PopulationStates
 
 from .recordings import session_slice
@@ -136,7 +136,7 @@ def test_bad_input_is_refused_with_a_reason(fitted):
 
 
 def test_the_command_line_name_makes_it():
-    assert isinstance(make_baseline("states"), PopulationStates)
+    assert isinstance(make_predictor("states"), PopulationStates)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..models.baselines import ALL_BASELINES, RatePredictor, make_baseline
+from ..models.baselines import ALL_BASELINES, RatePredictor
+from ..models.registry import make_predictor
 from ..data.binning import SPLIT_NAME, bin_range, bin_rates, n_bins_of, split_bounds, train_units
 from ..data.catalog import direction, recording_domain
 from ..errors import SpikevizError
@@ -245,11 +246,11 @@ def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predicto
     if name == "rate":
         return RatePredictor(target.rates)
     if name == "ewma-tuned":
-        return make_baseline(name, st.bin_ms).fit(st.X[:st.warm])
+        return make_predictor(name, st.bin_ms).fit(st.X[:st.warm])
     cache = {} if cache is None else cache
     key = (f"{name}-fit", target.key)
     if key not in cache:
-        cache[key] = make_baseline(name, st.bin_ms).fit(target.train)
+        cache[key] = make_predictor(name, st.bin_ms).fit(target.train)
     return cache[key]
 
 

@@ -20,7 +20,7 @@ from ..generation.calibration import TargetCalibration, fit_free_running, fit_ta
 from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
 from ..measures.stats import fidelity_report
-from ..models.baselines import make_baseline
+from ..models.registry import make_predictor
 from .evaluate import GLM_FIT_BINS, WARMUP_S, Setup, Stretch, for_target, setup
 
 N_UNITS = 128   # units a window shows by default: the paper's 128, the most active of the train split
@@ -247,7 +247,7 @@ def generate_fitted(name: str, recording: Recording, window_s: tuple[float, floa
         raise SpikevizError(f"a free run of {name} draws with its own Bernoulli rule, not {draw!r}")
     su = setup(None, recording, window_s=tuple(window_s), n_units=n_units, warmup_s=warmup_s)
     st = su.model_stretch
-    fitted = make_baseline(name, st.bin_ms).fit(su.target.train)
+    fitted = make_predictor(name, st.bin_ms).fit(su.target.train)
     prediction = predict(lambda: fitted, st)
     if rule is not None:
         level = prediction.threshold(rule)

@@ -7,8 +7,6 @@ import numpy as np
 
 from ..errors import SpikevizError
 from .glm import _ROWS, CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
-from .stack import StackPredictor
-from .states import PopulationStates
 from ..measures.likelihood import LogLikelihood
 from ..measures.metrics import ScoreHistogram
 
@@ -165,7 +163,8 @@ PREDICTORS = ALL_BASELINES + FITTED_MODELS
 
 
 def make_baseline(name: str, bin_ms: float = 1.0):
-    """A fresh predictor fitted on the target, by name (one of PREDICTORS)."""
+    """A fresh baseline to fit on the target, by name (one of ALL_BASELINES; every name of
+    PREDICTORS: registry.make_predictor)."""
     if name == "rate":
         return RatePredictor()
     if name == "ewma":
@@ -178,8 +177,4 @@ def make_baseline(name: str, bin_ms: float = 1.0):
         return UnitGLMPredictor(bin_ms=bin_ms)
     if name == "glm-coupled":
         return CoupledGLMPredictor(bin_ms=bin_ms)
-    if name == "stack":
-        return StackPredictor(bin_ms=bin_ms)
-    if name == "states":
-        return PopulationStates(bin_ms=bin_ms)
-    raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(PREDICTORS)}")
+    raise SpikevizError(f"unknown baseline {name!r}: use one of {', '.join(ALL_BASELINES)}")
