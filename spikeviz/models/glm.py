@@ -175,7 +175,8 @@ class GLMPredictor:
         P = np.empty(X.shape, np.float32)
         for s in range(0, len(X), _ROWS):
             e = min(s + _ROWS, len(X))
-            P[s:e] = 1.0 / (1.0 + np.exp(-self.logit_of(self._features(X, s, e))))
+            with np.errstate(over="ignore"):      # a logit under -88 is a probability of 0
+                P[s:e] = 1.0 / (1.0 + np.exp(-self.logit_of(self._features(X, s, e))))
         return P
 
     def logit_of(self, feats: list[np.ndarray]) -> np.ndarray:
