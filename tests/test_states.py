@@ -89,6 +89,19 @@ def test_the_filter_is_the_exact_posterior():
                                rtol=1e-6)
 
 
+def test_a_free_run_changes_state_only_where_a_block_starts():
+    """Blocks are counted on from the real past: after 7 bins of it, the state may change at
+    generated bins 3, 13, 23, ... and nowhere else (50 units make each bin's state visible)."""
+    model = PopulationStates()                     # blocks of 10 bins
+    model.rates_ = np.array([[1e-6] * 50, [0.9] * 50])
+    model.transitions_ = np.full((2, 2), 0.5)
+    model.occupancy_ = np.array([0.5, 0.5])
+    run = model.simulate(np.zeros((7, 50), np.uint8), 400, seed=1)
+    state = run.sum(1) > 20
+    changes = np.flatnonzero(state[1:] != state[:-1]) + 1
+    assert len(changes) > 10 and set(changes % 10) == {3}, changes
+
+
 def test_predictions_and_teacher_draws_never_read_the_future(fitted):
     model, X = fitted
     Z = X[:5000].copy()

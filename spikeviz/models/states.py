@@ -17,10 +17,10 @@ _SAMPLE_ROWS = 65_536       # bins drawn per chunk (an hour of 128 units never s
 
 
 @numba.njit(cache=True, nogil=True)
-def _filter(X, rates, transitions, start, phase, block):  # pragma: no cover - compiled
+def _filter(X, rates, transitions, start, block):  # pragma: no cover - compiled
     """Forward filter: row t of the returned (T, K) matrix is the state distribution of bin t+1
-    given X[..t]; bins whose absolute index (t + phase) is a multiple of `block` start a block
-    (the state moves on along `transitions`)."""
+    given X[..t]; bins whose index is a multiple of `block` start a block (the state moves on
+    along `transitions`)."""
     T, N = X.shape
     K = len(start)
     logit = np.log(rates) - np.log1p(-rates)
@@ -35,10 +35,16 @@ def _filter(X, rates, transitions, start, phase, block):  # pragma: no cover - c
                     lw[k] += logit[k, u]
         pi = np.exp(lw - lw.max())
         pi /= pi.sum()
-        if (t + 1 + phase) % block == 0:
+        if (t + 1) % block == 0:
             pi = pi @ transitions
         out[t] = pi
     return out
+
+
+def _inverse_cdf(cdf: np.ndarray, u):
+    """The state each uniform number `u` draws from cumulative probabilities `cdf` (last axis);
+    rounding that leaves the last cdf under 1 never gives a state past the last one."""
+    return np.minimum((np.asarray(u)[..., None] > cdf).sum(-1), cdf.shape[-1] - 1)
 
 
 class PopulationStates:
@@ -142,13 +148,9 @@ class PopulationStates:
                                 f"units, data has {X.shape[1]}")
         return np.ascontiguousarray(X, np.uint8)
 
-    def _posterior(self, X: np.ndarray, phase: int = 0) -> np.ndarray:
-        return _filter(np.ascontiguousarray(X, np.uint8), self.rates_, self.transitions_,
-                       self.occupancy_, phase, self.block)
-
     def posterior(self, X: np.ndarray) -> np.ndarray:
         """(T, K): row t is the distribution of the state of bin t+1 given X[..t]."""
-        return self._posterior(self._check(X))
+        return _filter(self._check(X), self.rates_, self.transitions_, self.occupancy_, self.block)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P[t, i]: probability that unit i spikes in bin t+1 given X[..t]."""
@@ -162,8 +164,7 @@ class PopulationStates:
         Pi = self.posterior(X)
         rng = np.random.default_rng(seed)
         u = rng.random(len(Pi) // self.block + 2)[(np.arange(len(Pi)) + 1) // self.block]
-        states = (u[:, None] > np.cumsum(Pi, 1)).sum(1)
-        return self._draw(np.minimum(states, len(self.rates_) - 1), rng)
+        return self._draw(_inverse_cdf(np.cumsum(Pi, 1), u), rng)
 
     def simulate(self, X_past: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
         """Free running: `n_bins` bins (n_bins, N) uint8 after the real past X_past. The state of
@@ -172,15 +173,15 @@ class PopulationStates:
         if len(X_past) == 0:
             raise SpikevizError("a free run needs at least one bin of real past")
         rng = np.random.default_rng(seed)
-        K = len(self.rates_)
-        state = min(int((rng.random() > np.cumsum(self.posterior(X_past)[-1])).sum()), K - 1)
-        cdf = np.cumsum(self.transitions_, 1)
-        states = np.empty(n_bins, np.int64)
-        for t in range(n_bins):
-            if t and (len(X_past) + t) % self.block == 0:
-                state = min(int((rng.random() > cdf[state]).sum()), K - 1)
-            states[t] = state
-        return self._draw(states, rng)
+        # The state changes at the bins that start a block, counted on from the past.
+        first = (-len(X_past)) % self.block or self.block
+        starts = np.arange(first, n_bins, self.block)
+        chain = np.empty(len(starts) + 1, np.int64)
+        chain[0] = _inverse_cdf(np.cumsum(self.posterior(X_past)[-1]), rng.random())
+        cdf, u = np.cumsum(self.transitions_, 1), rng.random(len(starts))
+        for i in range(len(starts)):
+            chain[i + 1] = _inverse_cdf(cdf[chain[i]], u[i])
+        return self._draw(np.repeat(chain, np.diff(np.r_[0, starts, n_bins])), rng)
 
     def _draw(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = np.empty((len(states), self.rates_.shape[1]), np.uint8)
