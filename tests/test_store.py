@@ -58,3 +58,14 @@ def test_quantized_probabilities():
     np.testing.assert_allclose(Q.astype(float), P, rtol=1e-3)
     with pytest.raises(SpikevizError, match="must lie in"):
         quantize_probabilities(np.array([0.5, np.nan]))
+
+
+def test_an_empty_cache_variable_is_unset(monkeypatch, tmp_path):
+    """`SPIKEVIZ_CACHE= cmd` once filled the current folder (a repository) with cache entries."""
+    from spikeviz.data.store import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SPIKEVIZ_CACHE", "")
+    assert cache_root() == tmp_path / ".cache" / "spikeviz"
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"

@@ -16,8 +16,8 @@ from ..errors import SpikevizError
 
 
 def cache_root() -> Path:
-    """$SPIKEVIZ_CACHE, else ~/.cache/spikeviz."""
-    return Path(os.environ.get("SPIKEVIZ_CACHE", Path.home() / ".cache" / "spikeviz"))
+    """$SPIKEVIZ_CACHE, else ~/.cache/spikeviz (an empty $SPIKEVIZ_CACHE is unset, not the current folder)."""
+    return Path(os.environ.get("SPIKEVIZ_CACHE") or Path.home() / ".cache" / "spikeviz")
 
 
 def content_key(*parts: Any) -> str:
