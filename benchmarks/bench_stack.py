@@ -39,7 +39,7 @@ def recordings(only: list[str] | None):
 
 
 def row(rec, seed: int, seconds: float, free_s: float) -> dict:
-    from spikeviz.evaluation.evaluate import setup
+    from spikeviz.evaluation.stretch import setup
     from spikeviz.evaluation.pipeline import fidelity, reference_before
     from spikeviz.measures.likelihood import LogLikelihood
     from spikeviz.measures.scoring import score_stretch

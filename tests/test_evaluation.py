@@ -11,7 +11,8 @@ from spikeviz import SpikevizError
 from spikeviz.data.catalog import session
 from spikeviz.models.checkpoint import save_checkpoint
 from spikeviz.data.catalog import direction
-from spikeviz.evaluation.evaluate import evaluate_checkpoint, parse_unit_order, rates_for, unit_permutation
+from spikeviz.data.units import parse_unit_order, rates_for, unit_permutation
+from spikeviz.evaluation.evaluate import evaluate_checkpoint
 from spikeviz.evaluation.report import build_table
 from spikeviz.measures.scoring import aligned, resolve_threshold
 from spikeviz.measures.metrics import ScoreHistogram

@@ -9,7 +9,8 @@ import spikeviz
 from spikeviz.dashboard import compute
 from spikeviz.data.catalog import models_dir
 from spikeviz.data.recording import Recording
-from spikeviz.evaluation.evaluate import evaluate_checkpoint, fit_baseline, for_target, setup
+from spikeviz.evaluation.evaluate import evaluate_checkpoint, fit_baseline, for_target
+from spikeviz.evaluation.stretch import setup
 from spikeviz.models.baselines import ALL_BASELINES
 from spikeviz.models.checkpoint import load_model
 from spikeviz.training.loop import TrainOptions, train_recording

@@ -7,13 +7,11 @@ import html
 import io
 import threading
 
-import numpy as np
 import pandas as pd
 import panel as pn
 
 from . import results, shading
-from ..evaluation.evaluate import WARMUP_S
-from .compute import N_UNITS
+from ..evaluation.stretch import N_UNITS, WARMUP_S
 from .frames import Frame
 from .jobs import frozen, held
 from .window import test_split_s
@@ -22,8 +20,8 @@ from .state import FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
-from .views import curves, kept, opening_pictures, rasters, when_shown
-from . import opening, style
+from .views import curves, kept, rasters, when_shown
+from . import style
 from ..generation import fused
 
 
@@ -265,18 +263,14 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
 
     `state_params` are initial DashboardState choices (session, checkpoint, window...)."""
     style.extension()
-    return style.template(*page_parts(opening.opening_key(state_params), **state_params))
+    return style.template(*page_parts(**state_params))
 
 
-def page_parts(key: str | None = None, **state_params) -> tuple[pn.Column, pn.Column]:
-    """The page's sidebar and main columns, on a new DashboardState(**state_params); with the
-    opening view's `key` (opening.opening_key), its overview and real rasters are kept for the
-    opening page of later servers, if not kept yet."""
+def page_parts(**state_params) -> tuple[pn.Column, pn.Column]:
+    """The page's sidebar and main columns, on a new DashboardState(**state_params)."""
     limit_blas_threads()
     state = DashboardState(**state_params)
     pn.state.on_session_destroyed(lambda ctx: state.close())
-    if key is not None and opening.stored(key) is None:
-        remember_opening(state, key)
     main = pn.Column(
         # The error line heads the page: at the foot of the sidebar it was out of sight.
         pn.pane.Alert(state.param.error, alert_type="danger", visible=pn.bind(bool, state.param.error),
@@ -298,46 +292,12 @@ def page_parts(key: str | None = None, **state_params) -> tuple[pn.Column, pn.Co
     return controls(state), main
 
 
-OPENING_CHOICES = ("session", "path", "direction", "checkpoint", "checkpoint_path", "unit_order",
-                   "window_length", "seed", "mode")
-
-
-def remember_opening(state: DashboardState, key: str) -> None:
-    """Once the page's first window is known, its overview and real rasters drawn (in the
-    background) and stored under `key` for the opening page; not if anything was chosen
-    meanwhile (the window moved, another session or checkpoint), nor if the data was replaced."""
-    chosen = {name: getattr(state, name) for name in OPENING_CHOICES}
-    first: dict = {}
-
-    def loaded(recording) -> None:
-        if recording is not None and "recording" not in first:
-            first.update(recording=recording, window=tuple(state.window))
-
-    def evaluated(stretch) -> None:
-        recording = state.recording
-        if stretch is None or "done" in first or "recording" not in first:
-            return
-        first["done"] = True
-        window = (stretch.start_s, stretch.start_s + stretch.duration_s)
-        if (recording is not first["recording"] or tuple(state.window) != first["window"]
-                or not np.allclose(window, first["window"])
-                or {name: getattr(state, name) for name in OPENING_CHOICES} != chosen):
-            return
-        threading.Thread(target=lambda: opening.store(key, opening_pictures(recording, stretch)),
-                         name="spikeviz-opening", daemon=True).start()
-
-    state.param.watch(lambda event: loaded(event.new), "recording")
-    state.param.watch(lambda event: evaluated(event.new), "stretch")
-    loaded(state.recording)   # loaded at once, from the shared cache
-    evaluated(state.stretch)
-
-
-def fill(sidebar: pn.Column, main: pn.Column, key: str | None = None, **state_params) -> None:
+def fill(sidebar: pn.Column, main: pn.Column, **state_params) -> None:
     """The page's sidebar and main columns put into an opening page already shown (opening.serve),
     in one message; the process then warms as after `serve`'s first page."""
     doc = pn.state.curdoc
     with held(doc) if doc is not None else contextlib.nullcontext():
-        side, body = page_parts(key, **state_params)
+        side, body = page_parts(**state_params)
         sidebar.objects, main.objects = [side], [body]
         sidebar.css_classes = main.css_classes = []
     if not _WARMING.locked():

@@ -12,8 +12,9 @@ from .._version import __version__
 from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..errors import SpikevizError
-from ..evaluation.evaluate import Setup, Stretch, checkpoint_source, fit_baseline, for_target, setup
-from ..evaluation.pipeline import (FITTED_GENERATORS, N_UNITS, THRESHOLD_RULES, Prediction,
+from ..evaluation.evaluate import fit_baseline, for_target
+from ..evaluation.stretch import N_UNITS, Setup, Stretch, checkpoint_source, setup
+from ..evaluation.pipeline import (FITTED_GENERATORS, THRESHOLD_RULES, Prediction,
                                    fitted_trains, free_trains, predict, reference_before)
 from ..generation.adapt import with_guard
 from ..generation.calibration import TargetCalibration
@@ -21,7 +22,7 @@ from ..generation.predict import ModelPredictor
 from ..measures.metrics import ScoreHistogram, UnitHistograms
 from ..measures.stats import FiringStats, fidelity_references, firing_stats
 from .cache import SHARED_CACHE, LRUCache
-from .sources import allowed_roots
+from .sources import within_roots
 from .window import default_window
 
 BIN_MS = 1.0
@@ -145,25 +146,11 @@ class Evaluation:
         return self.predictions[self.generator.name].scored.units
 
 
-def _within_roots(meta: dict) -> dict:
-    """Checkpoint metadata without a data_path outside the allowed roots: a checkpoint must not
-    make the server read files the page itself may not open."""
-    path = meta.get("data_path")
-    if not path:
-        return meta
-    try:
-        resolved = Path(path).resolve()
-        inside = any(resolved.is_relative_to(r) for r in allowed_roots())
-    except (OSError, RuntimeError, ValueError):
-        inside = False
-    return meta if inside else meta | {"data_path": None}
-
-
 @dataclass(frozen=True, eq=False)
 class Plan:
     """What an evaluation predicts, known before any prediction: the real window is drawn from it."""
 
-    setup: Setup              # evaluation.setup: units, order, stretch, the target's train split
+    setup: Setup              # evaluation.stretch.setup: units, order, stretch, the target's train split
     generator: Generator
     model: object | None      # predict.ModelPredictor of a checkpoint generator
     model_key: tuple | None
@@ -226,7 +213,7 @@ def plan(recording: Recording, window: tuple[float, float], generator: Generator
          cache: LRUCache | None = None,
          progress: Callable[[float, str], None] = lambda f, m: None) -> Plan:
     """Units, unit order and the binned window exactly as `spikeviz evaluate` chooses them
-    (evaluation.setup); the baselines fit on the target's own train split."""
+    (evaluation.stretch.setup); the baselines fit on the target's own train split."""
     cache = SHARED_CACHE if cache is None else cache
     key = _plan_key(window, generator, unit_order, seed, data_key)
     make = lambda: _plan(recording, tuple(window), generator, _requested_order(unit_order, seed),
@@ -249,7 +236,7 @@ def _plan(recording: Recording, window: tuple[float, float], generator: Generato
     su = cache.get(("setup", data_key, model_key, window, requested), lambda: setup(
         None if model is None else model.model, recording, unit_order=requested,
         window_s=window, n_units=N_UNITS,
-        find_source=lambda meta: checkpoint_source(_within_roots(meta))))
+        find_source=lambda meta: checkpoint_source(within_roots(meta))))
     reference = reference_before(recording, su.model_stretch if model is not None else su.stretch)
     return Plan(su, generator, model, model_key, data_key, reference,
                 window == default_window(recording))

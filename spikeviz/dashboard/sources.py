@@ -12,7 +12,7 @@ from ..errors import SpikevizError
 from ..data.recording import Recording
 from .cache import LRUCache
 from ..data.catalog import shipped_checkpoints as paths, short_domain
-from ..models.checkpoint import read_header
+from ..models.header import read_header
 
 DOMAINS = ("vitro", "vivo")
 DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
@@ -28,6 +28,20 @@ def allowed_roots() -> tuple[Path, ...]:
     if configured.strip():
         return tuple(Path(r).expanduser().resolve() for r in configured.split(os.pathsep) if r.strip())
     return data_dir().resolve(), Path.cwd().resolve()
+
+
+def within_roots(meta: dict) -> dict:
+    """Checkpoint metadata without a data_path outside the allowed roots: a checkpoint must not
+    make the server read files the page itself may not open."""
+    path = meta.get("data_path")
+    if not path:
+        return meta
+    try:
+        resolved = Path(path).resolve()
+        inside = any(resolved.is_relative_to(r) for r in allowed_roots())
+    except (OSError, RuntimeError, ValueError):
+        inside = False
+    return meta if inside else meta | {"data_path": None}
 
 
 def checkpoint_roots() -> tuple[Path, ...]:
@@ -147,3 +161,10 @@ def offered(checkpoints: Iterable[Checkpoint], source_domain: str | None,
     matches = [c for c in checkpoints if c.any_domain or (
         c.domain == source_domain and source_domain == target_domain)]
     return sorted(matches, key=lambda c: (not c.any_domain, c.loss != "focal", c.name))
+
+
+def default_checkpoint(checkpoints: Iterable[Checkpoint], source_domain: str | None,
+                       target_domain: str | None = None) -> Checkpoint | None:
+    """The first checkpoint offered for the direction (None: the page falls back to the baseline)."""
+    matches = offered(checkpoints, source_domain, target_domain or source_domain)
+    return matches[0] if matches else None

@@ -13,7 +13,7 @@ from ..errors import SpikevizError
 from ..data.io import FORMATS
 from ..data.recording import Recording
 from . import compute, results
-from ..evaluation.evaluate import Stretch
+from ..evaluation.stretch import Stretch
 from ..generation.predict import DRAW_RULES
 from .cache import SHARED_CACHE, LRUCache
 from .compute import BASELINE_GENERATOR, THRESHOLD_RULES, UNIT_ORDERS, Evaluation, Generator
@@ -22,7 +22,7 @@ from .window import DEFAULT_LENGTH_S, WINDOW_LENGTHS_S, default_window, start_bo
 from .fitting import fit_checkpoint, fit_span
 from .jobs import Jobs, batched, message
 from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_names, checked_path,
-                      checkpoint_choices, checkpoint_roots, offered, opened_recording, read_checkpoint,
+                      checkpoint_choices, checkpoint_roots, default_checkpoint, opened_recording, read_checkpoint,
                       recording_cached, session_domain)
 from .upload import store_upload, upload_folder
 
@@ -240,8 +240,8 @@ class DashboardState(param.Parameterized):
 
     def _default_checkpoint(self, source_domain: str | None, target_domain: str | None = None) -> str:
         """The first checkpoint offered for the direction, else the baseline."""
-        matches = offered(self._checkpoints.values(), source_domain, target_domain or source_domain)
-        return matches[0].name if matches else BASELINE_ONLY
+        chosen = default_checkpoint(self._checkpoints.values(), source_domain, target_domain)
+        return BASELINE_ONLY if chosen is None else chosen.name
 
     @param.depends("session", "file_domain", watch=True)
     def _offer_checkpoints(self) -> None:

@@ -1,12 +1,28 @@
 """The page's look, shared by the opening page (dashboard/opening.py) and the full one: its
-template, title, colours, style sheets and Panel extensions. Light: Panel only."""
+template, title, colours, raster styles, style sheets and Panel extensions. Light: Panel only."""
 from __future__ import annotations
 
 import panel as pn
+from bokeh.palettes import Viridis256
 
 TITLE = "spikeviz: real vs generated spike trains"
 ACCENT = "#1f4e9c"
 SIDEBAR_WIDTH = 340
+RASTER_HEIGHTS = {"overview": 210, "real": 220, "generated": 220, "probabilities": 250}   # pixels
+UNIT_LABEL, SESSION_UNIT_LABEL = "unit (model column)", "unit (recorded order)"
+GENERATED_TITLE = ("Generated (teacher-forced: drawn by the draw rule, the population states' "
+                   "Bernoulli jointly; free-running: the model's own samples)")
+# Each raster's colours, title and x label (empty: its time dimension's).
+RASTER_STYLES = {
+    "overview": (["#b5b5b5", "#000000"], "Whole session (test split shaded blue, evaluated window red)",
+                 "session time (s)"),
+    "real": (["#9a9a9a", "#000000"], "Real spikes in the evaluated window", ""),
+    "generated": (["#f1a9a0", "#8b0000"], GENERATED_TITLE, ""),
+    "probabilities": (Viridis256, "Predicted spike probability (max per pixel)", "time (s)"),
+}
+# The overview's boxes: the test split and the evaluated window.
+SPANS = {"test": dict(fill_color="#1f4e9c", fill_alpha=0.13, line_alpha=0),
+         "window": dict(fill_color="#c0392b", fill_alpha=0.2, line_color="#c0392b", line_alpha=0.9)}
 CSS = """
 .sv-cards {display: flex; flex-wrap: wrap; gap: 6px; margin: 2px 0 4px 0;}
 .sv-card {border: 1px solid #dfe3ea; border-radius: 6px; padding: 4px 10px; min-width: 84px;

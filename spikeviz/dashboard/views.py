@@ -8,24 +8,23 @@ import pandas as pd
 import panel as pn
 import xarray as xr
 from bokeh.models import BoxAnnotation
-from bokeh.palettes import Viridis256
 from holoviews.operation.downsample import downsample1d
 from panel.io.document import hold
 
 from . import compute
 from .compute import Evaluation
 from .frames import Frame
-from .shading import drawn_once, rgba_image, shared
+from .shading import drawn_once, shared
 from .window import test_split_s
 from .state import DashboardState
+from .style import RASTER_HEIGHTS, RASTER_STYLES, SESSION_UNIT_LABEL, SPANS, UNIT_LABEL
 
 TIME = hv.Dimension("time", label="time", unit="s")
-UNIT = hv.Dimension("unit", label="unit (model column)")
+UNIT = hv.Dimension("unit", label=UNIT_LABEL)
 SESSION_TIME = hv.Dimension("session_time", label="session time", unit="s")
-SESSION_UNIT = hv.Dimension("session_unit", label="unit (recorded order)")
+SESSION_UNIT = hv.Dimension("session_unit", label=SESSION_UNIT_LABEL)
 COLORS = {"real": "#222222", "generated": "#c0392b", "rate": "#8e9aaf", "ewma-tuned": "#2a9d8f",
           "glm-coupled": "#e9a23b", "model": "#1f4e9c", "chance": "#9e9e9e"}
-RASTER_HEIGHTS = {"overview": 210, "real": 220, "generated": 220, "probabilities": 250}   # pixels
 CURVE_POINTS = 1500     # a curve is drawn from at most this many of its points
 # Canvas, not WebGL: the rasters are images and the curves are thinned, and where WebGL has no GPU
 # (remote desktops, headless browsers) its software emulation slowed the first paint.
@@ -92,10 +91,6 @@ def overview_points(recording) -> hv.Points:
     units = np.repeat(np.arange(recording.n_units, dtype=np.float64), recording.spike_counts)
     return hv.Points(pd.DataFrame({"session_time": np.concatenate(recording.spike_times),
                                    "session_unit": units}), [SESSION_TIME, SESSION_UNIT])
-
-
-SPANS = {"test": dict(fill_color="#1f4e9c", fill_alpha=0.13, line_alpha=0),
-         "window": dict(fill_color="#c0392b", fill_alpha=0.2, line_color="#c0392b", line_alpha=0.9)}
 
 
 def marked_spans(state: DashboardState):
@@ -217,18 +212,6 @@ def _raster(state: DashboardState, name: str, make, cmap, title: str, height: in
         drawn_once, cmap=cmap, streams=[ranges, hv.streams.PlotSize()]).opts(**raster_opts(title, height, xlabel))
 
 
-GENERATED_TITLE = ("Generated (teacher-forced: drawn by the draw rule, the population states' "
-                   "Bernoulli jointly; free-running: the model's own samples)")
-# Each raster's colours, title and x label (empty: its time dimension's).
-RASTER_STYLES = {
-    "overview": (["#b5b5b5", "#000000"], "Whole session (test split shaded blue, evaluated window red)",
-                 "session time (s)"),
-    "real": (["#9a9a9a", "#000000"], "Real spikes in the evaluated window", ""),
-    "generated": (["#f1a9a0", "#8b0000"], GENERATED_TITLE, ""),
-    "probabilities": (Viridis256, "Predicted spike probability (max per pixel)", "time (s)"),
-}
-
-
 def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
     """The whole-session overview, then real, generated and probabilities sharing one time axis.
 
@@ -245,25 +228,6 @@ def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
             "real": raster("real", "stretch", real_points),
             "generated": raster("generated", "frame", generated_points, drawn_from=lambda frame: frame.spikes),
             "probabilities": raster("probabilities", "evaluation", probability_image)}
-
-
-def opening_pictures(recording, stretch: compute.Stretch, width: int = 1100) -> dict[str, dict]:
-    """The overview and real rasters of a page opening on `recording` and `stretch`, drawn whole
-    for the opening page (opening.store)."""
-    pictures = {}
-    for name, element in (("overview", overview_points(recording)), ("real", real_points(stretch))):
-        cmap, title, xlabel = RASTER_STYLES[name]
-        rgba, bounds = rgba_image(element, cmap, width=width, height=RASTER_HEIGHTS[name])
-        if bounds is not None:
-            y = element.kdims[1]
-            pictures[name] = {"rgba": rgba, "bounds": [float(b) for b in bounds], "title": title,
-                              "height": RASTER_HEIGHTS[name], "xlabel": xlabel, "ylabel": y.pprint_label,
-                              "spans": []}
-    if "overview" in pictures:   # as marked_spans marks them
-        (a, b), (c, d) = test_split_s(recording), (stretch.start_s, stretch.start_s + stretch.duration_s)
-        pictures["overview"]["spans"] = [SPANS["test"] | {"left": a, "right": b},
-                                         SPANS["window"] | {"left": c, "right": d}]
-    return pictures
 
 
 def when_shown(callback) -> None:

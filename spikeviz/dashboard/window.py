@@ -5,7 +5,7 @@ import math
 
 from ..data.binning import SPLIT_FRACTIONS, SPLIT_NAME
 from ..errors import SpikevizError
-from ..evaluation.evaluate import WARMUP_S
+from ..evaluation.stretch import WARMUP_S
 from ..data.recording import Recording
 
 DEFAULT_LENGTH_S = 30.0   # the default window: with its warm-up, 60 s of bins to predict

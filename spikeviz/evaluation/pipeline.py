@@ -1,6 +1,6 @@
 """The one pipeline that `spikeviz generate` and the page share: a window of a target, a predictor's calibrated predictions on it, the trains they generate, their provenance and fidelity.
 
-setup (units, order, warm-up; evaluate.setup) -> adapt (a generalist's guard on the warm-up)
+setup (units, order, warm-up; stretch.setup) -> adapt (a generalist's guard on the warm-up)
 -> predict (probabilities over the warm-up and window; strict scores) -> calibrate (on the
 warm-up after priming) -> draw (teacher-forced) or run free (closed-loop calibration) -> trains
 with their provenance -> fidelity against the real window (ceiling: the real stretch before it).
@@ -21,9 +21,9 @@ from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, genera
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
 from ..measures.stats import fidelity_report
 from ..models.registry import make_predictor
-from .evaluate import GLM_FIT_BINS, WARMUP_S, Setup, Stretch, for_target, setup
+from .evaluate import for_target
+from .stretch import GLM_FIT_BINS, N_UNITS, WARMUP_S, Setup, Stretch, setup
 
-N_UNITS = 128   # units a window shows by default: the paper's 128, the most active of the train split
 THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # Models fitted on the recording's own train split that generate trains (joint draws, free runs
 # that cannot run away): spikeviz.models.states.
@@ -188,7 +188,7 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
     """Trains a model generates over the window [start, stop) s of `recording`: the units and
     order of `evaluate`, teacher-forced draws (`draw`, DRAW_RULES, at `level`; `rule` tunes a
     pooled threshold on the warm-up) or a free run over the whole window. The `warmup_s`
-    seconds before the window prime the history and calibrate (evaluate.setup)."""
+    seconds before the window prime the history and calibrate (stretch.setup)."""
     if draw not in DRAW_RULES:
         raise SpikevizError(f"unknown draw rule {draw!r}: use one of {', '.join(DRAW_RULES)}")
     if mode not in ("teacher", "free"):

@@ -17,7 +17,8 @@ from ..errors import SpikevizError
 from ..measures.scoring import json_safe
 from ..models.checkpoint import load_model
 from ..training.workers import dask_client
-from .evaluate import SECONDS, WARMUP_S, evaluate_checkpoint
+from .evaluate import evaluate_checkpoint
+from .stretch import SECONDS, WARMUP_S
 
 TABLE_FILES = ("table.md", "table.csv", "table.json")
 # Where the runs behind the table live, beside the shipped checkpoints.

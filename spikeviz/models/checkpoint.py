@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import _atomic
@@ -17,46 +17,11 @@ from .build import build_model
 from .model import ModelConfig, SpikeTransformer
 from .._version import __version__
 from .model import PRESETS
+from .header import FORMAT_VERSION, META_KEY, check_format, read_header, read_meta, stored_config  # noqa: F401
 
-FORMAT_VERSION = 1
-META_KEY = "spikeviz"
 # Bounds a stored config must respect before any weights are allocated for it.
 _CONFIG_LIMITS = {"n_units": 100_000, "d_model": 8192, "n_heads": 256, "n_layers": 64,
                   "d_ff": 65_536, "context": 1_000_000}
-
-
-def _refuse_foreign(head: bytes, path: Path) -> None:
-    if len(head) >= 2 and head[0] == 0x80 and 1 <= head[1] <= 5:
-        raise SpikevizError("a Python pickle (torch.save .pt/.pkl?), not safetensors: spikeviz never "
-                            "unpickles files, since loading one can run arbitrary code; export the "
-                            "weights with safetensors", path)
-    if head.startswith(b"PK\x03\x04"):
-        raise SpikevizError("a zip archive (torch.save's format, which holds pickles), not "
-                            "safetensors: refused without unpickling", path)
-
-
-def read_header(path: str | Path) -> dict[str, Any]:
-    """The safetensors header of `path`: "__metadata__" and each tensor's dtype and shape.
-
-    Pickles and zip archives are refused from their first bytes; the safetensors library checks
-    the rest (lengths, JSON, dtypes, shapes against offsets, overlaps, truncation, trailing bytes).
-    Nothing in the file is executed or deserialised beyond JSON.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise SpikevizError("no such checkpoint file", path)
-    with open(path, "rb") as fh:
-        _refuse_foreign(fh.read(8), path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header: dict[str, Any] = {"__metadata__": f.metadata() or {}}
-            for name in f.keys():
-                view = f.get_slice(name)
-                header[name] = {"dtype": view.get_dtype(), "shape": view.get_shape()}
-    except (SafetensorError, OSError) as exc:
-        reason = str(exc).removeprefix("Error while deserializing header: ")
-        raise SpikevizError(f"not a valid safetensors file ({reason})", path) from exc
-    return header
 
 
 def _is_int(x: Any) -> bool:
@@ -73,17 +38,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and spikeviz metadata of a safetensors file written by `write_tensors`."""
-    header = read_header(path)
-    raw = header.get("__metadata__", {}).get(META_KEY)
-    if raw is None:
-        raise SpikevizError("a safetensors file without spikeviz metadata: not a spikeviz "
-                            "checkpoint", path)
-    try:
-        meta = json.loads(raw)
-    except ValueError as exc:
-        raise SpikevizError(f"corrupt spikeviz metadata ({exc})", path) from exc
-    if not isinstance(meta, dict):
-        raise SpikevizError("corrupt spikeviz metadata (not a JSON object)", path)
+    meta = read_meta(path)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:   # changed on disk since read_header
@@ -103,13 +58,7 @@ def checked_config(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path:
                     ) -> ModelConfig:
     """The stored config, refused unless it is sane and its weights have exactly the stored shapes
     (checked on a weightless "meta"-device model, so a lying config allocates nothing)."""
-    raw = meta.get("config")
-    if not isinstance(raw, dict):
-        raise SpikevizError("no model config in the checkpoint metadata", path)
-    try:
-        cfg = ModelConfig.from_dict(raw)
-    except (TypeError, ValueError) as exc:
-        raise SpikevizError(f"corrupt model config ({exc})", path) from exc
+    cfg = stored_config(meta, path)
     if cfg.preset not in PRESETS:
         raise SpikevizError(f"unknown preset {cfg.preset!r} (known: {', '.join(PRESETS)})", path)
     for name, top in _CONFIG_LIMITS.items():
@@ -179,9 +128,7 @@ def load_model(path: str | Path) -> SpikeTransformer:
     """
     path = resolve_checkpoint(path)
     tensors, meta = read_tensors(path)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise SpikevizError(f"checkpoint format {meta.get('format_version')!r}, this spikeviz "
-                            f"reads {FORMAT_VERSION}", path)
+    check_format(meta, path)
     cfg = checked_config(meta, tensors, path)
     _check_meta(meta, cfg, path)
     try:
