@@ -174,7 +174,7 @@ RASTERS = (".sv-overview", ".sv-real", ".sv-generated", ".sv-probabilities")
 
 
 def drawn(page) -> bool:
-    """Every raster plot is in the page and shown (three are added after the first picture)."""
+    """Every raster plot is shown."""
     return all(page.locator(f"{r} canvas").count() and page.locator(f"{r} canvas").first.is_visible()
                for r in RASTERS)
 

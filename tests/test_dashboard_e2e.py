@@ -37,7 +37,7 @@ def test_page_offline_threshold_and_session(browser, server, tmp_path):
     page.goto(f"{server}/app", timeout=90_000)
     wait_until(page, lambda: idle(page) and drawn(page), what="the first evaluation")
     page.wait_for_timeout(2000)   # last plot updates
-    # The plots added after the first picture share the real raster's time axis (linked zoom).
+    # The window's plots share one time axis (linked zoom); the overview has its own.
     x = window_x_ranges(page)
     assert x["Real"] == x["Generated"] == x["Predicted"] != x["Whole"], x
 

@@ -20,7 +20,7 @@ from .state import FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
-from .views import curves, kept, rasters, when_shown
+from .views import curves, kept, rasters
 from . import style
 from ..generation import fused
 
@@ -315,6 +315,15 @@ def warm_up() -> None:
     doc = Document()
     with set_curdoc(doc), doc.models.freeze():
         build_app().server_doc(doc)
+
+
+def when_shown(callback) -> None:
+    """`callback()` once the browser has shown the page (at once outside a server session)."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        callback()
+    else:
+        pn.state.onload(callback)
 
 
 _WARMING = threading.Lock()

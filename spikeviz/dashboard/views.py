@@ -9,7 +9,6 @@ import panel as pn
 import xarray as xr
 from bokeh.models import BoxAnnotation
 from holoviews.operation.downsample import downsample1d
-from panel.io.document import hold
 
 from . import compute
 from .compute import Evaluation
@@ -230,49 +229,23 @@ def raster_plots(state: DashboardState) -> dict[str, hv.DynamicMap]:
             "probabilities": raster("probabilities", "evaluation", probability_image)}
 
 
-def when_shown(callback) -> None:
-    """`callback()` once the browser has shown the page (at once outside a server session)."""
-    doc = pn.state.curdoc
-    if doc is None or doc.session_context is None:
-        callback()
-    else:
-        pn.state.onload(callback)
-
-
 def rasters(state: DashboardState) -> pn.viewable.Viewable:
-    """The raster plots, each under its waiting note; separate panes with the same time and unit
-    dimensions, so Panel links their axes (the overview's are its own).
-
-    The page opens with the real spikes' plot: the other three are added, together, once the
-    browser has shown it (each plot cost the first picture about 0.17 s, half on the server and
-    half in the browser). Their boxes keep the plots' heights meanwhile, so nothing moves."""
+    """The raster plots, each under its waiting note, all in the page's first document; separate
+    panes with the same time and unit dimensions, so Panel links their axes (the overview's are
+    its own)."""
     plots = raster_plots(state)
-    added = []
 
     def pane(name: str, **options) -> pn.pane.HoloViews:
         return pn.pane.HoloViews(plots[name], sizing_mode="stretch_width", **options)
 
-    def after(name: str, **options) -> pn.Column:
-        box = pn.Column(pn.widgets.StaticText(value="drawing…", css_classes=["sv-note"]),
-                        min_height=RASTER_HEIGHTS[name] + 10, sizing_mode="stretch_width")
-        added.append(lambda: setattr(box, "objects", [pane(name, **options)]))
-        return box
-
-    def add() -> None:
-        with hold():   # one message: the browser lays the page out once
-            for fill in added:
-                fill()
-
-    page = pn.Column(
-        once_ready(state, "Whole session", "recording", lambda: after("overview", linked_axes=False),
+    return pn.Column(
+        once_ready(state, "Whole session", "recording", lambda: pane("overview", linked_axes=False),
                    ["sv-overview"]),
         once_ready(state, "Real spikes in the window", "stretch", lambda: pane("real"), ["sv-real"]),
-        once_ready(state, "Generated spikes", "frame", lambda: after("generated"), ["sv-generated"]),
-        once_ready(state, "Predicted spike probabilities", "evaluation", lambda: after("probabilities"),
+        once_ready(state, "Generated spikes", "frame", lambda: pane("generated"), ["sv-generated"]),
+        once_ready(state, "Predicted spike probabilities", "evaluation", lambda: pane("probabilities"),
                    ["sv-probabilities"]),
         sizing_mode="stretch_width")
-    when_shown(add)
-    return page
 
 
 # --- curves ------------------------------------------------------------------------------------
