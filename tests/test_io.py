@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import spikeviz
@@ -146,6 +147,17 @@ def test_table_round_trip(tmp_path, small, suffix):
     back = load_recording(path)
     assert back.source["format"] == "table"
     assert_same_trains(small, back, atol=1e-9)
+
+
+def test_a_decimal_comma_csv_reads_as_excel_wrote_it(tmp_path, small):
+    """Excel in a decimal-comma locale separates columns with semicolons: 0,25 is 0.25 s."""
+    path = tmp_path / "spikes.csv"
+    write_table(small, path)
+    frame = pd.read_csv(path)
+    semi = tmp_path / "excel.csv"
+    frame.to_csv(semi, sep=";", decimal=",", index=False)
+    assert "," in semi.read_text().splitlines()[1]   # the times have decimal commas
+    assert_same_trains(small, load_recording(semi), atol=1e-9)
 
 
 def test_table_in_samples_needs_a_rate(tmp_path):

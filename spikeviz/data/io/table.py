@@ -57,6 +57,14 @@ def _read_meta(path: Path, suffix: str) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise SpikevizError(f"unreadable {META} metadata ({exc})", where) from exc
 
+def _separator(path: Path) -> str:
+    """The separator of a .csv's header line: a comma, else a semicolon or tab where the header
+    has those and no comma."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = next((line for line in fh if line.strip() and not line.startswith("#")), "")
+    return max((",", ";", "\t"), key=header.count) if "," not in header else ","
+
+
 def _read_columns(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     try:
@@ -66,7 +74,9 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", comment="#")
+            sep = "\t" if suffix == ".tsv" else _separator(path)
+            # Semicolons are a decimal-comma locale's CSV (Excel in most of Europe): 0,25 is 0.25.
+            frame = pd.read_csv(path, sep=sep, comment="#", decimal="," if sep == ";" else ".")
     except ValueError as exc:
         if "pickle" in str(exc):
             raise SpikevizError("the .npz holds object arrays, which would need pickle to load: "
