@@ -8,14 +8,15 @@ jointly from one state filtered from the real past), for each seed. Each run is 
 the real stretch it covers (spikeviz.measures.stats.fidelity_report): the rate-matched Poisson
 floor and the real-vs-real ceiling (the stretch before) beside it. The ablation fits the same
 model on the population's level alone (by="level"), which keeps synchrony but not
-which units fire together. Nothing fitted sees the scored bins.
+which units fire together. --refractory-ms sets the window of the units' recovery factor (0:
+none, the model before it). Nothing fitted sees the scored bins.
 
 Goals checked per row (metrics averaged over seeds): count-correlation similarity (20 ms) at
 least half the ceiling's; population-rate KS (10 ms) no larger than the ceiling's; synchrony (10
 ms, >= 5 % of units) as close to the real as the ceiling is, or closer than half the floor's gap.
 
-`python benchmarks/bench_states.py [--seeds 0 1 2] [--free-s 30] [--only NAME ...]`; a JSON
-line per row, Markdown tables at the end.
+`python benchmarks/bench_states.py [--seeds 0 1 2] [--free-s 30] [--refractory-ms 20]
+[--only NAME ...]`; a JSON line per row, Markdown tables at the end.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import time
 import numpy as np
 
 from bench_stack import report
+from spikeviz.models.states import REFRACTORY_MS
 
 KEYS = ("corr_similarity_20ms", "pop_rate_ks_10ms", "sync_10ms_5pct", "count_ratio", "isi_ks")
 
@@ -39,7 +41,7 @@ def goals(m: dict, real: dict, floor: dict, ceiling: dict) -> dict:
             "sync": near("sync_10ms_5pct")}
 
 
-def row(rec, seeds: list[int], seconds: float, free_s: float) -> dict:
+def row(rec, seeds: list[int], seconds: float, free_s: float, refractory_ms: float) -> dict:
     from spikeviz.evaluation.evaluate import setup
     from spikeviz.evaluation.pipeline import fidelity, reference_before
     from spikeviz.measures.likelihood import LogLikelihood
@@ -48,7 +50,8 @@ def row(rec, seeds: list[int], seconds: float, free_s: float) -> dict:
 
     su = setup(None, rec, seconds=seconds, warmup_s=30.0)
     st = su.stretch
-    out = {"recording": rec.name, "units": st.X.shape[1], "seeds": seeds}
+    out = {"recording": rec.name, "units": st.X.shape[1], "seeds": seeds,
+           "refractory_ms": refractory_ms}
     Y = st.targets
     reference = LogLikelihood().add(Y, np.broadcast_to(su.target.rates, Y.shape))
     n = int(min(free_s, st.duration_s) * 1000.0 / st.bin_ms)
@@ -56,9 +59,12 @@ def row(rec, seeds: list[int], seconds: float, free_s: float) -> dict:
     past = st.X[:st.warm + 1]
     for variant, kwargs in (("states", {}), ("level", {"by": "level"})):
         t = time.perf_counter()
-        model = PopulationStates(**kwargs).fit(su.target.train)
+        model = PopulationStates(refractory_ms=refractory_ms, **kwargs).fit(su.target.train)
         out[f"{variant}_fit_s"] = round(time.perf_counter() - t, 1)
         out[f"{variant}_n_states"] = model.n_states_
+        if variant == "states" and model.recovery_ is not None:
+            # The units' median recovery factor at each lag (1 = no suppression).
+            out["recovery_median"] = np.round(np.median(model.recovery_, 0), 3).tolist()
         if variant == "states":
             s = score_stretch(model.predict(st.X), st.X, st.warm, "strict", st.prime)
             out["pr_auc"] = s.hists["strict"].pr_auc
@@ -81,7 +87,7 @@ def table(rows: list[dict]) -> str:
     head = ("| recording | K | corr. sim. 20 ms: free / teacher / level free / floor / ceiling "
             "| pop.-rate KS 10 ms: free / teacher / level free / floor / ceiling "
             "| sync 10 ms >= 5 %: free / teacher / level free / floor / ceiling / real "
-            "| count ratio free | ISI KS free / floor |")
+            "| count ratio free | ISI KS free / teacher / floor / ceiling |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         cells = []
@@ -95,11 +101,15 @@ def table(rows: list[dict]) -> str:
             cells.append(" / ".join(vals))
         lines.append(f"| {r['recording']} | {r['states_n_states']} | " + " | ".join(cells)
                      + f" | {r['states_free']['count_ratio']:.2f} "
-                       f"| {r['states_free']['isi_ks']:.3f} / {r['floor']['isi_ks']:.3f} |")
+                       f"| {r['states_free']['isi_ks']:.3f} / {r['states_teacher']['isi_ks']:.3f} "
+                       f"/ {r['floor']['isi_ks']:.3f} / {r['ceiling']['isi_ks']:.3f} |")
     met = {f"{n} {g}": sum(r[f"{n}_goals"][g] for r in rows)
            for n in ("states_free", "states_teacher", "level_free") for g in ("corr", "ks", "sync")}
+    isi = {n: sum(r[n]["isi_ks"] <= r["floor"]["isi_ks"] for r in rows)
+           for n in ("states_free", "states_teacher")}
     lines.append("")
     lines.append("Goals met (of %d): " % len(rows) + ", ".join(f"{k} {v}" for k, v in met.items()))
+    lines.append("ISI KS at or under the floor's: " + ", ".join(f"{k} {v}" for k, v in isi.items()))
     return "\n".join(lines)
 
 
@@ -108,9 +118,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seconds", type=float, default=100.0)
     parser.add_argument("--free-s", type=float, default=30.0)
+    parser.add_argument("--refractory-ms", type=float, default=REFRACTORY_MS,
+                        help="window of the units' recovery factor (0: none)")
     parser.add_argument("--only", nargs="*", help="recordings whose name contains one of these")
     args = parser.parse_args()
-    print(table(report(lambda rec: [row(rec, args.seeds, args.seconds, args.free_s)],
+    print(table(report(lambda rec: [row(rec, args.seeds, args.seconds, args.free_s,
+                                        args.refractory_ms)],
                        args.only)))
 
 

@@ -14,30 +14,175 @@ BLOCK_MS = 10.0             # a state holds for one block: bursts build and end 
 STATE_COUNTS = (8, 16, 32)  # candidates, chosen on held-out bins
 _LOW, _HIGH = 1e-6, 0.9     # a unit's spike probability in a state stays inside (0, 1)
 _SAMPLE_ROWS = 65_536       # bins drawn per chunk (an hour of 128 units never sits in memory)
+REFRACTORY_MS = 20.0        # a unit's own spike can lower its probability for this long after it
+_RECOVERY_PRIOR = 0.5       # pseudo-spikes that pull a lag's recovery towards 1 (no suppression)
+_RECOVERY_FLOOR = 1e-3      # a spike inside a dead time stays possible (finite log-likelihood)
+_NEVER = -(1 << 40)         # "last spike" of a unit with none seen: every lag is past the window
 
 
 @numba.njit(cache=True, nogil=True)
-def _filter(X, rates, transitions, start, block):  # pragma: no cover - compiled
+def _filter(X, rates, transitions, start, block, recovery):  # pragma: no cover - compiled
     """Forward filter: row t of the returned (T, K) matrix is the state distribution of bin t+1
     given X[..t]; bins whose index is a multiple of `block` start a block (the state moves on
-    along `transitions`)."""
+    along `transitions`). A unit that spiked lag <= R bins before bin t (R = recovery's columns)
+    spikes there with probability rate * recovery[unit, lag - 1]: the exact emission given the
+    observed past."""
+    T, N = X.shape
+    K = len(start)
+    R = recovery.shape[1]
+    logit = np.log(rates) - np.log1p(-rates)
+    silent_each = np.log1p(-rates)
+    silent = silent_each.sum(axis=1)
+    out = np.empty((T, K))
+    pi = start.copy()
+    last = np.full(N, _NEVER, np.int64)
+    for t in range(T):
+        lw = np.log(pi + 1e-300) + silent
+        for u in range(N):
+            lag = t - last[u]
+            if lag <= R:
+                h = recovery[u, lag - 1]
+                for k in range(K):
+                    p = rates[k, u] * h
+                    if X[t, u]:
+                        lw[k] += np.log(p) - silent_each[k, u]
+                    else:
+                        lw[k] += np.log1p(-p) - silent_each[k, u]
+            elif X[t, u]:
+                for k in range(K):
+                    lw[k] += logit[k, u]
+            if X[t, u]:
+                last[u] = t
+        pi = np.exp(lw - lw.max())
+        pi /= pi.sum()
+        if (t + 1) % block == 0:
+            pi = pi @ transitions
+        out[t] = pi
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _factors(X, recovery, last):  # pragma: no cover - compiled
+    """(T, N) float32: row t is each unit's recovery factor in bin t+1 given its spikes in X[..t]
+    (1 when its last spike is more than R bins back). `last` holds each unit's last spike as a
+    row index of X (negative: before it) and is moved on by len(X) on return, for the next chunk."""
+    T, N = X.shape
+    R = recovery.shape[1]
+    out = np.ones((T, N), np.float32)
+    for t in range(T):
+        for u in range(N):
+            if X[t, u]:
+                last[u] = t
+            lag = t + 1 - last[u]
+            if lag <= R:
+                out[t, u] = recovery[u, lag - 1]
+    last -= T
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _free_draw(rates, states, recovery, U, last):  # pragma: no cover - compiled
+    """Free-running draws (n, N) uint8: unit u spikes in bin i when U[i, u] < its state's rate times
+    its recovery factor, the lag counted from its own last spike (drawn here, or in the past:
+    `last` holds it as a row index, negative before row 0, and is moved on by n on return)."""
+    n, N = U.shape
+    R = recovery.shape[1]
+    out = np.zeros((n, N), np.uint8)
+    for i in range(n):
+        s = states[i]
+        for u in range(N):
+            p = rates[s, u]
+            lag = i - last[u]
+            if lag <= R:
+                p *= recovery[u, lag - 1]
+            if U[i, u] < p:
+                out[i, u] = 1
+                last[u] = i
+    last -= n
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _hazard(X, rates, transitions, start, block, window):  # pragma: no cover - compiled
+    """For fitting on X (T, N): per unit and lag 1..`window` since its own last spike, the spikes
+    seen (N, window) and the spikes the states alone predict there (N, window): the forward
+    filter's probability given everyone's past (as `_filter` without recovery), so a spike that
+    tells of its state is not taken for a spike the state had to have."""
     T, N = X.shape
     K = len(start)
     logit = np.log(rates) - np.log1p(-rates)
     silent = np.log1p(-rates).sum(axis=1)
-    out = np.empty((T, K))
+    seen = np.zeros((N, window))
+    expected = np.zeros((N, window))
+    last = np.full(N, _NEVER, np.int64)
     pi = start.copy()
     for t in range(T):
         lw = np.log(pi + 1e-300) + silent
         for u in range(N):
+            lag = t - last[u]
+            if lag <= window:
+                p = 0.0
+                for k in range(K):
+                    p += pi[k] * rates[k, u]
+                expected[u, lag - 1] += p
+                if X[t, u]:
+                    seen[u, lag - 1] += 1.0
             if X[t, u]:
+                last[u] = t
                 for k in range(K):
                     lw[k] += logit[k, u]
         pi = np.exp(lw - lw.max())
         pi /= pi.sum()
         if (t + 1) % block == 0:
             pi = pi @ transitions
-        out[t] = pi
+    return seen, expected
+
+
+@numba.njit(cache=True, nogil=True)
+def _exposure(X, states, n_states, recovery):  # pragma: no cover - compiled
+    """Per state and unit, the sum of the recovery factors over the state's bins (K, N): a
+    state's rate divides its spikes by it, so that suppression keeps the unit's count."""
+    T, N = X.shape
+    R = recovery.shape[1]
+    out = np.zeros((n_states, N))
+    last = np.full(N, _NEVER, np.int64)
+    for t in range(T):
+        s = states[t]
+        for u in range(N):
+            lag = t - last[u]
+            out[s, u] += recovery[u, lag - 1] if lag <= R else 1.0
+            if X[t, u]:
+                last[u] = t
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _recovery(seen, expected, prior, floor):  # pragma: no cover - compiled
+    """(N, R) recovery factors from the spikes seen and predicted at lags 1..R (`_hazard`): per
+    unit, their ratio at each lag, pulled towards 1 (no suppression) by `prior` pseudo-spikes,
+    made non-decreasing in the lag (pooled adjacent violators: a unit recovers from its own
+    spike, it does not relapse) and kept in [floor, 1]: it can only suppress."""
+    N, R = seen.shape
+    out = np.ones((N, R))
+    so, se = np.empty(R), np.empty(R)
+    size = np.empty(R, np.int64)
+    for u in range(N):
+        m = 0
+        for k in range(R):
+            so[m], se[m], size[m] = seen[u, k], expected[u, k], 1
+            m += 1
+            while m > 1 and ((so[m - 2] + prior) / (se[m - 2] + prior)
+                             > (so[m - 1] + prior) / (se[m - 1] + prior)):
+                so[m - 2] += so[m - 1]
+                se[m - 2] += se[m - 1]
+                size[m - 2] += size[m - 1]
+                m -= 1
+        k = 0
+        for b in range(m):
+            h = min(1.0, max(floor, (so[b] + prior) / (se[b] + prior)))
+            for j in range(size[b]):
+                out[u, k + j] = h
+            k += size[b]
     return out
 
 
@@ -63,16 +208,24 @@ class PopulationStates:
     bursts, synchrony and correlations. `predict` filters the state from the past (a hidden Markov
     model's forward pass: causal); `sample` draws each bin's units jointly from one state drawn
     from that filter; `simulate` runs the chain on from the past. A free run cannot run away: no
-    spike is fed back, and each state's rates are the recording's. What it lacks is each unit's
-    own history (refractoriness, a unit's own bursts): within a state a unit fires like a
-    Bernoulli process.
+    spike is fed back to the population, and each state's rates are the recording's.
+
+    Refractoriness: for `refractory_ms` after a unit's own spike, its probability is its state's
+    rate times a recovery factor h(lag) in [0, 1], fitted per unit on the training stretch (the
+    spikes seen at each lag over those the states alone predict there, by the filter given the
+    real past; pulled towards 1 where the data are few, non-decreasing in the lag, capped at 1).
+    The factor can only suppress, so a unit cannot excite itself into a runaway; each state's
+    rates are divided by the mean factor its bins saw, so a unit keeps its count. A unit's own
+    bursts beyond its state's rate are not modelled (the factor stays at 1 there).
+    refractory_ms=0 leaves units without it: the model before it, draw for draw.
     """
 
     name = "states"
 
     def __init__(self, bin_ms: float = 1.0, n_states: tuple[int, ...] = STATE_COUNTS,
                  by: str = "pattern", n_components: int = 10, holdout: float = 0.15,
-                 max_fit_bins: int = 300_000, seed: int = 0):
+                 max_fit_bins: int = 300_000, refractory_ms: float = REFRACTORY_MS,
+                 seed: int = 0):
         if not n_states or min(n_states) < 2 or not 0 < holdout < 1:
             raise SpikevizError(f"n_states needs counts of at least 2 and holdout a fraction in "
                                 f"(0, 1), got {n_states} and {holdout}")
@@ -82,7 +235,10 @@ class PopulationStates:
         self.n_components = n_components
         self.holdout, self.max_fit_bins, self.seed = holdout, max_fit_bins, seed
         self.block = max(1, int(round(BLOCK_MS / self.bin_ms)))
+        self.refractory_ms = float(refractory_ms)
+        self.lags = max(0, int(round(self.refractory_ms / self.bin_ms)))
         self.rates_: np.ndarray | None = None
+        self.recovery_: np.ndarray | None = None   # (N, lags); None: no refractoriness
 
     def fit(self, X_train: np.ndarray) -> "PopulationStates":
         X = _as_binary(X_train)
@@ -138,6 +294,18 @@ class PopulationStates:
         np.add.at(spikes, labels, B)
         self.rates_ = np.clip((spikes + 0.01) / (self.block * occupancy + 1)[:, None], _LOW, _HIGH)
         self.occupancy_ = occupancy / occupancy.sum()
+        self.recovery_ = None
+        if self.lags:
+            # The recovery given the states' rates, then the rates given the recovery: a state's
+            # spikes over the factors its bins saw, so that suppression keeps the count.
+            Xb = np.ascontiguousarray(X[:n * self.block], np.uint8)
+            states = np.repeat(labels, self.block)
+            seen, expected = _hazard(Xb, self.rates_, self.transitions_, self.occupancy_,
+                                     self.block, self.lags)
+            recovery = _recovery(seen, expected, _RECOVERY_PRIOR, _RECOVERY_FLOOR)
+            exposure = _exposure(Xb, states, k, recovery)
+            self.rates_ = np.clip((spikes + 0.01) / (exposure + 1), _LOW, _HIGH)
+            self.recovery_ = recovery
 
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
@@ -148,23 +316,36 @@ class PopulationStates:
                                 f"units, data has {X.shape[1]}")
         return np.ascontiguousarray(X, np.uint8)
 
+    def _recovery_of(self) -> np.ndarray:
+        """The (N, R) recovery factors; R = 0 (no refractoriness) when there are none."""
+        if self.recovery_ is None:
+            return np.ones((self.rates_.shape[1], 0))
+        return np.ascontiguousarray(self.recovery_, np.float64)
+
     def posterior(self, X: np.ndarray) -> np.ndarray:
         """(T, K): row t is the distribution of the state of bin t+1 given X[..t]."""
-        return _filter(self._check(X), self.rates_, self.transitions_, self.occupancy_, self.block)
+        return _filter(self._check(X), self.rates_, self.transitions_, self.occupancy_, self.block,
+                       self._recovery_of())
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """P[t, i]: probability that unit i spikes in bin t+1 given X[..t]."""
-        return (self.posterior(X) @ self.rates_).astype(np.float32)
+        """P[t, i]: probability that unit i spikes in bin t+1 given X[..t] (the state filtered
+        from everyone's past, the recovery factor from the unit's own)."""
+        X = self._check(X)
+        P = (self.posterior(X) @ self.rates_).astype(np.float32)
+        if self.recovery_ is not None:
+            P *= _factors(X, self._recovery_of(), np.full(X.shape[1], _NEVER, np.int64))
+        return P
 
     def sample(self, X: np.ndarray, seed: int = 0) -> np.ndarray:
         """Teacher-forced trains (T, N) uint8 aligned with `predict`: row t draws one state from
         the filter given the real X[..t], then every unit from that state, jointly. The bins of a
         block share one uniform number for their state draws, so a block keeps one state as far
         as the filter allows (each bin's state is still distributed as the filter says)."""
+        X = self._check(X)
         Pi = self.posterior(X)
         rng = np.random.default_rng(seed)
         u = rng.random(len(Pi) // self.block + 2)[(np.arange(len(Pi)) + 1) // self.block]
-        return self._draw(_inverse_cdf(np.cumsum(Pi, 1), u), rng)
+        return self._draw(_inverse_cdf(np.cumsum(Pi, 1), u), rng, teacher=X)
 
     def simulate(self, X_past: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
         """Free running: `n_bins` bins (n_bins, N) uint8 after the real past X_past. The state of
@@ -181,12 +362,29 @@ class PopulationStates:
         cdf, u = np.cumsum(self.transitions_, 1), rng.random(len(starts))
         for i in range(len(starts)):
             chain[i + 1] = _inverse_cdf(cdf[chain[i]], u[i])
-        return self._draw(np.repeat(chain, np.diff(np.r_[0, starts, n_bins])), rng)
+        # Each unit's last spike in the past, as a row index before the run's first bin.
+        last = np.full(X_past.shape[1], _NEVER, np.int64)
+        fired = X_past.any(0)
+        last[fired] = (len(X_past) - 1 - np.argmax(X_past[::-1, fired], axis=0)) - len(X_past)
+        return self._draw(np.repeat(chain, np.diff(np.r_[0, starts, n_bins])), rng, last=last)
 
-    def _draw(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = np.empty((len(states), self.rates_.shape[1]), np.uint8)
+    def _draw(self, states: np.ndarray, rng: np.random.Generator, teacher: np.ndarray | None = None,
+              last: np.ndarray | None = None) -> np.ndarray:
+        """Each bin's units from its state, the recovery factor from the unit's own last spike:
+        in `teacher`'s real rows (row t gives bin t+1's), or else drawn here after `last`."""
+        N = self.rates_.shape[1]
+        out = np.empty((len(states), N), np.uint8)
         rates = self.rates_.astype(np.float32)
+        recovery = self._recovery_of()
+        last = np.full(N, _NEVER, np.int64) if last is None else last.astype(np.int64)
         for s in range(0, len(states), _SAMPLE_ROWS):
             rows = states[s:s + _SAMPLE_ROWS]
-            out[s:s + len(rows)] = rng.random((len(rows), out.shape[1]), dtype=np.float32) < rates[rows]
+            U = rng.random((len(rows), N), dtype=np.float32)
+            if teacher is None:
+                out[s:s + len(rows)] = _free_draw(rates, rows, recovery, U, last)
+            elif recovery.shape[1]:
+                out[s:s + len(rows)] = U < rates[rows] * _factors(teacher[s:s + len(rows)],
+                                                                  recovery, last)
+            else:
+                out[s:s + len(rows)] = U < rates[rows]
         return out
