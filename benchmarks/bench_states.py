@@ -42,7 +42,7 @@ def goals(m: dict, real: dict, floor: dict, ceiling: dict) -> dict:
 
 
 def row(rec, seeds: list[int], seconds: float, free_s: float, refractory_ms: float) -> dict:
-    from spikeviz.evaluation.evaluate import setup
+    from spikeviz.evaluation.stretch import setup
     from spikeviz.evaluation.pipeline import fidelity, reference_before
     from spikeviz.measures.likelihood import LogLikelihood
     from spikeviz.measures.scoring import score_stretch
