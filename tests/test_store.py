@@ -69,3 +69,22 @@ def test_an_empty_cache_variable_is_unset(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / ".cache" / "spikeviz"
     monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path / "c"))
     assert cache_root() == tmp_path / "c"
+
+
+def test_keys_follow_the_librarys_source(tmp_path, monkeypatch):
+    """Predictions cached by other code (a baseline or fitted model changed since) are not read:
+    the page once showed a model's old scores after its code changed."""
+    from spikeviz.data import store
+
+    (tmp_path / "spikeviz").mkdir()
+    module = tmp_path / "spikeviz" / "model.py"
+    module.write_text("P = 1\n")
+    monkeypatch.setattr(store, "PACKAGE", tmp_path / "spikeviz")
+    store.source_digest.cache_clear()
+    try:
+        before = content_key("predictions", "states")
+        module.write_text("P = 2\n")
+        store.source_digest.cache_clear()
+        assert content_key("predictions", "states") != before
+    finally:
+        store.source_digest.cache_clear()

@@ -8,7 +8,6 @@ from typing import Callable, Hashable
 
 import numpy as np
 
-from .._version import __version__
 from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..errors import SpikevizError
@@ -244,8 +243,8 @@ def _plan(recording: Recording, window: tuple[float, float], generator: Generato
 
 def _disk_key(plan: Plan, name: str, stretch: Stretch, cache: LRUCache) -> str | None:
     """Content key of a predictor's predictions on a default window: the checkpoint's bytes (a
-    baseline: its name and fit data) and the binned window, so a changed file or recording names
-    another entry and a stale one is never read."""
+    baseline: its name and fit data) and the binned window, so a changed file, recording or
+    library source (content_key) names another entry and a stale one is never read."""
     if not plan.default_window:
         return None
     if name == plan.generator.name and plan.model is not None:
@@ -253,7 +252,7 @@ def _disk_key(plan: Plan, name: str, stretch: Stretch, cache: LRUCache) -> str |
     else:
         who = (name, plan.setup.target.key)
     data = hashlib.sha256(stretch.X.tobytes()).hexdigest()
-    return content_key("dashboard-predictions", who, data, stretch.X.shape, __version__)
+    return content_key("dashboard-predictions", who, data, stretch.X.shape)
 
 
 def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float = 5.0,

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._version import __version__
 from ..data.store import Cache, content_key
 from .cache import VIEW_CACHE
 
@@ -76,8 +75,7 @@ def drawn_once(element, x_range=None, y_range=None, **kwargs) -> hv.RGB:
         # then shows it without datashader compiling its kernels (4-12 s on 2 cores).
         if (x_range, y_range) != (element.range(0), element.range(1)) or not _drawable(x_range, y_range):
             return draw()
-        key = content_key("raster-image", _digest(element), x_range, y_range, options, ds.__version__,
-                          __version__)
+        key = content_key("raster-image", _digest(element), x_range, y_range, options, ds.__version__)
         rgba = Cache().array(key, "rgba.npy", lambda: draw()[1])
         return element, np.asarray(rgba), (x_range[0], y_range[0], x_range[1], y_range[1])
 

@@ -1,6 +1,7 @@
 """On-disk arrays and results: checksummed, content-addressed cache entries; memory-mapped spikes and predictions."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,9 +21,23 @@ def cache_root() -> Path:
     return Path(os.environ.get("SPIKEVIZ_CACHE") or Path.home() / ".cache" / "spikeviz")
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A SHA-256 of the library's source files (their paths and bytes): a cache entry computed by
+    other code (a changed model, decoder or scoring) is never read as this code's."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def content_key(*parts: Any) -> str:
-    """A stable SHA-256 key of JSON-serialisable parts (inputs' hashes and the config)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    """A stable SHA-256 key of JSON-serialisable parts (inputs' hashes and the config) and of
+    the library's source (source_digest)."""
+    blob = json.dumps([source_digest(), *parts], sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
