@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+# The warm-up of tests/robustness/sessions_app.py's servers (serve's `setup`).
+SESSIONS_WARM = "tests/robustness/sessions_warm.py"
+
 # Mark a module's tests with `pytestmark = browser_marks`.
 browser_marks = [pytest.mark.browser,
                  pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing")]
@@ -61,15 +64,16 @@ class Server(str):
 
 @contextlib.contextmanager
 def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float = 300.0,
-          setup: bool = True) -> Iterator[Server]:
+          setup: bool | str = True) -> Iterator[Server]:
     """`panel serve app` on a free 127.0.0.1 port (from the repository root), with `make serve`'s
-    warm-up script unless `setup` is False; yields its URL and log (Server). On exit the server is
+    warm-up script (or the script `setup` names; none if False); yields its URL and log (Server). On exit the server is
     stopped, and the test fails if its log names an exception or error (Server.assert_clean)."""
     port = free_port()
     # The log goes to a file: a pipe nobody reads fills up and stalls the server mid-test.
     log_file = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "panel"), "serve", str(app),
-                             *(["--setup", "spikeviz/dashboard/warm.py"] if setup else []),
+                             *(["--setup", "spikeviz/dashboard/warm.py" if setup is True else str(setup)]
+                               if setup else []),
                              "--address", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True,
                             # this checkout's spikeviz, whichever one the environment installed

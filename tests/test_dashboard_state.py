@@ -36,8 +36,10 @@ def predict_calls(monkeypatch):
 
 
 # The first evaluation of the plain page, shared by the tests of what the page does next (as
-# sessions of one server share it): each is computed once, not once per test.
-OPENED = LRUCache()
+# sessions of one server share it): each is computed once, not once per test. Room for the
+# entries of a few evaluations (the generalist's too); a test that counts predictions, cache
+# misses or quick jobs has a cache of its own.
+OPENED = LRUCache(max_items=64)
 
 
 def make_state(cache: LRUCache | None = None, **params) -> DashboardState:
@@ -55,7 +57,7 @@ def n_points(element) -> int:
 
 
 def test_first_evaluation_feeds_every_view():
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     ev, frame = state.evaluation, state.frame
     assert state.direction == "vitro->vitro" and state.threshold_rule == "density"
     assert ev.generator.name == "glm-coupled"
@@ -145,7 +147,7 @@ def test_the_page_scores_what_spikeviz_evaluate_scores():
     from spikeviz.evaluation.evaluate import evaluate_checkpoint
     from spikeviz.models.checkpoint import load_model
 
-    state = make_state(session=VITRO, checkpoint="generalist-focal")
+    state = make_state(OPENED, session=VITRO, checkpoint="generalist-focal")
     ev = state.evaluation
     out = evaluate_checkpoint(load_model(state.checkpoint_info.path), state.recording,
                               window_s=tuple(state.window), baselines=["glm-coupled", "ewma-tuned"])
@@ -318,7 +320,7 @@ def test_cross_session_table_is_computed_once_and_cached(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_checkpoint_by_path_is_checked_against_the_roots():
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.checkpoint_path = "/etc/hostname"
     state.param.trigger("open_checkpoint")
     assert "only files under" in state.error
@@ -374,7 +376,7 @@ def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):
     from spikeviz.dashboard import upload
     from spikeviz.data.io import write_recording
 
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     part = state.recording.slice(0.0, 60.0)
     write_recording(part, tmp_path / "rec.csv")
     state.open_upload("../../rec.csv", (tmp_path / "rec.csv").read_bytes())
@@ -405,7 +407,7 @@ def test_generated_trains_download_with_provenance(tmp_path):
     from spikeviz.dashboard.trains import as_file, generated_recording
     from spikeviz.data.io import load_recording
 
-    state = make_state(session=VITRO, draw="pooled")
+    state = make_state(OPENED, session=VITRO, draw="pooled")
     state.threshold = state.evaluation.thresholds["density"] * 1.5
     gen = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed)
     assert gen.n_spikes == state.frame.op.predicted_spikes
@@ -428,7 +430,7 @@ def test_fit_to_this_recording_adds_a_checkpoint_that_scores_it():
     selected and evaluated, trained only on the recording's first seconds."""
     from spikeviz.models.checkpoint import load_model
 
-    state = make_state(session=VITRO, checkpoint="generalist-focal")
+    state = make_state(OPENED, session=VITRO, checkpoint="generalist-focal")
     state.param.update(fit_seconds=40.0, fit_epochs=1)
     state.param.trigger("fit")
     assert state.error == "" and not state.fit_busy and state.fit_status.startswith("fitted")
@@ -447,7 +449,7 @@ def test_fit_to_this_recording_adds_a_checkpoint_that_scores_it():
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
 def test_cancel_stops_a_fit_and_the_page_goes_on():
-    state = make_state(session=VITRO, checkpoint="generalist-focal")
+    state = make_state(OPENED, session=VITRO, checkpoint="generalist-focal")
     state.param.update(fit_seconds=40.0, fit_epochs=3)
     # Cancel pressed as soon as the fit reports its first batch.
     state.param.watch(lambda e: state.param.trigger("cancel_fit") if e.new else None, "fit_progress")
@@ -464,7 +466,7 @@ def test_streamed_plots_keep_their_glyphs_across_evaluations():
     changed with the data used to add renderers on every update, racing the browser)."""
     import holoviews as hv
 
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     plots = {name: hv.renderer("bokeh").get_plot(views.streamed(state, "evaluation", make))
              for name, make in (("roc", views.roc_curves), ("pr", views.pr_curves))}
     before = {name: len(p.state.renderers) for name, p in plots.items()}
@@ -480,7 +482,7 @@ def test_views_built_before_the_first_evaluation_follow_it():
     kept an empty first frame's ranges when framewise was set on the overlay)."""
     import holoviews as hv
 
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     ev, frame = state.evaluation, state.frame
     state.param.update(evaluation=None, frame=None)
     makes = {"roc": ("evaluation", views.roc_curves), "pr": ("evaluation", views.pr_curves),
@@ -527,7 +529,7 @@ def test_the_overview_marks_the_window_without_redrawing(monkeypatch, tmp_path):
     moving the window aggregates nothing again."""
     import holoviews as hv
 
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     aggregated = []
     real = shading.ds.Canvas.points
     monkeypatch.setattr(shading, "VIEW_CACHE", LRUCache())   # drawn here, not by an earlier test
@@ -563,7 +565,7 @@ def test_rasters_are_drawn_the_right_way_up():
 def test_a_window_cut_by_the_test_split_says_so(tmp_path):
     from spikeviz.data.io import write_recording
 
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     # .npz keeps the duration (a CSV alone ends at its last spike; its sidecar holds the duration)
     write_recording(state.recording.slice(0.0, 60.0), tmp_path / "short.npz")
     state.window_length = 30

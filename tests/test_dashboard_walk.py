@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .browser import (ROOT, browser_marks, card, chromium, error_line, record_errors, serve, status,
+from .browser import (ROOT, SESSIONS_WARM, browser_marks, card, chromium, error_line, record_errors, serve, status,
                       wait_until)
 
 pytestmark = browser_marks
@@ -231,7 +231,7 @@ def test_random_walk_of_user_actions(seed, tmp_path):
     root = tmp_path / "root"   # the one allowed root besides data/
     root.mkdir()
     dropped = set()   # the server's folders of dropped files
-    with chromium() as browser, serve("tests/robustness/sessions_app.py",
+    with chromium() as browser, serve("tests/robustness/sessions_app.py", setup=SESSIONS_WARM,
                                       env={"SPIKEVIZ_ROOTS": f"{root}{os.pathsep}{ROOT / 'data'}"}) as server:
         page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
         errors = record_errors(page)

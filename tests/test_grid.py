@@ -10,7 +10,7 @@ from spikeviz.cli import main
 from spikeviz.evaluation.grid import GridSpec, run_grid
 
 SPEC = dict(sessions=("invitro_210511001_bh", "invitro_210511001_lh"), losses=("focal",),
-            epochs=1, seconds=70.0, eval_seconds=5.0)
+            epochs=1, seconds=40.0, eval_seconds=5.0)
 
 
 def free_port() -> int:
@@ -47,7 +47,7 @@ def test_grid_on_a_real_scheduler_and_worker(tmp_path, capsys):
                                   "127.0.0.1", "--port", str(port), "--no-dashboard"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                               "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                               "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--no-nanny",
                                "--host", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -60,7 +60,7 @@ def test_grid_on_a_real_scheduler_and_worker(tmp_path, capsys):
                 assert time.monotonic() < deadline, "the scheduler did not start"
                 time.sleep(0.5)
         argv = ["grid", "--sessions", "invitro_210511001_bh", "--losses", "focal", "--epochs", "1",
-                "--seconds", "70", "--eval-seconds", "5", "--scheduler", address,
+                "--seconds", "40", "--eval-seconds", "5", "--scheduler", address,
                 "--out", str(tmp_path), "--json"]
         assert main(argv) == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import dask
 from dask.distributed import Client, LocalCluster
 
 from ..errors import SpikevizError
@@ -14,8 +15,13 @@ def dask_client(scheduler: str = "local", workers: int = 2) -> Iterator[Client]:
     """A Dask client: `workers` local processes of one thread each (torch's threads would
     otherwise compete for the cores), or the cluster at `scheduler` (tcp://HOST:PORT)."""
     if scheduler == "local":
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, host="127.0.0.1") as cluster, \
+        # Not Dask's MALLOC_TRIM_THRESHOLD_ for its workers: set at all, it turns off glibc's
+        # adaptive mmap threshold, so every large numpy/torch array became a fresh mmap and its
+        # page faults (an evaluation ran twice as long, half of it system time). The nanny also
+        # exports it to this process's environment, where every later subprocess inherited it.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             dashboard_address=None, host="127.0.0.1") as cluster, \
                 Client(cluster) as client:
             yield client
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..browser import browser_marks, card, chromium, drawn, idle, record_errors, serve, wait_until
+from ..browser import SESSIONS_WARM, browser_marks, card, chromium, drawn, idle, record_errors, serve, wait_until
 
 pytestmark = browser_marks
 
@@ -23,7 +23,7 @@ def test_eight_sessions_keep_their_own_threshold():
         contexts = [browser.new_context(viewport={"width": 1400, "height": 900})
                     for _ in range(SESSIONS)]
         try:
-            with serve("tests/robustness/sessions_app.py") as url:
+            with serve("tests/robustness/sessions_app.py", setup=SESSIONS_WARM) as url:
                 pages = [c.new_page() for c in contexts]
                 errors = [record_errors(page) for page in pages]
                 for page in pages:
