@@ -15,11 +15,9 @@ from spikeviz.models.states import PopulationStates
 
 
 
-def assemblies(T: int = 200_000, seed: int = 0) -> np.ndarray:
-    """Two assemblies of 6 units (0-5 and 6-11) that burst at 80 Hz apart from each other, each
-    for 50 ms on average (a 10-ms block ends a burst with probability 0.2); 2 Hz otherwise."""
-    rng = np.random.default_rng(seed)
-    n_blocks = T // 10
+def burst_chain(rng: np.random.Generator, n_blocks: int) -> np.ndarray:
+    """Each 10-ms block's state: 0 quiet, 1 or 2 one assembly's burst (entered with probability
+    0.02 each, left with probability 0.2 a block)."""
     state = np.zeros(n_blocks, np.int64)
     for b in range(1, n_blocks):
         s = state[b - 1]
@@ -27,6 +25,14 @@ def assemblies(T: int = 200_000, seed: int = 0) -> np.ndarray:
             state[b] = rng.choice(3, p=[0.96, 0.02, 0.02])
         else:
             state[b] = 0 if rng.random() < 0.2 else s
+    return state
+
+
+def assemblies(T: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Two assemblies of 6 units (0-5 and 6-11) that burst at 80 Hz apart from each other, each
+    for 50 ms on average (a 10-ms block ends a burst with probability 0.2); 2 Hz otherwise."""
+    rng = np.random.default_rng(seed)
+    state = burst_chain(rng, T // 10)
     p = np.full((3, 12), 0.002)
     p[1, :6] = p[2, 6:] = 0.08
     rates = np.repeat(p[state], 10, axis=0)
@@ -127,14 +133,7 @@ def dead_time(T: int = 200_000, seed: int = 0, dead: int = 3) -> np.ndarray:
     under `dead` ms) and bursts at 15 % a bin, so that the dead time removes a good share of
     the burst spikes: 4 units."""
     rng = np.random.default_rng(seed)
-    n_blocks = T // 10
-    state = np.zeros(n_blocks, np.int64)
-    for b in range(1, n_blocks):
-        s = state[b - 1]
-        if s == 0:
-            state[b] = rng.choice(3, p=[0.96, 0.02, 0.02])
-        else:
-            state[b] = 0 if rng.random() < 0.2 else s
+    state = burst_chain(rng, T // 10)
     p = np.full((3, 4), 0.01)
     p[1, :2] = p[2, 2:] = 0.15
     rates = np.repeat(p[state], 10, axis=0)
