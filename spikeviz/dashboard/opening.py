@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib
-import logging
 import sys
 import threading
 from typing import Any
@@ -42,7 +41,6 @@ FULL_PAGE = "spikeviz.dashboard.app"
 PICTURES = ("overview", "real")   # the opening view's rasters known before any prediction
 WIDTH = 1100                      # pixels of a picture (the browser scales it to the page)
 _IMPORTING = threading.Lock()     # held while FULL_PAGE is being imported
-log = logging.getLogger(__name__)
 
 
 def first_view(params: dict[str, Any]) -> tuple[Recording, Stretch] | None:

@@ -1,7 +1,6 @@
 """What the dashboard may open: bundled sessions, files under allowed roots, shipped checkpoints."""
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from ..errors import SpikevizError
 from ..data.recording import Recording
 from .cache import LRUCache
 from ..data.catalog import shipped_checkpoints as paths, short_domain
-from ..models.header import read_header
+from ..models.header import read_meta
 
 DOMAINS = ("vitro", "vivo")
 DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
@@ -125,12 +124,7 @@ class Checkpoint:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint's details from its safetensors header (nothing else is read or trusted)."""
     path = Path(path)
-    meta = read_header(path).get("__metadata__", {})
-    try:
-        info = json.loads(meta.get("spikeviz", "{}"))
-    except ValueError as exc:
-        raise SpikevizError("corrupt spikeviz metadata in the header", path) from exc
-    info = info if isinstance(info, dict) else {}
+    info = read_meta(path)
     # A bundled session's name, else the recording's as the CLI records it ("data": a file's).
     sessions = [str(s) for s in info.get("sessions") or [] if s]
     name = info.get("session") or " + ".join(sessions) or info.get("data") or ""
