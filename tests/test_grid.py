@@ -71,10 +71,15 @@ def test_grid_on_a_real_scheduler_and_worker(tmp_path, capsys):
         assert main(argv) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cached"] == 1
     finally:
-        worker.terminate()
-        scheduler.terminate()
-        worker.wait(30)
-        scheduler.wait(30)
+        # The worker first, while its scheduler still answers its goodbye; a process that does not
+        # leave in time is killed, as teardown is not what this test is about.
+        for process in (worker, scheduler):
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
 
 
 def test_bad_scheduler_address_is_one_clear_error(capsys, tmp_path):
