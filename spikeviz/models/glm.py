@@ -225,9 +225,15 @@ class UnitGLMPredictor(GLMPredictor):
             raise SpikevizError("the GLM needs both spikes and silent bins in its training stretch")
         q_pos = np.minimum(1.0, self.max_pos / np.maximum(n_pos, 1))
         q_neg = np.minimum(1.0, self.max_neg / np.maximum(n_neg, 1))
-        F, y, unit = self._sample(X, q_pos, q_neg)
-        mean, scale = F.mean(0), F.std(0) + 1e-6
-        F = np.column_stack([(F - mean) / scale, np.ones(len(F))]).astype(np.float64)
+        F32, y, unit = self._sample(X, q_pos, q_neg)
+        mean, scale = F32.mean(0), F32.std(0) + 1e-6
+        # Standardised in place, then one float64 copy with the intercept's column: a million
+        # rows here, and every extra copy is another few hundred MB to allocate.
+        F32 -= mean
+        F32 /= scale
+        F = np.empty((len(F32), F32.shape[1] + 1))
+        F[:, :-1], F[:, -1] = F32, 1.0
+        del F32
         # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
         shift = np.log(q_pos / q_neg)[unit]
         some = np.random.default_rng(self.seed).random(len(F)) < _POOLED_SAMPLES / len(F)
