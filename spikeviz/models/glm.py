@@ -1,8 +1,6 @@
 """The logistic-regression baselines: pooled over units, per unit, and per unit coupled to partner units."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from ..errors import SpikevizError
@@ -17,18 +15,57 @@ def _as_binary(X: np.ndarray) -> np.ndarray:
     return X
 
 
-def window_sums(C: np.ndarray, lo: int, t: np.ndarray) -> Callable:
-    """window(a, b): spike counts (rows, N) float32 at bins t of lags a..b back from t+1
-    (X[t+1-b .. t+1-a], clipped at the start of X), and the window lengths (rows, 1), from the
-    cumulative counts C[k] = spikes in X[lo..lo+k-1]."""
+class WindowSums:
+    """Spike counts of windows of lags a..b back from t+1 (X[t+1-b .. t+1-a], clipped at the start
+    of X) at bins t, from the cumulative counts C[k] = spikes in X[lo..lo+k-1].
 
-    def window(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        hi = t + 2 - a
-        lo_ = np.maximum(t + 1 - b, 0)
-        counts = C[np.maximum(hi, lo_) - lo] - C[lo_ - lo]
-        return counts.astype(np.float32), np.maximum(hi - lo_, 1).astype(np.float32)[:, None]
+    With `units`, only at the cells (t[k], units[k]) and as vectors: what fitting needs from the
+    few cells it samples. Without, for every unit, as (rows, N) arrays. The features are written
+    once, on `own`, `others`, `partner` and `length`, and come out the same, bit for bit, either way.
+    """
 
-    return window
+    def __init__(self, C: np.ndarray, lo: int, t: np.ndarray, units: np.ndarray | None = None):
+        self.C, self.lo, self.t, self.units = C, lo, t, units
+        self._total = None if units is None else C.sum(1, dtype=np.int64)
+
+    def _bounds(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        hi = self.t + 2 - a
+        lo_ = np.maximum(self.t + 1 - b, 0)
+        return np.maximum(hi, lo_) - self.lo, lo_ - self.lo
+
+    def counts(self, a: int, b: int) -> np.ndarray:
+        """Every unit's counts (rows, N) float32."""
+        hi, lo_ = self._bounds(a, b)
+        return (self.C[hi] - self.C[lo_]).astype(np.float32)
+
+    def own(self, a: int, b: int) -> np.ndarray:
+        """The unit's own counts, float32."""
+        if self.units is None:
+            return self.counts(a, b)
+        return self.partner(a, b, None)
+
+    def others(self, a: int, b: int) -> np.ndarray:
+        """The summed counts of the other units, float32."""
+        if self.units is None:
+            counts = self.counts(a, b)
+            return counts.sum(1, keepdims=True) - counts
+        hi, lo_ = self._bounds(a, b)
+        return (self._total[hi] - self._total[lo_]).astype(np.float32) - self.own(a, b)
+
+    def partner(self, a: int, b: int, partners: np.ndarray | None) -> np.ndarray:
+        """Counts of unit partners[i] for each unit i (None: the unit itself), float32."""
+        if self.units is None:
+            return self.counts(a, b)[:, partners]
+        hi, lo_ = self._bounds(a, b)
+        cols = self.units if partners is None else partners[self.units]
+        return (self.C[hi, cols] - self.C[lo_, cols]).astype(np.float32)
+
+    def length(self, a: int, b: int) -> np.ndarray:
+        """The windows' lengths in bins, clipped at the start of X: (rows, 1), or one per cell."""
+        hi = self.t + 2 - a
+        lo_ = np.maximum(self.t + 1 - b, 0)
+        n = np.maximum(hi - lo_, 1).astype(np.float32)
+        return n if self.units is not None else n[:, None]
 
 
 GLM_WINDOWS_MS = ((1, 1), (2, 3), (4, 10), (11, 30), (31, 100), (101, 300))
@@ -98,34 +135,30 @@ class GLMPredictor:
         return ([f"own {a}-{b} ms" for a, b in GLM_WINDOWS_MS]
                 + [f"population {a}-{b} ms" for a, b in POP_WINDOWS_MS] + ["log own rate 10 s"])
 
-    def _window_sums(self, X: np.ndarray, start: int, stop: int) -> Callable:
-        """window(a, b): spike counts (rows, N) float32 of bins t in [start, stop) at lags a..b
-        back from t+1 (X[t+1-b .. t+1-a], from X[..t] only), and the window lengths (rows, 1)."""
+    def _window_sums(self, X: np.ndarray, start: int, stop: int, rows: np.ndarray | None = None,
+                     units: np.ndarray | None = None) -> WindowSums:
+        """Window sums at bins t in [start, stop) (from X[..t] only): of every unit, or at the
+        cells (start + rows[k], units[k])."""
         lo = max(0, start - self.long)
         # C[k] = spikes in X[lo..lo+k-1]: window sums are differences of two rows.
         C = np.zeros((stop - lo + 1, X.shape[1]), np.int32)
         np.cumsum(X[lo:stop], axis=0, dtype=np.int32, out=C[1:])
-        return window_sums(C, lo, np.arange(start, stop))
+        t = np.arange(start, stop) if rows is None else start + rows
+        return WindowSums(C, lo, t, units)
 
     def _features(self, X: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
         """Features (rows, N) float32 of bins t in [start, stop), from X[..t] only."""
         return self.features_from(self._window_sums(X, start, stop), X.shape[1])
 
-    def features_from(self, window: Callable, n_units: int) -> list[np.ndarray]:
-        """The features from `window_sums`: how a free run computes them bin by bin."""
+    def features_from(self, window: WindowSums, n_units: int) -> list[np.ndarray]:
+        """The features from window sums: how a free run computes them bin by bin."""
         return self._own_features(window, n_units)
 
-    def _own_features(self, window: Callable, n_units: int) -> list[np.ndarray]:
-        feats = []
-        for a, b in self.windows:
-            counts, _ = window(a, b)
-            feats.append(counts / (b - a + 1))
+    def _own_features(self, window: WindowSums, n_units: int) -> list[np.ndarray]:
+        feats = [window.own(a, b) / (b - a + 1) for a, b in self.windows]
         n_other = max(n_units - 1, 1)
-        for a, b in self.pop_windows:
-            counts, _ = window(a, b)
-            feats.append((counts.sum(1, keepdims=True) - counts) / (n_other * (b - a + 1)))
-        counts, length = window(1, self.long)
-        feats.append(np.log((counts + 0.5) / length))
+        feats += [window.others(a, b) / (n_other * (b - a + 1)) for a, b in self.pop_windows]
+        feats.append(np.log((window.own(1, self.long) + 0.5) / window.length(1, self.long)))
         return feats
 
     def _spike_counts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,10 +177,12 @@ class GLMPredictor:
             e = min(s + _ROWS, len(X) - 1)
             y = X[s + 1:e + 1].astype(bool)
             keep = rng.random(y.shape, dtype=np.float32) < np.where(y, q_pos, q_neg)
-            F = self._features(X, s, e)
-            rows.append(np.stack([f[keep] for f in F], axis=1))
-            labels.append(y[keep])
-            units.append(np.nonzero(keep)[1])
+            # Features at the kept cells only (a few % of them), in the order y[keep] has them.
+            t, i = np.nonzero(keep)
+            F = self.features_from(self._window_sums(X, s, e, t, i), X.shape[1])
+            rows.append(np.stack(F, axis=1))
+            labels.append(y[t, i])
+            units.append(i)
         return np.concatenate(rows), np.concatenate(labels), np.concatenate(units)
 
     def fit(self, X_train: np.ndarray) -> "GLMPredictor":
@@ -295,7 +330,7 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         S1, S2, Y1 = np.zeros(N), np.zeros(N), np.zeros(N)
         for s in range(0, len(X) - 1, _ROWS):
             e = min(s + _ROWS, len(X) - 1)
-            S, _ = self._window_sums(X, s, e)(1, screen)
+            S = self._window_sums(X, s, e).counts(1, screen)
             y = X[s + 1:e + 1].astype(np.float32)
             SY += S.T @ y
             S1 += S.sum(0)
@@ -311,9 +346,8 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         # partners[i]: the k units j whose past best predicts unit i.
         self.partners_ = np.argsort(-corr, axis=0, kind="stable")[:k].T.copy()
 
-    def features_from(self, window: Callable, n_units: int) -> list[np.ndarray]:
+    def features_from(self, window: WindowSums, n_units: int) -> list[np.ndarray]:
         feats = self._own_features(window, n_units)
         for a, b in self.partner_windows:
-            rate = window(a, b)[0] / (b - a + 1)
-            feats += [rate[:, partners] for partners in self.partners_.T]
+            feats += [window.partner(a, b, partners) / (b - a + 1) for partners in self.partners_.T]
         return feats

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import SpikevizError
 from ..measures.uncertainty import MIN_BLOCK_BINS, MIN_BLOCKS, BlockScores, paired_difference
-from .glm import _ROWS, CoupledGLMPredictor, _as_binary, window_sums
+from .glm import _ROWS, CoupledGLMPredictor, WindowSums, _as_binary
 
 # The population's recent activity beyond the GLM's own 1 and 2-10 ms: bursts build and end
 # over tens to hundreds of ms, and a silent gap precedes them.
@@ -64,13 +64,11 @@ class StackPredictor:
         self.glm_: CoupledGLMPredictor | None = None
 
     def _inputs(self, window, n_units: int) -> tuple[np.ndarray, np.ndarray]:
-        """Residual inputs (rows, N, d) float32 and GLM logits (rows, N) from `window_sums`."""
+        """Residual inputs (rows, N, d) float32 and GLM logits (rows, N) from window sums."""
         feats = self.glm_.features_from(window, n_units)
         z = self.glm_.logit_of(feats)
         n_other = max(n_units - 1, 1)
-        for a, b in self.slow_windows:
-            counts, _ = window(a, b)
-            feats.append((counts.sum(1, keepdims=True) - counts) / (n_other * (b - a + 1)))
+        feats += [window.others(a, b) / (n_other * (b - a + 1)) for a, b in self.slow_windows]
         return np.stack(feats + [z], -1), z
 
     def _chunks(self, X: np.ndarray, start: int, stop: int):
@@ -222,7 +220,7 @@ class StackPredictor:
         N = out.shape[1]
         for k in range(len(out)):
             t = T0 - 1 + k                                    # the last bin known
-            F, z = self._inputs(window_sums(C, 0, np.array([t])), N)
+            F, z = self._inputs(WindowSums(C, 0, np.array([t])), N)
             p = self._probabilities(F, z)[0]
             out[k] = rng.random(N) < p
             C[t + 2] = C[t + 1] + out[k]
