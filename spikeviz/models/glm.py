@@ -27,6 +27,7 @@ class WindowSums:
     def __init__(self, C: np.ndarray, lo: int, t: np.ndarray, units: np.ndarray | None = None):
         self.C, self.lo, self.t, self.units = C, lo, t, units
         self._total = None if units is None else C.sum(1, dtype=np.int64)
+        self._counts: dict[tuple[int, int], np.ndarray] = {}   # a window several features read
 
     def _bounds(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         hi = self.t + 2 - a
@@ -34,9 +35,13 @@ class WindowSums:
         return np.maximum(hi, lo_) - self.lo, lo_ - self.lo
 
     def counts(self, a: int, b: int) -> np.ndarray:
-        """Every unit's counts (rows, N) float32."""
-        hi, lo_ = self._bounds(a, b)
-        return (self.C[hi] - self.C[lo_]).astype(np.float32)
+        """Every unit's counts (rows, N) float32 (read-only: shared by the features)."""
+        if (a, b) not in self._counts:
+            hi, lo_ = self._bounds(a, b)
+            counts = (self.C[hi] - self.C[lo_]).astype(np.float32)
+            counts.flags.writeable = False
+            self._counts[a, b] = counts
+        return self._counts[a, b]
 
     def own(self, a: int, b: int) -> np.ndarray:
         """The unit's own counts, float32."""
