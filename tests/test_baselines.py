@@ -210,3 +210,15 @@ def test_the_baselines_load_without_torch():
     code = "import sys, spikeviz.models.baselines; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_unit_glm_fit_with_saturated_logits_warns_nobody():
+    """A unit whose pooled prior puts some cells' logits under -709 (a sparse in vivo unit) once
+    printed "RuntimeWarning: overflow encountered in exp" on every user's terminal."""
+    from spikeviz.models.glm import _fit_logistic
+
+    x = np.linspace(-3, 3, 200)
+    F = np.column_stack([np.ones_like(x), x])
+    w = _fit_logistic(F, (x > 0).astype(float), offset=np.where(x > 0, 0.0, -800.0), l2=1.0)
+    assert np.isfinite(w).all()

@@ -94,7 +94,8 @@ def _fit_logistic(F: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0
 
     best = objective(w)
     for _ in range(n_iter):
-        p = 1.0 / (1.0 + np.exp(-(F @ w + offset)))
+        with np.errstate(over="ignore"):      # a logit under -709 is a probability of 0
+            p = 1.0 / (1.0 + np.exp(-(F @ w + offset)))
         g = F.T @ (y - p) - l2 * w
         H = (F * (p * (1 - p))[:, None]).T @ F + np.diag(l2 + 1e-9)
         step = np.linalg.solve(H, g)
