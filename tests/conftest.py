@@ -88,3 +88,21 @@ def nwb_inspected(monkeypatch):
         assert_nwb_inspector_clean(path)
 
     monkeypatch.setattr(nwb, "write_nwb", write_and_inspect)
+
+
+@pytest.fixture(scope="session")
+def sessions_server(tmp_path_factory):
+    """One `panel serve tests/robustness/sessions_app.py` for the browser tests that drive it (the
+    random walk and the eight sessions), its start paid once: the dashboard with the GLM baseline
+    and a 10-s window. Its allowed roots are data/ and a folder of its own (`.root`). A test adds
+    the server folders of the files it dropped into a page to `.dropped`: once the server has
+    stopped, at the end of the run, they must be gone."""
+    from .browser import ROOT, SESSIONS_WARM, serve
+
+    root = tmp_path_factory.mktemp("root")
+    with serve("tests/robustness/sessions_app.py", setup=SESSIONS_WARM,
+               env={"SPIKEVIZ_ROOTS": f"{root}{os.pathsep}{ROOT / 'data'}"}) as server:
+        server.root, server.dropped = root, set()
+        yield server
+    left = [d for d in server.dropped if d.exists()]
+    assert not left, f"the stopped server left the folders of dropped files behind: {left}"

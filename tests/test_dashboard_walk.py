@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .browser import (ROOT, SESSIONS_WARM, browser_marks, card, chromium, error_line, record_errors, serve, status,
-                      wait_until)
+from .browser import browser_marks, card, chromium, error_line, record_errors, status, wait_until
 
 pytestmark = browser_marks
 
@@ -226,13 +225,13 @@ ACTIONS = {"switch": 3, "typed": 4, "upload": 3, "switch_tab": 2, "threshold": 3
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_walk_of_user_actions(seed, tmp_path):
+def test_random_walk_of_user_actions(seed, tmp_path, sessions_server):
     rng = random.Random(seed)
-    root = tmp_path / "root"   # the one allowed root besides data/
+    server = sessions_server
+    root = server.root / f"seed{seed}"   # under the one allowed root besides data/
     root.mkdir()
     dropped = set()   # the server's folders of dropped files
-    with chromium() as browser, serve("tests/robustness/sessions_app.py", setup=SESSIONS_WARM,
-                                      env={"SPIKEVIZ_ROOTS": f"{root}{os.pathsep}{ROOT / 'data'}"}) as server:
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
         errors = record_errors(page)
         page.goto(f"{server}/sessions_app", timeout=120_000)
@@ -256,5 +255,8 @@ def test_random_walk_of_user_actions(seed, tmp_path):
             if kind == "upload":   # <uploads of the server>/<page's folder>/current/<file>
                 dropped.add(Path(page.locator(".sv-path input").first.input_value()).parents[2])
         print(f"walk seed {seed}: {len(steps)} steps in {time.perf_counter() - started:.0f} s: {steps}")
-    # Stopped, the server has removed the folders of dropped files of pages still open.
-    assert dropped and not [d for d in dropped if d.exists()], dropped
+    server.assert_clean(f"walk seed {seed}")
+    # Once stopped, the server must have removed the folders of the files dropped here (checked
+    # by the sessions_server fixture at the end of the run).
+    assert dropped, "the walk dropped no file"
+    server.dropped |= dropped
