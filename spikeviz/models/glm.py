@@ -21,13 +21,13 @@ class WindowSums:
 
     With `units`, only at the cells (t[k], units[k]) and as vectors: what fitting needs from the
     few cells it samples. Without, for every unit, as (rows, N) arrays. The features are written
-    once, on `own`, `others`, `partner` and `length`, and come out the same, bit for bit, either way.
+    once, on `own`, `others`, `partner_rates` and `length`, and come out the same, bit for bit,
+    either way.
     """
 
     def __init__(self, C: np.ndarray, lo: int, t: np.ndarray, units: np.ndarray | None = None):
         self.C, self.lo, self.t, self.units = C, lo, t, units
         self._total = None if units is None else C.sum(1, dtype=np.int64)
-        self._counts: dict[tuple[int, int], np.ndarray] = {}   # a window several features read
 
     def _bounds(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         hi = self.t + 2 - a
@@ -35,19 +35,18 @@ class WindowSums:
         return np.maximum(hi, lo_) - self.lo, lo_ - self.lo
 
     def counts(self, a: int, b: int) -> np.ndarray:
-        """Every unit's counts (rows, N) float32 (read-only: shared by the features)."""
-        if (a, b) not in self._counts:
-            hi, lo_ = self._bounds(a, b)
-            counts = (self.C[hi] - self.C[lo_]).astype(np.float32)
-            counts.flags.writeable = False
-            self._counts[a, b] = counts
-        return self._counts[a, b]
+        """Every unit's counts (rows, N) float32."""
+        hi, lo_ = self._bounds(a, b)
+        return (self.C[hi] - self.C[lo_]).astype(np.float32)
+
+    def _at_cells(self, a: int, b: int, units: np.ndarray) -> np.ndarray:
+        """Counts of units[k] at bin t[k], float32."""
+        hi, lo_ = self._bounds(a, b)
+        return (self.C[hi, units] - self.C[lo_, units]).astype(np.float32)
 
     def own(self, a: int, b: int) -> np.ndarray:
         """The unit's own counts, float32."""
-        if self.units is None:
-            return self.counts(a, b)
-        return self.partner(a, b, None)
+        return self.counts(a, b) if self.units is None else self._at_cells(a, b, self.units)
 
     def others(self, a: int, b: int) -> np.ndarray:
         """The summed counts of the other units, float32."""
@@ -57,13 +56,14 @@ class WindowSums:
         hi, lo_ = self._bounds(a, b)
         return (self._total[hi] - self._total[lo_]).astype(np.float32) - self.own(a, b)
 
-    def partner(self, a: int, b: int, partners: np.ndarray | None) -> np.ndarray:
-        """Counts of unit partners[i] for each unit i (None: the unit itself), float32."""
+    def partner_rates(self, a: int, b: int, partners: np.ndarray) -> list[np.ndarray]:
+        """Spike rates (counts / (b - a + 1)) of each unit's partners, one array per column of
+        `partners` (N, k): for every unit, divided once before the k gathers."""
+        n = b - a + 1
         if self.units is None:
-            return self.counts(a, b)[:, partners]
-        hi, lo_ = self._bounds(a, b)
-        cols = self.units if partners is None else partners[self.units]
-        return (self.C[hi, cols] - self.C[lo_, cols]).astype(np.float32)
+            rate = self.counts(a, b) / n
+            return [rate[:, column] for column in partners.T]
+        return [self._at_cells(a, b, column[self.units]) / n for column in partners.T]
 
     def length(self, a: int, b: int) -> np.ndarray:
         """The windows' lengths in bins, clipped at the start of X: (rows, 1), or one per cell."""
@@ -355,5 +355,5 @@ class CoupledGLMPredictor(UnitGLMPredictor):
     def features_from(self, window: WindowSums, n_units: int) -> list[np.ndarray]:
         feats = self._own_features(window, n_units)
         for a, b in self.partner_windows:
-            feats += [window.partner(a, b, partners) / (b - a + 1) for partners in self.partners_.T]
+            feats += window.partner_rates(a, b, self.partners_)
         return feats
