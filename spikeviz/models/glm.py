@@ -142,10 +142,11 @@ class GLMPredictor:
                 + [f"population {a}-{b} ms" for a, b in POP_WINDOWS_MS] + ["log own rate 10 s"])
 
     def _window_sums(self, X: np.ndarray, start: int, stop: int, rows: np.ndarray | None = None,
-                     units: np.ndarray | None = None) -> WindowSums:
+                     units: np.ndarray | None = None, reach: int | None = None) -> WindowSums:
         """Window sums at bins t in [start, stop) (from X[..t] only): of every unit, or at the
-        cells (start + rows[k], units[k])."""
-        lo = max(0, start - self.long)
+        cells (start + rows[k], units[k]); of windows reaching `reach` bins back at most (the
+        longest feature's, by default)."""
+        lo = max(0, start - (self.long if reach is None else reach))
         # C[k] = spikes in X[lo..lo+k-1]: window sums are differences of two rows.
         C = np.zeros((stop - lo + 1, X.shape[1]), np.int32)
         np.cumsum(X[lo:stop], axis=0, dtype=np.int32, out=C[1:])
@@ -272,21 +273,30 @@ class UnitGLMPredictor(GLMPredictor):
         # rows here, and every extra copy is another few hundred MB to allocate.
         F32 -= mean
         F32 /= scale
-        F = np.empty((len(F32), F32.shape[1] + 1))
-        F[:, :-1], F[:, -1] = F32, 1.0
-        del F32
-        # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
-        shift = np.log(q_pos / q_neg)[unit]
-        some = np.random.default_rng(self.seed).random(len(F)) < _POOLED_SAMPLES / len(F)
-        pooled = _fit_logistic(F[some], y[some], shift[some], l2=1e-3)
-        W = np.tile(pooled, (X.shape[1], 1))
+        # The rows grouped by unit (in sampling order within a unit), so that each unit's fit
+        # reads a slice, not a copy.
         order = np.argsort(unit, kind="stable")
         starts = np.searchsorted(unit[order], np.arange(X.shape[1] + 1))
+        F = np.empty((len(F32), F32.shape[1] + 1))
+        F[:, -1] = 1.0
+        for s in range(0, len(order), _ROWS * 16):
+            F[s:s + _ROWS * 16, :-1] = F32[order[s:s + _ROWS * 16]]
+        del F32
+        y = y[order]
+        # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
+        shift = np.log(q_pos / q_neg)[unit[order]]
+        # The pooled prior: a random subset of the rows, in sampling order.
+        some = np.random.default_rng(self.seed).random(len(F)) < _POOLED_SAMPLES / len(F)
+        at = np.empty_like(order)
+        at[order] = np.arange(len(order))
+        some = at[np.flatnonzero(some)]
+        pooled = _fit_logistic(F[some], y[some], shift[some], l2=1e-3)
+        W = np.tile(pooled, (X.shape[1], 1))
         for i in range(X.shape[1]):
-            rows = order[starts[i]:starts[i + 1]]
-            if len(rows):
-                Fi = F[rows]
-                W[i] += _fit_logistic(Fi, y[rows], Fi @ pooled + shift[rows], l2=self.l2)
+            a, b = starts[i], starts[i + 1]
+            if b > a:
+                Fi = F[a:b]
+                W[i] += _fit_logistic(Fi, y[a:b], Fi @ pooled + shift[a:b], l2=self.l2)
         self.coef_ = (W[:, :-1] / scale).T.astype(np.float32)          # (features, units)
         self.intercept_ = (W[:, -1] - W[:, :-1] @ (mean / scale)).astype(np.float32)
         return self
@@ -336,7 +346,7 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         S1, S2, Y1 = np.zeros(N), np.zeros(N), np.zeros(N)
         for s in range(0, len(X) - 1, _ROWS):
             e = min(s + _ROWS, len(X) - 1)
-            S = self._window_sums(X, s, e).counts(1, screen)
+            S = self._window_sums(X, s, e, reach=screen).counts(1, screen)
             y = X[s + 1:e + 1].astype(np.float32)
             SY += S.T @ y
             S1 += S.sum(0)
