@@ -67,8 +67,7 @@ class WindowSums:
 
     def length(self, a: int, b: int) -> np.ndarray:
         """The windows' lengths in bins, clipped at the start of X: (rows, 1), or one per cell."""
-        hi = self.t + 2 - a
-        lo_ = np.maximum(self.t + 1 - b, 0)
+        hi, lo_ = self._bounds(a, b)
         n = np.maximum(hi - lo_, 1).astype(np.float32)
         return n if self.units is not None else n[:, None]
 
@@ -279,18 +278,19 @@ class UnitGLMPredictor(GLMPredictor):
         starts = np.searchsorted(unit[order], np.arange(X.shape[1] + 1))
         F = np.empty((len(F32), F32.shape[1] + 1))
         F[:, -1] = 1.0
-        for s in range(0, len(order), _ROWS * 16):
-            F[s:s + _ROWS * 16, :-1] = F32[order[s:s + _ROWS * 16]]
+        piece = 16 * _ROWS   # (copied in pieces: no float32 copy of the whole sample)
+        for s in range(0, len(order), piece):
+            F[s:s + piece, :-1] = F32[order[s:s + piece]]
         del F32
         y = y[order]
         # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
         shift = np.log(q_pos / q_neg)[unit[order]]
-        # The pooled prior: a random subset of the rows, in sampling order.
+        # The pooled prior: a random subset of the rows, taken in sampling order.
         some = np.random.default_rng(self.seed).random(len(F)) < _POOLED_SAMPLES / len(F)
-        at = np.empty_like(order)
-        at[order] = np.arange(len(order))
-        some = at[np.flatnonzero(some)]
-        pooled = _fit_logistic(F[some], y[some], shift[some], l2=1e-3)
+        row_of = np.empty_like(order)
+        row_of[order] = np.arange(len(order))
+        pooled_rows = row_of[np.flatnonzero(some)]
+        pooled = _fit_logistic(F[pooled_rows], y[pooled_rows], shift[pooled_rows], l2=1e-3)
         W = np.tile(pooled, (X.shape[1], 1))
         for i in range(X.shape[1]):
             a, b = starts[i], starts[i + 1]
