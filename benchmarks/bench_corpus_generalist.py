@@ -172,7 +172,7 @@ def summary(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=400.0,
                     help="train on the first SECONDS of each recording (its first 50 %%)")
