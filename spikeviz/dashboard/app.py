@@ -16,7 +16,7 @@ from .frames import Frame
 from .jobs import frozen, held
 from .window import test_split_s
 from .figures import figure_png
-from .state import FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, DashboardState
+from .state import FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, PATH_PROMPT, DashboardState
 from .trains import as_file, generated_recording
 from .upload import ACCEPTED, MAX_UPLOAD_MB
 from .statistics import statistics
@@ -37,7 +37,9 @@ def readout(frame: Frame | None, status: str = "", error: str = "") -> str:
     if frame is None:
         if error and not status:
             return '<div class="sv-waiting sv-stopped">Nothing evaluated: see the message above.</div>'
-        return f'<div class="sv-waiting">Evaluating… {html.escape(status)}</div>'
+        # (nothing runs while the page waits for a path: no "Evaluating…" then)
+        return (f'<div class="sv-waiting">{"" if status == PATH_PROMPT else "Evaluating… "}'
+                f'{html.escape(status)}</div>')
     ev = frame.evaluation
     op, h = frame.op, ev.hist
     ratio = op.predicted_spikes / op.real_spikes if op.real_spikes else float("nan")

@@ -27,6 +27,7 @@ from .sources import (DIRECTIONS, DOMAINS, Checkpoint, allowed_roots, bundled_na
 from .upload import store_upload, upload_folder
 
 OPEN_FILE = "file on disk…"
+PATH_PROMPT = "give a path and press Open file"   # the status while a file is chosen, not yet given
 BASELINE_ONLY = "none: coupled GLM baseline"
 FITTED_STATES = "population states: fitted on this recording"
 OPEN_CHECKPOINT = "checkpoint file…"
@@ -190,7 +191,7 @@ class DashboardState(param.Parameterized):
         # Nothing of the previous data stays on screen under the new choice.
         self.param.update(recording=None, stretch=None, evaluation=None, frame=None)
         if self.session == OPEN_FILE and not self.path.strip():
-            self.status = "give a path and press Open file"
+            self.status = PATH_PROMPT
             return
         args = self._test_recording_args()
 

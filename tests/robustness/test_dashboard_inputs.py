@@ -111,6 +111,17 @@ def test_empty_or_missing_path(state, typed):
     still_usable(state)
 
 
+def test_the_path_prompt_does_not_say_evaluating(state):
+    """Nothing runs while the page waits for a path: its readout once said "Evaluating… give a
+    path and press Open file"."""
+    from spikeviz.dashboard.app import readout
+
+    state.param.update(session=OPEN_FILE, path="")
+    assert readout(state.frame, state.status, state.error) == (
+        '<div class="sv-waiting">give a path and press Open file</div>')
+    assert "Evaluating… fitting" in readout(None, "fitting")
+
+
 @pytest.mark.parametrize("name, value", [
     ("threshold", 2.0), ("threshold", -0.5), ("threshold", float("nan")), ("seed", -1),
     ("free_s", 0.0), ("free_s", 1000.0), ("tick_ms", -1.0), ("sample_rate", -5.0),
