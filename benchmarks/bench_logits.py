@@ -1,4 +1,4 @@
-"""Benchmark: the one logistic solver (spikeviz.generation.logits.fit_logistic) against the code it
+"""Benchmark: the one logistic solver (spikeviz.models.logistic.fit_logistic) against the code it
 replaced, on the three fits it does: Platt scaling (fit_platt), a generalist's guard (fit_guard)
 and the target calibration (fit_target_calibration: a shared temperature, then per-unit offsets).
 

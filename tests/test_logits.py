@@ -4,7 +4,8 @@ import pytest
 from scipy.optimize import minimize
 
 from spikeviz import SpikevizError
-from spikeviz.generation.logits import LogisticFit, LogitMap, fit_logistic
+from spikeviz.generation.logits import LogitMap
+from spikeviz.models.logistic import LogisticFit, fit_logistic
 
 
 def _logit(p):
@@ -49,6 +50,24 @@ def test_without_an_intercept():
     ref = LogisticRegression(C=np.inf, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(F, y)
     np.testing.assert_allclose(fit.coef, ref.coef_[0], atol=1e-5)
     assert fit.intercept == 0.0
+
+
+def test_a_ridge_penalty_on_the_features_own_scale_matches_scikit_learn():
+    """l2 |coef|^2 / 2 on the raw scale, the intercept free: scikit-learn's C = 1 / l2, whatever
+    the features' scale (they are standardised inside, the penalty is not)."""
+    from sklearn.linear_model import LogisticRegression
+
+    F, y = _data(seed=5)
+    F = F * np.array([0.01, 30.0])          # scales far apart: a penalty mapped wrongly shows
+    for l2, intercept in ((50.0, True), (np.array([3.0, 0.2]), False)):
+        fit = fit_logistic(y, F, intercept=intercept, l2=l2)
+        # scikit-learn penalises every weight alike: give it features scaled by 1/sqrt(l2).
+        s = np.sqrt(np.broadcast_to(l2, 2))
+        ref = LogisticRegression(C=1.0, fit_intercept=intercept, tol=1e-12, max_iter=10_000
+                                 ).fit(F / s, y)
+        np.testing.assert_allclose(fit.coef, ref.coef_[0] / s, rtol=1e-5, atol=1e-9)
+    with pytest.raises(SpikevizError, match="l2 must be"):
+        fit_logistic(y, F, l2=-1.0)
 
 
 def test_group_deviations_are_the_posterior_mode():

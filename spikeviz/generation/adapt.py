@@ -8,7 +8,7 @@ import torch
 
 from ..errors import SpikevizError
 from ..models.generalist import Generalist, base_logits
-from .logits import fit_logistic
+from ..models.logistic import fit_logistic
 from .predict import logits_next
 
 

@@ -9,7 +9,8 @@ import torch
 from ..errors import SpikevizError
 from .fused import RATE_CONTROL
 from . import fused
-from .logits import LogisticFit, LogitMap, fit_logistic
+from ..models.logistic import LogisticFit, fit_logistic
+from .logits import LogitMap
 from ..models.model import final_traces
 
 # Prior SD (logits) of a unit's offset around the shared bias: a unit needs a few dozen spikes in

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpikevizError
+from .logistic import fit_logistic
 
 _ROWS = 8192  # time bins per chunk when building GLM features and filtering
 
@@ -75,40 +76,6 @@ class WindowSums:
 GLM_WINDOWS_MS = ((1, 1), (2, 3), (4, 10), (11, 30), (31, 100), (101, 300))
 LONG_MS = 10_000           # the window of the log-rate feature
 POP_WINDOWS_MS = ((1, 1), (2, 10))
-
-
-def _fit_logistic(F: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0,
-                  l2: np.ndarray | float = 0.0, n_iter: int = 50) -> np.ndarray:
-    """Weights w maximising sum log p(y | sigmoid(F w + offset)) - l2 |w|^2 / 2 (Newton, step halving).
-
-    F (n, d) float64 with a column of ones where an intercept is wanted; l2 per weight or one value.
-    """
-    w = np.zeros(F.shape[1])
-    l2 = np.broadcast_to(np.asarray(l2, np.float64), w.shape)
-    y = y.astype(np.float64)
-
-    def objective(w):
-        z = F @ w + offset
-        return float(y @ z - np.logaddexp(0, z).sum() - 0.5 * (l2 * w) @ w)
-
-    best = objective(w)
-    for _ in range(n_iter):
-        with np.errstate(over="ignore"):      # a logit under -709 is a probability of 0
-            p = 1.0 / (1.0 + np.exp(-(F @ w + offset)))
-        g = F.T @ (y - p) - l2 * w
-        H = (F * (p * (1 - p))[:, None]).T @ F + np.diag(l2 + 1e-9)
-        step = np.linalg.solve(H, g)
-        for _ in range(20):
-            new = objective(w + step)
-            if new >= best:
-                break
-            step /= 2
-        else:
-            break
-        w, gain, best = w + step, new - best, new
-        if gain < 1e-7 * max(1.0, abs(best)):
-            break
-    return w
 
 
 class GLMPredictor:
@@ -192,8 +159,6 @@ class GLMPredictor:
         return np.concatenate(rows), np.concatenate(labels), np.concatenate(units)
 
     def fit(self, X_train: np.ndarray) -> "GLMPredictor":
-        from sklearn.linear_model import LogisticRegression
-
         X = _as_binary(X_train)
         X = X[max(0, len(X) - self.max_fit_bins):]
         n_pos, n_neg = (int(n.sum()) for n in self._spike_counts(X))
@@ -202,11 +167,11 @@ class GLMPredictor:
         half = self.max_samples // 2
         q_pos, q_neg = min(1.0, half / n_pos), min(1.0, half / n_neg)
         F, y, _ = self._sample(X, q_pos, q_neg)
-        self.mean_, self.scale_ = F.mean(0), F.std(0) + 1e-6
-        clf = LogisticRegression(C=1.0, max_iter=300).fit((F - self.mean_) / self.scale_, y)
-        self.coef_ = (clf.coef_[0] / self.scale_).astype(np.float32)
+        # A unit-variance prior on each standardised weight (l2 = variance on the raw scale).
         # Sampling positives at q_pos and negatives at q_neg shifts the log-odds by log(q_pos/q_neg).
-        self.intercept_ = float(clf.intercept_[0] - self.coef_ @ self.mean_ - np.log(q_pos / q_neg))
+        fit = fit_logistic(y, F, offset=np.log(q_pos / q_neg), l2=F.var(0, dtype=np.float64))
+        self.coef_ = fit.coef.astype(np.float32)
+        self.intercept_ = fit.intercept
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -290,13 +255,15 @@ class UnitGLMPredictor(GLMPredictor):
         row_of = np.empty_like(order)
         row_of[order] = np.arange(len(order))
         pooled_rows = row_of[np.flatnonzero(some)]
-        pooled = _fit_logistic(F[pooled_rows], y[pooled_rows], shift[pooled_rows], l2=1e-3)
+        prior = fit_logistic(y[pooled_rows], F[pooled_rows, :-1], offset=shift[pooled_rows], l2=1e-3)
+        pooled = np.append(prior.coef, prior.intercept)
         W = np.tile(pooled, (X.shape[1], 1))
         for i in range(X.shape[1]):
             a, b = starts[i], starts[i + 1]
-            if b > a:
+            if b > a:   # the unit's deviation d_i, its intercept's included, shrunk by l2
                 Fi = F[a:b]
-                W[i] += _fit_logistic(Fi, y[a:b], Fi @ pooled + shift[a:b], l2=self.l2)
+                W[i] += fit_logistic(y[a:b], Fi, offset=Fi @ pooled + shift[a:b], intercept=False,
+                                     l2=self.l2).coef
         self.coef_ = (W[:, :-1] / scale).T.astype(np.float32)          # (features, units)
         self.intercept_ = (W[:, -1] - W[:, :-1] @ (mean / scale)).astype(np.float32)
         return self
