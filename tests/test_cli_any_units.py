@@ -104,10 +104,10 @@ def test_the_page_evaluates_and_downloads_any_unit_count(n_units, tmp_path, monk
     data = tmp_path / f"rec{n_units}.npz"
     write_recording(_recording(n_units), data)
     monkeypatch.chdir(tmp_path)   # a typed path must lie under the working directory
+    # Opened as the page opens a typed path (the bundled session first would only add its own
+    # evaluation: switching is tests/test_dashboard_state.py's).
     state = DashboardState(threaded=False, window_length=10, cache=LRUCache(),
-                           checkpoint="generalist-focal")
-    state.param.update(session=OPEN_FILE, path=str(data))
-    state.param.trigger("open_file")
+                           checkpoint="generalist-focal", session=OPEN_FILE, path=str(data))
     assert state.error == "", state.error
     assert state.recording.n_units == n_units and state.frame is not None
     scored = min(n_units, 128)
