@@ -119,3 +119,23 @@ def test_the_guard_keeps_the_residual_only_beyond_doubt(fitted, monkeypatch, ci9
     monkeypatch.setattr(module, "paired_difference", lambda *a, **k: real(*a, **k) | {"ci95": ci95})
     stack._fit_guard(X, len(X) - 10_000)
     assert stack.guard_["best"] > 0 and stack.alpha_ == 0 and not stack.guard_["kept"]
+
+
+def test_the_warm_up_chooses_the_share_again_and_never_reads_past_it(fitted):
+    """On a stretch to score, the guard is chosen again on its warm-up: kept where the population
+    effect is there, turned off where the recording has changed (no bursts any more), and the bins
+    after the warm-up (the scored ones) are never read."""
+    stack, X = fitted
+    kept = stack.on_warmup(X, 1, 15_000)
+    assert kept.alpha_ > 0 and kept.guard_["warm_up"]["kept"] and kept.net_ is stack.net_
+    flipped = X.copy()
+    flipped[15_000:] = 1 - flipped[15_000:]
+    again = stack.on_warmup(flipped, 1, 15_000)
+    assert again.alpha_ == kept.alpha_ and again.guard_ == kept.guard_
+    rng = np.random.default_rng(6)
+    quiet = (rng.random((15_000, X.shape[1])) < X.mean()).astype(np.uint8)   # no bursts
+    off = stack.on_warmup(quiet, 1, len(quiet))
+    assert off.alpha_ == 0 and not off.guard_["warm_up"]["kept"]
+    assert stack.alpha_ > 0 and "warm_up" not in stack.guard_      # the fit is not changed
+    with pytest.raises(SpikevizError, match="warm-up"):
+        stack.on_warmup(X, 0, 10)

@@ -20,6 +20,7 @@ from ..measures.uncertainty import paired_difference
 from ..models.baselines import ALL_BASELINES, Predictor, RatePredictor
 from ..models.checkpoint import load_model
 from ..models.registry import make_predictor
+from ..models.stack import StackPredictor
 from .stretch import N_UNITS, SECONDS, WARMUP_S, Setup, Stretch, setup
 
 
@@ -34,7 +35,8 @@ def for_target(model, X: np.ndarray, st: Stretch):
 def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predictor:
     """Baseline `name` as a user could fit it on the target: on its own train split (ewma-tuned,
     which needs no training data, on the warm-up); it predicts `setup.stretch` (recorded order).
-    `cache` (a dict) keeps fits across calls."""
+    `cache` (a dict) keeps fits across calls. The stack's guard, like a generalist's, is
+    chosen again on the stretch's warm-up (StackPredictor.on_warmup)."""
     target, st = setup.target, setup.stretch
     if name == "rate":
         return RatePredictor(target.rates)
@@ -44,7 +46,8 @@ def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predicto
     key = (f"{name}-fit", target.key)
     if key not in cache:
         cache[key] = make_predictor(name, st.bin_ms).fit(target.train)
-    return cache[key]
+    fitted = cache[key]
+    return fitted.on_warmup(st.X, st.prime, st.warm) if isinstance(fitted, StackPredictor) else fitted
 
 
 def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test",
