@@ -97,10 +97,13 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     ci = lambda c: "no interval" if c is None else f"[{c[0]:+.4f}, {c[1]:+.4f}]"  # noqa: E731
     for r in rows:
+        # A guard of 0 is the GLM itself: its difference is exactly 0, not an interval of width 0.
+        same = r["guard"] == 0
+        pr = "0 (the GLM)" if same else f"{r['pr_diff']:+.4f} {ci(r['pr_ci95'])}"
+        bps = "0 (the GLM)" if same else f"{r['bps_diff']:+.3f} {ci(r['bps_ci95'])}"
         lines.append(f"| {r['recording']} | {r['seed']} | {r['glm-coupled_pr']:.4f} | {r['stack_pr']:.4f} "
-                     f"| {r['pr_ratio']:.3f} | {r['pr_diff']:+.4f} {ci(r['pr_ci95'])} "
-                     f"| {r['glm-coupled_bps']:+.3f} | {r['stack_bps']:+.3f} | {r['bps_ratio']:.3f} "
-                     f"| {r['bps_diff']:+.3f} {ci(r['bps_ci95'])} | {r['guard_held_out']:g} / {r['guard']:g} "
+                     f"| {r['pr_ratio']:.3f} | {pr} | {r['glm-coupled_bps']:+.3f} | {r['stack_bps']:+.3f} "
+                     f"| {r['bps_ratio']:.3f} | {bps} | {r['guard_held_out']:g} / {r['guard']:g} "
                      f"| {r['stack_fit_s']:.0f} |")
     return "\n".join(lines)
 
