@@ -1,5 +1,7 @@
 """The population stack: causal, its GLM when the guard is 0, learns a population effect a GLM
 cannot, and free-runs with the very probabilities it predicts."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -103,15 +105,13 @@ def test_the_guard_turns_off_a_residual_that_does_not_carry(fitted):
     rng = np.random.default_rng(5)
     X = (rng.random((40_000, 10)) < 0.01).astype(np.uint8)
     stack = StackPredictor(epochs=2, seed=2).fit(X)
-    assert stack.alpha_ == 0 and not stack.guard_["kept"] and stack.guard_["held_out_bins"] == 10_000
+    assert stack.alpha_ == 0 and not stack.guard_["kept"] and stack.guard_["bins"] == 10_000
     assert fitted[0].guard_["kept"] and fitted[0].guard_["ci95"][0] > 0
 
 
 @pytest.mark.parametrize("ci95", [[-0.01, 0.05], None])
 def test_the_guard_keeps_the_residual_only_beyond_doubt(fitted, monkeypatch, ci95):
     """A best share above 0 whose gain interval reaches 0 (or that has no interval) is turned off."""
-    import copy
-
     import spikeviz.models.stack as module
 
     stack, X = copy.copy(fitted[0]), bursty()
@@ -137,5 +137,8 @@ def test_the_warm_up_chooses_the_share_again_and_never_reads_past_it(fitted):
     off = stack.on_warmup(quiet, 1, len(quiet))
     assert off.alpha_ == 0 and not off.guard_["warm_up"]["kept"]
     assert stack.alpha_ > 0 and "warm_up" not in stack.guard_      # the fit is not changed
+    glm_only = copy.copy(stack)
+    glm_only.alpha_ = 0.0                      # turned off on held-out bins: stays the GLM
+    assert glm_only.on_warmup(X, 1, 15_000) is glm_only
     with pytest.raises(SpikevizError, match="warm-up"):
         stack.on_warmup(X, 0, 10)

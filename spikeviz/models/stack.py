@@ -1,4 +1,4 @@
-"""The population stack: a recording's own coupled-GLM logit plus a learned residual over each unit's features and the population's activity at six time scales, with a guard fitted on held-out bins."""
+"""The population stack: a recording's own coupled-GLM logit plus a learned residual over each unit's features and the population's activity at six time scales, with a guard fitted on held-out bins and chosen again on a scored stretch's warm-up."""
 from __future__ import annotations
 
 import copy
@@ -169,7 +169,7 @@ class StackPredictor:
         gain = paired_difference(blocks[best], blocks[0.0], "bits_per_spike", seed=self.seed)
         keep = best > 0 and gain["ci95"] is not None and gain["ci95"][0] > 0
         return (best if keep else 0.0), {"best": best, "bits_per_spike_gain": gain["diff"],
-                                         "ci95": gain["ci95"], "held_out_bins": len(Y),
+                                         "ci95": gain["ci95"], "bins": len(Y),
                                          "kept": keep}
 
     def on_warmup(self, X: np.ndarray, start: int, stop: int) -> "StackPredictor":
@@ -182,15 +182,18 @@ class StackPredictor:
         (Aplysia May2214's test split is far less synchronous than its train split: -0.069
         bits/spike against its GLM, though the held-out gain was +0.034 [+0.026, +0.042]) is
         turned off there, and the share follows the later recording (benchmarks/bench_stack.py).
-        The fit itself is shared, not copied."""
+        The fit itself is shared, not copied; a stack whose held-out guard is 0 is its GLM
+        whatever the warm-up says, and is returned as it is."""
         X = self._check(X)
         if not 1 <= start < stop <= len(X):
             raise SpikevizError(f"a warm-up needs 1 <= start < stop <= {len(X)} bins, got "
                                 f"{start} and {stop}")
+        if self.alpha_ == 0:
+            return self
         adapted = copy.copy(self)
         share, evidence = self._choose_share(X, start, stop)
-        adapted.alpha_ = share if self.alpha_ > 0 else 0.0
-        adapted.guard_ = {**self.guard_, "warm_up": evidence | {"kept": adapted.alpha_ > 0}}
+        adapted.alpha_ = share
+        adapted.guard_ = {**self.guard_, "warm_up": evidence}
         return adapted
 
     def _check(self, X: np.ndarray) -> np.ndarray:
