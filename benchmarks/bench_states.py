@@ -8,15 +8,17 @@ jointly from one state filtered from the real past), for each seed. Each run is 
 the real stretch it covers (spikeviz.measures.stats.fidelity_report): the rate-matched Poisson
 floor and the real-vs-real ceiling (the stretch before) beside it. The ablation fits the same
 model on the population's level alone (by="level"), which keeps synchrony but not
-which units fire together. --refractory-ms sets the window of the units' recovery factor (0:
-none, the model before it). Nothing fitted sees the scored bins.
+which units fire together. Each model's chain then adapts to the warm-up as `evaluate`, `generate`
+and the page adapt it (PopulationStates.on_warmup; --no-warmup: the chain as fitted on the train
+split). --refractory-ms sets the window of the units' recovery factor (0: none, the model before
+it). Nothing fitted sees the scored bins.
 
 Goals checked per row (metrics averaged over seeds): count-correlation similarity (20 ms) at
 least half the ceiling's; population-rate KS (10 ms) no larger than the ceiling's; synchrony (10
 ms, >= 5 % of units) as close to the real as the ceiling is, or closer than half the floor's gap.
 
 `python benchmarks/bench_states.py [--seeds 0 1 2] [--free-s 30] [--refractory-ms 20]
-[--only NAME ...]`; a JSON line per row, Markdown tables at the end.
+[--no-warmup] [--only NAME ...]`; a JSON line per row, Markdown tables at the end.
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ def goals(m: dict, real: dict, floor: dict, ceiling: dict) -> dict:
             "sync": near("sync_10ms_5pct")}
 
 
-def row(rec, seeds: list[int], seconds: float, free_s: float, refractory_ms: float) -> dict:
+def row(rec, seeds: list[int], seconds: float, free_s: float, refractory_ms: float,
+        warmup: bool = True) -> dict:
     from spikeviz.evaluation.stretch import setup
     from spikeviz.evaluation.pipeline import fidelity, reference_before
     from spikeviz.measures.likelihood import LogLikelihood
@@ -51,7 +54,7 @@ def row(rec, seeds: list[int], seconds: float, free_s: float, refractory_ms: flo
     su = setup(None, rec, seconds=seconds, warmup_s=30.0)
     st = su.stretch
     out = {"recording": rec.name, "units": st.X.shape[1], "seeds": seeds,
-           "refractory_ms": refractory_ms}
+           "refractory_ms": refractory_ms, "warmup": warmup}
     Y = st.targets
     reference = LogLikelihood().add(Y, np.broadcast_to(su.target.rates, Y.shape))
     n = int(min(free_s, st.duration_s) * 1000.0 / st.bin_ms)
@@ -60,6 +63,9 @@ def row(rec, seeds: list[int], seconds: float, free_s: float, refractory_ms: flo
     for variant, kwargs in (("states", {}), ("level", {"by": "level"})):
         t = time.perf_counter()
         model = PopulationStates(refractory_ms=refractory_ms, **kwargs).fit(su.target.train)
+        if warmup:
+            model = model.on_warmup(st.X, st.prime, st.warm)
+            out[f"{variant}_warmup"] = model.warmup_
         out[f"{variant}_fit_s"] = round(time.perf_counter() - t, 1)
         out[f"{variant}_n_states"] = model.n_states_
         if variant == "states" and model.recovery_ is not None:
@@ -120,10 +126,12 @@ def main() -> None:
     parser.add_argument("--free-s", type=float, default=30.0)
     parser.add_argument("--refractory-ms", type=float, default=REFRACTORY_MS,
                         help="window of the units' recovery factor (0: none)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="the chain as fitted on the train split (no on_warmup)")
     parser.add_argument("--only", nargs="*", help="recordings whose name contains one of these")
     args = parser.parse_args()
     print(table(report(lambda rec: [row(rec, args.seeds, args.seconds, args.free_s,
-                                        args.refractory_ms)],
+                                        args.refractory_ms, not args.no_warmup)],
                        args.only)))
 
 

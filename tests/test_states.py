@@ -15,24 +15,25 @@ from spikeviz.models.states import PopulationStates
 
 
 
-def burst_chain(rng: np.random.Generator, n_blocks: int) -> np.ndarray:
+def burst_chain(rng: np.random.Generator, n_blocks: int, enter: float = 0.02) -> np.ndarray:
     """Each 10-ms block's state: 0 quiet, 1 or 2 one assembly's burst (entered with probability
-    0.02 each, left with probability 0.2 a block)."""
+    `enter` each, left with probability 0.2 a block)."""
     state = np.zeros(n_blocks, np.int64)
     for b in range(1, n_blocks):
         s = state[b - 1]
         if s == 0:
-            state[b] = rng.choice(3, p=[0.96, 0.02, 0.02])
+            state[b] = rng.choice(3, p=[1 - 2 * enter, enter, enter])
         else:
             state[b] = 0 if rng.random() < 0.2 else s
     return state
 
 
-def assemblies(T: int = 200_000, seed: int = 0) -> np.ndarray:
+def assemblies(T: int = 200_000, seed: int = 0, enter: float = 0.02) -> np.ndarray:
     """Two assemblies of 6 units (0-5 and 6-11) that burst at 80 Hz apart from each other, each
-    for 50 ms on average (a 10-ms block ends a burst with probability 0.2); 2 Hz otherwise."""
+    for 50 ms on average (a 10-ms block ends a burst with probability 0.2), each entered with
+    probability `enter` a block; 2 Hz otherwise."""
     rng = np.random.default_rng(seed)
-    state = burst_chain(rng, T // 10)
+    state = burst_chain(rng, T // 10, enter)
     p = np.full((3, 12), 0.002)
     p[1, :6] = p[2, 6:] = 0.08
     rates = np.repeat(p[state], 10, axis=0)
@@ -58,6 +59,30 @@ def test_free_runs_keep_which_units_burst_together(fitted):
     assert within(gen) > 0.6 * within(real), (within(gen), within(real))
     assert abs(across(gen) - across(real)) < 0.03, (across(gen), across(real))
     assert 0.85 < run.mean() / X.mean() < 1.15            # no runaway, no silence
+
+
+def test_the_chain_follows_a_drifted_warm_up_and_never_reads_after_it(fitted):
+    """Bursts five times rarer than in training: the warm-up's transitions take over, so a free
+    run from it bursts as rarely; the same process as in training changes little; the bins after
+    the warm-up (the scored ones) are never read, and the fit itself is not changed."""
+    model, _ = fitted
+    fitted_chain = model.transitions_.copy()
+    X = assemblies(90_000, seed=4, enter=0.004)
+    warm = 30_000
+    drifted = model.on_warmup(X, 1, warm)
+    assert drifted.warmup_["kept"] and drifted.warmup_["share"] >= 0.5, drifted.warmup_
+    np.testing.assert_array_equal(model.transitions_, fitted_chain)
+    real = X[warm:].mean()
+    runs = {name: np.mean([m.simulate(X[:warm], 60_000, seed=s).mean() for s in range(3)])
+            for name, m in (("fitted", model), ("drifted", drifted))}
+    assert abs(runs["drifted"] / real - 1) < 0.5 * abs(runs["fitted"] / real - 1), (runs, real)
+    flipped = X.copy()
+    flipped[warm:] = 1 - flipped[warm:]
+    again = model.on_warmup(flipped, 1, warm)
+    np.testing.assert_array_equal(again.transitions_, drifted.transitions_)
+    assert again.warmup_ == drifted.warmup_
+    with pytest.raises(SpikevizError, match="warm-up"):
+        model.on_warmup(X, 0, 10)
 
 
 def test_the_population_level_alone_merges_the_assemblies():

@@ -29,7 +29,8 @@ def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
                       level=frame.threshold if frame.draw == "pooled" else level, seed=seed,
                       calibration=None if own else ev.calibration,
                       checkpoint=str(ev.generator.path or ""),
-                      generator=fitted_generator(ev.generator.name, data, ev.stretch.bin_ms)
+                      generator=fitted_generator(ev.generator.name, data, ev.stretch.bin_ms,
+                                                 ev.fitted)
                       if ev.fitted is not None else ev.generator.name,
                       rule=None if rule == "custom" or frame.draw != "pooled" else rule)
     return as_recording(generated, data, ev.stretch, made)

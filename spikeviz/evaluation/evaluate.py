@@ -20,7 +20,6 @@ from ..measures.uncertainty import paired_difference
 from ..models.baselines import ALL_BASELINES, Predictor, RatePredictor
 from ..models.checkpoint import load_model
 from ..models.registry import make_predictor
-from ..models.stack import StackPredictor
 from .stretch import N_UNITS, SECONDS, WARMUP_S, Setup, Stretch, setup
 
 
@@ -35,8 +34,9 @@ def for_target(model, X: np.ndarray, st: Stretch):
 def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predictor:
     """Baseline `name` as a user could fit it on the target: on its own train split (ewma-tuned,
     which needs no training data, on the warm-up); it predicts `setup.stretch` (recorded order).
-    `cache` (a dict) keeps fits across calls. The stack's guard, like a generalist's, is
-    chosen again on the stretch's warm-up (StackPredictor.on_warmup)."""
+    `cache` (a dict) keeps fits across calls. A fitted model that adapts to a stretch (the
+    stack's guard, like a generalist's, and the population states' chain: their `on_warmup`)
+    adapts to the stretch's warm-up."""
     target, st = setup.target, setup.stretch
     if name == "rate":
         return RatePredictor(target.rates)
@@ -47,7 +47,7 @@ def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predicto
     if key not in cache:
         cache[key] = make_predictor(name, st.bin_ms).fit(target.train)
     fitted = cache[key]
-    return fitted.on_warmup(st.X, st.prime, st.warm) if isinstance(fitted, StackPredictor) else fitted
+    return fitted.on_warmup(st.X, st.prime, st.warm) if hasattr(fitted, "on_warmup") else fitted
 
 
 def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test",

@@ -20,8 +20,7 @@ from ..generation.calibration import TargetCalibration, fit_free_running, fit_ta
 from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
 from ..measures.stats import fidelity_report
-from ..models.registry import make_predictor
-from .evaluate import for_target
+from .evaluate import fit_baseline, for_target
 from .stretch import GLM_FIT_BINS, N_UNITS, WARMUP_S, Setup, Stretch, setup
 
 THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
@@ -211,12 +210,18 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
 
 
-def fitted_generator(name: str, recording: Recording, bin_ms: float) -> str:
+def fitted_generator(name: str, recording: Recording, bin_ms: float, fitted=None) -> str:
     """How the trains of a model fitted on `recording` name their generator: the model and the
-    bins (s) it was fitted on (Source.train: the last GLM_FIT_BINS of the train split)."""
+    bins (s) it was fitted on (Source.train: the last GLM_FIT_BINS of the train split), and what
+    `fitted` adapted on the window's warm-up (the population states' chain)."""
     a, b = split_bounds(n_bins_of(recording.duration_s, bin_ms))["train"]
     a = max(a, b - GLM_FIT_BINS)
-    return f"{name} fitted on [{a * bin_ms / 1000.0:g}, {b * bin_ms / 1000.0:g}) s of {recording.name}"
+    made = f"{name} fitted on [{a * bin_ms / 1000.0:g}, {b * bin_ms / 1000.0:g}) s of {recording.name}"
+    warm = getattr(fitted, "warmup_", None)
+    if warm and warm["kept"]:
+        made += (f", its state chain re-estimated on the warm-up before the window (the "
+                 f"warm-up's share {warm['share']:g})")
+    return made
 
 
 def fitted_trains(fitted, stretch: Stretch, mode: str, n_bins: int, seed: int = 0) -> np.ndarray:
@@ -247,7 +252,7 @@ def generate_fitted(name: str, recording: Recording, window_s: tuple[float, floa
         raise SpikevizError(f"a free run of {name} draws with its own Bernoulli rule, not {draw!r}")
     su = setup(None, recording, window_s=tuple(window_s), n_units=n_units, warmup_s=warmup_s)
     st = su.model_stretch
-    fitted = make_predictor(name, st.bin_ms).fit(su.target.train)
+    fitted = fit_baseline(name, su)   # as the page and `evaluate` fit it, warm-up included
     prediction = predict(lambda: fitted, st)
     if rule is not None:
         level = prediction.threshold(rule)
@@ -256,7 +261,7 @@ def generate_fitted(name: str, recording: Recording, window_s: tuple[float, floa
     calibration = None if draw == "bernoulli" else prediction.calibration
     made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
                       seed=seed, rule=rule, calibration=calibration,
-                      generator=fitted_generator(name, recording, st.bin_ms))
+                      generator=fitted_generator(name, recording, st.bin_ms, fitted))
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)
 
 

@@ -1,6 +1,7 @@
 """The population-state model: a Markov chain over the population's activity patterns in 10-ms blocks drives every unit, so free runs keep the recording's bursts, synchrony and correlations without feeding spikes back."""
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numba
@@ -8,6 +9,7 @@ import numpy as np
 
 from ..errors import SpikevizError
 from ..measures.population import CORR_MS, count_correlations, similarity, window_sums
+from ..measures.uncertainty import BlockScores, paired_difference
 from .glm import _as_binary
 
 BLOCK_MS = 10.0             # a state holds for one block: bursts build and end over tens of ms
@@ -18,6 +20,8 @@ REFRACTORY_MS = 20.0        # a unit's own spike can lower its probability for t
 _RECOVERY_PRIOR = 0.5       # pseudo-spikes that pull a lag's recovery towards 1 (no suppression)
 _RECOVERY_FLOOR = 1e-3      # a spike inside a dead time stays possible (finite log-likelihood)
 _NEVER = -(1 << 40)         # "last spike" of a unit with none seen: every lag is past the window
+WARMUP_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)   # the warm-up's share of the chain's evidence
+_TRANSITION_PRIOR = 0.1     # pseudo-count per transition: one never seen stays possible
 
 
 @numba.njit(cache=True, nogil=True)
@@ -218,6 +222,9 @@ class PopulationStates:
     rates are divided by the mean factor its bins saw, so a unit keeps its count. A unit's own
     bursts beyond its state's rate are not modelled (the factor stays at 1 there).
     refractory_ms=0 leaves units without it: the model before it, draw for draw.
+
+    A recording drifts: `on_warmup` re-estimates the chain on a stretch's warm-up where that
+    predicts the warm-up better beyond doubt (the states and their rates stay).
     """
 
     name = "states"
@@ -272,23 +279,25 @@ class PopulationStates:
         from sklearn.decomposition import PCA
         from sklearn.exceptions import ConvergenceWarning
 
-        n = len(X) // self.block
-        B = X[:n * self.block].reshape(n, self.block, -1).sum(1, dtype=np.float32)
+        B = self._blocks(X)
+        n = len(B)
+        self.pca_ = None
         if self.by == "level":
             Z = B.sum(1, keepdims=True)
         else:
-            Z = np.sqrt(B / (B.mean(0) + 1e-3))
-            Z = PCA(min(self.n_components, *Z.shape), random_state=self.seed).fit_transform(Z)
+            self.unit_means_ = B.mean(0)
+            Z = np.sqrt(B / (self.unit_means_ + 1e-3))
+            self.pca_ = PCA(min(self.n_components, *Z.shape), random_state=self.seed).fit(Z)
+            Z = self.pca_.transform(Z)
         with warnings.catch_warnings():
             # Fewer distinct patterns than k (a sparse level): the empty clusters are dropped.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            labels = KMeans(k, n_init=3, random_state=self.seed).fit_predict(Z)
-        labels = np.unique(labels, return_inverse=True)[1]
-        k = labels.max() + 1
-        counts = np.zeros((k, k))
-        np.add.at(counts, (labels[:-1], labels[1:]), 1)
-        counts += 0.1                       # a transition never seen stays possible
-        self.transitions_ = counts / counts.sum(1, keepdims=True)
+            kmeans = KMeans(k, n_init=3, random_state=self.seed).fit(Z)
+        kept, labels = np.unique(kmeans.labels_, return_inverse=True)
+        self.centers_ = kmeans.cluster_centers_[kept]
+        k = len(kept)
+        self.counts_ = self._transition_counts(labels, k)
+        self.transitions_ = self._chain(self.counts_)
         occupancy = np.bincount(labels, minlength=k).astype(np.float64)
         spikes = np.zeros((k, X.shape[1]))
         np.add.at(spikes, labels, B)
@@ -306,6 +315,81 @@ class PopulationStates:
             exposure = _exposure(Xb, states, k, recovery)
             self.rates_ = np.clip((spikes + 0.01) / (exposure + 1), _LOW, _HIGH)
             self.recovery_ = recovery
+
+    def _blocks(self, X: np.ndarray) -> np.ndarray:
+        """(blocks, N) float32: each unit's spike count in each whole block of X."""
+        n = len(X) // self.block
+        return X[:n * self.block].reshape(n, self.block, -1).sum(1, dtype=np.float32)
+
+    def _labels(self, B: np.ndarray) -> np.ndarray:
+        """The state of each block of counts B: its nearest state centre, in the features the
+        states were clustered in."""
+        if self.pca_ is None:
+            Z = B.sum(1, keepdims=True)
+        else:
+            Z = self.pca_.transform(np.sqrt(B / (self.unit_means_ + 1e-3)))
+        return ((Z[:, None, :] - self.centers_[None]) ** 2).sum(-1).argmin(1)
+
+    @staticmethod
+    def _transition_counts(labels: np.ndarray, k: int) -> np.ndarray:
+        counts = np.zeros((k, k))
+        np.add.at(counts, (labels[:-1], labels[1:]), 1)
+        return counts
+
+    def _chain(self, counts: np.ndarray, warm: np.ndarray | None = None,
+               share: float = 0.0) -> np.ndarray:
+        """Transition probabilities from the training stretch's counts, with the share `share`
+        of the evidence from `warm`'s (scaled to as many transitions as the training's)."""
+        if warm is not None and share > 0 and warm.sum() > 0:
+            counts = (1 - share) * counts + share * warm * (counts.sum() / warm.sum())
+        counts = counts + _TRANSITION_PRIOR
+        return counts / counts.sum(1, keepdims=True)
+
+    def on_warmup(self, X: np.ndarray, start: int, stop: int) -> "PopulationStates":
+        """This model with its chain adapted to X[start:stop], the warm-up of a stretch to score
+        (its bins before the scored ones, never a scored bin).
+
+        A recording drifts: on the Aplysia recordings the test split is 2-50x less synchronous
+        than the train split, so a chain fitted on the train split spends too long in its burst
+        states. The warm-up's blocks are labelled with the fitted states, and their transitions
+        get a share (WARMUP_SHARES) of the chain's evidence: the share whose chain, counted on
+        the warm-up's first two thirds, best predicts the last third's bins (log-likelihood of
+        the filter), kept only if its gain over the chain as fitted has a 95 % block-bootstrap
+        interval above 0; then counted on the whole warm-up. The states' rates are kept."""
+        X = self._check(X)
+        if not 1 <= start < stop <= len(X):
+            raise SpikevizError(f"a warm-up needs 1 <= start < stop <= {len(X)} bins, got "
+                                f"{start} and {stop}")
+        k = len(self.transitions_)
+        blocks = self._labels(self._blocks(X[start:stop]))
+        half = len(blocks) // 2
+        mid = start + half * self.block
+        if half < 2:
+            return self
+        # Two folds: each half's bins predicted by a chain counted on the other half, so that
+        # every bin of the warm-up is judged and none by counts that include it.
+        folds = [(self._transition_counts(blocks[half:], k), start, mid),
+                 (self._transition_counts(blocks[:half], k), mid, stop)]
+        Y = np.concatenate([X[a + 1:b] for _, a, b in folds])
+        scores = {}
+        for share in WARMUP_SHARES:
+            model = copy.copy(self)
+            parts = []
+            for counts, a, b in folds:
+                model.transitions_ = self._chain(self.counts_, counts, share)
+                parts.append(model.predict(X[start:b - 1])[a - start:])
+            scores[share] = BlockScores.from_scores(Y, np.concatenate(parts))
+        best = max(WARMUP_SHARES, key=lambda a: scores[a].loglik.sum())
+        gain = paired_difference(scores[best], scores[0.0], "bits_per_spike", seed=self.seed)
+        keep = best > 0 and gain["ci95"] is not None and gain["ci95"][0] > 0
+        adapted = copy.copy(self)
+        adapted.warmup_ = {"share": best if keep else 0.0, "best": best, "kept": keep,
+                           "bits_per_spike_gain": gain["diff"], "ci95": gain["ci95"],
+                           "bins": len(Y)}
+        if keep:
+            adapted.transitions_ = self._chain(
+                self.counts_, self._transition_counts(blocks, k), best)
+        return adapted
 
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
