@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +57,14 @@ class Server(str):
         """Lines of the log that name an exception or an error."""
         return [line for line in self.log().splitlines() if PROBLEM.search(line)]
 
+    def thread_stacks(self) -> str:
+        """Every thread's stack, as the server dumps it into its log on SIGUSR1 (a server whose
+        setup script registered faulthandler for it: sessions_warm.py)."""
+        before = len(self.log())
+        os.kill(self.pid, signal.SIGUSR1)
+        time.sleep(2)
+        return self.log()[before:] or "(nothing dumped)"
+
     def assert_clean(self, after: str = "") -> None:
         """Fail, with the log's tail, when it names any exception or error."""
         assert not self.problems(), (f"the server logged exceptions{' after ' + after if after else ''}:\n"
@@ -79,6 +88,7 @@ def serve(app: str | Path = "app.py", env: dict | None = None, timeout_s: float 
                             # this checkout's spikeviz, whichever one the environment installed
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     server = Server(f"http://127.0.0.1:{port}", log_file)
+    server.pid = proc.pid
     failed = False
     try:
         deadline = time.time() + timeout_s

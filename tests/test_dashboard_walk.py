@@ -78,7 +78,10 @@ class Walk:
             self.server.assert_clean(after=what)
             return self.settled()
 
-        wait_until(self.page, settled_cleanly, 120, f"the page to settle after {what} (expecting {self.expect})")
+        try:
+            wait_until(self.page, settled_cleanly, 120, f"the page to settle after {what} (expecting {self.expect})")
+        except pytest.fail.Exception as exc:   # (a rare hang, seen once in CI: what was the server doing?)
+            pytest.fail(f"{exc.msg}\n--- the server's threads ---\n{self.server.thread_stacks()}")
         if self.expect.error:   # the readout says nothing was evaluated, not "Evaluating…"
             assert self.page.locator(".sv-readout .sv-stopped").count(), "a refusal under a waiting readout"
             return
