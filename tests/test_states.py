@@ -76,6 +76,8 @@ def test_the_chain_follows_a_drifted_warm_up_and_never_reads_after_it(fitted):
     runs = {name: np.mean([m.simulate(X[:warm], 60_000, seed=s).mean() for s in range(3)])
             for name, m in (("fitted", model), ("drifted", drifted))}
     assert abs(runs["drifted"] / real - 1) < 0.5 * abs(runs["fitted"] / real - 1), (runs, real)
+    same = model.on_warmup(assemblies(90_000, seed=4), 1, warm)   # the training's own process
+    assert not same.warmup_["kept"] and same.transitions_ is model.transitions_, same.warmup_
     flipped = X.copy()
     flipped[warm:] = 1 - flipped[warm:]
     again = model.on_warmup(flipped, 1, warm)

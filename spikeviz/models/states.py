@@ -352,10 +352,11 @@ class PopulationStates:
         A recording drifts: on the Aplysia recordings the test split is 2-50x less synchronous
         than the train split, so a chain fitted on the train split spends too long in its burst
         states. The warm-up's blocks are labelled with the fitted states, and their transitions
-        get a share (WARMUP_SHARES) of the chain's evidence: the share whose chain, counted on
-        the warm-up's first two thirds, best predicts the last third's bins (log-likelihood of
-        the filter), kept only if its gain over the chain as fitted has a 95 % block-bootstrap
-        interval above 0; then counted on the whole warm-up. The states' rates are kept."""
+        get a share (WARMUP_SHARES) of the chain's evidence: the share whose chain best predicts
+        the warm-up's bins (log-likelihood of the filter; each half predicted by a chain counted
+        on the other half), kept only if its gain over the chain as fitted has a 95 %
+        block-bootstrap interval above 0; then counted on the whole warm-up. The states' rates
+        are kept. A warm-up of fewer than four blocks leaves the model as it is."""
         X = self._check(X)
         if not 1 <= start < stop <= len(X):
             raise SpikevizError(f"a warm-up needs 1 <= start < stop <= {len(X)} bins, got "
