@@ -5,7 +5,7 @@ import pytest
 from spikeviz import SpikevizError
 from spikeviz.measures.likelihood import bits_per_spike
 from spikeviz.measures.metrics import ScoreHistogram
-from spikeviz.measures.uncertainty import (MIN_BLOCKS, BlockScores, block_length,
+from spikeviz.measures.uncertainty import (MIN_BLOCKS, BlockScores, block_length, guarded_choice,
                                           paired_block_bootstrap, paired_difference)
 
 
@@ -108,3 +108,28 @@ def test_a_short_stretch_gets_short_blocks_and_never_a_zero_width_interval():
     short = paired_block_bootstrap(Y[:9000], P_a[:9000], P_b[:9000], "bits_per_spike")
     assert short["n_blocks"] == 9 < MIN_BLOCKS and short["ci95"] is None
     assert "needs 10" in short["no_interval"] and np.isfinite(short["diff"])
+
+
+def test_the_guard_keeps_an_option_only_beyond_doubt():
+    """The oracle (option 1) beats each unit's mean rate (option 0) clearly: kept. A copy of the
+    unchanged model as option 0.5 gains exactly nothing: the unchanged model stays."""
+    Y, P_a, P_b = _simulate(np.random.default_rng(3), 20)
+    blocks = lambda P: BlockScores.from_scores(Y, P, block_bins=1000)  # noqa: E731
+    share, evidence = guarded_choice({0.0: blocks(P_b), 1.0: blocks(P_a)})
+    assert share == 1.0 and evidence["kept"] and evidence["ci95"][0] > 0
+    share, evidence = guarded_choice({0.0: blocks(P_b), 0.5: blocks(P_b.copy()), 1.0: blocks(P_b * 0.5)})
+    assert share == 0.0 and not evidence["kept"], evidence
+
+
+@pytest.mark.parametrize("ci95", [[-0.01, 0.05], None])
+def test_the_guard_turns_off_a_gain_whose_interval_reaches_zero(monkeypatch, ci95):
+    """The best option, clearly better, is still turned off when its interval reaches 0 or there
+    is none (too few blocks): the rule the stack's and the population states' guards share."""
+    import spikeviz.measures.uncertainty as module
+
+    Y, P_a, P_b = _simulate(np.random.default_rng(3), 20)
+    blocks = lambda P: BlockScores.from_scores(Y, P, block_bins=1000)  # noqa: E731
+    real = module.paired_difference
+    monkeypatch.setattr(module, "paired_difference", lambda *a, **k: real(*a, **k) | {"ci95": ci95})
+    share, evidence = guarded_choice({0.0: blocks(P_b), 1.0: blocks(P_a)})
+    assert evidence["best"] == 1.0 and share == 0.0 and not evidence["kept"]

@@ -131,3 +131,15 @@ def paired_block_bootstrap(Y: np.ndarray, P_a: np.ndarray, P_b: np.ndarray, metr
     95 % interval (see paired_difference)."""
     return paired_difference(BlockScores.from_scores(Y, P_a, block_bins),
                              BlockScores.from_scores(Y, P_b, block_bins), metric, n_boot, seed)
+
+
+def guarded_choice(scores: dict[float, BlockScores], seed: int = 0) -> tuple[float, dict]:
+    """The option (a number; 0 is the unchanged model, which `scores` must hold) with the best
+    log-likelihood, kept only if its bits/spike gain over 0 has a 95 % block-bootstrap interval
+    above 0, else 0; with the evidence. The guard of every model that adapts a part of itself
+    to held-out or warm-up bins (the stack's residual share, the population states' chain)."""
+    best = max(scores, key=lambda a: scores[a].loglik.sum())
+    gain = paired_difference(scores[best], scores[0.0], "bits_per_spike", seed=seed)
+    keep = best > 0 and gain["ci95"] is not None and gain["ci95"][0] > 0
+    return (best if keep else 0.0), {"best": best, "bits_per_spike_gain": gain["diff"],
+                                     "ci95": gain["ci95"], "kept": keep}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import SpikevizError
-from ..measures.uncertainty import MIN_BLOCK_BINS, MIN_BLOCKS, BlockScores, paired_difference
+from ..measures.uncertainty import MIN_BLOCK_BINS, MIN_BLOCKS, BlockScores, guarded_choice
 from .glm import _ROWS, CoupledGLMPredictor, WindowSums, _as_binary
 
 # The population's recent activity beyond the GLM's own 1 and 2-10 ms: bursts build and end
@@ -164,13 +164,9 @@ class StackPredictor:
             z[rows], r[rows] = zc, self._residual(F)
         with np.errstate(over="ignore"):
             P = {a: 1.0 / (1.0 + np.exp(-(z + np.float32(a) * r))) for a in GUARD_STEPS}
-        blocks = {a: BlockScores.from_scores(Y, p) for a, p in P.items()}
-        best = max(GUARD_STEPS, key=lambda a: blocks[a].loglik.sum())
-        gain = paired_difference(blocks[best], blocks[0.0], "bits_per_spike", seed=self.seed)
-        keep = best > 0 and gain["ci95"] is not None and gain["ci95"][0] > 0
-        return (best if keep else 0.0), {"best": best, "bits_per_spike_gain": gain["diff"],
-                                         "ci95": gain["ci95"], "bins": len(Y),
-                                         "kept": keep}
+        share, evidence = guarded_choice({a: BlockScores.from_scores(Y, p) for a, p in P.items()},
+                                         self.seed)
+        return share, evidence | {"bins": len(Y)}
 
     def on_warmup(self, X: np.ndarray, start: int, stop: int) -> "StackPredictor":
         """This stack with its guard chosen again on X[start:stop], the warm-up of a stretch to

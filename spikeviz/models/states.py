@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SpikevizError
 from ..measures.population import CORR_MS, count_correlations, similarity, window_sums
-from ..measures.uncertainty import BlockScores, paired_difference
+from ..measures.uncertainty import BlockScores, guarded_choice
 from .glm import _as_binary
 
 BLOCK_MS = 10.0             # a state holds for one block: bursts build and end over tens of ms
@@ -380,16 +380,12 @@ class PopulationStates:
                 model.transitions_ = self._chain(self.counts_, counts, share)
                 parts.append(model.predict(X[start:b - 1])[a - start:])
             scores[share] = BlockScores.from_scores(Y, np.concatenate(parts))
-        best = max(WARMUP_SHARES, key=lambda a: scores[a].loglik.sum())
-        gain = paired_difference(scores[best], scores[0.0], "bits_per_spike", seed=self.seed)
-        keep = best > 0 and gain["ci95"] is not None and gain["ci95"][0] > 0
+        share, evidence = guarded_choice(scores, self.seed)
         adapted = copy.copy(self)
-        adapted.warmup_ = {"share": best if keep else 0.0, "best": best, "kept": keep,
-                           "bits_per_spike_gain": gain["diff"], "ci95": gain["ci95"],
-                           "bins": len(Y)}
-        if keep:
+        adapted.warmup_ = {"share": share, **evidence, "bins": len(Y)}
+        if share:
             adapted.transitions_ = self._chain(
-                self.counts_, self._transition_counts(blocks, k), best)
+                self.counts_, self._transition_counts(blocks, k), share)
         return adapted
 
     def _check(self, X: np.ndarray) -> np.ndarray:
