@@ -5,12 +5,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from spikeviz.errors import SpikevizError
 from spikeviz.models.baselines import ALL_BASELINES
 from spikeviz.cli import main
 from spikeviz.evaluation.grid import GridSpec, run_grid
 
+# The quick baselines: the cells are about the grid (tasks, cache), not about the GLMs' fits.
 SPEC = dict(sessions=("invitro_210511001_bh", "invitro_210511001_lh"), losses=("focal",),
-            epochs=1, seconds=40.0, eval_seconds=5.0)
+            epochs=1, seconds=40.0, eval_seconds=5.0, baselines=("rate", "ewma"))
 
 
 def free_port() -> int:
@@ -26,7 +30,7 @@ def test_local_grid_caches_cells_and_recomputes_corrupt_ones(tmp_path):
     assert len(pairs) == 4
     for cell in first["cells"]:
         assert 0.5 < cell["model"]["roc_auc"] <= 1
-        assert set(cell["baselines"]) == set(ALL_BASELINES)
+        assert set(cell["baselines"]) == set(SPEC["baselines"])
         assert cell["direction"] == "vitro->vitro"
     # Rerun with one evaluation entry tampered (valid JSON, one score changed): the other three
     # cells and both trainings come from the cache; the tampered entry fails its checksum and is
@@ -62,7 +66,7 @@ def test_grid_on_a_real_scheduler_and_worker(tmp_path, capsys):
                 assert time.monotonic() < deadline, "the scheduler did not start"
                 time.sleep(0.5)
         argv = ["grid", "--sessions", "invitro_210511001_bh", "--losses", "focal", "--epochs", "1",
-                "--seconds", "40", "--eval-seconds", "5", "--scheduler", address,
+                "--seconds", "40", "--eval-seconds", "5", "--baselines", "ewma", "--scheduler", address,
                 "--out", str(tmp_path), "--json"]
         assert main(argv) == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -82,6 +86,12 @@ def test_grid_on_a_real_scheduler_and_worker(tmp_path, capsys):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def test_the_grid_scores_all_baselines_unless_told_and_refuses_unknown_ones():
+    assert GridSpec(sessions=("invitro_210511001_bh",)).baselines == ALL_BASELINES
+    with pytest.raises(SpikevizError, match=r"unknown baselines \['glm-couple'\]"):
+        GridSpec(sessions=("invitro_210511001_bh",), baselines=("glm-couple",))
 
 
 def test_bad_scheduler_address_is_one_clear_error(capsys, tmp_path):

@@ -51,6 +51,16 @@ def baseline_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def add_baselines(p: argparse.ArgumentParser, scored: str = "beside the model") -> None:
+    """The --baselines option of evaluate, table and grid."""
+    from ..models.baselines import ALL_BASELINES, FITTED_MODELS
+
+    p.add_argument("--baselines", type=baseline_list, default="all",
+                   help=f"baselines to score {scored}, comma-separated, from "
+                        f"{', '.join(ALL_BASELINES)} (all: these), or the population models "
+                        f"fitted on the recording ({', '.join(FITTED_MODELS)})")
+
+
 def split_text() -> str:
     """The chronological split in words, from the one place that defines it."""
     from ..data.binning import SPLIT_FRACTIONS

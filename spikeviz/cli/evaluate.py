@@ -7,7 +7,7 @@ import math
 import sys
 
 from ..errors import SpikevizError
-from . import HelpFormatter, add_data_options, baseline_list, load_from_args, note
+from . import HelpFormatter, add_data_options, add_baselines, load_from_args, note
 
 EPILOG = """\
 Units: on the checkpoint's own training recording its own columns; on any other recording the
@@ -34,8 +34,6 @@ class EpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 def add_parser(sub) -> None:
-    from ..models.baselines import ALL_BASELINES, FITTED_MODELS
-
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines on a recording",
                        description="Score a checkpoint's next-bin predictions (ROC-AUC, PR-AUC, "
                                    "per-unit AUCs, operating point) next to the rate, EWMA and GLM "
@@ -60,10 +58,7 @@ def add_parser(sub) -> None:
                    help="evaluate the first S seconds of the split (0: all of it)")
     p.add_argument("--units", type=int, default=128,
                    help="units for a transfer-preset model (the most active)")
-    p.add_argument("--baselines", type=baseline_list, default="all",
-                   help=f"baselines to score beside the model, comma-separated, from "
-                        f"{', '.join(ALL_BASELINES)} (all: these), or the population models "
-                        f"fitted on the recording ({', '.join(FITTED_MODELS)})")
+    add_baselines(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 

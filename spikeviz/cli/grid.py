@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import add_baselines
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("grid", help="the train x test x loss grid on a Dask cluster",
@@ -20,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-seconds", type=float, default=200.0,
                    help="cap on the evaluated stretch of each test split (s)")
     p.add_argument("--seed", type=int, default=0, help="seed of every training")
+    add_baselines(p, "beside each model")
     p.add_argument("--scheduler", default="local",
                    help="'local' (a local cluster) or a scheduler address tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=2, help="workers of the local cluster")
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpikevizError(f"--workers must be at least 1, got {args.workers}")
     spec = GridSpec(sessions=parse_list(args.sessions, default_sessions()),
                     losses=parse_list(args.losses, ()), preset=args.preset, epochs=args.epochs,
-                    seconds=args.seconds, seed=args.seed, eval_seconds=args.eval_seconds)
+                    seconds=args.seconds, seed=args.seed, eval_seconds=args.eval_seconds,
+                    baselines=args.baselines)
     result = run_grid(spec, args.out, scheduler=args.scheduler, workers=args.workers,
                       progress=(lambda msg: None) if args.json else print)
     if args.json:

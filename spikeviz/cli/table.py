@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 from ..errors import SpikevizError
-from . import baseline_list
+from . import add_baselines
 
 
 def add_parser(sub) -> None:
-    from ..models.baselines import ALL_BASELINES, FITTED_MODELS
-
     p = sub.add_parser(
         "table", help="the results table: every shipped model and run on the bundled sessions",
         description="Evaluate every shipped checkpoint (models/*.safetensors, or $SPIKEVIZ_MODELS) "
@@ -35,13 +33,14 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="evaluate checkpoints in this many processes (default 1)")
     p.add_argument("--force", action="store_true", help="replace existing table files in --out")
+    p.add_argument("--add", action="store_true",
+                   help="score only the --checkpoint ones and add their cells to the table in "
+                        "--out (cells of the same checkpoint replaced; the others kept), instead "
+                        "of scoring every checkpoint again")
     p.add_argument("--readme", action="append", default=[], metavar="FILE",
                    help="also rewrite the results section of this Markdown file (between "
                         "<!-- results:start --> and <!-- results:end -->; repeatable)")
-    p.add_argument("--baselines", type=baseline_list, default="all",
-                   help=f"baselines to score beside the model, comma-separated, from "
-                        f"{', '.join(ALL_BASELINES)} (all: these), or the population models "
-                        f"fitted on the recording ({', '.join(FITTED_MODELS)})")
+    add_baselines(p)
     p.add_argument("--json", action="store_true", help="print the table as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(run=run)
@@ -49,13 +48,21 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import resolve_checkpoint
-    from ..evaluation.report import TABLE_FILES, build_table, update_readme
+    from ..evaluation.report import TABLE_FILES, Table, build_table, update_readme
+    from ..evaluation.stretch import WARMUP_S
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise SpikevizError(f"--seconds must be positive and finite, got {args.seconds}")
     if args.jobs < 1:
         raise SpikevizError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.out and not args.force:
+    if args.add and not (args.out and args.checkpoint):
+        raise SpikevizError("--add needs --out (the table to add to) and --checkpoint (what to add)")
+    old = Table.read(Path(args.out) / "table.json") if args.add else None
+    if old is not None:   # checked before minutes of work, not after
+        old.check_same_scoring({"protocol": args.protocol, "unit_order": args.unit_order,
+                                "seconds": args.seconds, "warmup_s": WARMUP_S,
+                                "threshold": "youden"})
+    if args.out and not args.force and not args.add:
         for name in TABLE_FILES:   # checked before minutes of work, not after
             if (Path(args.out) / name).exists():
                 raise SpikevizError("exists already: pass --force to replace it",
@@ -65,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
                         protocol=args.protocol, jobs=args.jobs, baselines=args.baselines,
                         progress=(lambda m: None) if args.quiet else
                         (lambda m: print(f"evaluating {m}", file=sys.stderr, flush=True)))
+    if old is not None:
+        table = old.merged(table)
     if args.out:
-        for path in table.write(args.out, force=args.force):
+        for path in table.write(args.out, force=args.force or args.add):
             print(f"wrote {path}", file=sys.stderr)
     for path in args.readme:
         update_readme(path, table)

@@ -16,6 +16,7 @@ from ..errors import SpikevizError
 from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..data.catalog import find_session, open_recording, sessions
+from ..models.baselines import ALL_BASELINES, PREDICTORS
 from ..training.loop import TrainOptions, train_recording
 from ..training.workers import dask_client
 from .evaluate import evaluate_checkpoint
@@ -32,6 +33,7 @@ class GridSpec:
     seconds: float | None = None
     seed: int = 0
     eval_seconds: float = 200.0
+    baselines: tuple[str, ...] = ALL_BASELINES   # scored beside each model (spikeviz evaluate's)
 
     def __post_init__(self) -> None:
         if not self.sessions:
@@ -40,6 +42,9 @@ class GridSpec:
             raise SpikevizError(f"epochs must be at least 1, got {self.epochs}")
         if self.seconds is not None and not self.seconds > 0:
             raise SpikevizError(f"seconds must be positive, got {self.seconds}")
+        unknown = [b for b in self.baselines if b not in PREDICTORS]
+        if unknown:
+            raise SpikevizError(f"unknown baselines {unknown}: use {', '.join(PREDICTORS)}")
 
 
 def load_session_or_path(spec: str) -> tuple[Recording, str | None]:
@@ -88,11 +93,12 @@ def eval_cell(trained: dict[str, Any], test_session: str, spec: GridSpec, cache_
     recording, _ = load_session_or_path(test_session)
     recording = _first(recording, spec.seconds)
     key = content_key("eval", trained["key"], recording.content_hash(), spec.eval_seconds,
-                      __version__)
+                      list(spec.baselines), __version__)
     result = cache.get_json(key)
     cached = result is not None
     if not cached:
-        result = evaluate_checkpoint(trained["checkpoint"], recording, seconds=spec.eval_seconds)
+        result = evaluate_checkpoint(trained["checkpoint"], recording, seconds=spec.eval_seconds,
+                                     baselines=spec.baselines)
         cache.put_json(key, result)
     return {"train_session": trained["session"], "test_session": test_session,
             "loss": trained["loss"], "direction": result.get("direction"),
