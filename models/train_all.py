@@ -3,6 +3,11 @@ and the per-session paper-recipe models (`fast`), each configuration with seeds 
 
     python models/train_all.py [--jobs 2] [--only REGEX] [--deadline SECONDS] [--out models]
 
+`generalist-focal-corpus` also learns from the ten corpus recordings of two other labs
+(../shared/data/corpus: Aplysia pedal ganglion, rat CA1; MIT-licensed, not shipped in data/), each
+cut to its first 400 s as docs/corpus_generalist.md judged the recipe leave-recordings-out; it is
+skipped when ../shared is not there.
+
 Runs the trainings on a local Dask cluster (spikeviz.training.workers: one process and one torch
 thread a training, sharing the GPU if there is one).
 Finished checkpoints are skipped; one cut off (its resume state beside it) continues.
@@ -28,6 +33,8 @@ SESSIONS = (BH, LH, VIVO)
 SEEDS = (0, 1, 2)
 # The in vivo session is 3,541 s: its per-session models train on the first 1000 s, as before.
 SECONDS = {VIVO: 1000.0}
+# The recordings of two other labs (../shared/data/README.md has their sources and licences).
+CORPUS = ROOT.parent / "shared" / "data" / "corpus"
 ABLATIONS = {"context1": (("context", 1),), "nopop": (("population", False),),
              "nonorm": (("normalize", False),)}
 
@@ -43,6 +50,9 @@ def jobs() -> list[dict]:
         for seed in SEEDS:
             out.append(dict(file=_name(f"generalist-{loss}", seed), sessions=SESSIONS,
                             preset="generalist", loss=loss, seed=seed, epochs=15))
+    # The recipe docs/corpus_generalist.md judged K-fold by recording, trained on all 13.
+    out.append(dict(file="generalist-focal-corpus.safetensors", sessions=SESSIONS, corpus=True,
+                    preset="generalist", loss="focal", seed=0, epochs=20, seconds=400.0))
     for held in SESSIONS:
         rest = tuple(s for s in SESSIONS if s != held)
         for loss, seeds in (("focal", SEEDS), ("dice", (0,))):
@@ -67,7 +77,7 @@ def jobs() -> list[dict]:
 def run(job: dict, out_dir: str, max_epochs: int | None = None) -> dict:
     import torch
 
-    from spikeviz.data.catalog import session
+    from spikeviz.data.catalog import open_recording, session
     from spikeviz.training.loop import TrainOptions, state_path, train_recordings
 
     torch.set_num_threads(1)
@@ -76,11 +86,18 @@ def run(job: dict, out_dir: str, max_epochs: int | None = None) -> dict:
     resume = state_path(path).exists()   # a training cut off earlier continues where it stopped
     t0 = time.time()
     found = [session(s) for s in job["sessions"]]
+    recordings = [s.load() for s in found]
+    names, domains = [s.name for s in found], [s.domain for s in found]
+    if job.get("corpus"):
+        for p in sorted(CORPUS.glob("*.csv")):
+            recordings.append(open_recording(p))
+            names.append(None)   # not a bundled session: named by the checkpoint's "data"
+            domains.append("in vivo" if p.stem.startswith("rat") else "in vitro")
     opts = TrainOptions(preset=job["preset"], loss=job["loss"], seed=job["seed"],
                         epochs=min(job["epochs"], max_epochs or job["epochs"]),
                         batch_size=job.get("batch_size"), changes=tuple(job.get("changes", ())))
-    meta = train_recordings([s.load() for s in found], path, opts, seconds=job.get("seconds"),
-                            sessions=[s.name for s in found], domains=[s.domain for s in found],
+    meta = train_recordings(recordings, path, opts, seconds=job.get("seconds"),
+                            sessions=names, domains=domains,
                             force=True, resume=resume, progress=False, log=False)
     state_path(path).unlink(missing_ok=True)
     return {"file": job["file"], "seconds": round(time.time() - t0, 1), "epochs": meta["epochs"],
@@ -104,6 +121,9 @@ def main() -> None:
 
     todo = [j for j in jobs() if (not args.only or re.search(args.only, j["file"]))
             and not done(j)]
+    if any(j.get("corpus") for j in todo) and not any(CORPUS.glob("*.csv")):
+        print(f"no corpus recordings in {CORPUS}: generalist-focal-corpus is skipped", file=sys.stderr)
+        todo = [j for j in todo if not j.get("corpus")]
     t0 = time.time()
     log = []
     with dask_client(workers=args.jobs) as client:

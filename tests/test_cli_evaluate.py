@@ -1,5 +1,6 @@
 """`spikeviz evaluate` and `spikeviz table` from the command line, on bundled and merged recordings."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,17 @@ def test_table_cli(ckpt, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["table.csv", "table.json",
                                                                   "table.md"]
     assert "| cross domain | vitro->vivo | fast | dice |" in (tmp_path / "t" / "table.md").read_text()
+    # --add scores only the new checkpoint; its cells join the others (a second run replaces them).
+    other = make_checkpoint(tmp_path / f"{VITRO2}-focal.safetensors", name=VITRO2)
+    add = ["table", "--add", "--checkpoint", str(other), "--out", str(tmp_path / "t"), "--json",
+           "--quiet", "--baselines", "rate,ewma"]
+    assert main(add + ["--seconds", "2"]) == 2
+    assert "cannot add cells scored another way to the table: seconds 2.0 (the table's 1.0)" \
+        in capsys.readouterr().err
+    for _ in range(2):
+        t = _json(capsys, add + ["--seconds", "1"])
+        assert [r["checkpoint"] for r in t["rows"]] == [Path(ckpt).name] * 3 + [other.name] * 3
+    assert json.loads((tmp_path / "t" / "table.json").read_text())["rows"] == t["rows"]
 
 
 def test_generate_says_which_units_a_per_unit_model_left_out(ckpt, merged, tmp_path, capsys):

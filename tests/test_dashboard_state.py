@@ -593,3 +593,15 @@ def test_a_cli_checkpoint_names_the_recording_it_was_trained_on(tmp_path):
 
     path = good_checkpoint(tmp_path / "mine.safetensors", data="lab_rec_07", data_path="/lab/lab_rec_07.nwb")
     assert read_checkpoint(path).session == "lab_rec_07"
+
+
+def test_a_corpus_generalist_names_its_sessions_and_counts_the_other_recordings(tmp_path):
+    from spikeviz.dashboard.sources import read_checkpoint
+
+    from .robustness.hostile import good_checkpoint
+
+    corpus = [f"aplysia_{i}" for i in range(9)] + ["rat_ca1_lineartrack"]
+    path = good_checkpoint(tmp_path / "g.safetensors", preset="generalist",
+                           sessions=[VITRO, VIVO, *[None] * 10], data=" + ".join([VITRO, VIVO, *corpus]))
+    assert read_checkpoint(path).session == f"{VITRO} + {VIVO} + 10 other recordings"
+

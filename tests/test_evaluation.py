@@ -164,6 +164,21 @@ def test_table(ckpt, tmp_path):
         build_table([])
 
 
+def test_a_generalist_trained_beyond_the_bundled_sessions_is_its_own_table_group(tmp_path):
+    """The corpus generalist (bundled sessions + other labs' recordings, unnamed in "sessions")
+    is "seen" on the bundled sessions and never averaged with the bundled-only generalist."""
+    from .robustness.hostile import good_checkpoint
+
+    meta = dict(sessions=[VITRO, VITRO2, VIVO, None, None], domains=["in vitro"] * 5, session=None,
+                data=f"{VITRO} + {VITRO2} + {VIVO} + aplysia_Jun0214da01 + rat_ca1_lineartrack")
+    path = good_checkpoint(tmp_path / "generalist-focal-corpus.safetensors", preset="generalist",
+                           **meta)
+    table = build_table([path], seconds=1, warmup_s=8, baselines=("rate",))
+    assert [(r["kind"], r["config"]) for r in table.rows] == [
+        ("seen", "generalist + 2 other recordings")] * 3
+    assert table.rows[0]["train"].endswith("+ aplysia_Jun0214da01 + rat_ca1_lineartrack")
+
+
 @pytest.mark.parametrize("protocol", ["strict", "reference"])
 def test_the_rate_baseline_scores_zero_bits_per_spike(ckpt, protocol):
     """Bits per spike are a gain over each unit's train-split rate, and `rate` is that predictor:

@@ -11,7 +11,7 @@ from ..errors import SpikevizError
 from ..data.recording import Recording
 from .cache import LRUCache
 from ..data.catalog import shipped_checkpoints as paths, short_domain
-from ..models.header import read_meta
+from ..models.header import read_meta, trained_on
 
 DOMAINS = ("vitro", "vivo")
 DIRECTIONS = tuple(f"{a}->{b}" for a in DOMAINS for b in DOMAINS)
@@ -125,9 +125,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint's details from its safetensors header (nothing else is read or trusted)."""
     path = Path(path)
     info = read_meta(path)
-    # A bundled session's name, else the recording's as the CLI records it ("data": a file's).
-    sessions = [str(s) for s in info.get("sessions") or [] if s]
-    name = info.get("session") or " + ".join(sessions) or info.get("data") or ""
+    # Bundled sessions by name; other recordings (a file's, the corpus's) too, or their count
+    # when there are several, so the line stays short.
+    names, bundled = trained_on(info), set(bundled_names())
+    others = [n for n in names if n not in bundled]
+    name = " + ".join([n for n in names if n in bundled]
+                      + (others if len(others) < 2 else [f"{len(others)} other recordings"]))
     return Checkpoint(path, str(name), str(info.get("loss") or ""), str(info.get("preset") or ""),
                       short_domain(info.get("domain")) if info.get("domain") else None)
 

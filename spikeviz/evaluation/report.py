@@ -16,6 +16,7 @@ from ..data.catalog import models_dir, sessions, shipped_checkpoints
 from ..errors import SpikevizError
 from ..measures.scoring import json_safe
 from ..models.checkpoint import load_model
+from ..models.header import trained_on
 from ..training.workers import dask_client
 from .evaluate import evaluate_checkpoint
 from .stretch import SECONDS, WARMUP_S
@@ -34,18 +35,18 @@ def table_checkpoints(directory: str | Path | None = None) -> list[Path]:
     return shipped_checkpoints(d) + runs
 
 
-def _trained_on(meta: dict) -> list[str]:
-    return list(meta.get("sessions") or [meta.get("session") or meta.get("data")])
-
-
 def _config_name(meta: dict) -> str:
-    """The preset, with its ablation ("generalist, population=False")."""
+    """The preset, with its ablation ("generalist, population=False") and the recordings beyond
+    the bundled sessions it learnt from ("generalist + 10 other recordings")."""
     changes = (meta.get("train_options") or {}).get("changes") or []
-    return meta.get("preset", "?") + "".join(f", {k}={v}" for k, v in changes)
+    bundled = {s.name for s in sessions()}
+    others = len([t for t in trained_on(meta) if t not in bundled]) if meta.get("sessions") else 0
+    return (meta.get("preset", "?") + "".join(f", {k}={v}" for k, v in changes)
+            + (f" + {others} other recording{'s' if others > 1 else ''}" if others else ""))
 
 
 def _kind(meta: dict, test: str, direction: str | None) -> str:
-    trained = _trained_on(meta)
+    trained = trained_on(meta)
     if len(trained) > 1 or meta.get("preset") == "generalist":
         return "seen" if test in trained else "zero-shot"
     if test in trained:
@@ -65,7 +66,7 @@ def _mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None
 def table_row(result: dict, meta: dict, test: str) -> dict:
     """One table cell from an evaluate_checkpoint result."""
     b, m, c = result["baselines"], result["model"], result["comparison"]
-    trained = _trained_on(meta)
+    trained = trained_on(meta)
     row = {"checkpoint": Path(result["checkpoint"]).name,
            "train": trained[0] if len(trained) == 1 else " + ".join(trained),
            "test_session": test, "direction": result["direction"],
@@ -187,6 +188,25 @@ class Table:
             tmp.write_text(json.dumps(self.as_dict(), indent=1))
         return paths
 
+    def check_same_scoring(self, settings: dict) -> None:
+        """Refuse cells scored other than this table's (protocol, stretch, threshold)."""
+        same = ("protocol", "unit_order", "seconds", "warmup_s", "threshold")
+        differ = [k for k in same if self.settings.get(k) != settings.get(k)]
+        if differ:
+            raise SpikevizError("cannot add cells scored another way to the table: "
+                                + ", ".join(f"{k} {settings.get(k)!r} (the table's "
+                                            f"{self.settings.get(k)!r})" for k in differ))
+
+    def merged(self, new: "Table") -> "Table":
+        """This table with `new`'s cells added: a checkpoint in both has only `new`'s cells. The
+        two must have been scored the same way (protocol, stretch, threshold)."""
+        self.check_same_scoring(new.settings)
+        names = {r["checkpoint"] for r in new.rows}
+        kept = {Path(c).name: c for c in self.settings.get("checkpoints", [])}
+        kept |= {Path(c).name: c for c in new.settings.get("checkpoints", [])}
+        return Table([r for r in self.rows if r["checkpoint"] not in names] + new.rows,
+                     self.settings | {"checkpoints": list(kept.values())})
+
     @classmethod
     def read(cls, path: str | Path) -> "Table":
         """A table written by `write` (its table.json)."""
@@ -237,7 +257,7 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
     targets = sessions()
     for path in paths:
         model = load_model(path)
-        trained = set(_trained_on(model.meta))
+        trained = set(trained_on(model.meta))
         left_out = 1 < len(trained) < len(targets)
         for test in targets:
             if left_out and test.name in trained:

@@ -66,6 +66,19 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def trained_on(meta: dict[str, Any]) -> list[str]:
+    """The names of the recordings a checkpoint was trained on: bundled sessions by their
+    catalog name, other recordings (a file's, a corpus recording's) by the name in "data"."""
+    sessions = meta.get("sessions")
+    if not isinstance(sessions, list) or not sessions:
+        one = meta.get("session") or meta.get("data")
+        return [str(one)] if one else []
+    names = str(meta.get("data") or "").split(" + ")
+    if len(names) != len(sessions):
+        names = [""] * len(sessions)
+    return [str(s or n) for s, n in zip(sessions, names) if s or n]
+
+
 def check_format(meta: dict[str, Any], path: Path) -> None:
     if meta.get("format_version") != FORMAT_VERSION:
         raise SpikevizError(f"checkpoint format {meta.get('format_version')!r}, this spikeviz "

@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 
 from spikeviz.models.checkpoint import save_checkpoint
-from spikeviz.models.model import SpikeTransformer, preset_config
+from spikeviz.models.build import build_model
+from spikeviz.models.model import preset_config
 
 MARKER = "HOSTILE_PAYLOAD_RAN"
 
@@ -32,8 +33,8 @@ class Touch:
 def good_checkpoint(path: Path, n_units: int = 10, preset: str = "fast", **meta) -> Path:
     """A small valid spikeviz checkpoint (random weights)."""
     torch.manual_seed(0)
-    model = SpikeTransformer(preset_config(preset, n_units)).eval()
-    save_checkpoint(model, path, {"n_units": n_units, "bin_ms": 1.0, "loss": "focal",
+    model = build_model(preset_config(preset, n_units)).eval()
+    save_checkpoint(model, path, {"n_units": n_units, "bin_ms": 1.0, "loss": "focal", "preset": preset,
                                   "unit_ids": [str(i) for i in range(n_units)]} | meta)
     return path
 
