@@ -333,7 +333,7 @@ def test_checkpoint_by_path_is_checked_against_the_roots():
 
 def test_a_typed_threshold_survives_new_evaluations():
     """Only a pressed preset moves the threshold: a new session's evaluation keeps a typed one."""
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.threshold = 0.0123
     assert state.threshold_rule == "custom"
     state.session = VIVO
