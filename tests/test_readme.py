@@ -73,18 +73,23 @@ def test_quick_start_comes_first_and_says_how_to_reach_the_cli():
         assert (README.parent / image).is_file(), image
 
 
+def _slugs(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown text's headings."""
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
+            for h in re.findall(r"(?m)^#+ (.*)", text)}
+
+
 def test_links_to_headings_and_files_resolve():
-    text = README.read_text()
-    slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
-             for h in re.findall(r"(?m)^#+ (.*)", text)}
-    for target in re.findall(r"\]\(([^)]+)\)", text):
-        if target.startswith("#"):
-            assert target[1:] in slugs, target
-        elif not target.startswith("http"):
-            assert (README.parent / target).exists(), target
-    for doc in (README.parent / "docs").glob("*.md"):
-        for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
-            assert target.startswith("http") or (doc.parent / target).exists(), (doc.name, target)
+    """Every link of README.md and docs/*.md reaches its file and, after a '#', its heading."""
+    for doc in (README, *(README.parent / "docs").glob("*.md")):
+        for target in re.findall(r"\]\(([^)]+)\)", doc.read_text()):
+            if target.startswith("http"):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = doc.parent / path if path else doc
+            assert linked.exists(), (doc.name, target)
+            if anchor and linked.suffix == ".md":
+                assert anchor in _slugs(linked.read_text()), (doc.name, target)
 
 
 def test_results_table_sits_between_its_markers():
