@@ -48,8 +48,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import resolve_checkpoint
-    from ..evaluation.report import TABLE_FILES, Table, build_table, update_readme
-    from ..evaluation.stretch import WARMUP_S
+    from ..evaluation.report import (TABLE_FILES, Table, build_table, scoring_settings,
+                                     update_readme)
 
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise SpikevizError(f"--seconds must be positive and finite, got {args.seconds}")
@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpikevizError("--add needs --out (the table to add to) and --checkpoint (what to add)")
     old = Table.read(Path(args.out) / "table.json") if args.add else None
     if old is not None:   # checked before minutes of work, not after
-        old.check_same_scoring({"protocol": args.protocol, "unit_order": args.unit_order,
-                                "seconds": args.seconds, "warmup_s": WARMUP_S,
-                                "threshold": "youden"})
+        old.check_same_scoring(scoring_settings(seconds=args.seconds, unit_order=args.unit_order,
+                                                protocol=args.protocol))
     if args.out and not args.force and not args.add:
         for name in TABLE_FILES:   # checked before minutes of work, not after
             if (Path(args.out) / name).exists():

@@ -226,6 +226,16 @@ def _pm(s: dict, col: str, nd: int = 3, sign: bool = False) -> str:
     return "-" if m is None else _f(m, nd, sign) + ("" if sd is None else f" ± {sd:.{nd}f}")
 
 
+def scoring_settings(*, seconds: float = SECONDS, warmup_s: float = WARMUP_S,
+                     unit_order: str = "auto", protocol: str = "strict",
+                     threshold: float | str = "youden") -> dict:
+    """How a table's cells are scored (its settings, less the checkpoints): what cells added to
+    a table must share with it."""
+    return {"protocol": protocol, "unit_order": unit_order, "seconds": seconds,
+            "warmup_s": warmup_s, "split": "test", "split_fractions": SPLIT_NAME,
+            "threshold": threshold}
+
+
 def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: float = SECONDS,
                 warmup_s: float = WARMUP_S, unit_order: str = "auto", protocol: str = "strict",
                 threshold: float | str = "youden", baselines: Sequence[str] | None = None,
@@ -238,9 +248,10 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
     if not paths:
         raise SpikevizError(f"no checkpoints in {models_dir()}: train some (spikeviz train) or "
                             f"set $SPIKEVIZ_MODELS")
-    table = Table(settings={"protocol": protocol, "unit_order": unit_order, "seconds": seconds,
-                            "warmup_s": warmup_s, "split": "test", "split_fractions": SPLIT_NAME,
-                            "threshold": threshold, "checkpoints": [str(p) for p in paths]})
+    table = Table(settings=scoring_settings(seconds=seconds, warmup_s=warmup_s,
+                                            unit_order=unit_order, protocol=protocol,
+                                            threshold=threshold)
+                  | {"checkpoints": [str(p) for p in paths]})
     if jobs > 1 and len(paths) > 1:
         groups = [paths[k::jobs] for k in range(jobs)]
         options = dict(seconds=seconds, warmup_s=warmup_s, unit_order=unit_order,
