@@ -132,6 +132,12 @@ def chromium() -> Iterator:
         try:
             yield b
         finally:
+            # Pages closed as a person closes a tab (the page's websocket says "going away"):
+            # a browser killed with its pages open cut a websocket mid-message, and the server's
+            # asyncio logged the unread WebSocketClosedError of that write.
+            for context in b.contexts:
+                for page in context.pages:
+                    page.close()
             b.close()
 
 

@@ -1,7 +1,8 @@
-"""The two upstream races sync.py works around: each shown on unpatched Bokeh or Panel (those tests
+"""The three upstream races sync.py works around: each shown on unpatched Bokeh or Panel (those tests
 fail once upstream fixes it: drop the shim then), and each fixed by the shim."""
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
@@ -94,3 +95,57 @@ def test_a_change_held_after_the_pull_is_kept_for_the_page():
     sync.install()
     held, dispatched, kept = _held_change(panel_document._drain_unconnected_events)
     assert kept == [held] and held not in dispatched
+
+
+class _Socket:
+    """A page's websocket, of a kind Panel writes to through its `extra_socket_handlers`."""
+
+    def __init__(self):
+        self.sent: list = []
+
+
+class _Connection:
+    def __init__(self):
+        self._socket = _Socket()
+
+
+def _queued_while_writing(dispatch) -> list:
+    """What the page is sent when message "b" is queued (as Panel's schedule_write_events queues
+    it, with a task of its own) while a dispatch task awaits its write of message "a"."""
+    async def run() -> list:
+        doc, conn = Document(), _Connection()
+        written = asyncio.get_running_loop().create_future()
+
+        def write(conn, msg=None) -> list:
+            conn._socket.sent.append(msg)
+            return [written] if msg == "a" else []
+
+        panel_document.extra_socket_handlers[_Socket] = write
+        try:
+            panel_document._WRITE_BLOCK[doc] = True
+            panel_document._WRITE_MSGS[doc] = {conn: ["a"]}
+            first = asyncio.ensure_future(dispatch(doc))
+            await asyncio.sleep(0)   # "a" sent, its write awaited
+            panel_document._WRITE_BLOCK[doc] = True
+            panel_document._WRITE_MSGS.setdefault(doc, {}).setdefault(conn, []).append("b")
+            written.set_result(None)
+            await first              # the first task ends before "b"'s own task starts
+            await dispatch(doc)
+            await asyncio.gather(*panel_document._write_tasks.get(doc, []))
+            return conn._socket.sent
+        finally:
+            del panel_document.extra_socket_handlers[_Socket]
+
+    return asyncio.run(run())
+
+
+def test_upstream_panel_leaves_a_change_queued_during_a_write_unsent():
+    """docs/upstream.md, Panel: fails once Panel writes such a change (drop _flushes_queued)."""
+    upstream = getattr(panel_document._dispatch_msgs, "__wrapped__", panel_document._dispatch_msgs)
+    assert _queued_while_writing(upstream) == ["a"], "Panel now sends the queued change"
+    assert sync.PANEL_AFFECTED, "the installed Panel has the race: extend PANEL_AFFECTED"
+
+
+def test_a_change_queued_during_a_write_is_sent():
+    sync.install()
+    assert _queued_while_writing(panel_document._dispatch_msgs) == ["a", "b"]

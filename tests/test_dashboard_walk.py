@@ -183,9 +183,6 @@ class Walk:
         return "fit, cancelled"
 
     def download(self) -> str:
-        if self.tab != "Results":
-            self.page.locator(".bk-tab", has_text="Results").first.click()
-            self.tab = "Results"
         label = self.rng.choice(DOWNLOADS)
         button = self.page.locator(".sv-downloads button", has_text=label).first
         button.wait_for(state="visible", timeout=60_000)

@@ -143,6 +143,9 @@ def controls(state: DashboardState) -> pn.Column:
                                       button_style="outline"),
         W.EditableFloatSlider.from_param(state.param.threshold, name="Decision threshold", format="0.0000",
                                          css_classes=["sv-threshold"]),
+        # In the sidebar, reachable from every tab (in the Results tab, a download meant a tab
+        # switch first).
+        "### Downloads", downloads(state),
         busy, sizing_mode="stretch_width")
 
 
@@ -184,7 +187,9 @@ def window_controls(state: DashboardState) -> pn.Row:
                   W.Select.from_param(state.param.window_length, width=90, css_classes=["sv-length"]))
 
 
-def downloads(state: DashboardState) -> pn.FlexBox:
+def downloads(state: DashboardState) -> pn.Column:
+    """The figures, this evaluation's metrics, the cross-session table and the generated trains
+    as files; those of an evaluation wait for one."""
     def png():
         if state.evaluation is None or state.frame is None:
             return None
@@ -200,10 +205,10 @@ def downloads(state: DashboardState) -> pn.FlexBox:
         return io.BytesIO(as_file(generated_recording(state.frame, state.recording, state.threshold_rule, state.seed, state.draw_level),
                                   name))
 
-    button = dict(button_type="primary", button_style="outline", width=270)
+    button = dict(button_type="primary", button_style="outline", sizing_mode="stretch_width")
     # An evaluation's files wait for it: a click with none to write did nothing, and logged why.
     evaluated = button | {"disabled": pn.bind(lambda frame: frame is None, state.param.frame)}
-    return pn.FlexBox(
+    return pn.Column(
         pn.widgets.FileDownload(callback=png, filename="spikeviz_figures.png", label="Figures (PNG)", **evaluated),
         pn.widgets.FileDownload(callback=lambda: csv(results.current_metrics(state.evaluation, state.frame)),
                                 filename="spikeviz_metrics.csv", label="This evaluation (CSV)", **evaluated),
@@ -215,7 +220,7 @@ def downloads(state: DashboardState) -> pn.FlexBox:
         # The CSV with its provenance sidecar, as `spikeviz generate --out x.csv` writes them.
         pn.widgets.FileDownload(callback=lambda: trains("spikeviz_generated.csv"), filename="spikeviz_generated.zip",
                                 label="Generated trains (CSV + provenance JSON, zip)", **evaluated),
-        css_classes=["sv-downloads"])
+        css_classes=["sv-downloads"], sizing_mode="stretch_width")
 
 
 def cross_table_view(table: dict | None) -> pn.viewable.Viewable:
@@ -238,7 +243,7 @@ def results_tab(state: DashboardState) -> pn.Column:
                                            state.param.frame),
                                    show_index=False, disabled=True, sizing_mode="stretch_width",
                                    layout="fit_data_stretch")
-    return pn.Column("#### This evaluation (click a header to sort)", metrics, downloads(state),
+    return pn.Column("#### This evaluation (click a header to sort)", metrics,
                      pn.Row("#### Cross-session table",
                             pn.widgets.Button.from_param(state.param.compute_table, button_type="light",
                                                          width=200)),

@@ -1,7 +1,7 @@
 """Bokeh document sync: what the page has not received is sent, whatever else the page is doing.
 
-Two races between Bokeh's server session and Panel lost changes on their way to the page; each is
-fixed by a patch installed once per process.
+Three races between Bokeh's server session and Panel lost changes on their way to the page; each
+is fixed by a patch installed once per process.
 
 Models added, not yet sent, when the browser sends a change. Bokeh (3.4 to 3.9 at least) marks
 every model of a document as received by the browser whenever the browser sends a change:
@@ -22,7 +22,16 @@ eight-session test). Once the document is pulled, those changes are kept with th
 already sends when the page reports (in order, from a locked callback). Counting the session as
 connected from the pull instead made HoloViews apply range updates outside the document lock.
 
-No upstream report was found for either (Panel's #8692, fixed in 1.9.4, is the neighbouring
+Changes scheduled while Panel writes earlier ones. Panel (1.9.4) writes a held change it cannot
+write at once from a task (`_dispatch_msgs`), and a change made while that task awaits its write is
+queued behind it (`_WRITE_MSGS`) with a task of its own. When the first task finishes it clears the
+write block (`_WRITE_BLOCK`) whatever was queued meanwhile, and the second task, finding no block,
+returns without writing: the change waits for the next one. A refused path or upload whose job
+failed within ~50 ms of its progress message left the page showing "loading ..." and no error
+(the dashboard's random walk: 3 of 6 seeds of 60 steps); the next action sent it. The patched task
+writes what is still queued when it ends.
+
+No upstream report was found for any (Panel's #8692, fixed in 1.9.4, is the neighbouring
 case of events held before any pull): both are written up in docs/upstream.md. Each shim applies
 only to the versions known affected (BOKEH_AFFECTED, PANEL_AFFECTED), and
 tests/test_dashboard_sync.py shows each race on unpatched Bokeh or Panel: that test fails once
@@ -87,6 +96,18 @@ def _kept_once_pulled(drain):
     return drained
 
 
+def _flushes_queued(dispatch):
+    @functools.wraps(dispatch)
+    async def dispatched(doc: Document) -> None:
+        await dispatch(doc)
+        if doc not in panel_document._WRITE_BLOCK and panel_document._WRITE_MSGS.get(doc):
+            panel_document._WRITE_BLOCK[doc] = True
+            panel_document._dispatch_write_task(doc, panel_document._dispatch_msgs, doc)
+
+    dispatched.flushes_queued = True
+    return dispatched
+
+
 def install() -> None:
     """Patch Bokeh's document sync and Panel's hold once per process, where affected."""
     if BOKEH_AFFECTED and not getattr(Document.apply_json_patch, "keeps_unsent", False):
@@ -95,3 +116,5 @@ def install() -> None:
         ServerSession._handle_pull = _marked_pulled(ServerSession._handle_pull)
     if PANEL_AFFECTED and not getattr(panel_document._drain_unconnected_events, "keeps_pulled", False):
         panel_document._drain_unconnected_events = _kept_once_pulled(panel_document._drain_unconnected_events)
+    if PANEL_AFFECTED and not getattr(panel_document._dispatch_msgs, "flushes_queued", False):
+        panel_document._dispatch_msgs = _flushes_queued(panel_document._dispatch_msgs)

@@ -1,0 +1,107 @@
+"""Trial (issue #27): a fine-tuned generalist whose warm-up guard may also lean on the target's own
+coupled GLM, against that GLM, on a recording the starting generalist never saw.
+
+    python benchmarks/trial_guard_glm.py --data PATH --init FOLD_GENERALIST [--seconds 120] [--seed 0]
+
+As benchmarks/bench_finetune.py: the first --seconds of the recording, fine-tuned with the
+defaults of `spikeviz train --init` on its train split, scored on its test split after the
+standard warm-up (strict protocol). Three predictors on the same bins: glm-coupled (fitted on the
+train split, as `evaluate` fits it), the fine-tuned generalist (its guard fitted on the warm-up,
+as `evaluate` does), and the blend: logit = a z_model + b z_glm + c, fitted by the one logistic
+solver on the same warm-up bins (never a scored bin). Prints one JSON line: each one's PR-AUC and
+bits/spike, and the model and the blend against glm-coupled (ratios, paired differences, 95 %
+block-bootstrap intervals).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from spikeviz.data.catalog import open_recording, session  # noqa: E402
+from spikeviz.evaluation.evaluate import fit_baseline, for_target  # noqa: E402
+from spikeviz.evaluation.stretch import setup  # noqa: E402
+from spikeviz.generation.predict import ModelPredictor  # noqa: E402
+from spikeviz.measures.likelihood import LogLikelihood  # noqa: E402
+from spikeviz.measures.scoring import aligned, score_stretch  # noqa: E402
+from spikeviz.measures.uncertainty import paired_difference  # noqa: E402
+from spikeviz.models.checkpoint import load_model  # noqa: E402
+from spikeviz.models.logistic import fit_logistic  # noqa: E402
+from spikeviz.training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions, train_recording  # noqa: E402
+
+EPS = 1e-6
+
+
+def logit(P: np.ndarray) -> np.ndarray:
+    P = np.clip(P.astype(np.float64), EPS, 1 - EPS)
+    return np.log(P) - np.log1p(-P)
+
+
+def fit_blend(zm: np.ndarray, zg: np.ndarray, X: np.ndarray, prime: int, warm: int,
+              max_cells: int = 400_000, seed: int = 0) -> tuple[float, float, float]:
+    """(a, b, c) of logit = a zm + b zg + c on the warm-up's pairs (as the guard is fitted)."""
+    y, m = aligned(zm[prime:warm], X[prime:warm])
+    _, g = aligned(zg[prime:warm], X[prime:warm])
+    y, m, g = y.ravel().astype(bool), m.ravel(), g.ravel()
+    n_pos = int(y.sum())
+    q_neg = min(1.0, max(1, max_cells - n_pos) / (y.size - n_pos))
+    keep = y | (np.random.default_rng(seed).random(y.size) < q_neg)
+    fit = fit_logistic(y[keep], np.stack((m[keep], g[keep]), axis=1), offset=-np.log(q_neg))
+    a, b = (float(v) for v in fit.coef)
+    return a, b, float(fit.intercept)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="any recording (else --session)")
+    ap.add_argument("--session", default="invitro_210511001_lh")
+    ap.add_argument("--init", required=True, help="the generalist that never saw the recording")
+    ap.add_argument("--seconds", type=float, default=120.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rec = (open_recording(args.data) if args.data else session(args.session).load()).slice(0.0, args.seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "fitted.safetensors"
+        t0 = time.perf_counter()
+        train_recording(rec, out, TrainOptions(loss="focal", epochs=FINE_TUNE_EPOCHS, lr=FINE_TUNE_LR,
+                                               seed=args.seed, init=args.init), progress=False, log=False)
+        fit_s = time.perf_counter() - t0
+        model = load_model(out)
+    su = setup(model, rec, split="test", seconds=None)
+    st, ms = su.stretch, su.model_stretch
+    X = ms.X
+    cols = {str(u): i for i, u in enumerate(st.unit_ids)}
+    order = np.array([cols[str(u)] for u in ms.unit_ids])   # recorded columns -> model columns
+    P_glm = fit_baseline("glm-coupled", su).predict(st.X)[:, order]
+    P_model = ModelPredictor(for_target(model, X, st)).predict(X)
+    zm, zg = logit(P_model), logit(P_glm)
+    a, b, c = fit_blend(zm, zg, X, st.prime, st.warm, seed=args.seed)
+    P_blend = 1.0 / (1.0 + np.exp(-(a * zm + b * zg + c)))
+    reference = LogLikelihood().add(*aligned(np.broadcast_to(su.target.rates[order], X[st.warm:].shape),
+                                             X[st.warm:]))
+    scored = {name: score_stretch(P, X, st.warm, "strict", st.prime)
+              for name, P in (("glm", P_glm), ("model", P_model), ("blend", P_blend))}
+    row = {"recording": rec.name, "seconds": args.seconds, "init": Path(args.init).name, "seed": args.seed,
+           "fit_s": round(fit_s, 1), "blend": [a, b, c]}
+    for name, s in scored.items():
+        row[f"{name}_pr"] = s.hists["strict"].pr_auc
+        row[f"{name}_bps"] = (s.loglik - reference.total) / max(reference.n_spikes, 1) / np.log(2)
+    for name in ("model", "blend"):
+        pr = paired_difference(scored[name].blocks, scored["glm"].blocks, "pr_auc")
+        bits = paired_difference(scored[name].blocks, scored["glm"].blocks, "bits_per_spike")
+        row |= {f"{name}_pr_ratio": row[f"{name}_pr"] / row["glm_pr"],
+                f"{name}_bps_ratio": row[f"{name}_bps"] / row["glm_bps"],
+                f"{name}_pr_ci95": pr["ci95"], f"{name}_bps_ci95": bits["ci95"]}
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
