@@ -32,8 +32,8 @@ failed within ~50 ms of its progress message left the page showing "loading ..."
 writes what is still queued when it ends.
 
 No upstream report was found for any (Panel's #8692, fixed in 1.9.4, is the neighbouring
-case of events held before any pull): all three are written up in docs/upstream.md. Each shim applies
-only to the versions known affected (BOKEH_AFFECTED, PANEL_AFFECTED), and
+case of events held before any pull): all three are written up in docs/upstream.md. Each shim
+applies only to the versions known affected (BOKEH_AFFECTED, PANEL_AFFECTED), and
 tests/test_dashboard_sync.py shows each race on unpatched Bokeh or Panel: that test fails once
 upstream fixes it, and the shim goes.
 """
