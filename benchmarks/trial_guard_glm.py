@@ -28,36 +28,15 @@ sys.path.insert(0, str(ROOT))
 
 from spikeviz.data.catalog import open_recording, session  # noqa: E402
 from spikeviz.evaluation.evaluate import fit_baseline, for_target  # noqa: E402
+from spikeviz.evaluation.pipeline import logits  # noqa: E402
+from spikeviz.generation.adapt import fit_guard  # noqa: E402
 from spikeviz.evaluation.stretch import setup  # noqa: E402
 from spikeviz.generation.predict import ModelPredictor  # noqa: E402
 from spikeviz.measures.likelihood import LogLikelihood  # noqa: E402
 from spikeviz.measures.scoring import aligned, score_stretch  # noqa: E402
 from spikeviz.measures.uncertainty import paired_difference  # noqa: E402
 from spikeviz.models.checkpoint import load_model  # noqa: E402
-from spikeviz.models.logistic import fit_logistic  # noqa: E402
 from spikeviz.training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions, train_recording  # noqa: E402
-
-EPS = 1e-6
-
-
-def logit(P: np.ndarray) -> np.ndarray:
-    P = np.clip(P.astype(np.float64), EPS, 1 - EPS)
-    return np.log(P) - np.log1p(-P)
-
-
-def fit_blend(zm: np.ndarray, zg: np.ndarray, X: np.ndarray, prime: int, warm: int,
-              max_cells: int = 400_000, seed: int = 0) -> tuple[float, float, float]:
-    """(a, b, c) of logit = a zm + b zg + c on the warm-up's pairs (as the guard is fitted)."""
-    y, m = aligned(zm[prime:warm], X[prime:warm])
-    _, g = aligned(zg[prime:warm], X[prime:warm])
-    y, m, g = y.ravel().astype(bool), m.ravel(), g.ravel()
-    n_pos = int(y.sum())
-    q_neg = min(1.0, max(1, max_cells - n_pos) / (y.size - n_pos))
-    keep = y | (np.random.default_rng(seed).random(y.size) < q_neg)
-    fit = fit_logistic(y[keep], np.stack((m[keep], g[keep]), axis=1), offset=-np.log(q_neg))
-    a, b = (float(v) for v in fit.coef)
-    return a, b, float(fit.intercept)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -82,8 +61,11 @@ def main() -> None:
     order = np.array([cols[str(u)] for u in ms.unit_ids])   # recorded columns -> model columns
     P_glm = fit_baseline("glm-coupled", su).predict(st.X)[:, order]
     P_model = ModelPredictor(for_target(model, X, st)).predict(X)
-    zm, zg = logit(P_model), logit(P_glm)
-    a, b, c = fit_blend(zm, zg, X, st.prime, st.warm, seed=args.seed)
+    zm, zg = logits(P_model), logits(P_glm)
+    # Fitted as a generalist's guard is, on the warm-up's pairs: (z_model, z_glm) for (base, corr).
+    y, m = aligned(zm[st.prime:st.warm], X[st.prime:st.warm])
+    _, g = aligned(zg[st.prime:st.warm], X[st.prime:st.warm])
+    a, b, c = fit_guard(m, g, y, seed=args.seed)
     P_blend = 1.0 / (1.0 + np.exp(-(a * zm + b * zg + c)))
     reference = LogLikelihood().add(*aligned(np.broadcast_to(su.target.rates[order], X[st.warm:].shape),
                                              X[st.warm:]))
