@@ -1,5 +1,5 @@
-"""Trial (issue #27): a fine-tuned generalist whose warm-up guard may also lean on the target's own
-coupled GLM, against that GLM, on a recording the starting generalist never saw.
+"""Issue #27: a fine-tuned generalist blended with the target's own coupled GLM (what `spikeviz
+evaluate` scores since 2026-12-07), against that GLM, on a recording the starting generalist never saw.
 
     python benchmarks/trial_guard_glm.py --data PATH --init FOLD_GENERALIST [--seconds 120] [--seed 0]
 
@@ -7,8 +7,9 @@ As benchmarks/bench_finetune.py: the first --seconds of the recording, fine-tune
 defaults of `spikeviz train --init` on its train split, scored on its test split after the
 standard warm-up (strict protocol). Three predictors on the same bins: glm-coupled (fitted on the
 train split, as `evaluate` fits it), the fine-tuned generalist (its guard fitted on the warm-up,
-as `evaluate` does), and the blend: logit = a z_model + b z_glm + c, fitted by the one logistic
-solver on the same warm-up bins (never a scored bin). Prints one JSON line: each one's PR-AUC and
+as `evaluate --without-glm` does), and the blend `evaluate` scores (evaluate.target_predictor:
+logit = a z_model + b z_glm + c, fitted by the one logistic solver on the same warm-up bins, never
+a scored bin; first written here as a trial). Prints one JSON line: each one's PR-AUC and
 bits/spike, and the model and the blend against glm-coupled (ratios, paired differences, 95 %
 block-bootstrap intervals).
 """
@@ -27,11 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from spikeviz.data.catalog import open_recording, session  # noqa: E402
-from spikeviz.evaluation.evaluate import fit_baseline, for_target  # noqa: E402
-from spikeviz.evaluation.pipeline import logits  # noqa: E402
-from spikeviz.generation.adapt import fit_guard  # noqa: E402
+from spikeviz.evaluation.evaluate import fit_baseline, target_predictor  # noqa: E402
 from spikeviz.evaluation.stretch import setup  # noqa: E402
-from spikeviz.generation.predict import ModelPredictor  # noqa: E402
 from spikeviz.measures.likelihood import LogLikelihood  # noqa: E402
 from spikeviz.measures.scoring import aligned, score_stretch  # noqa: E402
 from spikeviz.measures.uncertainty import paired_difference  # noqa: E402
@@ -59,14 +57,12 @@ def main() -> None:
     X = ms.X
     cols = {str(u): i for i, u in enumerate(st.unit_ids)}
     order = np.array([cols[str(u)] for u in ms.unit_ids])   # recorded columns -> model columns
-    P_glm = fit_baseline("glm-coupled", su).predict(st.X)[:, order]
-    P_model = ModelPredictor(for_target(model, X, st)).predict(X)
-    zm, zg = logits(P_model), logits(P_glm)
-    # Fitted as a generalist's guard is, on the warm-up's pairs: (z_model, z_glm) for (base, corr).
-    y, m = aligned(zm[st.prime:st.warm], X[st.prime:st.warm])
-    _, g = aligned(zg[st.prime:st.warm], X[st.prime:st.warm])
-    a, b, c = fit_guard(m, g, y, seed=args.seed)
-    P_blend = 1.0 / (1.0 + np.exp(-(a * zm + b * zg + c)))
+    cache: dict = {}
+    P_glm = fit_baseline("glm-coupled", su, cache).predict(st.X)[:, order]
+    P_model = target_predictor(model, su, cache, glm=False).predict(X)
+    blend = target_predictor(model, su, cache)
+    P_blend = blend.predict(X)
+    a, b, c = blend.weights_
     reference = LogLikelihood().add(*aligned(np.broadcast_to(su.target.rates[order], X[st.warm:].shape),
                                              X[st.warm:]))
     scored = {name: score_stretch(P, X, st.warm, "strict", st.prime)

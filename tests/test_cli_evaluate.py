@@ -127,3 +127,28 @@ def test_generate_says_which_units_a_per_unit_model_left_out(ckpt, merged, tmp_p
     assert "note: generated the 128 most active of the 253 units of merged (their train split), " \
            "as evaluate and the dashboard pick them: --units to change" in capsys.readouterr().err
     assert spikeviz.load_recording(out).n_units == 128
+
+
+def test_a_generalist_is_blended_with_the_glm_unless_asked_not_to(tmp_path, capsys):
+    """evaluate and generate score and draw a generalist blended with the recording's coupled
+    GLM (weights fitted on the warm-up, named in the output); --without-glm: the model alone, as
+    free runs always are."""
+    short = tmp_path / "short.npz"   # 80 s: the GLM fits on 40 s, the warm-up from 30 s
+    write_table(spikeviz.load_session(VITRO2).slice(0.0, 80.0), short)
+    args = ["--checkpoint", "generalist-focal", "--data", str(short), "--seconds", "3"]
+    blended = _json(capsys, ["evaluate", *args, "--baselines", "rate", "--json"])
+    alone = _json(capsys, ["evaluate", *args, "--baselines", "rate", "--without-glm", "--json"])
+    a, b, _ = blended["glm_blend"]["weights"]
+    assert alone["glm_blend"] is None and b > 0
+    assert blended["model"]["pr_auc"] != alone["model"]["pr_auc"]
+    assert blended["baselines"] == alone["baselines"] and blended["guard"] == alone["guard"]
+    assert main(["evaluate", *args, "--baselines", "rate"]) == 0
+    assert f"blended with glm-coupled, weights {a:.2f} and {b:.2f}" in capsys.readouterr().out
+
+    def made(*extra):
+        out = tmp_path / f"g{len(list(tmp_path.glob('g*.csv')))}.csv"
+        assert main(["generate", *args, "--out", str(out), *extra]) == 0
+        return json.loads(out.with_name(out.name + ".json").read_text())["generated_by"]
+
+    assert "glm-coupled" in made()["blended_with"]
+    assert made("--mode", "free")["blended_with"] is None

@@ -143,7 +143,8 @@ def test_unit_order_and_seed_are_recorded():
 
 
 def test_the_page_scores_what_spikeviz_evaluate_scores():
-    """One evaluation core: the page's PR-AUCs are `evaluate`'s on the same window."""
+    """One evaluation core: the page's PR-AUCs are `evaluate`'s on the same window (a generalist
+    blended with the recording's coupled GLM in both)."""
     from spikeviz.evaluation.evaluate import evaluate_checkpoint
     from spikeviz.models.checkpoint import load_model
 
@@ -151,6 +152,9 @@ def test_the_page_scores_what_spikeviz_evaluate_scores():
     ev = state.evaluation
     out = evaluate_checkpoint(load_model(state.checkpoint_info.path), state.recording,
                               window_s=tuple(state.window), baselines=["glm-coupled", "ewma-tuned"])
+    assert out["glm_blend"] is not None and ev.blended
+    from spikeviz.dashboard.app import describe
+    assert "blended with the coupled GLM" in describe(state)   # and the page says so
     assert out["model"]["pr_auc"] == pytest.approx(ev.hists["generalist-focal"].pr_auc, rel=1e-6)
     assert out["baselines"]["glm-coupled"]["pr_auc"] == pytest.approx(ev.hists["glm-coupled"].pr_auc, rel=1e-6)
     assert out["baselines"]["ewma-tuned"]["pr_auc"] == pytest.approx(ev.hists["ewma-tuned"].pr_auc, rel=1e-6)

@@ -1,6 +1,6 @@
 """Nothing fitted reads a scored bin: change the scored bins and every fitted quantity (training,
-early stopping, baselines, the guard, calibration, thresholds) stays the same, on the command
-line and in the page."""
+early stopping, baselines, the guard and the GLM blend, calibration, thresholds) stays the same,
+on the command line and in the page."""
 import numpy as np
 import pytest
 import torch
@@ -74,6 +74,7 @@ def test_evaluate_fits_baselines_guard_and_threshold_on_unscored_bins(recordings
     results = [evaluate_checkpoint(model, r, baselines=("rate", "glm"), **kw) for _, r in runs]
     assert results[0]["model"]["threshold"] == results[1]["model"]["threshold"]
     assert results[0]["guard"] == results[1]["guard"]
+    assert results[0]["glm_blend"] == results[1]["glm_blend"] and results[0]["glm_blend"]
     assert results[0]["model"]["pr_auc"] != results[1]["model"]["pr_auc"]   # the scores did change
 
 

@@ -61,6 +61,14 @@ def add_baselines(p: argparse.ArgumentParser, scored: str = "beside the model") 
                         f"fitted on the recording ({', '.join(FITTED_MODELS)})")
 
 
+def add_without_glm(p: argparse.ArgumentParser) -> None:
+    """The --without-glm option of evaluate and generate."""
+    p.add_argument("--without-glm", action="store_true",
+                   help="a generalist alone, its own warm-up guard only; by default its "
+                        "teacher-forced predictions are blended with the coupled GLM fitted on "
+                        "the data's train split, weighed on the warm-up (free runs never are)")
+
+
 def split_text() -> str:
     """The chronological split in words, from the one place that defines it."""
     from ..data.binning import SPLIT_FRACTIONS

@@ -7,7 +7,8 @@ import math
 import sys
 
 from ..errors import SpikevizError
-from . import HelpFormatter, add_data_options, add_baselines, load_from_args, note
+from . import (HelpFormatter, add_data_options, add_baselines, add_without_glm, load_from_args,
+               note)
 
 EPILOG = """\
 Units: on the checkpoint's own training recording its own columns; on any other recording the
@@ -59,6 +60,7 @@ def add_parser(sub) -> None:
     p.add_argument("--units", type=int, default=128,
                    help="units for a transfer-preset model (the most active)")
     add_baselines(p)
+    add_without_glm(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                             threshold=args.threshold if args.threshold is not None
                             else args.threshold_rule, seconds=args.seconds or None,
                             n_units=args.units, baselines=args.baselines,
+                            glm=not args.without_glm,
                             progress=lambda stage: print(f"evaluating: {stage}", file=sys.stderr,
                                                          flush=True))
     say_fitted(r, recording.n_units, args)
@@ -92,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
           f"{r['base_rate']:.4f}")
     print(f"  protocol      {r['protocol']}{' (leaky)' if r['leaky'] else ''}, unit order "
           f"{r['unit_order']}")
+    if r["glm_blend"]:
+        a, b, _ = r["glm_blend"]["weights"]
+        print(f"  model         the generalist blended with glm-coupled, weights {a:.2f} and {b:.2f} "
+              f"fitted on the warm-up (--without-glm: alone)")
     print(f"  {'':14}{'ROC-AUC':>9}{'PR-AUC':>9}{'unit ROC':>10}{'bits/spike':>12}")
     print(f"  {'chance':14}{0.5:9.3f}{r['chance']['pr_auc']:9.4f}")
     for name, s in [("model", m)] + list(r["baselines"].items()):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import SpikevizError
 from ..data.recording import Recording
-from . import add_data_options, check_writable, load_from_args, note
+from . import add_data_options, add_without_glm, check_writable, load_from_args, note
 
 
 def add_parser(sub) -> None:
@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
                         "the rule's number: a probability (pooled), a multiple of each unit's "
                         "expected count (unit-density) or of its rate (lift)")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
+    add_without_glm(p)
     p.add_argument("--units", type=int, default=128,
                    help="units to generate: the most active of the train split, as `evaluate` "
                         "and the dashboard pick them (a model's own units on its training data)")
@@ -159,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         result = generate_window(model, recording, (start, start + args.seconds),
                                  mode=args.mode, draw=draw, level=args.threshold,
                                  rule=args.threshold_rule, seed=args.seed, n_units=args.units,
-                                 checkpoint=args.checkpoint)   # its name, as the page names it
+                                 checkpoint=args.checkpoint,   # its name, as the page names it
+                                 glm=not args.without_glm)
     generated, stretch = result.recording, result.setup.model_stretch
     for line in adjustments(recording, generated, stretch, start, args.seconds):
         note(line)

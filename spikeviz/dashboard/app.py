@@ -71,6 +71,10 @@ def describe(state: DashboardState, *_) -> str:
     ev = state.evaluation
     fitted = (f" Baselines fitted on this recording's train split, as `spikeviz evaluate` does; "
               f"unit order {ev.stretch.unit_order}." if ev else "")
+    if ev is not None and ev.blended:
+        fitted += (" Teacher-forced, the generalist is blended with the coupled GLM fitted there "
+                   "(weights fitted on the warm-up, as `spikeviz evaluate` does; free runs use "
+                   "the generalist alone).")
     return (f"**{rec.name}**: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration_s:,.0f} s. "
             f"Test split {a:,.0f}–{b:,.0f} s. The evaluated window is predicted strictly one bin "
             f"ahead (up to {N_UNITS} units, 1-ms bins) after {WARMUP_S:g} s of real past, which "

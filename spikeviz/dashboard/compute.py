@@ -11,7 +11,7 @@ import numpy as np
 from ..data.recording import Recording
 from ..data.store import Cache, content_key
 from ..errors import SpikevizError
-from ..evaluation.evaluate import fit_baseline, for_target
+from ..evaluation.evaluate import blend_glm, blends, fit_baseline, for_target
 from ..evaluation.stretch import N_UNITS, Setup, Stretch, checkpoint_source, setup
 from ..evaluation.pipeline import (FITTED_GENERATORS, THRESHOLD_RULES, Prediction,
                                    fitted_trains, free_trains, predict, reference_before)
@@ -106,6 +106,8 @@ class Evaluation:
     compared: FiringStats                 # of the real bins the generated ones are compared with
     data_key: Hashable = None             # names the recording it was computed on
     fitted: object | None = None          # a FITTED_GENERATORS generator's model (its own draws)
+    free_calibration: TargetCalibration | None = None   # a model's free run's (pipeline.free_trains)
+    blended: bool = False                 # the generator's predictions: a generalist with its GLM
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
     # Frames whose trains the threshold does not change, by how they were drawn (frames.make_frame)
     frames: dict = field(default_factory=dict, repr=False)
@@ -130,6 +132,9 @@ class Evaluation:
 
     @property
     def calibration(self) -> TargetCalibration:
+        """The warm-up calibration the generated trains start from."""
+        if self.free_calibration is not None:
+            return self.free_calibration
         return self.predictions[self.generator.name].calibration
 
     @property
@@ -259,7 +264,7 @@ def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float 
              cache: LRUCache | None = None,
              progress: Callable[[float, str], None] = lambda f, m: None) -> Evaluation:
     """Predict the planned window with the generator and the baselines, as `spikeviz evaluate`
-    does (a generalist's guard fitted on the warm-up).
+    does (a generalist's guard fitted on the warm-up, then its blend with glm-coupled).
 
     Presets are tuned on the warm-up, never on scored bins. Predictions come from `cache` when
     the same data, predictor, unit order and mode were seen, and from disk for a default window
@@ -296,12 +301,15 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     # A fitted generator draws its own trains: the model itself is kept with the evaluation.
     fitted = fit_baseline(generator.name, su, fits) if generator.is_fitted else None
     if model is not None:
-        def adapted() -> ModelPredictor:
-            """The model as it scores this target (a generalist's guard fitted on the warm-up)."""
+        def adapted():
+            """The model as `spikeviz evaluate` scores this target (evaluate.target_predictor: a
+            generalist's guard fitted on the warm-up, then its blend with glm-coupled)."""
             def make():
+                if not blends(model.model):
+                    return model
                 m = _stored_adaptation(_disk_key(plan, generator.name, stretch, cache), model.model,
                                        stretch)
-                return model if m is model.model else ModelPredictor(m, generator.name)
+                return blend_glm(ModelPredictor(m, generator.name), su, fits)
             return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
         jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs
     elif fitted is not None:
@@ -316,15 +324,14 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
             (plan.key(st), key, "teacher", keep),
             lambda make=make, st=st, keep=keep, name=name:
                 _predict_stored(make, st, keep, _disk_key(plan, name, st, cache)))
-    free = None
+    free = free_calibration = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        free = cache.get(
+        free, free_calibration = cache.get(
             (plan.key(stretch), plan.model_key or (generator.name, su.target.key), "free", seed, n),
-            lambda: fitted_trains(fitted, stretch, "free", n, seed) if fitted is not None
-            else free_trains(
-                adapted().model, stretch, predictions[generator.name].calibration, n, seed))
+            lambda: (fitted_trains(fitted, stretch, "free", n, seed), None) if fitted is not None
+            else free_trains(adapted().model, stretch, n, seed))
     progress(0.95, "firing statistics")
     Y = stretch.targets
 
@@ -336,5 +343,6 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         firing_stats(Y[:n], BIN_MS), fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed)))
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       stats if n == len(Y) else firing_stats(Y, BIN_MS),
-                      references, stats, plan.data_key, fitted,
+                      references, stats, plan.data_key, fitted, free_calibration,
+                      model is not None and blends(model.model),
                       {name: predictions[generator.name].threshold(name) for name in THRESHOLD_RULES})

@@ -28,6 +28,7 @@ def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
     made = provenance(recording=data, stretch=ev.stretch, mode=ev.mode, draw=frame.draw,
                       level=frame.threshold if frame.draw == "pooled" else level, seed=seed,
                       calibration=None if own else ev.calibration,
+                      blended=ev.blended and ev.mode == "teacher",
                       checkpoint=str(ev.generator.path or ""),
                       generator=fitted_generator(ev.generator.name, data, ev.stretch.bin_ms,
                                                  ev.fitted)

@@ -12,6 +12,7 @@ from ..data.recording import Recording
 from ..data.units import parse_unit_order
 from ..errors import SpikevizError
 from ..generation.adapt import adapt
+from ..generation.blend import GLMBlend
 from ..generation.predict import ModelPredictor
 from ..measures.likelihood import LogLikelihood
 from ..measures.scoring import (PROTOCOLS, Scored, aligned, json_safe, parse_threshold,
@@ -29,6 +30,30 @@ def for_target(model, X: np.ndarray, st: Stretch):
     if model.config.kind != "generalist":
         return model
     return adapt(model, X[:st.warm], st.prime, st.warm)
+
+
+def target_predictor(model, su: Setup, cache: dict | None = None, glm: bool = True):
+    """The model as it predicts the target of `su`: `for_target`'s model, and a generalist with
+    `glm` blended with the coupled GLM fitted on the target's train split (`blend_glm`). Its
+    `.model` is the adapted model alone: what free runs use."""
+    st = su.model_stretch
+    base = ModelPredictor(for_target(model, st.X, st))
+    return blend_glm(base, su, cache) if blends(model, glm) else base
+
+
+def blends(model, glm: bool = True) -> bool:
+    """Whether `target_predictor` blends the model with the target's GLM: a generalist (the
+    guard it adapts with is fitted on the warm-up) unless `glm` is off."""
+    return glm and model.config.kind == "generalist"
+
+
+def blend_glm(base: ModelPredictor, su: Setup, cache: dict | None = None) -> GLMBlend:
+    """`base` (over the model's columns of `su`) blended with glm-coupled as `evaluate` fits it
+    (`cache` shares the fit with the baseline's score), weighed on the stretch's warm-up."""
+    recorded = {str(u): i for i, u in enumerate(su.stretch.unit_ids)}
+    st = su.model_stretch
+    return GLMBlend(base, fit_baseline("glm-coupled", su, cache),
+                    [recorded[str(u)] for u in st.unit_ids], st.prime, st.warm)
 
 
 def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predictor:
@@ -55,7 +80,7 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
                         threshold: float | str = "youden", seconds: float | None = SECONDS,
                         warmup_s: float = WARMUP_S, n_units: int = N_UNITS,
                         window_s: tuple[float, float] | None = None,
-                        baselines: Sequence[str] = ALL_BASELINES,
+                        baselines: Sequence[str] = ALL_BASELINES, glm: bool = True,
                         cache: dict | None = None,
                         progress: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
     """Score a checkpoint (path or loaded model) and the baselines on `recording`; a JSON-able dict.
@@ -63,7 +88,8 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
     Units, unit order and stretch (`seconds` of the split, or `window_s`) as `setup` chooses
     them. Baselines are fitted on the target's own train
     split: what a user could fit on this recording instead. A threshold preset is tuned on
-    the warm-up window, never on the scored bins; so is a generalist's guard. Bits per spike are
+    the warm-up window, never on the scored bins; so are a generalist's guard and, with `glm`, its
+    blend with the target's coupled GLM (`target_predictor`). Bits per spike are
     the log-likelihood gain over each unit's mean rate in the target's train split.
     `cache` (a dict) reuses baseline scores and fits across checkpoints; `progress` is told of
     each stage as it starts.
@@ -93,11 +119,13 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
             progress(f"baseline {name}")
             cache[key] = scored(fit_baseline(name, su, cache), st.X)
         results[name] = cache[key]
+    blended = blends(model, glm)
     if cfg.kind == "generalist":
-        progress("fitting the generalist's guard on the warm-up")
-    adapted = for_target(model, X, st)
+        progress("fitting the generalist's guard on the warm-up"
+                 + (" (then its blend with glm-coupled)" if blended else ""))
+    predictor = target_predictor(model, su, cache, glm)
     progress(f"model ({len(X):,} bins x {len(ids)} units)")
-    model_scored = scored(ModelPredictor(adapted), X)
+    model_scored = scored(predictor, X)
     thr, rule = resolve_threshold(threshold, model_scored.calibration)
     hist = model_scored.hists[protocol]
     # The same pairs the predictors are scored on (protocol-aligned), under each unit's rate.
@@ -135,7 +163,9 @@ def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test"
         "model_needs_unit_order": not cfg.shared_units,
         "units": [str(u) for u in su.model_stretch.unit_ids],
         "threshold_rule": rule,
-        "guard": adapted.meta.get("guard"),
+        "guard": predictor.model.meta.get("guard"),
+        "glm_blend": {"weights": list(predictor.weights_), "of": ["model", "glm-coupled", "bias"],
+                      "fitted_on": "the warm-up"} if blended else None,
         "model": model_result,
         "baselines": base_results,
         "comparison": _comparison(model_scored, results.get(best), best),

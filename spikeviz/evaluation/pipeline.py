@@ -17,16 +17,20 @@ from ..data.binning import bin_range, n_bins_of, split_bounds
 from ..data.recording import Recording
 from ..errors import SpikevizError
 from ..generation.calibration import TargetCalibration, fit_free_running, fit_target_calibration
+from ..generation.logits import logits
 from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
 from ..measures.stats import fidelity_report
-from .evaluate import fit_baseline, for_target
+from .evaluate import blends, fit_baseline, target_predictor
 from .stretch import GLM_FIT_BINS, N_UNITS, WARMUP_S, Setup, Stretch, setup
 
 THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # Models fitted on the recording's own train split that generate trains (joint draws, free runs
 # that cannot run away): spikeviz.models.states.
 FITTED_GENERATORS = ("states",)
+# What a generalist's teacher-forced predictions are blended with (generation.blend.GLMBlend).
+GLM_BLEND = ("glm-coupled fitted on the recording's train split; logit = a z_model + b z_glm + c "
+             "fitted on the warm-up")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,11 +51,6 @@ class Prediction:
             raise SpikevizError(f"unknown threshold rule {rule!r}: use one of "
                                 f"{', '.join(THRESHOLD_RULES)}")
         return float(self.scored.calibration.threshold(rule, FPR_CAP))
-
-
-def logits(P: np.ndarray) -> np.ndarray:
-    P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
-    return np.log(P / (1 - P))
 
 
 def _now(make: Callable[[], Any]) -> Any:
@@ -92,14 +91,25 @@ def teacher_trains(prediction: Prediction, draw: str = "bernoulli", level: float
                        unit_rates=cal.rates)
 
 
-def free_trains(model, stretch: Stretch, calibration: TargetCalibration, n_bins: int,
-                seed: int = 0, draw: str = "bernoulli", level: float | None = None) -> np.ndarray:
+def free_calibration(model, stretch: Stretch) -> TargetCalibration:
+    """The target calibration a free run of `model` starts from: fitted, as `predict` fits it,
+    on the model's own predictions over the warm-up (never a blend's: the GLM a generalist is
+    scored with has no part in a free run)."""
+    a, w = stretch.prime, stretch.warm
+    P = ModelPredictor(model).predict(stretch.X[:w])
+    return fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w])
+
+
+def free_trains(model, stretch: Stretch, n_bins: int, seed: int = 0, draw: str = "bernoulli",
+                level: float | None = None) -> tuple[np.ndarray, TargetCalibration]:
     """Free-running spikes (n_bins, N) from the real past up to the first target bin, the
-    model's own draws fed back; its offsets refitted closed-loop on the same warm-up."""
+    model's own draws fed back, and the calibration they start from (`free_calibration`; its
+    offsets are then refitted closed-loop on the same warm-up)."""
     past = stretch.X[:stretch.warm + 1]
-    cal = fit_free_running(model, past, stretch.prime, len(past), calibration, seed=seed)
+    start = free_calibration(model, stretch)
+    cal = fit_free_running(model, past, stretch.prime, len(past), start, seed=seed)
     return generate(model, past, mode="free", seed=seed, n_bins=n_bins, calibration=cal,
-                    draw=draw, threshold=level)
+                    draw=draw, threshold=level), start
 
 
 def reference_before(recording: Recording, stretch: Stretch) -> np.ndarray | None:
@@ -113,9 +123,10 @@ def reference_before(recording: Recording, stretch: Stretch) -> np.ndarray | Non
 
 def provenance(*, recording: Recording, stretch: Stretch, mode: str, draw: str,
                level: float | None, seed: int, calibration: TargetCalibration | None = None,
-               checkpoint: str = "", generator: str = "", rule: str | None = None
-               ) -> dict[str, Any]:
-    """What made a set of generated trains: `source["generated_by"]` of their Recording."""
+               checkpoint: str = "", generator: str = "", rule: str | None = None,
+               blended: bool = False) -> dict[str, Any]:
+    """What made a set of generated trains: `source["generated_by"]` of their Recording.
+    `blended`: drawn from a generalist blended with the target's GLM (evaluate.target_predictor)."""
     step = stretch.bin_ms / 1000.0
     first = stretch.bins[0] - stretch.warm   # the recording's bin of the stretch's row 0
     fitted = None if calibration is None else {
@@ -123,7 +134,8 @@ def provenance(*, recording: Recording, stretch: Stretch, mode: str, draw: str,
                         round((first + stretch.warm) * step, 6)],
         "temperature": calibration.temperature,
         "median_offset": float(np.median(calibration.offsets))}
-    return {"checkpoint": checkpoint, "generator": generator, "mode": mode, "draw": draw,
+    return {"checkpoint": checkpoint, "generator": generator,
+            "blended_with": GLM_BLEND if blended else None, "mode": mode, "draw": draw,
             "threshold": level if draw == "pooled" and mode == "teacher" else None,
             "draw_level": level if draw in ("unit-density", "lift") else None,
             "threshold_rule": rule, "seed": seed, "calibration": fitted, "data": recording.name,
@@ -183,11 +195,13 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
                     mode: str = "teacher", draw: str = "bernoulli", level: float | None = None,
                     rule: str | None = None, seed: int = 0, n_units: int = N_UNITS,
                     unit_order: str = "auto", warmup_s: float = WARMUP_S,
-                    checkpoint: str = "") -> Generated:
+                    checkpoint: str = "", glm: bool = True) -> Generated:
     """Trains a model generates over the window [start, stop) s of `recording`: the units and
     order of `evaluate`, teacher-forced draws (`draw`, DRAW_RULES, at `level`; `rule` tunes a
-    pooled threshold on the warm-up) or a free run over the whole window. The `warmup_s`
-    seconds before the window prime the history and calibrate (stretch.setup)."""
+    pooled threshold on the warm-up) from the model as `evaluate` scores it (with `glm`, a
+    generalist blended with the target's coupled GLM: evaluate.target_predictor), or a free run
+    of the model alone over the whole window. The `warmup_s` seconds before the window prime
+    the history and calibrate (stretch.setup)."""
     if draw not in DRAW_RULES:
         raise SpikevizError(f"unknown draw rule {draw!r}: use one of {', '.join(DRAW_RULES)}")
     if mode not in ("teacher", "free"):
@@ -195,16 +209,18 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
     su = setup(model, recording, window_s=tuple(window_s), n_units=n_units, unit_order=unit_order,
                warmup_s=warmup_s)
     st = su.model_stretch
-    adapted = for_target(model, st.X, st)
-    prediction = predict(lambda: ModelPredictor(adapted), st)
+    predictor = target_predictor(model, su, glm=glm)
+    prediction = predict(lambda: predictor, st)
     if rule is not None:
         level = prediction.threshold(rule)
+    calibration = prediction.calibration
     if mode == "free":
-        bins = free_trains(adapted, st, prediction.calibration, len(st.targets), seed, draw, level)
+        bins, calibration = free_trains(predictor.model, st, len(st.targets), seed, draw, level)
     else:
         bins = teacher_trains(prediction, draw, level, seed)
     made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
-                      seed=seed, calibration=prediction.calibration,
+                      seed=seed, calibration=calibration,
+                      blended=blends(model, glm) and mode == "teacher",
                       checkpoint=str(model.meta.get("path", "")), rule=rule,
                       generator=checkpoint or str(model.meta.get("path", "")))
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)

@@ -242,8 +242,10 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
                 jobs: int = 1, progress: Callable[[str], None] = lambda msg: None) -> Table:
     """Evaluate every checkpoint on the bundled sessions' test splits (the same stretch for all):
     one-recording models and generalists on every session, left-out runs (trained on some
-    sessions, not all) only on the sessions they never saw. `jobs` > 1 evaluates groups of
-    checkpoints in that many processes (each fits its own baselines)."""
+    sessions, not all) only on the sessions they never saw. Generalists are scored alone (their
+    own warm-up guard, `evaluate --without-glm`): the table compares how models were trained,
+    not their blend with each target's GLM. `jobs` > 1 evaluates groups of checkpoints in that
+    many processes (each fits its own baselines)."""
     paths = list(checkpoints) if checkpoints is not None else table_checkpoints()
     if not paths:
         raise SpikevizError(f"no checkpoints in {models_dir()}: train some (spikeviz train) or "
@@ -276,7 +278,7 @@ def build_table(checkpoints: Sequence[str | Path] | None = None, *, seconds: flo
             progress(f"{Path(path).name} on {test.name} ({seconds:g} s)")
             result = evaluate_checkpoint(model, test.load(), unit_order=unit_order,
                                          protocol=protocol, threshold=threshold, seconds=seconds,
-                                         warmup_s=warmup_s, cache=cache,
+                                         warmup_s=warmup_s, cache=cache, glm=False,
                                          **({} if baselines is None else {"baselines": baselines}))
             table.rows.append(table_row(result, model.meta, test.name))
     return table

@@ -13,17 +13,18 @@ from .predict import logits_next
 
 
 def fit_guard(base: np.ndarray, corr: np.ndarray, Y: np.ndarray, max_cells: int = 400_000,
-              seed: int = 0) -> tuple[float, float, float]:
+              seed: int = 0, fallback: tuple[float, float, float] = (1.0, 1.0, 0.0)
+              ) -> tuple[float, float, float]:
     """(g0, g1, g2) of logit = g0 base + g1 corr + g2 by logistic regression on (base, corr) -> Y.
 
     Every spike is kept and the silent cells subsampled to `max_cells` in all (an offset of
-    -log(kept fraction) corrects the intercept for it). Too few spikes to fit: the trained
-    guard (1, 1, 0).
+    -log(kept fraction) corrects the intercept for it). Too few spikes to fit: `fallback` (the
+    trained guard).
     """
     b, c, y = base.ravel(), corr.ravel(), Y.ravel().astype(bool)
     n_pos = int(y.sum())
     if n_pos < 20 or n_pos == y.size:
-        return 1.0, 1.0, 0.0
+        return fallback
     q_neg = min(1.0, max(1, max_cells - n_pos) / (y.size - n_pos))
     keep = y | (np.random.default_rng(seed).random(y.size) < q_neg)
     fit = fit_logistic(y[keep], np.stack((b[keep], c[keep]), axis=1), offset=-np.log(q_neg))

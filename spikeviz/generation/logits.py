@@ -9,8 +9,10 @@ Each stage is a `LogitMap` and the stack is their composition (`then`), so a fre
 gain and one bias (spikeviz.generation.calibration.free_affine). The one logistic solver
 (spikeviz.models.logistic.fit_logistic) fits Platt, the temperature and the offsets, and a
 generalist's guard, which maps (base, correction) to its raw logit before all of them
-(spikeviz.generation.adapt); the tempering follows from the guard's base slope and the
-closed-loop shift from free runs (calibration.fit_free_running); a free run's rate controller
+(spikeviz.generation.adapt), and the weights of a generalist's blend with its target's coupled
+GLM, which maps (model logit, GLM logit) to the teacher-forced logit before the target map
+(spikeviz.generation.blend, never in a free run); the tempering follows from the guard's base
+slope and the closed-loop shift from free runs (calibration.fit_free_running); a free run's rate controller
 (calibration.RateController) moves the final shift while it runs.
 """
 from __future__ import annotations
@@ -38,3 +40,9 @@ class LogitMap:
     def tempering(factor: float, centre: np.ndarray) -> LogitMap:
         """Slopes multiplied by `factor` about `centre`, which stays where it is."""
         return LogitMap(factor, (1.0 - factor) * np.asarray(centre, np.float64))
+
+
+def logits(P: np.ndarray) -> np.ndarray:
+    """Probabilities -> logits (float64), clipped away from 0 and 1."""
+    P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(P / (1 - P))

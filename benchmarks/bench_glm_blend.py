@@ -1,0 +1,107 @@
+"""The generalist blended with its target's coupled GLM (what `spikeviz evaluate` scores), zero-shot,
+against that GLM, with the ablations that could explain a win more simply (issue #27).
+
+    python benchmarks/bench_glm_blend.py [--recordings NAME,...] [--seconds 200]
+
+Each recording is scored by a generalist that never saw it: the corpus recordings
+(../shared/data/corpus) by the shipped generalist-focal (trained on the bundled sessions only), each
+bundled session by its leave-one-session-out generalist (models/loso, seed 0). The stretch, units,
+warm-up and baselines are `spikeviz evaluate`'s (strict protocol, the first --seconds of the test
+split). Predictors on the same bins:
+
+- glm-coupled, fitted on the recording's train split (the goal's yardstick), and ewma-tuned (the
+  goal's floor);
+- the generalist alone (`evaluate --without-glm`: its own warm-up guard);
+- the blend (`evaluate`: evaluate.target_predictor);
+- ablations, each blended the same way on the same warm-up (generation.blend.GLMBlend): the GLM
+  with itself (the blend's weights alone: the GLM recalibrated on the warm-up) and the GLM with
+  ewma-tuned (a history model that learned nothing across recordings).
+
+Prints one JSON line a recording: PR-AUC and bits/spike of each, and each against glm-coupled and
+the blend against each ablation (paired differences, 95 % block-bootstrap intervals).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from spikeviz.data.catalog import open_recording, session, sessions  # noqa: E402
+from spikeviz.evaluation.evaluate import blend_glm, fit_baseline, target_predictor  # noqa: E402
+from spikeviz.evaluation.stretch import setup  # noqa: E402
+from spikeviz.measures.likelihood import LogLikelihood  # noqa: E402
+from spikeviz.measures.scoring import aligned, score_stretch  # noqa: E402
+from spikeviz.measures.uncertainty import paired_difference  # noqa: E402
+from spikeviz.models.checkpoint import load_model  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "data" / "corpus"
+
+
+class _Named:
+    """A fitted baseline as a blend's base (GLMBlend reads `name` and `predict`)."""
+
+    def __init__(self, predictor, name: str, order: np.ndarray):
+        self.predictor, self.name, self.order = predictor, name, order
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        recorded = np.empty_like(X)
+        recorded[:, self.order] = X
+        return self.predictor.predict(recorded)[:, self.order]
+
+
+def targets(names: list[str] | None) -> list[tuple[str, object, Path]]:
+    """(name, recording loader, the generalist that never saw it)."""
+    out = [(p.stem, lambda p=p: open_recording(p), ROOT / "models" / "generalist-focal.safetensors")
+           for p in sorted(CORPUS.glob("*.csv"))]
+    out += [(s.name, s.load, ROOT / "models" / "loso" / f"generalist-focal-without-{s.name}-seed0.safetensors")
+            for s in sessions()]
+    return [t for t in out if names is None or t[0] in names]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recordings", help="comma-separated names (default: all 13)")
+    ap.add_argument("--seconds", type=float, default=200.0)
+    args = ap.parse_args()
+    for name, load, checkpoint in targets(args.recordings.split(",") if args.recordings else None):
+        t0 = time.perf_counter()
+        rec, model = load(), load_model(checkpoint)
+        su = setup(model, rec, split="test", seconds=args.seconds)
+        st, X = su.model_stretch, su.model_stretch.X
+        cache: dict = {}
+        blend = target_predictor(model, su, cache)
+        recorded = {str(u): i for i, u in enumerate(su.stretch.unit_ids)}
+        order = np.array([recorded[str(u)] for u in st.unit_ids])
+        glm = _Named(fit_baseline("glm-coupled", su, cache), "glm-coupled", order)
+        ewma = _Named(fit_baseline("ewma-tuned", su, cache), "ewma-tuned", order)
+        predictors = {"glm": glm, "ewma": ewma, "model": target_predictor(model, su, cache, glm=False),
+                      "blend": blend, "glm+glm": blend_glm(glm, su, cache),
+                      "glm+ewma": blend_glm(ewma, su, cache)}
+        P = {k: p.predict(X) for k, p in predictors.items()}
+        reference = LogLikelihood().add(*aligned(
+            np.broadcast_to(su.target.rates[order], X[st.warm:].shape), X[st.warm:]))
+        scored = {k: score_stretch(p, X, st.warm, "strict", st.prime) for k, p in P.items()}
+        row = {"recording": name, "checkpoint": checkpoint.name, "units": X.shape[1],
+               "stretch_s": list(st.seconds), "weights": list(blend.weights_)}
+        for k, s in scored.items():
+            row[f"{k}_pr"] = s.hists["strict"].pr_auc
+            row[f"{k}_bps"] = (s.loglik - reference.total) / max(reference.n_spikes, 1) / np.log(2)
+        pairs = [(k, "glm") for k in ("model", "blend", "glm+glm", "glm+ewma")]
+        pairs += [("blend", "glm+glm"), ("blend", "glm+ewma"), ("blend", "model"), ("blend", "ewma")]
+        for a, b in pairs:
+            for metric, short in (("pr_auc", "pr"), ("bits_per_spike", "bps")):
+                d = paired_difference(scored[a].blocks, scored[b].blocks, metric)
+                row[f"{a}-{b}_{short}"] = [d["diff"], d["ci95"]]
+        row["s"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""A model blended with its target's coupled GLM (generation.blend): weighed on the warm-up only,
+the GLM fed the recording's column order, a model that knows nothing left out, and the model
+alone when the warm-up cannot weigh them."""
+import numpy as np
+import pytest
+
+import spikeviz
+from spikeviz import SpikevizError
+from spikeviz.generation.blend import GLMBlend
+from spikeviz.generation.logits import logits
+from spikeviz.measures.likelihood import LogLikelihood
+from spikeviz.models.glm import CoupledGLMPredictor
+
+LO, HI = 2_000, 12_000     # the warm-up rows; the rows after them are "scored"
+
+
+class Fixed:
+    """A model's stand-in that predicts given probabilities whatever the spikes (over the
+    model's columns)."""
+
+    name = "fixed"
+
+    def __init__(self, P: np.ndarray):
+        self.P = P
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.P[:len(X)]
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A bundled session's first 24 s (16 units): the GLM fitted on the first 8, the rest to predict."""
+    rec = spikeviz.load_session("invitro_210511001_bh").slice(0.0, 24.0)
+    X = spikeviz.bin_spikes(rec, 1.0).X
+    X = X[:, np.argsort(-X.sum(0))[:16]]
+    return CoupledGLMPredictor().fit(X[:8_000]), X[8_000:]
+
+
+def loglik(P, X):
+    return LogLikelihood().add(X[HI + 1:], P[HI:-1]).total
+
+
+def test_a_model_that_knows_nothing_gets_no_weight(data):
+    glm, X = data
+    noise = np.random.default_rng(0).uniform(0.001, 0.2, X.shape).astype(np.float32)
+    blend = GLMBlend(Fixed(noise), glm, np.arange(X.shape[1]), LO, HI)
+    P = blend.predict(X)
+    a, b, _ = blend.weights_
+    assert abs(a) < 0.1 and b > 0.5, blend.weights_
+    # On the rows after the warm-up, the GLM alone up to its recalibration on the warm-up (b, c),
+    # which carries to later rows only up to a few thousandths of a nat per spike.
+    assert loglik(P, X) > loglik(glm.predict(X), X) - 5e-3 * X[HI + 1:].sum()
+
+
+def test_the_weights_never_read_a_row_after_the_warm_up(data):
+    glm, X = data
+    base = Fixed(glm.predict(X) * 0.5)
+    later = X.copy()
+    later[HI:] = np.random.default_rng(1).random(later[HI:].shape) < 0.2
+    weights = []
+    for Xr in (X, later):
+        blend = GLMBlend(base, glm, np.arange(X.shape[1]), LO, HI)
+        blend.predict(Xr)
+        weights.append(blend.weights_)
+    assert weights[0] == weights[1]
+
+
+def test_the_glm_sees_the_recorded_order(data):
+    glm, X = data
+    columns = np.random.default_rng(2).permutation(X.shape[1])   # model column j = recorded columns[j]
+    X_model = X[:, columns]
+    blend = GLMBlend(Fixed(np.full(X.shape, 0.05, np.float32) + 1e-3 * np.random.default_rng(3)
+                           .random(X.shape, np.float32)), glm, columns, LO, HI)
+    z = logits(blend.predict(X_model))
+    a, b, c = blend.weights_
+    z_glm = logits(glm.predict(X))[:, columns]   # the GLM on the recording, in the model's order
+    base = logits(blend.base.predict(X_model))
+    np.testing.assert_allclose(z, a * base + b * z_glm + c, rtol=1e-4, atol=1e-3)
+    assert b > 0.5
+
+
+def test_a_silent_warm_up_leaves_the_model_alone(data):
+    glm, X = data
+    silent = X.copy()
+    silent[:HI] = 0
+    P = np.full(X.shape, 0.02, np.float32)
+    blend = GLMBlend(Fixed(P), glm, np.arange(X.shape[1]), LO, HI)
+    np.testing.assert_allclose(blend.predict(silent), P, rtol=1e-5)
+    assert blend.weights_ == (1.0, 0.0, 0.0)
+
+
+def test_refusals_say_what_is_wrong(data):
+    glm, X = data
+    with pytest.raises(SpikevizError, match="permutation"):
+        GLMBlend(Fixed(X), glm, [0, 0, 1], LO, HI)
+    with pytest.raises(SpikevizError, match="warm-up rows"):
+        GLMBlend(Fixed(X), glm, np.arange(X.shape[1]), HI, LO)
+    with pytest.raises(SpikevizError, match="cannot predict"):
+        GLMBlend(Fixed(X), glm, np.arange(X.shape[1]), LO, HI).predict(X[:HI - 1])
