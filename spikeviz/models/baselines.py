@@ -6,7 +6,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import SpikevizError
-from .glm import _ROWS, CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
+from .filters import exponential_filter
+from .glm import CoupledGLMPredictor, GLMPredictor, UnitGLMPredictor, _as_binary
 from ..measures.likelihood import LogLikelihood
 from ..measures.metrics import ScoreHistogram
 
@@ -55,16 +56,7 @@ class RatePredictor:
 
 def _ewma(X: np.ndarray, a: float) -> np.ndarray:
     """EWMA P[t] = a P[t-1] + (1 - a) X[t] from 0, float32."""
-    from scipy.signal import lfilter   # here: see compute_traces
-
-    P = np.empty(X.shape, np.float32)
-    # In row blocks carrying the filter state: lfilter works in float64, so one call over an
-    # hour of 128 units would need several times the output's memory.
-    state = np.zeros((1, X.shape[1]))
-    for s in range(0, len(X), _ROWS):
-        out, state = lfilter([1.0 - a], [1.0, -a], X[s:s + _ROWS], axis=0, zi=state)
-        P[s:s + _ROWS] = out
-    return P
+    return exponential_filter(X, a)
 
 
 class EWMAPredictor:

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import SpikevizError
 from .config import PRESETS, ModelConfig, preset_config  # noqa: F401  (the config is torch-free: models/config.py)
+from .filters import exponential_filter
 
 # Traces enter as log(trace + eps): in vivo rates (~1e-3 per bin) and in vitro ones (~2e-2) then
 # differ by an offset the weights can share, which is what lets `transfer` cross domains.
@@ -24,19 +25,11 @@ def compute_traces(X: np.ndarray, taus: tuple[float, ...], last: np.ndarray | No
     `last` (K, N) is the trace at the bin before X[0] (zeros by default), so long data can be
     filtered in consecutive pieces with the same result.
     """
-    # Imported here: scipy.signal (with scipy.stats) is 1.6 s of a fresh server's first page.
-    from scipy.signal import lfilter
-
     T, N = X.shape
     out = np.empty((T, len(taus), N), dtype=np.float32)
-    x = X.astype(np.float64, copy=False)
     for k, tau in enumerate(taus):
-        a = math.exp(-1.0 / tau)
-        zi = None if last is None else (a * last[k].astype(np.float64))[None]
-        if zi is None:
-            out[:, k] = lfilter([1.0 - a], [1.0, -a], x, axis=0)
-        else:
-            out[:, k] = lfilter([1.0 - a], [1.0, -a], x, axis=0, zi=zi)[0]
+        exponential_filter(X, math.exp(-1.0 / tau),
+                           None if last is None else last[k].astype(np.float64), out[:, k])
     return out
 
 
