@@ -79,11 +79,12 @@ def main() -> None:
         blend = target_predictor(model, su, cache)
         recorded = {str(u): i for i, u in enumerate(su.stretch.unit_ids)}
         order = np.array([recorded[str(u)] for u in st.unit_ids])
-        glm = _Named(fit_baseline("glm-coupled", su, cache), "glm-coupled", order)
+        fitted = fit_baseline("glm-coupled", su, cache)
+        glm = _Named(fitted, "glm-coupled", order)
         ewma = _Named(fit_baseline("ewma-tuned", su, cache), "ewma-tuned", order)
         predictors = {"glm": glm, "ewma": ewma, "model": target_predictor(model, su, cache, glm=False),
-                      "blend": blend, "glm+glm": blend_glm(glm, su, cache),
-                      "glm+ewma": blend_glm(ewma, su, cache)}
+                      "blend": blend, "glm+glm": blend_glm(glm, su, fitted),
+                      "glm+ewma": blend_glm(ewma, su, fitted)}
         P = {k: p.predict(X) for k, p in predictors.items()}
         reference = LogLikelihood().add(*aligned(
             np.broadcast_to(su.target.rates[order], X[st.warm:].shape), X[st.warm:]))

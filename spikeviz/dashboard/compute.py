@@ -73,6 +73,25 @@ def _stored_adaptation(disk_key: str | None, model, stretch: Stretch):
     return adapted
 
 
+class _LastPrediction:
+    """The predictor `fit()` returns, fitted at its first prediction (a page whose predictions
+    are all on disk never fits it), keeping its last prediction for the same spikes until
+    `release`d."""
+
+    def __init__(self, fit: Callable[[], object]):
+        self.fit = fit
+        self._last: tuple[tuple, np.ndarray] | None = None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        key = (hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape, X.dtype.str)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.fit().predict(X))
+        return self._last[1]
+
+    def release(self) -> None:
+        self._last = None
+
+
 @dataclass(frozen=True)
 class Generator:
     """What makes the generated trains: a checkpoint (path) or, without one, a baseline or a
@@ -296,7 +315,10 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     stretch = plan.stretch
     # Fits depend only on the target's train split: shared by every window, page and cache.
     fits = SHARED_CACHE.get(("baseline-fits", su.target.key), dict)
-    jobs = {name: (lambda name=name: fit_baseline(name, su, fits), su.stretch, (name, su.target.key))
+    # glm-coupled predicts the stretch as a baseline and again inside a generalist's blend: once.
+    glm = _LastPrediction(lambda: fit_baseline("glm-coupled", su, fits))
+    jobs = {name: (lambda name=name: glm if name == "glm-coupled" else fit_baseline(name, su, fits),
+                   su.stretch, (name, su.target.key))
             for name in BASELINES}
     # A fitted generator draws its own trains: the model itself is kept with the evaluation.
     fitted = fit_baseline(generator.name, su, fits) if generator.is_fitted else None
@@ -309,7 +331,7 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
                     return model
                 m = _stored_adaptation(_disk_key(plan, generator.name, stretch, cache), model.model,
                                        stretch)
-                return blend_glm(ModelPredictor(m, generator.name), su, fits)
+                return blend_glm(ModelPredictor(m, generator.name), su, glm)
             return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
         jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs
     elif fitted is not None:
@@ -324,6 +346,7 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
             (plan.key(st), key, "teacher", keep),
             lambda make=make, st=st, keep=keep, name=name:
                 _predict_stored(make, st, keep, _disk_key(plan, name, st, cache)))
+    glm.release()   # (the blend, cached with the evaluation, keeps the wrapper: not its arrays)
     free = free_calibration = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)

@@ -38,7 +38,9 @@ def target_predictor(model, su: Setup, cache: dict | None = None, glm: bool = Tr
     `.model` is the adapted model alone: what free runs use."""
     st = su.model_stretch
     base = ModelPredictor(for_target(model, st.X, st))
-    return blend_glm(base, su, cache) if blends(model, glm) else base
+    if not blends(model, glm):
+        return base
+    return blend_glm(base, su, fit_baseline("glm-coupled", su, cache))
 
 
 def blends(model, glm: bool = True) -> bool:
@@ -47,13 +49,12 @@ def blends(model, glm: bool = True) -> bool:
     return glm and model.config.kind == "generalist"
 
 
-def blend_glm(base: ModelPredictor, su: Setup, cache: dict | None = None) -> GLMBlend:
-    """`base` (over the model's columns of `su`) blended with glm-coupled as `evaluate` fits it
-    (`cache` shares the fit with the baseline's score), weighed on the stretch's warm-up."""
+def blend_glm(base: ModelPredictor, su: Setup, glm) -> GLMBlend:
+    """`base` (over the model's columns of `su`) blended with `glm`, glm-coupled fitted as
+    `fit_baseline` fits it (over the recorded columns), weighed on the stretch's warm-up."""
     recorded = {str(u): i for i, u in enumerate(su.stretch.unit_ids)}
     st = su.model_stretch
-    return GLMBlend(base, fit_baseline("glm-coupled", su, cache),
-                    [recorded[str(u)] for u in st.unit_ids], st.prime, st.warm)
+    return GLMBlend(base, glm, [recorded[str(u)] for u in st.unit_ids], st.prime, st.warm)
 
 
 def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predictor:

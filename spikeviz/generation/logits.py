@@ -42,7 +42,7 @@ class LogitMap:
         return LogitMap(factor, (1.0 - factor) * np.asarray(centre, np.float64))
 
 
-def logits(P: np.ndarray) -> np.ndarray:
-    """Probabilities -> logits (float64), clipped away from 0 and 1."""
-    P = np.clip(P.astype(np.float64), 1e-7, 1 - 1e-7)
+def logits(P: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Probabilities -> logits (float64, or `dtype`), clipped away from 0 and 1."""
+    P = np.clip(P.astype(dtype), 1e-7, 1 - 1e-7)
     return np.log(P / (1 - P))
