@@ -99,7 +99,8 @@ def score(checkpoint: Path, rec, args, cache: dict) -> dict:
     """The checkpoint's PR-AUC and bits/spike, and model - glm-coupled with its interval."""
     from spikeviz.evaluation.evaluate import evaluate_checkpoint
 
-    kw = dict(seconds=args.eval_seconds, cache=cache)
+    # The generalist alone (`evaluate --without-glm`): bench_glm_blend.py scores the blend.
+    kw = dict(seconds=args.eval_seconds, cache=cache, glm=False)
     r = evaluate_checkpoint(checkpoint, rec, baselines=BASELINES, **kw)
     if r["comparison"]["best_baseline"] != "glm-coupled":   # compared with the best: ask again
         r = evaluate_checkpoint(checkpoint, rec, baselines=("glm-coupled",), **kw) | {

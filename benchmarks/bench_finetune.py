@@ -47,7 +47,8 @@ def main() -> None:
     rec = rec.slice(0.0, args.seconds)
     # The short recording's own test split (its last 25 %), after the standard warm-up; the
     # baselines fitted once (its train split) for both models.
-    score = dict(seconds=None, split="test", cache={})
+    # The generalist alone (`evaluate --without-glm`): trial_guard_glm.py scores the blend.
+    score = dict(seconds=None, split="test", cache={}, glm=False)
     zero = None if scratch else evaluate_checkpoint(init, rec, **score)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "fitted.safetensors"
