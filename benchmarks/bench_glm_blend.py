@@ -18,7 +18,11 @@ split). Predictors on the same bins:
   ewma-tuned (a history model that learned nothing across recordings).
 
 Prints one JSON line a recording: PR-AUC and bits/spike of each, and each against glm-coupled and
-the blend against each ablation (paired differences, 95 % block-bootstrap intervals).
+the blend against each ablation (paired differences, 95 % block-bootstrap intervals). With
+--fidelity S, also the population statistics of S seconds of teacher-forced trains from the start
+of the test split (`spikeviz generate --mode teacher --json`), blended and alone, beside the
+Poisson floor and the real-vs-real ceiling: 20-ms count-correlation similarity, the synchrony of
+10-ms bins (>= 2, 5, 10 % of units active) and the 10-ms population rate's KS distance.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from spikeviz.data.catalog import open_recording, session, sessions  # noqa: E402
 from spikeviz.evaluation.evaluate import blend_glm, fit_baseline, target_predictor  # noqa: E402
+from spikeviz.evaluation.pipeline import generate_window, generated_fidelity, start_of_test_split  # noqa: E402
 from spikeviz.evaluation.stretch import setup  # noqa: E402
 from spikeviz.measures.likelihood import LogLikelihood  # noqa: E402
 from spikeviz.measures.scoring import aligned, score_stretch  # noqa: E402
@@ -65,10 +70,29 @@ def targets(names: list[str] | None) -> list[tuple[str, object, Path]]:
     return [t for t in out if names is None or t[0] in names]
 
 
+POPULATION = ("corr_similarity_20ms", "sync_10ms_2pct", "sync_10ms_5pct", "sync_10ms_10pct",
+              "pop_rate_ks_10ms")
+
+
+def teacher_fidelity(model, rec, seconds: float) -> dict:
+    """POPULATION of teacher-forced trains from the start of the test split, blended and alone,
+    with the report's real, floor and ceiling values."""
+    start = start_of_test_split(rec, 1.0)
+    out = {}
+    for glm in (True, False):
+        report = generated_fidelity(generate_window(model, rec, (start, start + seconds), glm=glm), rec)
+        for who in ("model", "floor", "ceiling", "real") if glm else ("model",):
+            name = who if who != "model" else "blend" if glm else "alone"
+            out |= {f"{name}.{k}": (report.get(who) or {}).get(k) for k in POPULATION}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recordings", help="comma-separated names (default: all 13)")
     ap.add_argument("--seconds", type=float, default=200.0)
+    ap.add_argument("--fidelity", type=float, default=0.0,
+                    help="seconds of teacher-forced trains to compare (0: none)")
     args = ap.parse_args()
     for name, load, checkpoint in targets(args.recordings.split(",") if args.recordings else None):
         t0 = time.perf_counter()
@@ -100,6 +124,8 @@ def main() -> None:
             for metric, short in (("pr_auc", "pr"), ("bits_per_spike", "bps")):
                 d = paired_difference(scored[a].blocks, scored[b].blocks, metric)
                 row[f"{a}-{b}_{short}"] = [d["diff"], d["ci95"]]
+        if args.fidelity:
+            row["fidelity"] = teacher_fidelity(model, rec, args.fidelity)
         row["s"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(row), flush=True)
 
