@@ -12,8 +12,8 @@ generalist's guard, which maps (base, correction) to its raw logit before all of
 (spikeviz.generation.adapt), and the weights of a generalist's blend with its target's coupled
 GLM, which maps (model logit, GLM logit) to the teacher-forced logit before the target map
 (spikeviz.generation.blend, never in a free run); the tempering follows from the guard's base
-slope and the closed-loop shift from free runs (calibration.fit_free_running); a free run's rate controller
-(calibration.RateController) moves the final shift while it runs.
+slope and the closed-loop shift from free runs (calibration.fit_free_running); a free run's
+rate controller (calibration.RateController) moves the final shift while it runs.
 """
 from __future__ import annotations
 
