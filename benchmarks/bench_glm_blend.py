@@ -20,9 +20,12 @@ split). Predictors on the same bins:
 Prints one JSON line a recording: PR-AUC and bits/spike of each, and each against glm-coupled and
 the blend against each ablation (paired differences, 95 % block-bootstrap intervals). With
 --fidelity S, also the population statistics of S seconds of teacher-forced trains from the start
-of the test split (`spikeviz generate --mode teacher --json`), blended and alone, beside the
-Poisson floor and the real-vs-real ceiling: 20-ms count-correlation similarity, the synchrony of
-10-ms bins (>= 2, 5, 10 % of units active) and the 10-ms population rate's KS distance.
+of the test split (`spikeviz generate --mode teacher --json`), beside the Poisson floor and the
+real-vs-real ceiling: 20-ms count-correlation similarity and mean, the synchrony of 10-ms bins
+(>= 2, 5, 10 % of units active), the 10-ms population rate's KS distance, the count ratio and
+the ISI KS distance. Three ways: blended, a bin's units drawn jointly (the default); blended and
+drawn independently (`--independent-draws`, the ablation); alone, drawn jointly; and the joint
+draws without their dead time (a second ablation).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from spikeviz.data.catalog import open_recording, session, sessions  # noqa: E402
 from spikeviz.evaluation.evaluate import blend_glm, fit_baseline, target_predictor  # noqa: E402
-from spikeviz.evaluation.pipeline import generate_window, generated_fidelity, start_of_test_split  # noqa: E402
+from spikeviz.evaluation.pipeline import (fidelity, generate_window, generated_fidelity,  # noqa: E402
+                                          reference_before, start_of_test_split, teacher_trains)
 from spikeviz.evaluation.stretch import setup  # noqa: E402
 from spikeviz.measures.likelihood import LogLikelihood  # noqa: E402
 from spikeviz.measures.scoring import aligned, score_stretch  # noqa: E402
@@ -70,21 +75,39 @@ def targets(names: list[str] | None) -> list[tuple[str, object, Path]]:
     return [t for t in out if names is None or t[0] in names]
 
 
-POPULATION = ("corr_similarity_20ms", "sync_10ms_2pct", "sync_10ms_5pct", "sync_10ms_10pct",
-              "pop_rate_ks_10ms")
+POPULATION = ("corr_similarity_20ms", "mean_corr_20ms", "sync_10ms_2pct", "sync_10ms_5pct",
+              "sync_10ms_10pct", "pop_rate_ks_10ms", "count_ratio", "isi_ks")
 
 
 def teacher_fidelity(model, rec, seconds: float) -> dict:
-    """POPULATION of teacher-forced trains from the start of the test split, blended and alone,
-    with the report's real, floor and ceiling values."""
+    """POPULATION of teacher-forced trains from the start of the test split: blended with a
+    bin's units drawn jointly (`spikeviz generate`), blended and drawn independently
+    (`--independent-draws`: the ablation) and alone, drawn jointly (`--without-glm`), with the
+    report's real, floor and ceiling values and the copula's fit."""
     start = start_of_test_split(rec, 1.0)
     out = {}
-    for glm in (True, False):
-        report = generated_fidelity(generate_window(model, rec, (start, start + seconds), glm=glm), rec)
-        for who in ("model", "floor", "ceiling", "real") if glm else ("model",):
-            name = who if who != "model" else "blend" if glm else "alone"
-            out |= {f"{name}.{k}": (report.get(who) or {}).get(k) for k in POPULATION}
+    for name, glm, joint in (("blend", True, True), ("independent", True, False),
+                             ("alone", False, True)):
+        made = generate_window(model, rec, (start, start + seconds), glm=glm, joint=joint)
+        report = generated_fidelity(made, rec)
+        for who in ("model", "floor", "ceiling", "real") if name == "blend" else ("model",):
+            out |= {f"{name if who == 'model' else who}.{k}": (report.get(who) or {}).get(k)
+                    for k in POPULATION}
+        if name == "blend":
+            out["copula"] = made.recording.source["generated_by"]["joint_draws"]
+            out |= without_dead_time(made, rec)
     return out
+
+
+def without_dead_time(made, rec) -> dict:
+    """POPULATION of the same joint draws without the copula's dead time (the second ablation)."""
+    cop = made.prediction.copula
+    if cop is None or cop.independent:
+        return {}
+    st = made.setup.model_stretch
+    bins = teacher_trains(replace(made.prediction, copula=replace(cop, dead_bins=1)))
+    report = fidelity(st, bins, reference_before(rec, st))["model"]
+    return {f"no-dead-time.{k}": report.get(k) for k in POPULATION}
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Nothing fitted reads a scored bin: change the scored bins and every fitted quantity (training,
-early stopping, baselines, the guard and the GLM blend, calibration, thresholds) stays the same,
-on the command line and in the page."""
+early stopping, baselines, the guard and the GLM blend, calibration, the joint draws' copula,
+thresholds) stays the same, on the command line and in the page."""
 import numpy as np
 import pytest
 import torch
@@ -113,6 +113,10 @@ def test_the_page_fits_on_unscored_bins(recordings, tmp_path, monkeypatch):
     assert ca.temperature == cb.temperature
     for field in ("offsets", "rates", "logit_means"):
         np.testing.assert_array_equal(getattr(ca, field), getattr(cb, field), err_msg=field)
+    # The copula that draws a bin's units jointly is fitted on the warm-up too.
+    ja, jb = (e.predictions[e.generator.name].copula for e in evaluations)
+    assert (ja.tau_ms, ja.dead_bins, ja.fit) == (jb.tau_ms, jb.dead_bins, jb.fit)
+    np.testing.assert_array_equal(ja.loadings, jb.loadings)
     # Keyed by the recording's content, which the rewrite changed: compared by baseline name.
     a, b = ({key[0]: f for key, f in fit.items()} for fit in fits)
     assert a.keys() == b.keys() and a

@@ -48,6 +48,11 @@ def add_parser(sub) -> None:
                         "the rule's number: a probability (pooled), a multiple of each unit's "
                         "expected count (unit-density) or of its rate (lift)")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
+    p.add_argument("--independent-draws", action="store_true",
+                   help="teacher-forced Bernoulli sampling draws each unit on its own; by "
+                        "default a bin's units are drawn jointly, each at its own probability, "
+                        "with shared slow factors fitted on the warm-up to the data's 20-ms "
+                        "count correlations (the trains' provenance says how)")
     add_without_glm(p)
     p.add_argument("--units", type=int, default=128,
                    help="units to generate: the most active of the train split, as `evaluate` "
@@ -139,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
                             f"and {args.units}")
     draw = args.draw or ("pooled" if args.threshold is not None or args.threshold_rule
                          else "bernoulli")
+    if args.independent_draws and (args.model or args.mode == "free" or draw != "bernoulli"):
+        raise SpikevizError("--independent-draws applies to teacher-forced Bernoulli sampling "
+                            "from a checkpoint: free runs and threshold rules draw each unit on "
+                            "its own, and --model states draws a bin's units from its own state")
     if args.model is not None:
         if args.model not in FITTED_GENERATORS:
             raise SpikevizError(f"unknown --model {args.model!r}: use one of "
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                                  mode=args.mode, draw=draw, level=args.threshold,
                                  rule=args.threshold_rule, seed=args.seed, n_units=args.units,
                                  checkpoint=args.checkpoint,   # its name, as the page names it
-                                 glm=not args.without_glm)
+                                 glm=not args.without_glm, joint=not args.independent_draws)
     generated, stretch = result.recording, result.setup.model_stretch
     for line in adjustments(recording, generated, stretch, start, args.seconds):
         note(line)
@@ -200,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
           f"{generated.n_units} units from {stretch.start_s:g} s (times count from there); "
           f"{rates(generated)}" + (f"; real data {rates(real)}" if real is not None else "")
           + (f"; threshold {made['threshold']:.4g}" if made["threshold"] is not None else
-             f"; Bernoulli sampling, seed {args.seed}" if draw == "bernoulli" else
+             f"; Bernoulli sampling, seed {args.seed}" + (
+                 ", a bin's units drawn jointly" if made.get("joint_draws") else "")
+             if draw == "bernoulli" else
              f"; {draw} at {made['draw_level']}"))
     return 0
 

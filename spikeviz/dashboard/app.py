@@ -11,6 +11,7 @@ import pandas as pd
 import panel as pn
 
 from . import results, shading
+from ..evaluation.pipeline import joint_copula
 from ..evaluation.stretch import N_UNITS, WARMUP_S
 from .frames import Frame
 from .jobs import frozen, held
@@ -75,6 +76,11 @@ def describe(state: DashboardState, *_) -> str:
         fitted += (" Teacher-forced, the generalist is blended with the coupled GLM fitted there "
                    "(weights fitted on the warm-up, as `spikeviz evaluate` does; free runs use "
                    "the generalist alone).")
+    if ev is not None and ev.mode == "teacher" and ev.fitted is None and \
+            joint_copula(ev.predictions[ev.generator.name], "teacher", "bernoulli") is not None:
+        fitted += (" Bernoulli draws take a bin's units jointly (shared slow factors and a dead "
+                   "time fitted on the warm-up, each unit at its own rate), as `spikeviz generate` "
+                   "does.")
     return (f"**{rec.name}**: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration_s:,.0f} s. "
             f"Test split {a:,.0f}–{b:,.0f} s. The evaluated window is predicted strictly one bin "
             f"ahead (up to {N_UNITS} units, 1-ms bins) after {WARMUP_S:g} s of real past, which "

@@ -17,6 +17,7 @@ from ..evaluation.pipeline import (FITTED_GENERATORS, THRESHOLD_RULES, Predictio
                                    fitted_trains, free_trains, predict, reference_before)
 from ..generation.adapt import with_guard
 from ..generation.calibration import TargetCalibration
+from ..generation.copula import PopulationCopula
 from ..generation.predict import ModelPredictor
 from ..measures.metrics import ScoreHistogram, UnitHistograms
 from ..measures.stats import FiringStats, fidelity_references, firing_stats
@@ -40,7 +41,8 @@ def _predict_stored(make: Callable[[], object], stretch: Stretch, keep_P: bool,
         return predict(make, stretch, keep_P)
     return predict(make, stretch, keep_P,
                    memo_P=lambda f: np.asarray(Cache().array(disk_key, "P.npy", f)),
-                   memo_calibration=lambda f: _stored_calibration(disk_key, f))
+                   memo_calibration=lambda f: _stored_calibration(disk_key, f),
+                   memo_copula=lambda f: _stored_copula(disk_key, f))
 
 
 def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> TargetCalibration:
@@ -57,6 +59,25 @@ def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> 
         k: None if getattr(cal, k) is None else getattr(cal, k).tolist()
         for k in ("offsets", "rates", "logit_means")}, "calibration.json")
     return cal
+
+
+def _stored_copula(disk_key: str, fit: Callable[[], PopulationCopula]) -> PopulationCopula:
+    """The copula stored beside the predictions it was fitted on, fitted and stored first if
+    missing (JSON holds its float32 loadings exactly)."""
+    store = Cache()
+    saved = store.get_json(disk_key, "copula.json")
+    if saved is not None and "gains" in saved:
+        return PopulationCopula(np.asarray(saved["loadings"], np.float32).reshape(saved["shape"]),
+                                saved["tau_ms"], saved["bin_ms"], saved["dead_bins"],
+                                None if saved["gains"] is None else np.asarray(saved["gains"], np.float32),
+                                saved["fit"])
+    cop = fit()
+    store.put_json(disk_key, {"loadings": cop.loadings.ravel().tolist(), "shape": cop.loadings.shape,
+                              "tau_ms": cop.tau_ms, "bin_ms": cop.bin_ms,
+                              "dead_bins": cop.dead_bins, "fit": cop.fit,
+                              "gains": None if cop.gains is None else cop.gains.tolist()},
+                   "copula.json")
+    return cop
 
 
 def _stored_adaptation(disk_key: str | None, model, stretch: Stretch):

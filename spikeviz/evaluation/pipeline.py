@@ -2,8 +2,9 @@
 
 setup (units, order, warm-up; stretch.setup) -> adapt (a generalist's guard on the warm-up)
 -> predict (probabilities over the warm-up and window; strict scores) -> calibrate (on the
-warm-up after priming) -> draw (teacher-forced) or run free (closed-loop calibration) -> trains
-with their provenance -> fidelity against the real window (ceiling: the real stretch before it).
+warm-up after priming; with the copula that draws a bin's units jointly) -> draw
+(teacher-forced) or run free (closed-loop calibration) -> trains with their provenance ->
+fidelity against the real window (ceiling: the real stretch before it).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..data.binning import bin_range, n_bins_of, split_bounds
 from ..data.recording import Recording
 from ..errors import SpikevizError
 from ..generation.calibration import TargetCalibration, fit_free_running, fit_target_calibration
+from ..generation.copula import PopulationCopula, fit_copula
 from ..generation.logits import logits
 from ..generation.predict import DRAW_RULES, ModelPredictor, draw_spikes, generate
 from ..measures.scoring import FPR_CAP, Scored, score_stretch
@@ -31,6 +33,9 @@ FITTED_GENERATORS = ("states",)
 # What a generalist's teacher-forced predictions are blended with (generation.blend.GLMBlend).
 GLM_BLEND = ("glm-coupled fitted on the recording's train split; logit = a z_model + b z_glm + c "
              "fitted on the warm-up")
+# How teacher-forced Bernoulli trains draw a bin's units (generation.copula).
+JOINT_DRAWS = ("a dichotomized Gaussian with shared AR(1) factors and a dead time, fitted on the "
+               "warm-up: the units of a bin drawn jointly, each at its rate")
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +45,7 @@ class Prediction:
     P: np.ndarray             # (T, N) rows scored against Stretch.targets; (0, N) if not kept
     scored: Scored
     calibration: TargetCalibration | None = None   # fitted on the warm-up (the generator's)
+    copula: PopulationCopula | None = None   # joint Bernoulli draws, fitted on the warm-up too
 
     @property
     def nbytes(self) -> int:
@@ -58,12 +64,14 @@ def _now(make: Callable[[], Any]) -> Any:
 
 
 def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True, *,
-            memo_P: Callable = _now, memo_calibration: Callable = _now) -> Prediction:
+            memo_P: Callable = _now, memo_calibration: Callable = _now,
+            memo_copula: Callable = _now) -> Prediction:
     """Scores of the predictor `make()` returns on the stretch, as `spikeviz evaluate` scores
-    them; with `keep_P`, its window probabilities and the target calibration fitted on the
-    warm-up after priming (what teacher-forced draws and free runs start from). `memo_P` and
-    `memo_calibration` take the computation and may return a stored result instead (the page's
-    disk cache)."""
+    them; with `keep_P`, its window probabilities, the target calibration fitted on the warm-up
+    after priming (what teacher-forced draws and free runs start from) and the copula that
+    draws a teacher-forced bin's units jointly, fitted on the calibrated warm-up. `memo_P`,
+    `memo_calibration` and `memo_copula` take the computation and may return a stored result
+    instead (the page's disk cache)."""
     P = memo_P(lambda: make().predict(stretch.X))
     scored = score_stretch(P, stretch.X, stretch.warm, "strict", stretch.prime)
     if not keep_P:
@@ -71,24 +79,40 @@ def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True, *
     a, w = stretch.prime, stretch.warm
     calibration = memo_calibration(
         lambda: fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w]))
+    copula = memo_copula(lambda: fit_copula(calibration.probabilities(logits(P[a - 1:w - 1])),
+                                            stretch.X[a:w], stretch.bin_ms))
     # A copy, so the full predictions (warm-up included) are freed.
-    return Prediction(stretch.window_of(P).copy(), scored, calibration)
+    return Prediction(stretch.window_of(P).copy(), scored, calibration, copula)
+
+
+def joint_copula(prediction: Prediction, mode: str, draw: str,
+                 joint: bool = True) -> PopulationCopula | None:
+    """The copula that draws a bin's units jointly in teacher_trains, or None where they are
+    drawn independently: free runs, threshold rules, `joint` off, or a copula that found no
+    shared variability on the warm-up."""
+    cop = prediction.copula
+    return cop if joint and mode == "teacher" and draw == "bernoulli" and cop is not None \
+        and not cop.independent else None
 
 
 def teacher_trains(prediction: Prediction, draw: str = "bernoulli", level: float | None = None,
-                   seed: int = 0) -> np.ndarray:
+                   seed: int = 0, joint: bool = True) -> np.ndarray:
     """Teacher-forced spikes (T, N) uint8 aligned with the window's targets. pooled: P >= the
     operating point's edge at `level` (exactly the cells it counts as predicted spikes); other
-    rules draw from the calibrated probabilities (Bernoulli seeded; unit-density and lift at
-    `level`)."""
+    rules draw from the calibrated probabilities (Bernoulli seeded, a bin's units drawn jointly
+    by the prediction's copula, `joint_copula`, each unit still at its probability;
+    unit-density and lift at `level`)."""
     if draw == "pooled":
         if level is None:
             raise SpikevizError("the pooled rule needs a threshold")
         edge = prediction.scored.hists["strict"].operating_point(level).threshold
         return (prediction.P >= np.float32(edge)).astype(np.uint8)
     cal = prediction.calibration
-    return draw_spikes(cal.probabilities(logits(prediction.P)), draw, level, seed=seed,
-                       unit_rates=cal.rates)
+    P = cal.probabilities(logits(prediction.P))
+    copula = joint_copula(prediction, "teacher", draw, joint)
+    if copula is not None:
+        return copula.draw(P, seed)
+    return draw_spikes(P, draw, level, seed=seed, unit_rates=cal.rates)
 
 
 def free_calibration(model, stretch: Stretch) -> TargetCalibration:
@@ -124,9 +148,10 @@ def reference_before(recording: Recording, stretch: Stretch) -> np.ndarray | Non
 def provenance(*, recording: Recording, stretch: Stretch, mode: str, draw: str,
                level: float | None, seed: int, calibration: TargetCalibration | None = None,
                checkpoint: str = "", generator: str = "", rule: str | None = None,
-               blended: bool = False) -> dict[str, Any]:
+               blended: bool = False, copula: PopulationCopula | None = None) -> dict[str, Any]:
     """What made a set of generated trains: `source["generated_by"]` of their Recording.
-    `blended`: drawn from a generalist blended with the target's GLM (evaluate.target_predictor)."""
+    `blended`: drawn from a generalist blended with the target's GLM (evaluate.target_predictor);
+    `copula`: a bin's units drawn jointly by it (teacher_trains)."""
     step = stretch.bin_ms / 1000.0
     first = stretch.bins[0] - stretch.warm   # the recording's bin of the stretch's row 0
     fitted = None if calibration is None else {
@@ -136,6 +161,7 @@ def provenance(*, recording: Recording, stretch: Stretch, mode: str, draw: str,
         "median_offset": float(np.median(calibration.offsets))}
     return {"checkpoint": checkpoint, "generator": generator,
             "blended_with": GLM_BLEND if blended else None, "mode": mode, "draw": draw,
+            "joint_draws": None if copula is None else {"how": JOINT_DRAWS} | copula.to_dict(),
             "threshold": level if draw == "pooled" and mode == "teacher" else None,
             "draw_level": level if draw in ("unit-density", "lift") else None,
             "threshold_rule": rule, "seed": seed, "calibration": fitted, "data": recording.name,
@@ -195,13 +221,14 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
                     mode: str = "teacher", draw: str = "bernoulli", level: float | None = None,
                     rule: str | None = None, seed: int = 0, n_units: int = N_UNITS,
                     unit_order: str = "auto", warmup_s: float = WARMUP_S,
-                    checkpoint: str = "", glm: bool = True) -> Generated:
+                    checkpoint: str = "", glm: bool = True, joint: bool = True) -> Generated:
     """Trains a model generates over the window [start, stop) s of `recording`: the units and
     order of `evaluate`, teacher-forced draws (`draw`, DRAW_RULES, at `level`; `rule` tunes a
     pooled threshold on the warm-up) from the model as `evaluate` scores it (with `glm`, a
     generalist blended with the target's coupled GLM: evaluate.target_predictor), or a free run
-    of the model alone over the whole window. The `warmup_s` seconds before the window prime
-    the history and calibrate (stretch.setup)."""
+    of the model alone over the whole window. Teacher-forced Bernoulli draws take a bin's units
+    jointly (`joint`, teacher_trains) unless no shared variability was found on the warm-up.
+    The `warmup_s` seconds before the window prime the history and calibrate (stretch.setup)."""
     if draw not in DRAW_RULES:
         raise SpikevizError(f"unknown draw rule {draw!r}: use one of {', '.join(DRAW_RULES)}")
     if mode not in ("teacher", "free"):
@@ -217,10 +244,11 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
     if mode == "free":
         bins, calibration = free_trains(predictor.model, st, len(st.targets), seed, draw, level)
     else:
-        bins = teacher_trains(prediction, draw, level, seed)
+        bins = teacher_trains(prediction, draw, level, seed, joint)
     made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
                       seed=seed, calibration=calibration,
                       blended=blends(model, glm) and mode == "teacher",
+                      copula=joint_copula(prediction, mode, draw, joint),
                       checkpoint=str(model.meta.get("path", "")), rule=rule,
                       generator=checkpoint or str(model.meta.get("path", "")))
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)

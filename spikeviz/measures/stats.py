@@ -185,7 +185,8 @@ def compare_stats(real: FiringStats, generated: FiringStats) -> dict:
     return out
 
 
-def _isi_values(X: np.ndarray) -> np.ndarray:
+def isi_values(X: np.ndarray) -> np.ndarray:
+    """Every unit's inter-spike intervals (bins) of a binary (T, N) matrix, pooled."""
     t, u = spike_indices(X)
     order = np.argsort(u, kind="stable")
     t, u = t[order], u[order]
@@ -207,7 +208,7 @@ def fidelity_entry(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: flo
     s = firing_stats(X, bin_ms)
     counts, real_counts = X.sum(0, dtype=np.int64), real.sum(0, dtype=np.int64)
     active = real_counts > 0
-    a, b = _isi_values(real), _isi_values(X)
+    a, b = isi_values(real), isi_values(X)
     n = min(len(real), len(X))
     blocks = [float(X[i:i + block_bins].sum() / real[i:i + block_bins].sum())
               if real[i:i + block_bins].any() else None for i in range(0, n, block_bins)]
