@@ -165,6 +165,14 @@ class Walk:
                        60, f"the readout at threshold {value}")
         return f"threshold {value}"
 
+    def joint(self) -> str:
+        """Tick or untick "Draw a bin's units jointly" (shown for teacher-forced Bernoulli draws)."""
+        box = self.page.locator(".sv-joint input").first
+        if not box.is_visible():
+            return "joint draws (hidden)"
+        box.click()
+        return f"joint draws {'on' if box.is_checked() else 'off'}"
+
     def fit_and_cancel(self) -> str:
         page = self.page
         if not page.locator(".sv-fit button:visible").count():
@@ -221,7 +229,7 @@ class Walk:
 
 
 ACTIONS = {"switch": 3, "typed": 4, "upload": 3, "switch_tab": 2, "threshold": 3, "fit_and_cancel": 1,
-           "download": 3}
+           "download": 3, "joint": 1}
 
 
 @pytest.mark.parametrize("seed", SEEDS)

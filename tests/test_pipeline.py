@@ -24,13 +24,16 @@ def _trains(path) -> dict[str, np.ndarray]:
     return {str(u): np.asarray(t) for u, t in zip(rec.unit_ids, rec.spike_times)}
 
 
-@pytest.mark.parametrize("generator, mode, draw", [
-    ("generalist-focal", "teacher", "bernoulli"), ("generalist-focal", "teacher", "unit-density"),
-    ("generalist-focal", "free", "bernoulli"), (FITTED_STATES, "teacher", "bernoulli"),
-    (FITTED_STATES, "free", "bernoulli")])
-def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, generator, mode, draw):
+@pytest.mark.parametrize("generator, mode, draw, joint", [
+    ("generalist-focal", "teacher", "bernoulli", True),
+    ("generalist-focal", "teacher", "bernoulli", False),
+    ("generalist-focal", "teacher", "unit-density", True),
+    ("generalist-focal", "free", "bernoulli", True), (FITTED_STATES, "teacher", "bernoulli", True),
+    (FITTED_STATES, "free", "bernoulli", True)])
+def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, generator, mode, draw,
+                                                           joint):
     state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), session=VITRO,
-                           checkpoint=generator, mode=mode, seed=3, draw=draw)
+                           checkpoint=generator, mode=mode, seed=3, draw=draw, joint=joint)
     assert state.error == "", state.error
     page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
                                state.draw_level)
@@ -41,13 +44,15 @@ def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, gen
             "--seconds", repr(b - a), "--seed", "3", "--out", str(tmp_path / "cli.npz")]
     if draw != "bernoulli":
         args += ["--draw", draw, "--threshold", repr(state.draw_level)]
+    if not joint:
+        args += ["--independent-draws"]
     assert main(args) == 0
     made = page.source["generated_by"]
     assert made["start_s"] == pytest.approx(a) and page.duration_s == pytest.approx(b - a)
     assert made == load_recording(tmp_path / "cli.npz").source["generated_by"]
     # Teacher-forced Bernoulli draws from a checkpoint take a bin's units jointly, in both.
     assert (made["joint_draws"] is not None) == (generator != FITTED_STATES and mode == "teacher"
-                                                  and draw == "bernoulli")
+                                                  and draw == "bernoulli" and joint)
     cli, web = _trains(tmp_path / "cli.npz"), _trains(tmp_path / "page.npz")
     assert list(cli) == list(web) and len(cli) == 128
     assert sum(map(len, web.values())) > 100

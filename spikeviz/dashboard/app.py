@@ -78,9 +78,9 @@ def describe(state: DashboardState, *_) -> str:
                    "the generalist alone).")
     if ev is not None and ev.mode == "teacher" and ev.fitted is None and \
             joint_copula(ev.predictions[ev.generator.name], "teacher", "bernoulli") is not None:
-        fitted += (" Bernoulli draws take a bin's units jointly (shared slow factors and a dead "
-                   "time fitted on the warm-up, each unit at its own rate), as `spikeviz generate` "
-                   "does.")
+        fitted += (" Bernoulli draws with \"Draw a bin's units jointly\" on (the default, as "
+                   "`spikeviz generate` draws) take a bin's units together: shared slow factors "
+                   "and a dead time fitted on the warm-up, each unit at its own rate.")
     return (f"**{rec.name}**: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration_s:,.0f} s. "
             f"Test split {a:,.0f}–{b:,.0f} s. The evaluated window is predicted strictly one bin "
             f"ahead (up to {N_UNITS} units, 1-ms bins) after {WARMUP_S:g} s of real past, which "
@@ -148,6 +148,9 @@ def controls(state: DashboardState) -> pn.Column:
         W.Select.from_param(state.param.draw, name="Draw rule (teacher-forced)", css_classes=["sv-draw"]),
         W.FloatInput.from_param(state.param.draw_level, name="Rule level",
                                 visible=pn.bind(lambda d: d in ("unit-density", "lift"), state.param.draw)),
+        W.Checkbox.from_param(state.param.joint, css_classes=["sv-joint"],
+                              visible=pn.bind(lambda d, m: d == "bernoulli" and m == "teacher",
+                                              state.param.draw, state.param.mode)),
         "### Threshold",
         W.RadioButtonGroup.from_param(state.param.threshold_rule, name="Preset", button_type="primary",
                                       button_style="outline"),

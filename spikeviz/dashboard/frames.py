@@ -7,7 +7,8 @@ import numpy as np
 
 from ..measures.metrics import OperatingPoint
 from ..measures.stats import FiringStats, compare_stats, fidelity_entry, firing_stats
-from ..evaluation.pipeline import fitted_trains, teacher_trains
+from ..evaluation.pipeline import fitted_trains, joint_copula, teacher_trains
+from ..generation.copula import PopulationCopula
 from .compute import Evaluation
 
 FRAMES_KEPT = 4   # generated trains kept per evaluation (one per draw rule and level)
@@ -26,14 +27,17 @@ class Frame:
     stats: FiringStats
     distances: dict                        # stats.compare_stats(real, generated)
     fidelity: dict                         # stats.fidelity_entry for each of model, ceiling, floor
+    copula: PopulationCopula | None = None  # what drew a bin's units jointly (None: independently)
 
 
 def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level: float | None = None,
-               seed: int = 0) -> Frame:
+               seed: int = 0, joint: bool = True) -> Frame:
     """The generator's operating point at `threshold` and the trains it generates (no prediction).
 
     Teacher-forced trains are drawn from the calibrated probabilities by `draw`: Bernoulli
-    (seeded; a fitted population model draws its own, units jointly), or thresholds per rule:
+    (seeded, a bin's units jointly when `joint` and the warm-up's copula found shared
+    variability: pipeline.teacher_trains; a fitted population model draws its own, units
+    jointly), or thresholds per rule:
     pooled at `threshold`, unit-density or lift at `level`.
     Trains that the threshold does not change (every rule but the pooled one, free runs) are
     kept with the evaluation (the last FRAMES_KEPT ways of drawing them): a new threshold, or a
@@ -42,25 +46,30 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     op = ev.hist.operating_point(threshold)
     if ev.mode != "free" and draw == "pooled":
         return _frame(ev, op, draw, teacher_trains(ev.predictions[ev.generator.name], draw, threshold))
-    drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed)
+    drawn_with = ("free",) if ev.mode == "free" else (draw, level, seed, joint)
     kept = ev.frames.pop(drawn_with, None)   # popped and put back: the dict runs oldest first
     if kept is None:
+        copula = None
         if ev.mode == "free":
             generated = ev.free
         elif ev.fitted is not None and draw == "bernoulli":   # its own draws: units jointly
             generated = fitted_trains(ev.fitted, ev.stretch, "teacher", 0, seed)
         else:
-            generated = teacher_trains(ev.predictions[ev.generator.name], draw, level, seed)
-        kept = _frame(ev, op, draw, generated)
+            prediction = ev.predictions[ev.generator.name]
+            generated = teacher_trains(prediction, draw, level, seed, joint)
+            copula = joint_copula(prediction, ev.mode, draw, joint)
+        kept = _frame(ev, op, draw, generated, copula)
         while len(ev.frames) >= FRAMES_KEPT:
             ev.frames.pop(next(iter(ev.frames)))
     ev.frames[drawn_with] = kept
     return replace(kept, threshold=op.threshold, op=op)
 
 
-def _frame(ev: Evaluation, op: OperatingPoint, draw: str, generated: np.ndarray) -> Frame:
+def _frame(ev: Evaluation, op: OperatingPoint, draw: str, generated: np.ndarray,
+           copula: PopulationCopula | None = None) -> Frame:
     stats = firing_stats(generated, ev.stretch.bin_ms)
     return Frame(ev, op.threshold, "bernoulli" if ev.mode == "free" else draw, op,
                  np.nonzero(generated), stats, compare_stats(ev.real_stats, stats),
                  ev.references | {"model": fidelity_entry(ev.stretch.targets[:len(generated)],
-                                                          ev.compared, generated, ev.stretch.bin_ms)})
+                                                          ev.compared, generated, ev.stretch.bin_ms)},
+                 copula)

@@ -72,6 +72,10 @@ class DashboardState(param.Parameterized):
                                    label="Length (s)")
     draw = param.Selector(default="bernoulli", objects=DRAWS,
                           doc="how teacher-forced trains are drawn from the calibrated probabilities")
+    joint = param.Boolean(True, label="Draw a bin's units jointly",
+                          doc="Bernoulli, teacher-forced: shared slow factors and a dead time "
+                              "fitted on the warm-up make units fire together, each at its own "
+                              "rate (off: each unit drawn on its own, `--independent-draws`)")
     draw_level = param.Number(DRAW_RULES["unit-density"]["default"], bounds=(0.0, None), step=0.1,
                               label="Rule level", doc="unit-density: count ratio to the unit's "
                               "expected count; lift: how many times its causal rate p must reach")
@@ -406,9 +410,9 @@ class DashboardState(param.Parameterized):
         if event.new in ("unit-density", "lift"):   # each rule's level has its own scale
             self.draw_level = float(DRAW_RULES[event.new]["default"])
 
-    @param.depends("evaluation", "threshold", "draw", "draw_level", watch=True)
+    @param.depends("evaluation", "threshold", "draw", "draw_level", "joint", watch=True)
     @batched
     def _update_frame(self) -> None:
         ev = self.evaluation
         self.frame = None if ev is None else make_frame(
-            ev, self.threshold, self.draw, self.draw_level, self.seed)
+            ev, self.threshold, self.draw, self.draw_level, self.seed, self.joint)

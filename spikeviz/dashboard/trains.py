@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.io import write_recording
 from ..data.io.table import sidecar_path
-from ..evaluation.pipeline import as_recording, fitted_generator, joint_copula, provenance
+from ..evaluation.pipeline import as_recording, fitted_generator, provenance
 from ..data.recording import Recording
 from .frames import Frame
 
@@ -25,12 +25,11 @@ def generated_recording(frame: Frame, data: Recording, rule: str, seed: int,
     generated = np.zeros((n_bins, ev.stretch.X.shape[1]), np.uint8)
     generated[bins, cols] = 1
     own = ev.fitted is not None and frame.draw == "bernoulli"   # a fitted model's own draws
-    prediction = ev.predictions[ev.generator.name]
     made = provenance(recording=data, stretch=ev.stretch, mode=ev.mode, draw=frame.draw,
                       level=frame.threshold if frame.draw == "pooled" else level, seed=seed,
                       calibration=None if own else ev.calibration,
                       blended=ev.blended and ev.mode == "teacher",
-                      copula=None if own else joint_copula(prediction, ev.mode, frame.draw),
+                      copula=frame.copula,
                       checkpoint=str(ev.generator.path or ""),
                       generator=fitted_generator(ev.generator.name, data, ev.stretch.bin_ms,
                                                  ev.fitted)
