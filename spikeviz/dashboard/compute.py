@@ -34,12 +34,12 @@ BASELINE_GENERATOR = BASELINES[-1]
 
 
 def _predict_stored(make: Callable[[], object], stretch: Stretch, keep_P: bool,
-                    disk_key: str | None) -> Prediction:
+                    disk_key: str | None, joint: bool = True) -> Prediction:
     """pipeline.predict, with the probabilities and calibration read from the on-disk cache
     under `disk_key` (checksummed), or computed and stored there; None: computed."""
     if disk_key is None:
-        return predict(make, stretch, keep_P)
-    return predict(make, stretch, keep_P,
+        return predict(make, stretch, keep_P, joint=joint)
+    return predict(make, stretch, keep_P, joint=joint,
                    memo_P=lambda f: np.asarray(Cache().array(disk_key, "P.npy", f)),
                    memo_calibration=lambda f: _stored_calibration(disk_key, f),
                    memo_copula=lambda f: _stored_copula(disk_key, f))
@@ -366,7 +366,8 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         predictions[name] = cache.get(
             (plan.key(st), key, "teacher", keep),
             lambda make=make, st=st, keep=keep, name=name:
-                _predict_stored(make, st, keep, _disk_key(plan, name, st, cache)))
+                _predict_stored(make, st, keep, _disk_key(plan, name, st, cache),
+                                not generator.is_fitted))
     glm.release()   # (the blend, cached with the evaluation, keeps the wrapper: not its arrays)
     free = free_calibration = None
     if mode == "free":

@@ -64,12 +64,13 @@ def _now(make: Callable[[], Any]) -> Any:
 
 
 def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True, *,
-            memo_P: Callable = _now, memo_calibration: Callable = _now,
+            joint: bool = True, memo_P: Callable = _now, memo_calibration: Callable = _now,
             memo_copula: Callable = _now) -> Prediction:
     """Scores of the predictor `make()` returns on the stretch, as `spikeviz evaluate` scores
     them; with `keep_P`, its window probabilities, the target calibration fitted on the warm-up
-    after priming (what teacher-forced draws and free runs start from) and the copula that
-    draws a teacher-forced bin's units jointly, fitted on the calibrated warm-up. `memo_P`,
+    after priming (what teacher-forced draws and free runs start from) and, with `joint`, the
+    copula that draws a teacher-forced bin's units jointly, fitted on the calibrated warm-up
+    (a fitted population model draws its own: none). `memo_P`,
     `memo_calibration` and `memo_copula` take the computation and may return a stored result
     instead (the page's disk cache)."""
     P = memo_P(lambda: make().predict(stretch.X))
@@ -80,7 +81,7 @@ def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True, *
     calibration = memo_calibration(
         lambda: fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w]))
     copula = memo_copula(lambda: fit_copula(calibration.probabilities(logits(P[a - 1:w - 1])),
-                                            stretch.X[a:w], stretch.bin_ms))
+                                            stretch.X[a:w], stretch.bin_ms)) if joint else None
     # A copy, so the full predictions (warm-up included) are freed.
     return Prediction(stretch.window_of(P).copy(), scored, calibration, copula)
 
@@ -297,7 +298,7 @@ def generate_fitted(name: str, recording: Recording, window_s: tuple[float, floa
     su = setup(None, recording, window_s=tuple(window_s), n_units=n_units, warmup_s=warmup_s)
     st = su.model_stretch
     fitted = fit_baseline(name, su)   # as the page and `evaluate` fit it, warm-up included
-    prediction = predict(lambda: fitted, st)
+    prediction = predict(lambda: fitted, st, joint=False)
     if rule is not None:
         level = prediction.threshold(rule)
     bins = (fitted_trains(fitted, st, mode, len(st.targets), seed) if draw == "bernoulli"
