@@ -47,10 +47,10 @@ serve: install
 
 # Two pytest-xdist workers, one thread each; the browser tests run one at a time on one of them
 # (conftest.py: two at once on two cores starved each other's pages past their timeouts).
-# TEST_WORKERS=0 runs everything in one process.
+# TEST_WORKERS=0 runs everything in one process. The 15 slowest tests are listed at the end.
 TEST_WORKERS ?= 2
 test: install-test
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
