@@ -168,3 +168,20 @@ def test_the_guard_keeps_independent_draws_when_the_intervals_would_suffer(monke
     assert guarded.independent and guarded.fit["corr_mse"][1] < guarded.fit["corr_mse"][0]
     monkeypatch.setattr(copula, "ISI_SLACK", 1.0)
     assert not fit_copula(P, Y).independent
+
+
+def test_the_page_stores_a_copula_and_reads_back_the_same_draws(tmp_path, monkeypatch):
+    """A default window's copula is stored beside its predictions (dashboard.compute): read back,
+    it draws the same trains."""
+    from spikeviz.dashboard.compute import _stored_copula
+
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))
+    P = probabilities(20_000, 32, seed=3)
+    fitted = fit_copula(P, PopulationCopula(assemblies(32, k=2, scale=0.7), 20.0,
+                                            dead_bins=15).draw(P, seed=6))
+    assert not fitted.independent and fitted.gains is not None
+    stored = _stored_copula("k", lambda: fitted)
+    again = _stored_copula("k", lambda: pytest.fail("fitted again instead of read"))
+    assert again is not stored and (again.tau_ms, again.dead_bins, again.fit) == \
+        (fitted.tau_ms, fitted.dead_bins, fitted.fit)
+    np.testing.assert_array_equal(again.draw(P, seed=1), fitted.draw(P, seed=1))

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
     p.add_argument("--independent-draws", action="store_true",
                    help="teacher-forced Bernoulli sampling draws each unit on its own; by "
-                        "default a bin's units are drawn jointly, each at its own probability, "
+                        "default a bin's units are drawn jointly, each at its own rate, "
                         "with shared slow factors fitted on the warm-up to the data's 20-ms "
                         "count correlations (the trains' provenance says how)")
     add_without_glm(p)

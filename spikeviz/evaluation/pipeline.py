@@ -101,7 +101,7 @@ def teacher_trains(prediction: Prediction, draw: str = "bernoulli", level: float
     """Teacher-forced spikes (T, N) uint8 aligned with the window's targets. pooled: P >= the
     operating point's edge at `level` (exactly the cells it counts as predicted spikes); other
     rules draw from the calibrated probabilities (Bernoulli seeded, a bin's units drawn jointly
-    by the prediction's copula, `joint_copula`, each unit still at its probability;
+    by the prediction's copula, `joint_copula`, each unit still at its rate;
     unit-density and lift at `level`)."""
     if draw == "pooled":
         if level is None:
