@@ -157,8 +157,8 @@ def test_a_generalist_is_blended_with_the_glm_unless_asked_not_to(tmp_path, caps
 
 def test_generate_draws_a_bins_units_jointly_unless_asked_not_to(tmp_path, capsys):
     """Teacher-forced Bernoulli trains draw a bin's units jointly (the copula fitted on the
-    warm-up, named in the provenance and the summary line); --independent-draws draws each unit
-    on its own, and is refused where it would change nothing."""
+    warm-up, named in the provenance and the summary line), free runs too; --independent-draws
+    draws each unit on its own, and is refused where it would change nothing."""
     short = tmp_path / "short.npz"   # 80 s: the warm-up ends at 40 s, the copula fits on 20 s
     write_table(spikeviz.load_session(VITRO2).slice(0.0, 80.0), short)
     args = ["generate", "--checkpoint", "generalist-focal", "--data", str(short), "--seconds", "3",
@@ -175,6 +175,7 @@ def test_generate_draws_a_bins_units_jointly_unless_asked_not_to(tmp_path, capsy
     assert "a bin's units drawn jointly" in said
     assert alone.source["generated_by"]["joint_draws"] is None
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(joint.spike_times, alone.spike_times))
-    for extra in (["--mode", "free"], ["--draw", "lift"]):
-        assert main([*args, "--out", str(tmp_path / "x.npz"), "--independent-draws", *extra]) == 2
-        assert "--independent-draws applies to teacher-forced" in capsys.readouterr().err
+    free, _ = generated("f.npz", "--mode", "free")   # free runs draw jointly too
+    assert free.source["generated_by"]["joint_draws"]["factors"] == 8
+    assert main([*args, "--out", str(tmp_path / "x.npz"), "--independent-draws", "--draw", "lift"]) == 2
+    assert "--independent-draws applies to Bernoulli sampling" in capsys.readouterr().err

@@ -50,9 +50,9 @@ def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, gen
     made = page.source["generated_by"]
     assert made["start_s"] == pytest.approx(a) and page.duration_s == pytest.approx(b - a)
     assert made == load_recording(tmp_path / "cli.npz").source["generated_by"]
-    # Teacher-forced Bernoulli draws from a checkpoint take a bin's units jointly, in both.
-    assert (made["joint_draws"] is not None) == (generator != FITTED_STATES and mode == "teacher"
-                                                  and draw == "bernoulli" and joint)
+    # Bernoulli draws from a checkpoint take a bin's units jointly, teacher-forced and free.
+    assert (made["joint_draws"] is not None) == (generator != FITTED_STATES and draw == "bernoulli"
+                                                  and joint)
     cli, web = _trains(tmp_path / "cli.npz"), _trains(tmp_path / "page.npz")
     assert list(cli) == list(web) and len(cli) == 128
     assert sum(map(len, web.values())) > 100

@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
                         "expected count (unit-density) or of its rate (lift)")
     p.add_argument("--seed", type=int, default=0, help="seed of Bernoulli sampling")
     p.add_argument("--independent-draws", action="store_true",
-                   help="teacher-forced Bernoulli sampling draws each unit on its own; by "
+                   help="Bernoulli sampling (teacher-forced or free) draws each unit on its own; by "
                         "default a bin's units are drawn jointly, each at its own rate, "
                         "with shared slow factors fitted on the warm-up to the data's 20-ms "
                         "count correlations (the trains' provenance says how)")
@@ -144,10 +144,10 @@ def run(args: argparse.Namespace) -> int:
                             f"and {args.units}")
     draw = args.draw or ("pooled" if args.threshold is not None or args.threshold_rule
                          else "bernoulli")
-    if args.independent_draws and (args.model or args.mode == "free" or draw != "bernoulli"):
-        raise SpikevizError("--independent-draws applies to teacher-forced Bernoulli sampling "
-                            "from a checkpoint: free runs and threshold rules draw each unit on "
-                            "its own, and --model states draws a bin's units from its own state")
+    if args.independent_draws and (args.model or draw != "bernoulli"):
+        raise SpikevizError("--independent-draws applies to Bernoulli sampling from a "
+                            "checkpoint: threshold rules draw each unit on its own, and --model "
+                            "states draws a bin's units from its own state")
     if args.model is not None:
         if args.model not in FITTED_GENERATORS:
             raise SpikevizError(f"unknown --model {args.model!r}: use one of "

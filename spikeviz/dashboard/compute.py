@@ -147,6 +147,7 @@ class Evaluation:
     data_key: Hashable = None             # names the recording it was computed on
     fitted: object | None = None          # a FITTED_GENERATORS generator's model (its own draws)
     free_calibration: TargetCalibration | None = None   # a model's free run's (pipeline.free_trains)
+    free_copula: PopulationCopula | None = None   # what drew its free run's units jointly
     blended: bool = False                 # the generator's predictions: a generalist with its GLM
     thresholds: dict[str, float] = field(default_factory=dict)   # per threshold rule
     # Frames whose trains the threshold does not change, by how they were drawn (frames.make_frame)
@@ -369,14 +370,14 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
                 _predict_stored(make, st, keep, _disk_key(plan, name, st, cache),
                                 not generator.is_fitted))
     glm.release()   # (the blend, cached with the evaluation, keeps the wrapper: not its arrays)
-    free = free_calibration = None
+    free = free_calibration = free_copula = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        free, free_calibration = cache.get(
+        free, free_calibration, free_copula = cache.get(
             (plan.key(stretch), plan.model_key or (generator.name, su.target.key), "free", seed, n),
-            lambda: (fitted_trains(fitted, stretch, "free", n, seed), None) if fitted is not None
-            else free_trains(adapted().model, stretch, n, seed))
+            lambda: (fitted_trains(fitted, stretch, "free", n, seed), None, None)
+            if fitted is not None else free_trains(adapted().model, stretch, n, seed))
     progress(0.95, "firing statistics")
     Y = stretch.targets
 
@@ -388,6 +389,6 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
         firing_stats(Y[:n], BIN_MS), fidelity_references(Y[:n], reference, bin_ms=BIN_MS, seed=seed)))
     return Evaluation(stretch, predictions, generator, mode, free, plan.real,
                       stats if n == len(Y) else firing_stats(Y, BIN_MS),
-                      references, stats, plan.data_key, fitted, free_calibration,
+                      references, stats, plan.data_key, fitted, free_calibration, free_copula,
                       model is not None and blends(model.model),
                       {name: predictions[generator.name].threshold(name) for name in THRESHOLD_RULES})

@@ -51,7 +51,7 @@ def make_frame(ev: Evaluation, threshold: float, draw: str = "bernoulli", level:
     if kept is None:
         copula = None
         if ev.mode == "free":
-            generated = ev.free
+            generated, copula = ev.free, ev.free_copula
         elif ev.fitted is not None and draw == "bernoulli":   # its own draws: units jointly
             generated = fitted_trains(ev.fitted, ev.stretch, "teacher", 0, seed)
         else:

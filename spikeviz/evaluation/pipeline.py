@@ -116,25 +116,32 @@ def teacher_trains(prediction: Prediction, draw: str = "bernoulli", level: float
     return draw_spikes(P, draw, level, seed=seed, unit_rates=cal.rates)
 
 
-def free_calibration(model, stretch: Stretch) -> TargetCalibration:
-    """The target calibration a free run of `model` starts from: fitted, as `predict` fits it,
-    on the model's own predictions over the warm-up (never a blend's: the GLM a generalist is
-    scored with has no part in a free run)."""
+def free_start(model, stretch: Stretch,
+               joint: bool = True) -> tuple[TargetCalibration, PopulationCopula | None]:
+    """The target calibration a free run of `model` starts from and, with `joint`, the copula
+    its Bernoulli draws take a bin's units with: fitted, as `predict` fits them, on the model's
+    own predictions over the warm-up (never a blend's: the GLM a generalist is scored with has
+    no part in a free run)."""
     a, w = stretch.prime, stretch.warm
     P = ModelPredictor(model).predict(stretch.X[:w])
-    return fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w])
+    cal = fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w])
+    copula = fit_copula(cal.probabilities(logits(P[a - 1:w - 1])), stretch.X[a:w],
+                        stretch.bin_ms) if joint else None
+    return cal, None if copula is None or copula.independent else copula
 
 
 def free_trains(model, stretch: Stretch, n_bins: int, seed: int = 0, draw: str = "bernoulli",
-                level: float | None = None) -> tuple[np.ndarray, TargetCalibration]:
+                level: float | None = None, joint: bool = True
+                ) -> tuple[np.ndarray, TargetCalibration, PopulationCopula | None]:
     """Free-running spikes (n_bins, N) from the real past up to the first target bin, the
-    model's own draws fed back, and the calibration they start from (`free_calibration`; its
-    offsets are then refitted closed-loop on the same warm-up)."""
+    model's own draws fed back, the calibration they start from and the copula that drew a
+    bin's units jointly (`free_start`; Bernoulli draws only; the offsets are then refitted
+    closed-loop on the same warm-up, under the copula)."""
     past = stretch.X[:stretch.warm + 1]
-    start = free_calibration(model, stretch)
-    cal = fit_free_running(model, past, stretch.prime, len(past), start, seed=seed)
+    start, copula = free_start(model, stretch, joint and draw == "bernoulli")
+    cal = fit_free_running(model, past, stretch.prime, len(past), start, seed=seed, copula=copula)
     return generate(model, past, mode="free", seed=seed, n_bins=n_bins, calibration=cal,
-                    draw=draw, threshold=level), start
+                    draw=draw, threshold=level, copula=copula), start, copula
 
 
 def reference_before(recording: Recording, stretch: Stretch) -> np.ndarray | None:
@@ -243,13 +250,14 @@ def generate_window(model, recording: Recording, window_s: tuple[float, float], 
         level = prediction.threshold(rule)
     calibration = prediction.calibration
     if mode == "free":
-        bins, calibration = free_trains(predictor.model, st, len(st.targets), seed, draw, level)
+        bins, calibration, copula = free_trains(predictor.model, st, len(st.targets), seed, draw,
+                                                level, joint)
     else:
         bins = teacher_trains(prediction, draw, level, seed, joint)
+        copula = joint_copula(prediction, mode, draw, joint)
     made = provenance(recording=recording, stretch=st, mode=mode, draw=draw, level=level,
                       seed=seed, calibration=calibration,
-                      blended=blends(model, glm) and mode == "teacher",
-                      copula=joint_copula(prediction, mode, draw, joint),
+                      blended=blends(model, glm) and mode == "teacher", copula=copula,
                       checkpoint=str(model.meta.get("path", "")), rule=rule,
                       generator=checkpoint or str(model.meta.get("path", "")))
     return Generated(as_recording(bins, recording, st, made), bins, su, prediction)

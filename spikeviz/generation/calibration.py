@@ -150,7 +150,7 @@ def platt(model) -> LogitMap:
 
 
 def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibration,
-                     seed: int = 0) -> TargetCalibration:
+                     seed: int = 0, copula=None) -> TargetCalibration:
     """`cal` with offsets for free running, fitted closed-loop on the warm-up X[lo:hi] (its last
     FREE_FIT["max_bins"]): the model runs free over it from its real past X[:lo], and each
     unit's offset moves by a part (FREE_FIT["step"], halved at each overshoot) of the log ratio
@@ -163,7 +163,8 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
     without the warm-up's logits (identity: a silent warm-up) or a warm-up under
     FREE_FIT["min_bins"]: `cal` unchanged (the per-session `fast` models are stable free under
     their teacher-forced offsets and the rate controller; closed-loop offsets made them no
-    better: x1.13 -> x1.52 in vivo, 20 s).
+    better: x1.13 -> x1.52 in vivo, 20 s). `copula`: the runs draw as the free run will
+    (fused.draw_settings), so the offsets answer for its joint draws too.
     """
     C = model.config.context
     lo = max(lo, hi - FREE_FIT["max_bins"], C)
@@ -187,7 +188,7 @@ def fit_free_running(model, X: np.ndarray, lo: int, hi: int, cal: TargetCalibrat
         raw = platt(model).then(tempered).then(LogitMap(1.0, shift))
         gen = fused.free_run(model, traces, X[lo - C:lo], hi - lo, float(raw.scale),
                              raw.shift.astype(np.float32), seed=seed,
-                             anchor=out.rates if out.anchored else None
+                             anchor=out.rates if out.anchored else None, copula=copula
                              )[0].sum(0, dtype=np.float64)
         err = np.log((real + 1.0) / (gen + 1.0))
         if np.abs(err).mean() < best[0]:

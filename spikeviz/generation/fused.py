@@ -88,6 +88,13 @@ class Draw(NamedTuple):
     ctrl_gain: float
     max_shift: float
     record: bool                # keep each bin's probabilities
+    # Joint Bernoulli draws (generation.copula): a unit spikes where Phi(-g) < p, g = loadings .
+    # f + unique e, f unit-variance AR(1) factors (factor_a per bin), and not within dead_bins
+    # of its last drawn spike. loadings (N, 0): independent draws.
+    loadings: np.ndarray
+    unique: np.ndarray
+    factor_a: float
+    dead_bins: int
 
 
 def supported(model: torch.nn.Module) -> bool:
@@ -133,17 +140,27 @@ def _f32(a, empty: tuple[int, ...]) -> np.ndarray:
 def draw_settings(gain: float, bias: np.ndarray, *, seed: int = 0,
                   thresholds: np.ndarray | None = None, rates: np.ndarray | None = None,
                   control: dict | None = None, forced: np.ndarray | None = None,
-                  anchor: np.ndarray | None = None, record: bool | None = None) -> Draw:
+                  anchor: np.ndarray | None = None, record: bool | None = None,
+                  copula=None) -> Draw:
     """The settings of a free run over len(bias) units (RATE_CONTROL updated by `control`);
-    `record` (default: when `forced`) keeps the probabilities."""
+    `record` (default: when `forced`) keeps the probabilities; `copula` (a
+    generation.copula.PopulationCopula) draws a bin's units jointly (its gains left out: the
+    closed-loop offsets and the rate controller hold the rates)."""
     N = len(bias)
     ctl = RATE_CONTROL | (control or {})
+    joint = copula is not None and not copula.independent
+    L = copula.loadings if joint else np.zeros((N, 0), np.float32)
     return Draw(gain=float(gain), bias=_f32(bias, (N,)).copy(), seed=int(seed),
                 thresholds=_f32(thresholds, (0,)), forced=_f32(forced, (0, N)),
                 anchor=_f32(anchor, (0,)), rates=_f32(rates, (0,)), tau=float(ctl["tau"]),
                 every=int(ctl["every"]), ctrl_gain=float(ctl["gain"]),
                 max_shift=float(ctl["max_shift"]),
-                record=forced is not None if record is None else bool(record))
+                record=forced is not None if record is None else bool(record),
+                loadings=np.ascontiguousarray(L, np.float32),
+                unique=np.sqrt(np.clip(1.0 - (L.astype(np.float64) ** 2).sum(1), 0.0, 1.0))
+                .astype(np.float32),
+                factor_a=float(np.exp(-copula.bin_ms / copula.tau_ms)) if joint else 0.0,
+                dead_bins=int(copula.dead_bins) if joint else 1)
 
 
 def run(model: torch.nn.Module, traces: np.ndarray, prompt: np.ndarray, n: int, draw: Draw

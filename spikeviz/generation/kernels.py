@@ -160,15 +160,29 @@ def log_inplace(a):
 
 
 @numba.njit(cache=True)
-def _draw(g, p, x, out, probs, D):
-    """Bin g's spikes from probabilities p: forced (teacher), per-unit thresholds or Bernoulli;
-    fed back through x."""
-    forced, thresholds = D.forced, D.thresholds     # fields read once, not per unit
+def _draw(g, p, x, out, probs, D, factors, last):
+    """Bin g's spikes from probabilities p: forced (teacher), per-unit thresholds, Bernoulli, or
+    Bernoulli drawn jointly (D.loadings: the shared `factors` move first, `last` holds each
+    unit's last drawn spike for the dead time); fed back through x."""
+    forced, thresholds, L = D.forced, D.thresholds, D.loadings   # fields read once, not per unit
+    joint = forced.shape[0] == 0 and thresholds.shape[0] == 0 and L.shape[1] > 0
+    if joint:
+        s = math.sqrt(1.0 - D.factor_a * D.factor_a)
+        for i in range(L.shape[1]):
+            factors[i] = D.factor_a * factors[i] + s * np.random.standard_normal()
     for j in range(p.shape[0]):
         if forced.shape[0] > 0:
             x[j] = forced[g, j]
         elif thresholds.shape[0] > 0:
             x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
+        elif joint:
+            latent = D.unique[j] * np.random.standard_normal()
+            for i in range(L.shape[1]):
+                latent += L[j, i] * factors[i]
+            spike = 0.5 * math.erfc(latent / math.sqrt(2.0)) < p[j] and g - last[j] >= D.dead_bins
+            x[j] = 1.0 if spike else 0.0
+            if spike:
+                last[j] = g
         else:
             x[j] = 1.0 if np.random.random() < p[j] else 0.0
         out[g, j] = np.uint8(x[j])
@@ -312,6 +326,10 @@ def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray,
     probs = np.zeros((n if D.record else 0, N), np.float32)
     bias = D.bias.copy()
     mean = D.rates.copy()
+    factors = np.zeros(D.loadings.shape[1])
+    for i in range(factors.shape[0]):      # stationary from the first bin (no draw without them)
+        factors[i] = np.random.standard_normal()
+    last = np.full(N, -(1 << 40), np.int64)
     decay, anchor = W.decay, D.anchor
     n_prompt = prompt.shape[0]
     for t in range(n_prompt + n - 1):
@@ -331,7 +349,7 @@ def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray,
         g = t - n_prompt + 1            # the bin these probabilities are for
         for j in range(N):
             p[j] = 1.0 / (1.0 + math.exp(-(D.gain * logits[j] + bias[j])))
-        _draw(g, p, x, out, probs, D)
+        _draw(g, p, x, out, probs, D, factors, last)
         if D.rates.shape[0] > 0:
             _control(g, p, mean, bias, D)
     return out, probs

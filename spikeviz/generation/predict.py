@@ -1,6 +1,7 @@
 """Prediction and generation with a trained model: batched next-bin probabilities, teacher-forced and free-running trains."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -188,7 +189,8 @@ def draw_spikes(P: np.ndarray, rule: str = "bernoulli", threshold: float | None 
 def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: str = "teacher",
              threshold: float | None = None, seed: int = 0, n_bins: int | None = None, *,
              draw: str | None = None, calibration: TargetCalibration | None = None,
-             unit_rates: np.ndarray | None = None, rate_control: bool = True) -> np.ndarray:
+             unit_rates: np.ndarray | None = None, rate_control: bool = True,
+             copula=None) -> np.ndarray:
     """Generated spikes, uint8 (n, N), drawn by `draw` (DRAW_RULES; default Bernoulli sampling,
     seeded, or the pooled rule when only a threshold is given).
 
@@ -202,7 +204,8 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     model's own feedback cannot drift into runaway bursts or silence over minutes. Free runs
     use the calibration's closed-loop offsets and tempered slope when it has them
     (calibration.fit_free_running; generate_recording fits them): without them a generalist's
-    own feedback runs away.
+    own feedback runs away. A free run's Bernoulli draws take a bin's units jointly under
+    `copula` (generation.copula), its draws fed back like any other.
     """
     X = _matrix(model, X_real)
     T, N = X.shape
@@ -238,7 +241,7 @@ def generate(model: SpikeTransformer, X_real: np.ndarray | BinnedSpikes, mode: s
     gain, bias, closed_loop = free_affine(model, cal, closed_loop=fused.supported(model))
     controlled = rate_control and thr is None and rates is not None
     draw = fused.draw_settings(gain, bias, seed=seed, thresholds=thr,
-                               rates=rates if controlled else None, **closed_loop)
+                               rates=rates if controlled else None, copula=copula, **closed_loop)
     run = fused.run if fused.supported(model) else run_eager
     return run(model, final_traces(past, cfg.trace_taus), prompt, n, draw)[0]
 
@@ -263,12 +266,24 @@ def run_eager(model: SpikeTransformer, traces: np.ndarray, prompt: np.ndarray, n
         thr, forced = torch.from_numpy(draw.thresholds), torch.from_numpy(draw.forced)
         # Draws stay in torch: a numpy round trip per bin would cost as much as the model step.
         gen = torch.Generator().manual_seed(draw.seed)
+        L = torch.from_numpy(draw.loadings)
+        joint = L.shape[1] > 0 and not len(thr) and not len(forced)
+        factors = torch.randn(L.shape[1], generator=gen, dtype=torch.float64)
+        last = torch.full((N,), -(1 << 40), dtype=torch.int64)
         out = torch.empty((n, N), dtype=torch.uint8)
         probs = torch.empty((n if draw.record else 0, N))
         for t in range(n):
             p = torch.sigmoid(torch.add(bias, logits, alpha=draw.gain))
-            x = (forced[t] if len(forced) else (p >= thr).float() if len(thr)
-                 else torch.bernoulli(p, generator=gen))
+            if joint:   # kernels._draw's joint branch
+                factors = draw.factor_a * factors + math.sqrt(1 - draw.factor_a ** 2) * torch.randn(
+                    L.shape[1], generator=gen, dtype=torch.float64)
+                latent = L.double() @ factors + torch.from_numpy(draw.unique).double() * torch.randn(
+                    N, generator=gen, dtype=torch.float64)
+                x = ((torch.special.ndtr(-latent) < p) & (t - last >= draw.dead_bins)).float()
+                last = torch.where(x > 0, t, last)
+            else:
+                x = (forced[t] if len(forced) else (p >= thr).float() if len(thr)
+                     else torch.bernoulli(p, generator=gen))
             out[t] = x
             if draw.record:
                 probs[t] = p
