@@ -124,11 +124,16 @@ def _quantiles(P: np.ndarray) -> np.ndarray:
     return torch.special.ndtri(torch.from_numpy(1 - np.clip(P, _EDGE, 1 - _EDGE))).numpy()
 
 
+def unique_scales(L: np.ndarray) -> np.ndarray:
+    """(N,) float32 weights of each unit's own noise under loadings L (N, k): what keeps its
+    latent at unit variance (the compiled decoder's joint draws use them too)."""
+    return np.sqrt(np.clip(1.0 - (L.astype(np.float64) ** 2).sum(1), 0.0, 1.0)).astype(np.float32)
+
+
 def _latent(f: np.ndarray, e: np.ndarray, L: np.ndarray) -> np.ndarray:
     """The units' unit-variance latents (T, N): shared factors f (T, k) through the loadings L
     (N, k), and each unit's own noise e (T, N)."""
-    unique = np.sqrt(np.clip(1.0 - (L.astype(np.float64) ** 2).sum(1), 0.0, 1.0)).astype(np.float32)
-    return f @ L.T + unique * e
+    return f @ L.T + unique_scales(L) * e
 
 
 def _uniform(f: np.ndarray, e: np.ndarray, L: np.ndarray) -> np.ndarray:

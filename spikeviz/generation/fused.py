@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import kernels
+from .copula import unique_scales
 from ..models.model import TRACE_EPS
 from ..models import generalist as G
 from ..models.build import build_model
@@ -157,8 +158,7 @@ def draw_settings(gain: float, bias: np.ndarray, *, seed: int = 0,
                 max_shift=float(ctl["max_shift"]),
                 record=forced is not None if record is None else bool(record),
                 loadings=np.ascontiguousarray(L, np.float32),
-                unique=np.sqrt(np.clip(1.0 - (L.astype(np.float64) ** 2).sum(1), 0.0, 1.0))
-                .astype(np.float32),
+                unique=unique_scales(L),
                 factor_a=float(np.exp(-copula.bin_ms / copula.tau_ms)) if joint else 0.0,
                 dead_bins=int(copula.dead_bins) if joint else 1)
 
