@@ -264,6 +264,27 @@ def test_free_running_samples_ignore_the_threshold():
     assert state.frame.spikes[0].size == spikes and state.frame.op.threshold <= 0.9
 
 
+@pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
+def test_a_free_run_draws_jointly_unless_unticked_and_keeps_its_start_across_seeds(monkeypatch):
+    """The checkbox re-runs a free run with independent draws (the provenance says so); a new
+    seed reuses the free run's start (calibration and copula), which no seed changes."""
+    starts = []
+    real = compute.free_start
+    monkeypatch.setattr(compute, "free_start", lambda *a: starts.append(a) or real(*a))
+    state = make_state(session=VITRO, checkpoint="generalist-focal", mode="free", free_s=2.0)
+    assert state.error == "" and state.evaluation.free_copula is not None
+    assert state.frame.copula is state.evaluation.free_copula and len(starts) == 1
+    joint = state.evaluation.free
+    state.joint = False
+    assert state.error == "" and state.evaluation.mode == "free"
+    assert state.evaluation.free_copula is None and state.frame.copula is None
+    assert not np.array_equal(state.evaluation.free, joint) and len(starts) == 2
+    state.seed = 1
+    assert state.error == "" and state.evaluation.free_copula is None and len(starts) == 2
+    state.joint = True
+    assert state.evaluation.free_copula is not None and len(starts) == 2
+
+
 def test_a_free_run_covers_the_whole_window_unless_shortened():
     """The free-running length follows a longer window while it covered the whole window; a
     shorter length chosen by hand stays."""

@@ -166,7 +166,7 @@ class Walk:
         return f"threshold {value}"
 
     def joint(self) -> str:
-        """Tick or untick "Draw a bin's units jointly" (shown for teacher-forced Bernoulli draws)."""
+        """Tick or untick "Draw a bin's units jointly" (shown for Bernoulli draws and free runs)."""
         box = self.page.locator(".sv-joint input").first
         if not box.is_visible():
             return "joint draws (hidden)"

@@ -2,6 +2,7 @@
 bin by bin by generate's torch loop (predict.run_eager), over presets, depths, ablations, unit
 counts, contexts, densities, positions past the context, the held rate trace and the rate
 controller; and its probabilities equal a forward pass over the window before each bin."""
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spikeviz.generation import fused
-from spikeviz.generation.kernels import log_inplace
+from spikeviz.generation.kernels import _exceeds, log_inplace
 from spikeviz.generation.predict import run_eager
 from spikeviz.models.build import build_model
 from spikeviz.models.model import compute_traces, final_traces, preset_config
@@ -111,6 +112,17 @@ def test_fused_log_is_as_accurate_as_float32():
     log_inplace(out)
     exact = np.log(a.astype(np.float64))
     assert np.all(np.abs(out - exact) <= 4e-7 * np.maximum(np.abs(exact), 1.0))
+
+
+def test_joint_spike_shortcuts_decide_as_the_normal_tail():
+    """The joint draw's bounds before the erfc (kernels._exceeds) never change a decision: on
+    a grid through each bound, with probabilities on both sides of each tail."""
+    tails = [0.5 * math.erfc(b / math.sqrt(2.0)) for b in (1.0, 2.0, 3.0)]
+    ps = sorted({q * f for q in tails for f in (0.999, 0.9999, 1.0001, 1.001)}
+                | set(np.geomspace(1e-6, 0.99, 60).tolist()))
+    for latent in np.linspace(-6.0, 6.0, 1201).tolist() + [0.999999, 1.999999, 2.999999]:
+        for p in ps:
+            assert _exceeds(latent, p) == (0.5 * math.erfc(latent / math.sqrt(2.0)) < p), (latent, p)
 
 
 @pytest.mark.parametrize("switches", [{}, {"normalize": False}, {"population": False}])

@@ -28,7 +28,8 @@ def _trains(path) -> dict[str, np.ndarray]:
     ("generalist-focal", "teacher", "bernoulli", True),
     ("generalist-focal", "teacher", "bernoulli", False),
     ("generalist-focal", "teacher", "unit-density", True),
-    ("generalist-focal", "free", "bernoulli", True), (FITTED_STATES, "teacher", "bernoulli", True),
+    ("generalist-focal", "free", "bernoulli", True), ("generalist-focal", "free", "bernoulli", False),
+    (FITTED_STATES, "teacher", "bernoulli", True),
     (FITTED_STATES, "free", "bernoulli", True)])
 def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, generator, mode, draw,
                                                            joint):

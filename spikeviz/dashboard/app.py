@@ -81,6 +81,10 @@ def describe(state: DashboardState, *_) -> str:
         fitted += (" Bernoulli draws with \"Draw a bin's units jointly\" on (the default, as "
                    "`spikeviz generate` draws) take a bin's units together: shared slow factors "
                    "and a dead time fitted on the warm-up, each unit at its own rate.")
+    if ev is not None and ev.mode == "free" and ev.free_copula is not None:
+        fitted += (" The free run draws a bin's units jointly (\"Draw a bin's units jointly\" on, "
+                   "as `spikeviz generate --mode free` draws): a copula fitted on the model's own "
+                   "predictions over the warm-up.")
     return (f"**{rec.name}**: {rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration_s:,.0f} s. "
             f"Test split {a:,.0f}–{b:,.0f} s. The evaluated window is predicted strictly one bin "
             f"ahead (up to {N_UNITS} units, 1-ms bins) after {WARMUP_S:g} s of real past, which "
@@ -149,7 +153,7 @@ def controls(state: DashboardState) -> pn.Column:
         W.FloatInput.from_param(state.param.draw_level, name="Rule level",
                                 visible=pn.bind(lambda d: d in ("unit-density", "lift"), state.param.draw)),
         W.Checkbox.from_param(state.param.joint, css_classes=["sv-joint"],
-                              visible=pn.bind(lambda d, m: d == "bernoulli" and m == "teacher",
+                              visible=pn.bind(lambda d, m: d == "bernoulli" or m == "free",
                                               state.param.draw, state.param.mode)),
         "### Threshold",
         W.RadioButtonGroup.from_param(state.param.threshold_rule, name="Preset", button_type="primary",

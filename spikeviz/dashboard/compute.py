@@ -14,7 +14,8 @@ from ..errors import SpikevizError
 from ..evaluation.evaluate import blend_glm, blends, fit_baseline, for_target
 from ..evaluation.stretch import N_UNITS, Setup, Stretch, checkpoint_source, setup
 from ..evaluation.pipeline import (FITTED_GENERATORS, THRESHOLD_RULES, Prediction,
-                                   fitted_trains, free_trains, predict, reference_before)
+                                   fitted_trains, free_start, free_trains, predict,
+                                   reference_before)
 from ..generation.adapt import with_guard
 from ..generation.calibration import TargetCalibration
 from ..generation.copula import PopulationCopula
@@ -302,36 +303,38 @@ def _disk_key(plan: Plan, name: str, stretch: Stretch, cache: LRUCache) -> str |
 
 
 def evaluate(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float = 5.0,
-             cache: LRUCache | None = None,
+             joint: bool = True, cache: LRUCache | None = None,
              progress: Callable[[float, str], None] = lambda f, m: None) -> Evaluation:
     """Predict the planned window with the generator and the baselines, as `spikeviz evaluate`
     does (a generalist's guard fitted on the warm-up, then its blend with glm-coupled).
 
     Presets are tuned on the warm-up, never on scored bins. Predictions come from `cache` when
     the same data, predictor, unit order and mode were seen, and from disk for a default window
-    predicted before (by any server).
+    predicted before (by any server). A free run's Bernoulli draws take a bin's units jointly
+    unless `joint` is off (pipeline.free_trains).
     """
     cache = SHARED_CACHE if cache is None else cache
     if mode == "free" and plan.model is None and not plan.generator.is_fitted:
         raise SpikevizError("free-running generation needs a model checkpoint or the population "
                             "states; the baselines only predict teacher-forced")
     # A whole evaluation seen before (a session switched back to) costs nothing, statistics included.
-    return cache.get(_evaluation_key(plan, mode, seed, free_s),
-                     lambda: _evaluate(plan, mode, seed, free_s, cache, progress))
+    return cache.get(_evaluation_key(plan, mode, seed, free_s, joint),
+                     lambda: _evaluate(plan, mode, seed, free_s, joint, cache, progress))
 
 
-def _evaluation_key(plan: Plan, mode: str, seed: int, free_s: float) -> tuple:
-    return (plan.key(plan.stretch), plan.model_key or plan.generator.name, mode, seed,
-            free_s if mode == "free" else None, "evaluation")
+def _evaluation_key(plan: Plan, mode: str, seed: int, free_s: float, joint: bool) -> tuple:
+    free = (free_s, joint) if mode == "free" else None   # teacher-forced draws come later (frames)
+    return (plan.key(plan.stretch), plan.model_key or plan.generator.name, mode, seed, free,
+            "evaluation")
 
 
 def evaluation_cached(plan: Plan, *, mode: str = "teacher", seed: int = 0, free_s: float = 5.0,
-                      cache: LRUCache | None = None) -> bool:
+                      joint: bool = True, cache: LRUCache | None = None) -> bool:
     """Whether `evaluate` with these arguments returns at once, from the cache."""
-    return _evaluation_key(plan, mode, seed, free_s) in (SHARED_CACHE if cache is None else cache)
+    return _evaluation_key(plan, mode, seed, free_s, joint) in (SHARED_CACHE if cache is None else cache)
 
 
-def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
+def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, joint: bool, cache: LRUCache,
               progress: Callable[[float, str], None]) -> Evaluation:
     generator, su, model = plan.generator, plan.setup, plan.model
     stretch = plan.stretch
@@ -374,10 +377,16 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, cache: LRUCache,
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)
         progress(0.85, f"free-running {n * BIN_MS / 1000:g} s with {generator.name}")
-        free, free_calibration, free_copula = cache.get(
-            (plan.key(stretch), plan.model_key or (generator.name, su.target.key), "free", seed, n),
-            lambda: (fitted_trains(fitted, stretch, "free", n, seed), None, None)
-            if fitted is not None else free_trains(adapted().model, stretch, n, seed))
+        who = (plan.key(stretch), plan.model_key or (generator.name, su.target.key))
+
+        def run():
+            if fitted is not None:
+                return fitted_trains(fitted, stretch, "free", n, seed), None, None
+            # What a model's free run starts from depends on neither the seed nor the length.
+            start = cache.get(who + ("free-start", joint),
+                              lambda: free_start(adapted().model, stretch, joint))
+            return free_trains(adapted().model, stretch, n, seed, joint=joint, start=start)
+        free, free_calibration, free_copula = cache.get(who + ("free", seed, n, joint), run)
     progress(0.95, "firing statistics")
     Y = stretch.targets
 

@@ -73,9 +73,10 @@ class DashboardState(param.Parameterized):
     draw = param.Selector(default="bernoulli", objects=DRAWS,
                           doc="how teacher-forced trains are drawn from the calibrated probabilities")
     joint = param.Boolean(True, label="Draw a bin's units jointly",
-                          doc="Bernoulli, teacher-forced: shared slow factors and a dead time "
-                              "fitted on the warm-up make units fire together, each at its own "
-                              "rate (off: each unit drawn on its own, `--independent-draws`)")
+                          doc="Bernoulli draws, teacher-forced and free-running: shared slow "
+                              "factors and a dead time fitted on the warm-up make units fire "
+                              "together, each at its own rate (off: each unit drawn on its own, "
+                              "`--independent-draws`)")
     draw_level = param.Number(DRAW_RULES["unit-density"]["default"], bounds=(0.0, None), step=0.1,
                               label="Rule level", doc="unit-density: count ratio to the unit's "
                               "expected count; lift: how many times its causal rate p must reach")
@@ -369,7 +370,8 @@ class DashboardState(param.Parameterized):
             return
         self.param.update(stretch=None, evaluation=None, frame=None)
         recording, key, window = self.recording, self._recording_key, tuple(self.window)
-        options = dict(mode=self.mode, seed=self.seed, free_s=self.free_s, cache=self.cache)
+        options = dict(mode=self.mode, seed=self.seed, free_s=self.free_s, joint=self.joint,
+                       cache=self.cache)
         planning = dict(unit_order=self.unit_order, seed=self.seed, data_key=key, cache=self.cache)
 
         def plan(progress):
@@ -382,6 +384,12 @@ class DashboardState(param.Parameterized):
 
         self._jobs.submit("evaluate", plan, planned, self._fail,
                           quick=compute.plan_cached(window, generator, **planning))
+
+    @param.depends("joint", watch=True)
+    def _joint_chosen(self) -> None:
+        """A free run is drawn with the evaluation; teacher-forced draws follow in the frame."""
+        if self.mode == "free":
+            self._evaluate()
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         # The slider spans a few times the rules' thresholds: spike probabilities are small in vivo.

@@ -131,14 +131,18 @@ def free_start(model, stretch: Stretch,
 
 
 def free_trains(model, stretch: Stretch, n_bins: int, seed: int = 0, draw: str = "bernoulli",
-                level: float | None = None, joint: bool = True
+                level: float | None = None, joint: bool = True,
+                start: tuple[TargetCalibration, PopulationCopula | None] | None = None
                 ) -> tuple[np.ndarray, TargetCalibration, PopulationCopula | None]:
     """Free-running spikes (n_bins, N) from the real past up to the first target bin, the
     model's own draws fed back, the calibration they start from and the copula that drew a
     bin's units jointly (`free_start`; Bernoulli draws only; the offsets are then refitted
-    closed-loop on the same warm-up, under the copula)."""
+    closed-loop on the same warm-up, under the copula). `start`: free_start's result for
+    `joint` when the caller keeps it (it depends on neither the seed nor the length)."""
     past = stretch.X[:stretch.warm + 1]
-    start, copula = free_start(model, stretch, joint and draw == "bernoulli")
+    joint = joint and draw == "bernoulli"
+    start, copula = start if start is not None else free_start(model, stretch, joint)
+    copula = copula if joint else None
     cal = fit_free_running(model, past, stretch.prime, len(past), start, seed=seed, copula=copula)
     return generate(model, past, mode="free", seed=seed, n_bins=n_bins, calibration=cal,
                     draw=draw, threshold=level, copula=copula), start, copula

@@ -168,7 +168,8 @@ def run(model: torch.nn.Module, traces: np.ndarray, prompt: np.ndarray, n: int, 
     """n bins (uint8) after feeding `prompt` (at least one row; its traces before it: `traces`
     (K, N)) under `draw`, and their probabilities when draw.record (else None)."""
     out, probs = kernels.decode(weights(model), draw, np.array(traces, np.float32),
-                                np.ascontiguousarray(prompt, np.float32), int(n))
+                                np.ascontiguousarray(prompt, np.float32), int(n),
+                                np.random.default_rng(draw.seed))
     return out, (probs if draw.record else None)
 
 

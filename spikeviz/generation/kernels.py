@@ -160,7 +160,21 @@ def log_inplace(a):
 
 
 @numba.njit(cache=True)
-def _draw(g, p, x, out, probs, D, factors, last):
+def _exceeds(latent, p):
+    """Whether Phi(-latent) < p: a joint draw's spike. Most cells have a small p and a latent
+    nowhere near its quantile; bounds at 1, 2 and 3 (Phi(-1) = 0.1587, Phi(-2) = 0.02275,
+    Phi(-3) = 0.00135, each rounded down) decide them without the erfc, with the same answer."""
+    if latent <= 1.0 and p <= 0.1586:
+        return False
+    if latent <= 2.0 and p <= 0.02274:
+        return False
+    if latent <= 3.0 and p <= 0.001349:
+        return False
+    return 0.5 * math.erfc(latent / math.sqrt(2.0)) < p
+
+
+@numba.njit(cache=True)
+def _draw(g, p, x, out, probs, D, factors, last, rng):
     """Bin g's spikes from probabilities p: forced (teacher), per-unit thresholds, Bernoulli, or
     Bernoulli drawn jointly (D.loadings: the shared `factors` move first, `last` holds each
     unit's last drawn spike for the dead time); fed back through x."""
@@ -169,22 +183,22 @@ def _draw(g, p, x, out, probs, D, factors, last):
     if joint:
         s = math.sqrt(1.0 - D.factor_a * D.factor_a)
         for i in range(L.shape[1]):
-            factors[i] = D.factor_a * factors[i] + s * np.random.standard_normal()
+            factors[i] = D.factor_a * factors[i] + s * rng.standard_normal()
     for j in range(p.shape[0]):
         if forced.shape[0] > 0:
             x[j] = forced[g, j]
         elif thresholds.shape[0] > 0:
             x[j] = 1.0 if p[j] >= thresholds[j] else 0.0
         elif joint:
-            latent = D.unique[j] * np.random.standard_normal()
+            latent = D.unique[j] * rng.standard_normal()
             for i in range(L.shape[1]):
                 latent += L[j, i] * factors[i]
-            spike = 0.5 * math.erfc(latent / math.sqrt(2.0)) < p[j] and g - last[j] >= D.dead_bins
+            spike = g - last[j] >= D.dead_bins and _exceeds(latent, p[j])
             x[j] = 1.0 if spike else 0.0
             if spike:
                 last[j] = g
         else:
-            x[j] = 1.0 if np.random.random() < p[j] else 0.0
+            x[j] = 1.0 if rng.random() < p[j] else 0.0
         out[g, j] = np.uint8(x[j])
         if probs.shape[0] > 0:
             probs[g, j] = p[j]
@@ -310,12 +324,12 @@ def _readout(W, x, tr, S, logits):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray, n: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray, n: int,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Feed `prompt` (at least one row; its traces before it: `traces` (K, N)), then draw n bins
-    under the model W (fused.Weights) and the settings D (fused.Draw): (spikes (n, N),
-    probabilities (n, N), or (0, N) unless D.record)."""
-    np.random.seed(D.seed)
+    under the model W (fused.Weights) and the settings D (fused.Draw) with the random numbers of
+    `rng` (seeded from D.seed: numba's Generator draws normals 8x faster than its legacy
+    np.random): (spikes (n, N), probabilities (n, N), or (0, N) unless D.record)."""
     tr = traces.copy()
     K, N = tr.shape
     S = _scratch(W, K, N)
@@ -328,7 +342,7 @@ def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray,
     mean = D.rates.copy()
     factors = np.zeros(D.loadings.shape[1])
     for i in range(factors.shape[0]):      # stationary from the first bin (no draw without them)
-        factors[i] = np.random.standard_normal()
+        factors[i] = rng.standard_normal()
     last = np.full(N, -(1 << 40), np.int64)
     decay, anchor = W.decay, D.anchor
     n_prompt = prompt.shape[0]
@@ -349,7 +363,7 @@ def decode(W: NamedTuple, D: NamedTuple, traces: np.ndarray, prompt: np.ndarray,
         g = t - n_prompt + 1            # the bin these probabilities are for
         for j in range(N):
             p[j] = 1.0 / (1.0 + math.exp(-(D.gain * logits[j] + bias[j])))
-        _draw(g, p, x, out, probs, D, factors, last)
+        _draw(g, p, x, out, probs, D, factors, last, rng)
         if D.rates.shape[0] > 0:
             _control(g, p, mean, bias, D)
     return out, probs
