@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import param
 import pytest
 
 from spikeviz.dashboard import opening
@@ -101,3 +104,29 @@ def test_a_plain_server_shows_the_view_before_the_full_page():
         assert page.locator(".sv-session").count() == 0   # the full page's controls come later
         wait_until(page, lambda: idle(page) and drawn(page), 300, "the full page")
         assert page.locator(".sv-opening").count() == 0 and errors == []
+
+
+class _Page(param.Parameterized):
+    """What warm_after watches on a page's state."""
+
+    frame = param.Parameter(None)
+    error = param.String("")
+
+
+@pytest.mark.parametrize("outcome", [{"frame": object()}, {"error": "no such file"}])
+def test_a_plain_server_warms_once_its_first_page_has_drawn_or_refused(monkeypatch, outcome):
+    """Compiling datashader's kernels begun when the page was shown held the interpreter while
+    the first page evaluated: it waits for the page's first trains (or its refusal), once."""
+    from spikeviz.dashboard import app
+
+    calls = []
+    done = threading.Event()
+    monkeypatch.setattr(app, "warm_process", lambda: (calls.append(1), done.set()))
+    page = _Page()
+    app.warm_after(page)
+    assert not done.wait(0.3)
+    page.param.update(outcome)
+    assert done.wait(10)
+    page.param.update(frame=object(), error="again")
+    time.sleep(0.3)
+    assert calls == [1]

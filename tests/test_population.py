@@ -10,7 +10,8 @@ from scipy import stats as sps
 import spikeviz
 from spikeviz import SpikevizError
 from spikeviz.measures.population import (autocorrelation, correlation_time, ks_distance, population_distances,
-                                 population_stats, rate_distribution, sync_threshold)
+                                          population_stats, rate_distribution, sync_threshold,
+                                          wasserstein_distance)
 from spikeviz.measures.stats import fidelity_report
 
 # distances that are 0 for the real stretch itself (the smaller the nearer)
@@ -118,10 +119,12 @@ def test_count_correlations_are_of_20_ms_windows():
     assert corr[0, 1] == pytest.approx(1.0) and abs(corr[0, 2]) < 0.1
 
 
-def test_ks_distance_is_scipys_statistic():
+def test_ks_and_wasserstein_distances_are_scipys():
     rng = np.random.default_rng(1)
-    for a, b in ((rng.poisson(3, 500), rng.poisson(4, 700)), (rng.normal(size=50), rng.normal(size=80))):
+    for a, b in ((rng.poisson(3, 500), rng.poisson(4, 700)), (rng.normal(size=50), rng.normal(size=80)),
+                 (np.zeros(30), rng.exponential(size=40)), (np.array([2.0]), np.array([2.0, 5.0]))):
         assert ks_distance(a, b) == pytest.approx(sps.ks_2samp(a, b).statistic)
+        assert wasserstein_distance(a, b) == pytest.approx(sps.wasserstein_distance(a, b))
 
 
 def test_bad_input_is_named():

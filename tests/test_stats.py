@@ -5,7 +5,7 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError
-from spikeviz.measures.stats import compare_stats, firing_stats, spike_indices, window_counts
+from spikeviz.measures.stats import compare_stats, firing_stats, spearman, spike_indices, window_counts
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,15 @@ def test_compare_stats(poisson):
     assert d["rate_ks"] > 0.5 and d["mean_rate_ratio"] < 0.2 and d["isi_tv"] > 0.1
     fewer = compare_stats(real, firing_stats(poisson[:, :10]))
     assert fewer["rate_corr"] is None and fewer["corr_mad"] is None and fewer["rate_ks"] > 0
+
+
+def test_spearman_is_scipys_with_ties():
+    sps = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(2)
+    for a, b in ((rng.poisson(2, 300), rng.poisson(2, 300)), (rng.normal(size=40), rng.normal(size=40)),
+                 (np.array([0, 0, 1, 5, 5, 5]), np.array([3, 1, 1, 2, 9, 0]))):
+        assert spearman(a, b) == pytest.approx(sps.spearmanr(a, b)[0])
+    assert spearman(np.ones(5), np.arange(5)) is None
 
 
 def test_spike_indices_and_window_counts():

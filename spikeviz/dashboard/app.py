@@ -287,10 +287,11 @@ def build_app(**state_params) -> pn.template.BootstrapTemplate:
 
     `state_params` are initial DashboardState choices (session, checkpoint, window...)."""
     style.extension()
-    return style.template(*page_parts(**state_params))
+    sidebar, main, _ = page_parts(**state_params)
+    return style.template(sidebar, main)
 
 
-def page_parts(**state_params) -> tuple[pn.Column, pn.Column]:
+def page_parts(**state_params) -> tuple[pn.Column, pn.Column, DashboardState]:
     """The page's sidebar and main columns, on a new DashboardState(**state_params)."""
     limit_blas_threads()
     state = DashboardState(**state_params)
@@ -313,7 +314,7 @@ def page_parts(**state_params) -> tuple[pn.Column, pn.Column]:
         pn.pane.Markdown(pn.bind(describe, state, state.param.recording, state.param.checkpoint,
                                  state.param.evaluation), css_classes=["sv-note", "sv-describe"]),
         sizing_mode="stretch_width")
-    return controls(state), main
+    return controls(state), main, state
 
 
 def fill(sidebar: pn.Column, main: pn.Column, **state_params) -> None:
@@ -321,11 +322,10 @@ def fill(sidebar: pn.Column, main: pn.Column, **state_params) -> None:
     in one message; the process then warms as after `serve`'s first page."""
     doc = pn.state.curdoc
     with held(doc) if doc is not None else contextlib.nullcontext():
-        side, body = page_parts(**state_params)
+        side, body, state = page_parts(**state_params)
         sidebar.objects, main.objects = [side], [body]
         sidebar.css_classes = main.css_classes = []
-    if not _WARMING.locked():
-        when_shown(lambda: threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start())
+    warm_after(state)
 
 
 def warm_up() -> None:
@@ -341,16 +341,31 @@ def warm_up() -> None:
         build_app().server_doc(doc)
 
 
-def when_shown(callback) -> None:
-    """`callback()` once the browser has shown the page (at once outside a server session)."""
-    doc = pn.state.curdoc
-    if doc is None or doc.session_context is None:
-        callback()
-    else:
-        pn.state.onload(callback)
-
-
 _WARMING = threading.Lock()
+
+
+def warm_after(state: DashboardState) -> None:
+    """warm_process in the background once this page's first trains are drawn or refused:
+    compiling datashader's kernels holds the interpreter for 3-6 s, and begun as soon as the
+    page was shown it delayed a plain server's first full evaluation by as much (12.8 s)."""
+    if _WARMING.locked():
+        return
+    started, doc = threading.Event(), pn.state.curdoc
+
+    def launch() -> None:
+        threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start()
+
+    def start(*_) -> None:
+        if (state.frame is not None or state.error) and not started.is_set():
+            started.set()
+            # After the views' changes have gone to the browser (the next tick of its loop).
+            if doc is not None and doc.session_context is not None:
+                doc.add_next_tick_callback(launch)
+            else:
+                launch()
+
+    state.param.watch(start, ["frame", "error"])
+    start()
 
 
 def warm_process() -> None:
@@ -359,7 +374,7 @@ def warm_process() -> None:
     free-running loops loaded from its disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
     out of the garbage collector's full collections (~600k objects; a full collection in a page
     request cost 0.55 s). `make serve`'s --setup runs it before listening; a plain `panel serve
-    app.py` runs it in the background once its first page is shown."""
+    app.py` runs it in the background once its first page has drawn its trains (warm_after)."""
     if not _WARMING.acquire(blocking=False):
         return   # done, or being done
     shading.warm_up()
@@ -374,7 +389,8 @@ def serve(**state_params) -> pn.template.BootstrapTemplate:
     every page request on 2 cores). The first page of a process warms the rest of it."""
     doc = pn.state.curdoc
     with frozen(doc) if doc is not None else contextlib.nullcontext():
-        page = build_app(**state_params).servable(title="spikeviz")
-    if not _WARMING.locked():
-        when_shown(lambda: threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start())
+        style.extension()
+        sidebar, main, state = page_parts(**state_params)
+        page = style.template(sidebar, main).servable(title="spikeviz")
+    warm_after(state)
     return page
