@@ -10,8 +10,8 @@ ACCENT = "#1f4e9c"
 SIDEBAR_WIDTH = 340
 RASTER_HEIGHTS = {"overview": 210, "real": 220, "generated": 220, "probabilities": 250}   # pixels
 UNIT_LABEL, SESSION_UNIT_LABEL = "unit (model column)", "unit (recorded order)"
-GENERATED_TITLE = ("Generated (teacher-forced: drawn by the draw rule; free-running: the model's "
-                   "own samples; Bernoulli draws take a bin's units jointly unless unticked)")
+# Short enough for a laptop-wide plot (the joint draws: their checkbox and the page's description).
+GENERATED_TITLE = "Generated spikes (teacher-forced: by the draw rule; free-running: the model's own)"
 # Each raster's colours, title and x label (empty: its time dimension's).
 RASTER_STYLES = {
     "overview": (["#b5b5b5", "#000000"], "Whole session (test split shaded blue, evaluated window red)",
