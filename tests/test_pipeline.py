@@ -59,6 +59,10 @@ def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, gen
     assert sum(map(len, web.values())) > 100
     for unit in cli:
         np.testing.assert_array_equal(cli[unit], web[unit], err_msg=f"unit {unit}")
+    if generator == FITTED_STATES:   # it draws its own trains: the checkbox changes nothing
+        evaluation = state.evaluation
+        state.joint = False
+        assert state.evaluation is evaluation
 
 
 def test_generated_window_starts_at_its_first_bin_and_names_its_units():

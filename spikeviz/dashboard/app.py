@@ -153,8 +153,10 @@ def controls(state: DashboardState) -> pn.Column:
         W.FloatInput.from_param(state.param.draw_level, name="Rule level",
                                 visible=pn.bind(lambda d: d in ("unit-density", "lift"), state.param.draw)),
         W.Checkbox.from_param(state.param.joint, css_classes=["sv-joint"],
-                              visible=pn.bind(lambda d, m: d == "bernoulli" or m == "free",
-                                              state.param.draw, state.param.mode)),
+                              # the population states draw their own trains: no effect there
+                              visible=pn.bind(lambda d, m, c: (d == "bernoulli" or m == "free")
+                                              and c != FITTED_STATES, state.param.draw,
+                                              state.param.mode, state.param.checkpoint)),
         "### Threshold",
         W.RadioButtonGroup.from_param(state.param.threshold_rule, name="Preset", button_type="primary",
                                       button_style="outline"),

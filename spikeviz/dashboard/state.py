@@ -387,8 +387,9 @@ class DashboardState(param.Parameterized):
 
     @param.depends("joint", watch=True)
     def _joint_chosen(self) -> None:
-        """A free run is drawn with the evaluation; teacher-forced draws follow in the frame."""
-        if self.mode == "free":
+        """A model's free run is drawn with the evaluation; teacher-forced draws follow in the
+        frame; the population states draw their own."""
+        if self.mode == "free" and self.checkpoint != FITTED_STATES:
             self._evaluate()
 
     def _evaluated(self, evaluation: Evaluation) -> None:
