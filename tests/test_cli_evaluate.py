@@ -11,6 +11,7 @@ import spikeviz
 from spikeviz.cli import main
 from spikeviz.data.io.table import write_table
 from spikeviz.data.recording import from_unit_times
+from spikeviz.generation.copula import FACTORS
 
 from .test_evaluation import VITRO, VITRO2, make_checkpoint
 
@@ -171,11 +172,11 @@ def test_generate_draws_a_bins_units_jointly_unless_asked_not_to(tmp_path, capsy
 
     (joint, said), (alone, _) = generated("j.npz"), generated("i.npz", "--independent-draws")
     copula = joint.source["generated_by"]["joint_draws"]
-    assert copula["factors"] == 8 and copula["max_loading"] > 0 and "dichotomized" in copula["how"]
+    assert copula["factors"] == FACTORS and copula["max_loading"] > 0 and "dichotomized" in copula["how"]
     assert "a bin's units drawn jointly" in said
     assert alone.source["generated_by"]["joint_draws"] is None
     assert any(len(a) != len(b) or (a != b).any() for a, b in zip(joint.spike_times, alone.spike_times))
     free, _ = generated("f.npz", "--mode", "free")   # free runs draw jointly too
-    assert free.source["generated_by"]["joint_draws"]["factors"] == 8
+    assert free.source["generated_by"]["joint_draws"]["factors"] == FACTORS
     assert main([*args, "--out", str(tmp_path / "x.npz"), "--independent-draws", "--draw", "lift"]) == 2
     assert "--independent-draws applies to Bernoulli sampling" in capsys.readouterr().err
