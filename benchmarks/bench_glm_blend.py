@@ -25,7 +25,8 @@ real-vs-real ceiling: 20-ms count-correlation similarity and mean, the synchrony
 (>= 2, 5, 10 % of units active), the 10-ms population rate's KS distance, the count ratio and
 the ISI KS distance. Three ways: blended, a bin's units drawn jointly (the default); blended and
 drawn independently (`--independent-draws`, the ablation); alone, drawn jointly; and the joint
-draws without their dead time (a second ablation).
+draws without their dead time (a second ablation). --seeds N draws the first two N times from
+the same predictions.
 """
 from __future__ import annotations
 
@@ -79,11 +80,12 @@ POPULATION = ("corr_similarity_20ms", "mean_corr_20ms", "sync_10ms_2pct", "sync_
               "sync_10ms_10pct", "pop_rate_ks_10ms", "count_ratio", "isi_ks")
 
 
-def teacher_fidelity(model, rec, seconds: float) -> dict:
+def teacher_fidelity(model, rec, seconds: float, seeds: int = 1) -> dict:
     """POPULATION of teacher-forced trains from the start of the test split: blended with a
     bin's units drawn jointly (`spikeviz generate`), blended and drawn independently
     (`--independent-draws`: the ablation) and alone, drawn jointly (`--without-glm`), with the
-    report's real, floor and ceiling values and the copula's fit."""
+    report's real, floor and ceiling values and the copula's fit; seeds 1.. of the first two
+    under "<way>@<seed>" (the same predictions, other draws)."""
     start = start_of_test_split(rec, 1.0)
     out = {}
     for name, glm, joint in (("blend", True, True), ("independent", True, False),
@@ -96,6 +98,12 @@ def teacher_fidelity(model, rec, seconds: float) -> dict:
         if name == "blend":
             out["copula"] = made.recording.source["generated_by"]["joint_draws"]
             out |= without_dead_time(made, rec)
+        if name != "alone":
+            st = made.setup.model_stretch
+            for seed in range(1, seeds):
+                bins = teacher_trains(made.prediction, seed=seed, joint=joint)
+                report = fidelity(st, bins, reference_before(rec, st))["model"]
+                out |= {f"{name}@{seed}.{k}": report.get(k) for k in POPULATION}
     return out
 
 
@@ -116,6 +124,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=200.0)
     ap.add_argument("--fidelity", type=float, default=0.0,
                     help="seconds of teacher-forced trains to compare (0: none)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="seeds of the fidelity's draws, joint and independent (default 1)")
     args = ap.parse_args()
     for name, load, checkpoint in targets(args.recordings.split(",") if args.recordings else None):
         t0 = time.perf_counter()
@@ -148,7 +158,7 @@ def main() -> None:
                 d = paired_difference(scored[a].blocks, scored[b].blocks, metric)
                 row[f"{a}-{b}_{short}"] = [d["diff"], d["ci95"]]
         if args.fidelity:
-            row["fidelity"] = teacher_fidelity(model, rec, args.fidelity)
+            row["fidelity"] = teacher_fidelity(model, rec, args.fidelity, args.seeds)
         row["s"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(row), flush=True)
 
