@@ -40,9 +40,9 @@ def goals(report: dict) -> dict:
 
     def at_most(k: str, other: dict) -> bool | None:
         return None if other.get(k) is None else bool(model[k] <= other[k])
-    half = ceiling.get("corr_similarity_20ms")
-    return {"corr_half_ceiling": None if half is None
-            else bool(model["corr_similarity_20ms"] >= 0.5 * half),
+    top = ceiling.get("corr_similarity_20ms")
+    return {"corr_half_ceiling": None if top is None
+            else bool(model["corr_similarity_20ms"] >= 0.5 * top),
             "pop_rate_ks_le_ceiling": at_most("pop_rate_ks_10ms", ceiling),
             "isi_ks_le_floor": at_most("isi_ks", floor)}
 
