@@ -231,7 +231,7 @@ def fidelity_entry(real: np.ndarray, rs: FiringStats, X: np.ndarray, bin_ms: flo
         "count_ratio": float(counts.sum() / real_counts.sum()) if real_counts.any() else None,
         "rate_spearman": spearman(counts, real_counts),
         "active_fraction": float((counts[active] > 0).mean()) if active.any() else None,
-        "isi_ks": ks_distance(a, b) if len(a) and len(b) else None,
+        "isi_ks": _ks(a, b),
         "median_cv": summary["median_cv"], "median_fano_100ms": summary["median_fano"],
         "corr_similarity_10ms": _similarity(rs.corr, s.corr),
         "synchrony": s.synchrony,
