@@ -236,3 +236,18 @@ def test_the_coupled_glm_does_not_depend_on_its_subsample_seed():
     bits = [LogLikelihood().add(Y, CoupledGLMPredictor(seed=seed).fit(train).predict(test)[warm:-1])
             .bits_per_spike(reference) for seed in (0, 1)]
     assert min(bits) > 0.1 and abs(bits[0] - bits[1]) < 0.1, bits
+
+
+@pytest.mark.parametrize("name", ALL_BASELINES)
+def test_a_baselines_fitted_arrays_rebuild_it(name):
+    """What the disk cache keeps of a fitted baseline (its `_` attributes) predicts as it does:
+    fitted state kept anywhere else would be lost on the way back."""
+    from spikeviz.models.registry import fitted_arrays, from_fitted_arrays
+
+    rng = np.random.default_rng(2)
+    X = (rng.random((4000, 9)) < 0.04).astype(np.uint8)
+    X[1:, 1] |= X[:-1, 0]                     # something for the couplings to find
+    fitted = make_baseline(name).fit(X)
+    arrays = fitted_arrays(fitted)
+    assert arrays is not None and all(isinstance(v, np.ndarray) for v in arrays.values())
+    np.testing.assert_array_equal(from_fitted_arrays(name, arrays).predict(X), fitted.predict(X))

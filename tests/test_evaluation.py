@@ -187,3 +187,55 @@ def test_the_rate_baseline_scores_zero_bits_per_spike(ckpt, protocol):
     r = evaluate_checkpoint(ckpt, spikeviz.load_session(VITRO2), protocol=protocol, **FAST)
     assert r["baselines"]["rate"]["bits_per_spike"] == pytest.approx(0, abs=1e-9)
     assert r["baselines"]["glm"]["bits_per_spike"] != pytest.approx(0, abs=1e-3)
+
+
+def test_a_baseline_fitted_on_a_target_is_read_back_from_disk(tmp_path, monkeypatch):
+    """`spikeviz generate` after `evaluate` (or a page) does not fit the coupled GLM again: the
+    fit is stored under the recording's content, and another recording gets its own."""
+    from spikeviz.evaluation.evaluate import fit_baseline
+    from spikeviz.evaluation.stretch import setup
+    from spikeviz.models.glm import CoupledGLMPredictor
+
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))
+    rec = session(VITRO).load().slice(0.0, 80.0)
+    su = setup(None, rec, seconds=5, warmup_s=12, n_units=16)
+    first = fit_baseline("glm-coupled", su)
+    real_fit = CoupledGLMPredictor.fit
+    monkeypatch.setattr(CoupledGLMPredictor, "fit", lambda self, X: pytest.fail("fitted again"))
+    again = fit_baseline("glm-coupled", su)
+    assert again is not first
+    np.testing.assert_array_equal(again.predict(su.stretch.X), first.predict(su.stretch.X))
+    fits = []
+    monkeypatch.setattr(CoupledGLMPredictor, "fit",
+                        lambda self, X: fits.append(1) or real_fit(self, X))
+    other = setup(None, rec.slice(0.0, 79.0), seconds=5, warmup_s=12, n_units=16)
+    fit_baseline("glm-coupled", other)
+    assert fits == [1]
+
+
+def test_a_generalists_guard_is_read_back_for_the_same_weights_and_warm_up(tmp_path, monkeypatch):
+    """A second `evaluate` or `generate` (or the page) on the same warm-up does not refit the
+    guard; other weights or another warm-up do."""
+    import spikeviz.evaluation.evaluate as evaluate
+    from spikeviz.data.catalog import resolve_checkpoint
+    from spikeviz.evaluation.stretch import setup
+    from spikeviz.models.checkpoint import load_model
+
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(tmp_path))
+    model = load_model(resolve_checkpoint("generalist-focal"))
+    rec = session(VITRO).load().slice(0.0, 80.0)
+    st = setup(model, rec, seconds=5, warmup_s=12).model_stretch
+    first = evaluate.for_target(model, st.X, st)
+    real_adapt, adapted = evaluate.adapt, []
+    monkeypatch.setattr(evaluate, "adapt", lambda *a: adapted.append(1) or real_adapt(*a))
+    again = evaluate.for_target(model, st.X, st)
+    assert adapted == [] and again.meta["guard"] == first.meta["guard"]
+    assert again.meta["adapted_on"] == first.meta["adapted_on"]
+    torch.testing.assert_close(again.guard, first.guard, rtol=0, atol=0)
+    other = st.X.copy()
+    other[st.prime + 5, 0] ^= 1
+    evaluate.for_target(model, other, st)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    evaluate.for_target(model, st.X, st)
+    assert adapted == [1, 1]

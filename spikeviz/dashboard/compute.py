@@ -16,7 +16,6 @@ from ..evaluation.stretch import N_UNITS, Setup, Stretch, checkpoint_source, set
 from ..evaluation.pipeline import (FITTED_GENERATORS, THRESHOLD_RULES, Prediction,
                                    fitted_trains, free_start, free_trains, predict,
                                    reference_before)
-from ..generation.adapt import with_guard
 from ..generation.calibration import TargetCalibration
 from ..generation.copula import PopulationCopula
 from ..generation.predict import ModelPredictor
@@ -79,20 +78,6 @@ def _stored_copula(disk_key: str, fit: Callable[[], PopulationCopula]) -> Popula
                               "gains": None if cop.gains is None else cop.gains.tolist()},
                    "copula.json")
     return cop
-
-
-def _stored_adaptation(disk_key: str | None, model, stretch: Stretch):
-    """`for_target(model, ...)` on the stretch, a generalist's fitted guard stored beside the
-    predictions on the warm-up it was fitted on (read back, a free run on a default window does
-    not predict the whole warm-up again)."""
-    if disk_key is None or model.config.kind != "generalist":
-        return for_target(model, stretch.X, stretch)
-    saved = Cache().get_json(disk_key, "guard.json")
-    if saved is not None:
-        return with_guard(model, saved["guard"], *saved["adapted_on"])
-    adapted = for_target(model, stretch.X, stretch)
-    Cache().put_json(disk_key, {k: adapted.meta[k] for k in ("guard", "adapted_on")}, "guard.json")
-    return adapted
 
 
 class _LastPrediction:
@@ -354,8 +339,7 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, joint: bool, cach
             def make():
                 if not blends(model.model):
                     return model
-                m = _stored_adaptation(_disk_key(plan, generator.name, stretch, cache), model.model,
-                                       stretch)
+                m = for_target(model.model, stretch.X, stretch)
                 return blend_glm(ModelPredictor(m, generator.name), su, glm)
             return cache.get((plan.key(stretch), plan.model_key, "adapted"), make)
         jobs = {generator.name: (adapted, stretch, plan.model_key)} | jobs

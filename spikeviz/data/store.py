@@ -98,6 +98,20 @@ class Cache:
     def put_array(self, key: str, name: str, array: np.ndarray) -> None:
         _write_with_checksum(self.path(key, name), lambda tmp: _save_npy(tmp, array))
 
+    def get_arrays(self, key: str, name: str) -> dict[str, np.ndarray] | None:
+        """Named arrays stored by `put_arrays` (an .npz, read whole), or None."""
+        path = self.path(key, name)
+        if not _verified(path):
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    def put_arrays(self, key: str, name: str, arrays: dict[str, np.ndarray]) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:     # (np.savez would append ".npz" to a bare path)
+                np.savez(fh, **arrays)
+        _write_with_checksum(self.path(key, name), write)
+
     def get_file(self, key: str, name: str) -> Path | None:
         path = self.path(key, name)
         return path if _verified(path) else None

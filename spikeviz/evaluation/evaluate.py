@@ -1,6 +1,7 @@
 """Evaluating a checkpoint on a recording: the model against the baselines on the stretch that stretch.setup chooses."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -9,9 +10,10 @@ import numpy as np
 from ..data.catalog import direction, recording_domain
 from ..data.binning import SPLIT_NAME
 from ..data.recording import Recording
+from ..data.store import Cache, content_key
 from ..data.units import parse_unit_order
 from ..errors import SpikevizError
-from ..generation.adapt import adapt
+from ..generation.adapt import adapt, with_guard
 from ..generation.blend import GLMBlend
 from ..generation.predict import ModelPredictor
 from ..measures.likelihood import LogLikelihood
@@ -20,16 +22,34 @@ from ..measures.scoring import (PROTOCOLS, Scored, aligned, json_safe, parse_thr
 from ..measures.uncertainty import paired_difference
 from ..models.baselines import ALL_BASELINES, Predictor, RatePredictor
 from ..models.checkpoint import load_model
-from ..models.registry import make_predictor
-from .stretch import N_UNITS, SECONDS, WARMUP_S, Setup, Stretch, setup
+from ..models.registry import fitted_arrays, from_fitted_arrays, make_predictor
+from .stretch import N_UNITS, SECONDS, WARMUP_S, Setup, Source, Stretch, setup
 
 
 def for_target(model, X: np.ndarray, st: Stretch):
     """The model as it scores this target: a generalist with its guard fitted on the warm-up
-    (after the priming part, never on scored bins), any other model as it is."""
+    (after the priming part, never on scored bins), any other model as it is. The guard is
+    read back from the disk cache when these weights were adapted to this warm-up before."""
     if model.config.kind != "generalist":
         return model
-    return adapt(model, X[:st.warm], st.prime, st.warm)
+    warm = np.ascontiguousarray(X[:st.warm])
+    store = Cache()
+    key = content_key("guard", _weights_digest(model), hashlib.sha256(warm.tobytes()).hexdigest(),
+                      warm.shape, warm.dtype.str, st.prime, st.warm)
+    saved = store.get_json(key, "guard.json")
+    if saved is not None:
+        return with_guard(model, saved["guard"], st.prime, st.warm)
+    adapted = adapt(model, warm, st.prime, st.warm)
+    store.put_json(key, {"guard": adapted.meta["guard"]}, "guard.json")
+    return adapted
+
+
+def _weights_digest(model) -> str:
+    """A SHA-256 of a model's configuration and weights (what its adapted guard depends on)."""
+    digest = hashlib.sha256(repr(model.config).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode() + b"\0" + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def target_predictor(model, su: Setup, cache: dict | None = None, glm: bool = True):
@@ -71,9 +91,28 @@ def fit_baseline(name: str, setup: Setup, cache: dict | None = None) -> Predicto
     cache = {} if cache is None else cache
     key = (f"{name}-fit", target.key)
     if key not in cache:
-        cache[key] = make_predictor(name, st.bin_ms).fit(target.train)
+        cache[key] = _fit_stored(name, target, st.bin_ms)
     fitted = cache[key]
     return fitted.on_warmup(st.X, st.prime, st.warm) if hasattr(fitted, "on_warmup") else fitted
+
+
+def _fit_stored(name: str, target: Source, bin_ms: float) -> Predictor:
+    """`name` fitted on the target's train split, read back from the disk cache when this code
+    fitted it on the same recording and units before (a later `generate` after `evaluate`, or a
+    page, does not fit the coupled GLM again); a predictor whose fitted state is not arrays
+    (fitted_arrays) is fitted every time."""
+    fit = lambda: make_predictor(name, bin_ms).fit(target.train)  # noqa: E731
+    if not target.key:
+        return fit()
+    store, key = Cache(), content_key("fitted-baseline", name, bin_ms, target.key)
+    saved = store.get_arrays(key, "fitted.npz")
+    if saved is not None:
+        return from_fitted_arrays(name, saved, bin_ms)
+    fitted = fit()
+    arrays = fitted_arrays(fitted)
+    if arrays is not None:
+        store.put_arrays(key, "fitted.npz", arrays)
+    return fitted
 
 
 def evaluate_checkpoint(checkpoint, recording: Recording, *, split: str = "test",
