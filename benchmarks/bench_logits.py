@@ -163,7 +163,8 @@ def real(session: str, model_path: str) -> dict:
         adapt_mod.fit_guard = fit_guard
         pipeline.fit_target_calibration = fit_target_calibration
     z, Y = caught["calibration"]
-    return {"calibration": (z, Y), "guard": caught["guard"],
+    (base, corr), Yg = caught["guard"][:2]
+    return {"calibration": (z, Y), "guard": (base, corr, Yg),
             "platt": (1 / (1 + np.exp(-np.asarray(z, np.float64))), Y)}
 
 
@@ -171,7 +172,7 @@ def real(session: str, model_path: str) -> dict:
 
 FITS = {
     "platt": (old_platt, lambda P, Y: (lambda m: (float(m.scale), float(m.shift)))(fit_platt(P, Y))),
-    "guard": (old_guard, fit_guard),
+    "guard": (old_guard, lambda base, corr, Y: fit_guard((base, corr), Y)),
     "calibration": (old_target_calibration,
                     lambda z, Y: (lambda c: (c.temperature, c.offsets.astype(np.float64)))(
                         fit_target_calibration(z, Y))),

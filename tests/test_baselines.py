@@ -190,6 +190,24 @@ def test_coupled_glm_finds_the_driving_unit():
     assert pr(coupled) > max(0.1, 3 * pr(UnitGLMPredictor().fit(train)))
 
 
+def test_the_coupled_glms_logit_parts_are_its_logits_and_its_partners_share():
+    """A blend weighs the coupled GLM's logit in two parts: together they are what it predicts,
+    and the partners' part is the driving unit's, where it fired."""
+    from spikeviz.models.logistic import sigmoid
+
+    rng = np.random.default_rng(9)
+    X = (rng.random((30_000, 10)) < 0.02).astype(np.uint8)
+    X[2:, 3] |= X[:-2, 6] & (rng.random(len(X) - 2) < 0.5)
+    glm = CoupledGLMPredictor(n_partners=2).fit(X[:20_000])
+    Z, C = glm.logit_parts(X[20_000:])
+    assert Z.dtype == C.dtype == np.float32 and Z.shape == C.shape == (10_000, 10)
+    np.testing.assert_array_equal(sigmoid(Z), glm.predict(X[20_000:]))
+    driven = X[20_000:-1, 6] == 1           # unit 6 fired: unit 3's next-but-one bin is likely
+    assert C[1:][driven, 3].mean() > C[1:][~driven, 3].mean() + 2.0
+    with pytest.raises(SpikevizError, match="fitted on 10 units"):
+        glm.logit_parts(X[:100, :9])
+
+
 def test_unknown_and_unfitted():
     with pytest.raises(SpikevizError, match="unknown baseline"):
         make_baseline("lstm")

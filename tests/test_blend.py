@@ -45,8 +45,8 @@ def test_a_model_that_knows_nothing_gets_no_weight(data):
     noise = np.random.default_rng(0).uniform(0.001, 0.2, X.shape).astype(np.float32)
     blend = GLMBlend(Fixed(noise), glm, np.arange(X.shape[1]), LO, HI)
     P = blend.predict(X)
-    a, b, _ = blend.weights_
-    assert abs(a) < 0.1 and b > 0.5, blend.weights_
+    a, b, d, _ = blend.weights_
+    assert abs(a) < 0.1 and b > 0.5 and d > 0.5, blend.weights_
     # On the rows after the warm-up, the GLM alone up to its recalibration on the warm-up (b, c),
     # which carries to later rows only up to a few thousandths of a nat per spike.
     assert loglik(P, X) > loglik(glm.predict(X), X) - 5e-3 * X[HI + 1:].sum()
@@ -72,11 +72,13 @@ def test_the_glm_sees_the_recorded_order(data):
     blend = GLMBlend(Fixed(np.full(X.shape, 0.05, np.float32) + 1e-3 * np.random.default_rng(3)
                            .random(X.shape, np.float32)), glm, columns, LO, HI)
     z = logits(blend.predict(X_model))
-    a, b, c = blend.weights_
-    z_glm = logits(glm.predict(X))[:, columns]   # the GLM on the recording, in the model's order
+    a, b, d, c = blend.weights_
+    # The GLM on the recording, in the model's order, and its partners' part.
+    z_glm, z_partners = (z[:, columns] for z in glm.logit_parts(X))
     base = logits(blend.base.predict(X_model))
-    np.testing.assert_allclose(z, a * base + b * z_glm + c, rtol=1e-4, atol=1e-3)
-    assert b > 0.5
+    np.testing.assert_allclose(z, a * base + b * (z_glm - z_partners) + d * z_partners + c,
+                               rtol=1e-4, atol=1e-3)
+    assert b > 0.5 and d > 0.5
 
 
 def test_a_silent_warm_up_leaves_the_model_alone(data):
@@ -86,7 +88,7 @@ def test_a_silent_warm_up_leaves_the_model_alone(data):
     P = np.full(X.shape, 0.02, np.float32)
     blend = GLMBlend(Fixed(P), glm, np.arange(X.shape[1]), LO, HI)
     np.testing.assert_allclose(blend.predict(silent), P, rtol=1e-5)
-    assert blend.weights_ == (1.0, 0.0, 0.0)
+    assert blend.weights_ == (1.0, 0.0, 0.0, 0.0)
 
 
 def test_refusals_say_what_is_wrong(data):

@@ -139,12 +139,13 @@ def test_a_generalist_is_blended_with_the_glm_unless_asked_not_to(tmp_path, caps
     args = ["--checkpoint", "generalist-focal", "--data", str(short), "--seconds", "3"]
     blended = _json(capsys, ["evaluate", *args, "--baselines", "rate", "--json"])
     alone = _json(capsys, ["evaluate", *args, "--baselines", "rate", "--without-glm", "--json"])
-    a, b, _ = blended["glm_blend"]["weights"]
-    assert alone["glm_blend"] is None and b > 0
+    a, b, d, _ = blended["glm_blend"]["weights"]
+    assert alone["glm_blend"] is None and b > 0 and d > 0
     assert blended["model"]["pr_auc"] != alone["model"]["pr_auc"]
     assert blended["baselines"] == alone["baselines"] and blended["guard"] == alone["guard"]
     assert main(["evaluate", *args, "--baselines", "rate"]) == 0
-    assert f"blended with glm-coupled, weights {a:.2f} and {b:.2f}" in capsys.readouterr().out
+    assert (f"blended with glm-coupled, weights {a:.2f}, {b:.2f} and {d:.2f} on its partners"
+            in capsys.readouterr().out)
 
     def made(*extra):
         out = tmp_path / f"g{len(list(tmp_path.glob('g*.csv')))}.csv"

@@ -117,7 +117,7 @@ def test_guard_is_the_unpenalised_fit_on_its_subsample():
     rng = np.random.default_rng(0)
     base, corr = rng.normal(-5.0, 1.0, (20_000, 10)), rng.normal(0.0, 1.0, (20_000, 10))
     Y = rng.random(base.shape) < 1 / (1 + np.exp(-(1.5 * base + 0.3 * corr + 2.0)))
-    g0, g1, g2 = fit_guard(base, corr, Y, max_cells=50_000)
+    g0, g1, g2 = fit_guard((base, corr), Y, max_cells=50_000)
     y = Y.ravel()
     q = (50_000 - y.sum()) / (y.size - y.sum())
     keep = y | (np.random.default_rng(0).random(y.size) < q)

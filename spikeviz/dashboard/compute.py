@@ -20,6 +20,7 @@ from ..generation.calibration import TargetCalibration
 from ..generation.copula import PopulationCopula
 from ..generation.predict import ModelPredictor
 from ..measures.metrics import ScoreHistogram, UnitHistograms
+from ..models.logistic import sigmoid
 from ..measures.stats import FiringStats, fidelity_references, firing_stats
 from .cache import SHARED_CACHE, LRUCache
 from .sources import within_roots
@@ -81,19 +82,22 @@ def _stored_copula(disk_key: str, fit: Callable[[], PopulationCopula]) -> Popula
 
 
 class _LastPrediction:
-    """The predictor `fit()` returns, fitted at its first prediction (a page whose predictions
-    are all on disk never fits it), keeping its last prediction for the same spikes until
-    `release`d."""
+    """The coupled GLM `fit()` returns, fitted at its first prediction (a page whose predictions
+    are all on disk never fits it), keeping its last logits for the same spikes until
+    `release`d: the baseline's row and a generalist's blend read one computation."""
 
     def __init__(self, fit: Callable[[], object]):
         self.fit = fit
-        self._last: tuple[tuple, np.ndarray] | None = None
+        self._last: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def logit_parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = (hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape, X.dtype.str)
         if self._last is None or self._last[0] != key:
-            self._last = (key, self.fit().predict(X))
+            self._last = (key, self.fit().logit_parts(X))
         return self._last[1]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return sigmoid(self.logit_parts(X)[0])
 
     def release(self) -> None:
         self._last = None

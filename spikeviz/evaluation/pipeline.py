@@ -31,8 +31,9 @@ THRESHOLD_RULES = {"youden": "Youden", "max-f1": "max F1", "density": "density"}
 # that cannot run away): spikeviz.models.states.
 FITTED_GENERATORS = ("states",)
 # What a generalist's teacher-forced predictions are blended with (generation.blend.GLMBlend).
-GLM_BLEND = ("glm-coupled fitted on the recording's train split; logit = a z_model + b z_glm + c "
-             "fitted on the warm-up")
+GLM_BLEND = ("glm-coupled fitted on the recording's train split; logit = a z_model + b z_own + "
+             "d z_partners + c fitted on the warm-up (z_partners: what the GLM's coupled partners "
+             "contribute to its logit, z_own the rest)")
 # How teacher-forced Bernoulli trains draw a bin's units (generation.copula).
 JOINT_DRAWS = ("a dichotomized Gaussian with shared AR(1) factors and a dead time, fitted on the "
                "warm-up: the units of a bin drawn jointly, each at its rate")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -12,24 +13,25 @@ from ..models.logistic import fit_logistic
 from .predict import logits_next
 
 
-def fit_guard(base: np.ndarray, corr: np.ndarray, Y: np.ndarray, max_cells: int = 400_000,
-              seed: int = 0, fallback: tuple[float, float, float] = (1.0, 1.0, 0.0)
-              ) -> tuple[float, float, float]:
-    """(g0, g1, g2) of logit = g0 base + g1 corr + g2 by logistic regression on (base, corr) -> Y.
+def fit_guard(features: Sequence[np.ndarray], Y: np.ndarray, max_cells: int = 400_000,
+              seed: int = 0, fallback: Sequence[float] = (1.0, 1.0, 0.0)) -> tuple[float, ...]:
+    """(w_1, ..., w_k, bias) of logit = sum_j w_j features[j] + bias by logistic regression on
+    the features (arrays shaped as Y) -> Y: a generalist's guard on (base, correction), a blend's
+    weights on its logits.
 
     Every spike is kept and the silent cells subsampled to `max_cells` in all (an offset of
     -log(kept fraction) corrects the intercept for it). Too few spikes to fit: `fallback` (the
     trained guard).
     """
-    b, c, y = base.ravel(), corr.ravel(), Y.ravel().astype(bool)
+    y = Y.ravel().astype(bool)
     n_pos = int(y.sum())
     if n_pos < 20 or n_pos == y.size:
-        return fallback
+        return tuple(float(v) for v in fallback)
     q_neg = min(1.0, max(1, max_cells - n_pos) / (y.size - n_pos))
     keep = y | (np.random.default_rng(seed).random(y.size) < q_neg)
-    fit = fit_logistic(y[keep], np.stack((b[keep], c[keep]), axis=1), offset=-np.log(q_neg))
-    g0, g1 = (float(v) for v in fit.coef)
-    return g0, g1, fit.intercept
+    fit = fit_logistic(y[keep], np.stack([f.ravel()[keep] for f in features], axis=1),
+                       offset=-np.log(q_neg))
+    return (*(float(v) for v in fit.coef), fit.intercept)
 
 
 def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:
@@ -43,7 +45,7 @@ def adapt(model: Generalist, X: np.ndarray, lo: int, hi: int) -> Generalist:
     unit = with_guard(model, [1.0, 1.0, 0.0], lo, hi)   # logits = base + correction
     base = base_logits(unit, X[:hi - 1])[lo:]
     corr = logits_next(unit, X[:hi - 1])[lo:] - base
-    return with_guard(model, fit_guard(base, corr, X[lo + 1:hi]), lo, hi)
+    return with_guard(model, fit_guard((base, corr), X[lo + 1:hi]), lo, hi)
 
 
 def with_guard(model: Generalist, guard, lo: int, hi: int) -> Generalist:

@@ -10,7 +10,8 @@ gain and one bias (spikeviz.generation.calibration.free_affine). The one logisti
 (spikeviz.models.logistic.fit_logistic) fits Platt, the temperature and the offsets, and a
 generalist's guard, which maps (base, correction) to its raw logit before all of them
 (spikeviz.generation.adapt), and the weights of a generalist's blend with its target's coupled
-GLM, which maps (model logit, GLM logit) to the teacher-forced logit before the target map
+GLM, which maps (model logit, the GLM's logit in two parts: its coupled partners' share and
+the rest) to the teacher-forced logit before the target map
 (spikeviz.generation.blend, never in a free run); the tempering follows from the guard's base
 slope and the closed-loop shift from free runs (calibration.fit_free_running); a free run's
 rate controller (calibration.RateController) moves the final shift while it runs.

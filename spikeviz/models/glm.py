@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpikevizError
-from .logistic import fit_logistic
+from .logistic import fit_logistic, sigmoid
 
 _ROWS = 8192  # time bins per chunk when building GLM features and filtering
 
@@ -175,15 +175,23 @@ class GLMPredictor:
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        X = self._checked(X)
+        P = np.empty(X.shape, np.float32)
+        for rows, feats in self._chunks(X):
+            P[rows] = sigmoid(self.logit_of(feats))
+        return P
+
+    def _checked(self, X: np.ndarray) -> np.ndarray:
         X = _as_binary(X)
         if self.coef_ is None:
-            raise SpikevizError("the GLM baseline is not fitted: call fit(X_train) first")
-        P = np.empty(X.shape, np.float32)
+            raise SpikevizError(f"the {self.name} baseline is not fitted: call fit(X_train) first")
+        return X
+
+    def _chunks(self, X: np.ndarray):
+        """(rows, features of those rows) over X, _ROWS bins at a time."""
         for s in range(0, len(X), _ROWS):
             e = min(s + _ROWS, len(X))
-            with np.errstate(over="ignore"):      # a logit under -88 is a probability of 0
-                P[s:e] = 1.0 / (1.0 + np.exp(-self.logit_of(self._features(X, s, e))))
-        return P
+            yield slice(s, e), self._features(X, s, e)
 
     def logit_of(self, feats: list[np.ndarray]) -> np.ndarray:
         """The logits (rows, N) float32 of features (rows, N) each, as `features_from` gives them."""
@@ -271,14 +279,12 @@ class UnitGLMPredictor(GLMPredictor):
     def _fit_structure(self, X: np.ndarray) -> None:
         """What the features need to know about the units before sampling (nothing here)."""
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        X = _as_binary(X)
-        if self.coef_ is None:
-            raise SpikevizError(f"the {self.name} baseline is not fitted: call fit(X_train) first")
+    def _checked(self, X: np.ndarray) -> np.ndarray:
+        X = super()._checked(X)
         if len(self.intercept_) != X.shape[1]:
             raise SpikevizError(f"{self.name} fitted on {len(self.intercept_)} units, data has "
                                 f"{X.shape[1]}")
-        return super().predict(X)
+        return X
 
 
 class CoupledGLMPredictor(UnitGLMPredictor):
@@ -334,3 +340,16 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         for a, b in self.partner_windows:
             feats += window.partner_rates(a, b, self.partners_)
         return feats
+
+    def logit_parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z, z_partners), (T, N) float32 each: the logits whose sigmoid `predict` gives, and
+        the part of them the partners' recent spikes contribute (a blend weighs the two parts
+        apart: generation.blend)."""
+        X = self._checked(X)
+        n = len(self.partner_windows) * self.partners_.shape[1]   # the last features
+        Z, C = np.empty(X.shape, np.float32), np.zeros(X.shape, np.float32)
+        for rows, feats in self._chunks(X):
+            Z[rows] = self.logit_of(feats)
+            for w, f in zip(self.coef_[len(self.coef_) - n:], feats[len(feats) - n:]):
+                C[rows] += w * f
+        return Z, C

@@ -23,6 +23,12 @@ SURE_STEP = 1.0
 F_ROUNDING = 4 * np.finfo(np.float64).eps
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Probabilities of logits, in their dtype (a float32 logit under -88 is a probability of 0)."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
 @dataclass(frozen=True, eq=False)
 class LogisticFit:
     """logit P(y = 1) = features @ coef + intercept + deviations[group] + offset."""
