@@ -144,8 +144,8 @@ def test_a_generalist_is_blended_with_the_glm_unless_asked_not_to(tmp_path, caps
     assert blended["model"]["pr_auc"] != alone["model"]["pr_auc"]
     assert blended["baselines"] == alone["baselines"] and blended["guard"] == alone["guard"]
     assert main(["evaluate", *args, "--baselines", "rate"]) == 0
-    assert (f"blended with glm-coupled, weights {a:.2f}, {b:.2f} and {d:.2f} on its partners"
-            in capsys.readouterr().out)
+    assert (f"blended with glm-coupled: weights {a:.2f} on the model, {b:.2f} on the GLM's own "
+            f"terms and {d:.2f} on its partners'" in capsys.readouterr().out)
 
     def made(*extra):
         out = tmp_path / f"g{len(list(tmp_path.glob('g*.csv')))}.csv"

@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
           f"{r['unit_order']}")
     if r["glm_blend"]:
         a, b, d, _ = r["glm_blend"]["weights"]
-        print(f"  model         the generalist blended with glm-coupled, weights {a:.2f}, {b:.2f} "
-              f"and {d:.2f} on its partners, fitted on the warm-up (--without-glm: alone)")
+        print(f"  model         the generalist blended with glm-coupled: weights {a:.2f} on the model, "
+              f"{b:.2f} on the GLM's own terms and {d:.2f} on its partners', fitted on the warm-up "
+              f"(--without-glm: alone)")
     print(f"  {'':14}{'ROC-AUC':>9}{'PR-AUC':>9}{'unit ROC':>10}{'bits/spike':>12}")
     print(f"  {'chance':14}{0.5:9.3f}{r['chance']['pr_auc']:9.4f}")
     for name, s in [("model", m)] + list(r["baselines"].items()):
