@@ -88,3 +88,27 @@ def test_keys_follow_the_librarys_source(tmp_path, monkeypatch):
         assert content_key("predictions", "states") != before
     finally:
         store.source_digest.cache_clear()
+
+
+def test_a_memo_that_cannot_write_computes_and_a_store_refuses(tmp_path, monkeypatch):
+    """A cache folder that cannot be written (here: its root is a file) costs a memo only its
+    recomputation; `spikeviz evaluate` and the page go on. The grid's store says so instead."""
+    from spikeviz.data.catalog import load_session
+    from spikeviz.evaluation.evaluate import fit_baseline
+    from spikeviz.evaluation.stretch import setup
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    memo, store = Cache(blocked / "cache", memo=True), Cache(blocked / "cache")
+    key = content_key("x")
+    value = memo.array(key, "p.npy", lambda: np.arange(5.0))
+    np.testing.assert_array_equal(value, np.arange(5.0))
+    memo.put_json(key, {"a": 1})
+    memo.put_arrays(key, "f.npz", {"a": np.ones(2)})
+    assert memo.get_json(key) is None and memo.get_arrays(key, "f.npz") is None
+    with pytest.raises(OSError):
+        store.put_json(key, {"a": 1})
+    monkeypatch.setenv("SPIKEVIZ_CACHE", str(blocked / "cache"))
+    su = setup(None, load_session("invitro_210511001_bh").slice(0.0, 60.0), seconds=5,
+               warmup_s=12, n_units=8)
+    assert fit_baseline("glm-coupled", su).predict(su.stretch.X).shape == su.stretch.X.shape

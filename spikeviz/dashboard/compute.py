@@ -41,7 +41,7 @@ def _predict_stored(make: Callable[[], object], stretch: Stretch, keep_P: bool,
     if disk_key is None:
         return predict(make, stretch, keep_P, joint=joint)
     return predict(make, stretch, keep_P, joint=joint,
-                   memo_P=lambda f: np.asarray(Cache().array(disk_key, "P.npy", f)),
+                   memo_P=lambda f: np.asarray(Cache(memo=True).array(disk_key, "P.npy", f)),
                    memo_calibration=lambda f: _stored_calibration(disk_key, f),
                    memo_copula=lambda f: _stored_copula(disk_key, f))
 
@@ -49,7 +49,7 @@ def _predict_stored(make: Callable[[], object], stretch: Stretch, keep_P: bool,
 def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> TargetCalibration:
     """The target calibration stored beside the predictions it was fitted on, fitted and stored
     first if missing or stored by an older version (its JSON holds every float exactly)."""
-    store = Cache()
+    store = Cache(memo=True)
     saved = store.get_json(disk_key, "calibration.json")
     if saved is not None and "logit_means" in saved:
         arrays = {k: None if saved[k] is None else np.asarray(saved[k], np.float32)
@@ -65,7 +65,7 @@ def _stored_calibration(disk_key: str, fit: Callable[[], TargetCalibration]) -> 
 def _stored_copula(disk_key: str, fit: Callable[[], PopulationCopula]) -> PopulationCopula:
     """The copula stored beside the predictions it was fitted on, fitted and stored first if
     missing (JSON holds its float32 loadings exactly)."""
-    store = Cache()
+    store = Cache(memo=True)
     saved = store.get_json(disk_key, "copula.json")
     if saved is not None and "gains" in saved:
         return PopulationCopula(np.asarray(saved["loadings"], np.float32).reshape(saved["shape"]),

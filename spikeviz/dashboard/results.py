@@ -51,7 +51,7 @@ def cross_session_table() -> dict | None:
         path = models_dir() / name
         if path.is_file():
             return json.loads(path.read_text())
-    return Cache().get_json(_cache_key()) if shipped_checkpoints() else None
+    return Cache(memo=True).get_json(_cache_key()) if shipped_checkpoints() else None
 
 
 def build_cross_session_table(progress: Callable[[float, str], None]) -> dict:
@@ -63,7 +63,7 @@ def build_cross_session_table(progress: Callable[[float, str], None]) -> dict:
     table = build_table(paths, seconds=TABLE_SECONDS,
                         progress=lambda m: progress(next(done, cells - 1) / cells, f"table: {m}"))
     result = table.as_dict()
-    Cache().put_json(_cache_key(), result)
+    Cache(memo=True).put_json(_cache_key(), result)
     return result
 
 

@@ -76,7 +76,7 @@ def drawn_once(element, x_range=None, y_range=None, **kwargs) -> hv.RGB:
         if (x_range, y_range) != (element.range(0), element.range(1)) or not _drawable(x_range, y_range):
             return draw()
         key = content_key("raster-image", _digest(element), x_range, y_range, options, ds.__version__)
-        rgba = Cache().array(key, "rgba.npy", lambda: draw()[1])
+        rgba = Cache(memo=True).array(key, "rgba.npy", lambda: draw()[1])
         return element, np.asarray(rgba), (x_range[0], y_range[0], x_range[1], y_range[1])
 
     _, rgba, bounds = VIEW_CACHE.get(("image", id(element), x_range, y_range, options), stored)

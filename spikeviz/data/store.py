@@ -72,11 +72,23 @@ class Cache:
     """A folder of results keyed by a content hash of their inputs and config.
 
     Every entry carries a SHA-256 checksum; an entry that fails it is removed and recomputed,
-    never used.
+    never used. A `memo` keeps what can be computed again: a write that fails (a read-only or
+    full disk, a root that is not a folder) is skipped, never an error, and the value is computed
+    again next time. A store (the grid's results) raises instead.
     """
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, memo: bool = False):
         self.root = Path(root) if root is not None else cache_root()
+        self.memo = memo
+
+    def _write(self, key: str, name: str, write: Callable[[Path], None]) -> Path:
+        path = self.path(key, name)
+        try:
+            _write_with_checksum(path, write)
+        except OSError:
+            if not self.memo:
+                raise
+        return path
 
     def path(self, key: str, name: str) -> Path:
         return self.root / key[:2] / key / name
@@ -86,8 +98,7 @@ class Cache:
         return json.loads(path.read_text()) if _verified(path) else None
 
     def put_json(self, key: str, value: Any, name: str = "result.json") -> None:
-        _write_with_checksum(self.path(key, name),
-                             lambda tmp: tmp.write_text(json.dumps(value, indent=1, default=float)))
+        self._write(key, name, lambda tmp: tmp.write_text(json.dumps(value, indent=1, default=float)))
 
     def get_array(self, key: str, name: str, mmap: bool = True) -> np.ndarray | None:
         path = self.path(key, name)
@@ -96,7 +107,7 @@ class Cache:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
     def put_array(self, key: str, name: str, array: np.ndarray) -> None:
-        _write_with_checksum(self.path(key, name), lambda tmp: _save_npy(tmp, array))
+        self._write(key, name, lambda tmp: _save_npy(tmp, array))
 
     def get_arrays(self, key: str, name: str) -> dict[str, np.ndarray] | None:
         """Named arrays stored by `put_arrays` (an .npz, read whole), or None."""
@@ -110,23 +121,24 @@ class Cache:
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:     # (np.savez would append ".npz" to a bare path)
                 np.savez(fh, **arrays)
-        _write_with_checksum(self.path(key, name), write)
+        self._write(key, name, write)
 
     def get_file(self, key: str, name: str) -> Path | None:
         path = self.path(key, name)
         return path if _verified(path) else None
 
     def put_file(self, key: str, name: str, source: Path) -> Path:
-        target = self.path(key, name)
-        _write_with_checksum(target, lambda tmp: shutil.copyfile(source, tmp))
-        return target
+        return self._write(key, name, lambda tmp: shutil.copyfile(source, tmp))
 
     def array(self, key: str, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The cached array, computed and stored first if missing or corrupt."""
         found = self.get_array(key, name)
         if found is None:
-            self.put_array(key, name, compute())
+            value = compute()
+            self.put_array(key, name, value)
             found = self.get_array(key, name)
+            if found is None:     # a memo that could not write it
+                return value
         return found
 
 

@@ -33,7 +33,7 @@ def for_target(model, X: np.ndarray, st: Stretch):
     if model.config.kind != "generalist":
         return model
     warm = np.ascontiguousarray(X[:st.warm])
-    store = Cache()
+    store = Cache(memo=True)
     key = content_key("guard", _weights_digest(model), hashlib.sha256(warm.tobytes()).hexdigest(),
                       warm.shape, warm.dtype.str, st.prime, st.warm)
     saved = store.get_json(key, "guard.json")
@@ -104,7 +104,7 @@ def _fit_stored(name: str, target: Source, bin_ms: float) -> Predictor:
     fit = lambda: make_predictor(name, bin_ms).fit(target.train)  # noqa: E731
     if not target.key:
         return fit()
-    store, key = Cache(), content_key("fitted-baseline", name, bin_ms, target.key)
+    store, key = Cache(memo=True), content_key("fitted-baseline", name, bin_ms, target.key)
     saved = store.get_arrays(key, "fitted.npz")
     if saved is not None:
         return from_fitted_arrays(name, saved, bin_ms)
