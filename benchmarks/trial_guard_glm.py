@@ -49,15 +49,17 @@ def main() -> None:
     ap.add_argument("--init", required=True, help="the generalist that never saw the recording")
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=FINE_TUNE_EPOCHS, help="fine-tuning epochs at most")
     ap.add_argument("--fitted", help="a folder to keep (and reuse) the fine-tuned checkpoint in")
     args = ap.parse_args()
     rec = (open_recording(args.data) if args.data else session(args.session).load()).slice(0.0, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.fitted or tmp) / f"{rec.name}-{args.seconds:g}s-seed{args.seed}.safetensors"
+        epochs = "" if args.epochs == FINE_TUNE_EPOCHS else f"-{args.epochs}epochs"
+        out = Path(args.fitted or tmp) / f"{rec.name}-{args.seconds:g}s-seed{args.seed}{epochs}.safetensors"
         fit_s = None
         if not out.exists():
             t0 = time.perf_counter()
-            train_recording(rec, out, TrainOptions(loss="focal", epochs=FINE_TUNE_EPOCHS, lr=FINE_TUNE_LR,
+            train_recording(rec, out, TrainOptions(loss="focal", epochs=args.epochs, lr=FINE_TUNE_LR,
                                                    seed=args.seed, init=args.init), progress=False, log=False)
             fit_s = time.perf_counter() - t0
         model = load_model(out)
@@ -79,6 +81,7 @@ def main() -> None:
               for name, P in (("glm", P_glm), ("model", P_model), ("blend", P_blend),
                               ("one", P_one))}
     row = {"recording": rec.name, "seconds": args.seconds, "init": Path(args.init).name, "seed": args.seed,
+           "epochs": model.meta.get("epochs"), "best_epoch": model.meta.get("best_epoch"),
            "fit_s": fit_s and round(fit_s, 1), "blend": list(blend.weights_), "one": one}
     for name, s in scored.items():
         row[f"{name}_pr"] = s.hists["strict"].pr_auc

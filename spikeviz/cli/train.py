@@ -33,8 +33,9 @@ def add_parser(sub) -> None:
                         "count), generalist (any recording; see --init) (default: fast; with "
                         "--init the checkpoint's)")
     p.add_argument("--epochs", type=int,
-                   help=f"total epochs, with --resume too: not extra ones (default 30; "
-                        f"{FINE_TUNE_EPOCHS} with --init)")
+                   help=f"total epochs at most (training stops after --patience epochs "
+                        f"without a better validation score), with --resume too: not extra ones "
+                        f"(default 30 from scratch, {FINE_TUNE_EPOCHS} with --init)")
     p.add_argument("--seconds", type=float, help="use only the first S seconds of the recording")
     p.add_argument("--bin-ms", type=float,
                    help="bin size in ms (default: 1; with --init the checkpoint's)")

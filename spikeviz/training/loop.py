@@ -35,8 +35,10 @@ MAX_STEPS = {"paper": None, "fast": None, "transfer": 60, "generalist": 60}
 VALID_BINS = {"paper": 100_000, "fast": 100_000, "transfer": 30_000, "generalist": 60_000}
 
 
-# --init starts from trained weights: a third of the from-scratch rate, fewer epochs.
-FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 10
+# --init starts from trained weights: a third of the from-scratch rate. 30 epochs at most, as
+# from scratch: early stopping (patience 5) ends most fine-tunings sooner; 10 stopped Jun0514 and
+# Oct1514 while they still improved (docs/corpus_generalist.md, "30 epochs at most").
+FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-3, 30
 
 
 @dataclass(frozen=True)
