@@ -54,8 +54,8 @@ def main() -> None:
     args = ap.parse_args()
     rec = (open_recording(args.data) if args.data else session(args.session).load()).slice(0.0, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        epochs = "" if args.epochs == FINE_TUNE_EPOCHS else f"-{args.epochs}epochs"
-        out = Path(args.fitted or tmp) / f"{rec.name}-{args.seconds:g}s-seed{args.seed}{epochs}.safetensors"
+        out = Path(args.fitted or tmp) / (f"{rec.name}-{args.seconds:g}s-seed{args.seed}-"
+                                          f"{args.epochs}epochs.safetensors")
         fit_s = None
         if not out.exists():
             t0 = time.perf_counter()
