@@ -97,3 +97,13 @@ def test_the_grid_scores_all_baselines_unless_told_and_refuses_unknown_ones():
 def test_bad_scheduler_address_is_one_clear_error(capsys, tmp_path):
     assert main(["grid", "--scheduler", "nowhere:1", "--out", str(tmp_path)]) == 2
     assert "--scheduler must be 'local' or an address" in capsys.readouterr().err
+
+
+def test_a_local_cluster_keeps_off_dasks_default_port():
+    """The local cluster's scheduler serves its HTTP endpoints on a free port, no dashboard: on
+    Dask's 8787, a second grid at once (or a test beside one) warned of a busy port."""
+    from spikeviz.training.workers import dask_client
+
+    with dask_client("local", 1) as client:
+        scheduler = client.cluster.scheduler
+        assert scheduler.http_server.port != 8787

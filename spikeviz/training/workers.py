@@ -21,7 +21,11 @@ def dask_client(scheduler: str = "local", workers: int = 2) -> Iterator[Client]:
         # exports it to this process's environment, where every later subprocess inherited it.
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
                 LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address=None, host="127.0.0.1") as cluster, \
+                             dashboard_address=None, host="127.0.0.1",
+                             # No dashboard; its HTTP endpoints (health, metrics) stay, on a free
+                             # port: on Dask's 8787, a second grid at once warned of a busy port.
+                             scheduler_kwargs={"dashboard": False,
+                                               "dashboard_address": "127.0.0.1:0"}) as cluster, \
                 Client(cluster) as client:
             yield client
         return
