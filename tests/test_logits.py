@@ -155,3 +155,29 @@ def test_group_layouts_and_starts_reach_one_maximum():
     assert fit.intercept == pytest.approx(ref.intercept, abs=1e-9)
     with pytest.raises(SpikevizError, match="a start needs"):
         fit_logistic(yy, F, start=LogisticFit(np.zeros(1), 0.0, np.zeros(0)))
+
+
+def test_the_in_place_paths_give_the_same_bits():
+    """logits on one copy, sigmoid(out=z) and a calibration's row blocks (which keep a 300-s
+    window's float64 intermediates out of memory) give exactly what the plain expressions give,
+    so generated trains do not change with them."""
+    from spikeviz.generation.calibration import TargetCalibration
+    from spikeviz.generation.logits import logits
+    from spikeviz.models.logistic import sigmoid
+
+    rng = np.random.default_rng(4)
+    P = rng.random((20_000, 7), dtype=np.float32) ** 3
+    P[0, :3] = (0.0, 1.0, 1e-9)
+    kept = P.copy()
+    for dtype in (np.float64, np.float32):
+        clipped = np.clip(P.astype(dtype), 1e-7, 1 - 1e-7)
+        np.testing.assert_array_equal(logits(P, dtype), np.log(clipped / (1 - clipped)))
+    np.testing.assert_array_equal(P, kept)                  # the caller's probabilities untouched
+    z = logits(P, np.float32) * np.float32(9.0)
+    with np.errstate(over="ignore"):
+        plain = 1.0 / (1.0 + np.exp(-z))
+    np.testing.assert_array_equal(sigmoid(z.copy()), plain)
+    inplace = z.copy()
+    np.testing.assert_array_equal(sigmoid(inplace, out=inplace), plain)
+    cal = TargetCalibration(1.3, rng.normal(0, 1, 7).astype(np.float32))
+    np.testing.assert_array_equal(cal.recalibrated(P, rows=999), cal.probabilities(logits(P)))

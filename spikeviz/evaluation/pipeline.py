@@ -81,7 +81,7 @@ def predict(make: Callable[[], object], stretch: Stretch, keep_P: bool = True, *
     a, w = stretch.prime, stretch.warm
     calibration = memo_calibration(
         lambda: fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w]))
-    copula = memo_copula(lambda: fit_copula(calibration.probabilities(logits(P[a - 1:w - 1])),
+    copula = memo_copula(lambda: fit_copula(calibration.recalibrated(P[a - 1:w - 1]),
                                             stretch.X[a:w], stretch.bin_ms)) if joint else None
     # A copy, so the full predictions (warm-up included) are freed.
     return Prediction(stretch.window_of(P).copy(), scored, calibration, copula)
@@ -110,7 +110,7 @@ def teacher_trains(prediction: Prediction, draw: str = "bernoulli", level: float
         edge = prediction.scored.hists["strict"].operating_point(level).threshold
         return (prediction.P >= np.float32(edge)).astype(np.uint8)
     cal = prediction.calibration
-    P = cal.probabilities(logits(prediction.P))
+    P = cal.recalibrated(prediction.P)
     copula = joint_copula(prediction, "teacher", draw, joint)
     if copula is not None:
         return copula.draw(P, seed)
@@ -126,7 +126,7 @@ def free_start(model, stretch: Stretch,
     a, w = stretch.prime, stretch.warm
     P = ModelPredictor(model).predict(stretch.X[:w])
     cal = fit_target_calibration(logits(P[a - 1:w - 1]), stretch.X[a:w])
-    copula = fit_copula(cal.probabilities(logits(P[a - 1:w - 1])), stretch.X[a:w],
+    copula = fit_copula(cal.recalibrated(P[a - 1:w - 1]), stretch.X[a:w],
                         stretch.bin_ms) if joint else None
     return cal, None if copula is None or copula.independent else copula
 

@@ -10,7 +10,7 @@ from ..errors import SpikevizError
 from .fused import RATE_CONTROL
 from . import fused
 from ..models.logistic import LogisticFit, fit_logistic
-from .logits import LogitMap
+from .logits import LogitMap, logits as to_logits
 from ..models.model import final_traces
 
 # Prior SD (logits) of a unit's offset around the shared bias: a unit needs a few dozen spikes in
@@ -79,6 +79,14 @@ class TargetCalibration:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-self.apply(logits)))).astype(np.float32)
+
+    def recalibrated(self, P: np.ndarray, rows: int = 8192) -> np.ndarray:
+        """`probabilities(logits(P))` of a model's probabilities P (T, N), `rows` bins at a time:
+        a 300-s window's float64 logits and their map at once held over a GB."""
+        out = np.empty(P.shape, np.float32)
+        for s in range(0, len(P), rows):
+            out[s:s + rows] = self.probabilities(to_logits(P[s:s + rows]))
+        return out
 
     def to_dict(self) -> dict:
         out = {"temperature": self.temperature,

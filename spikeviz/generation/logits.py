@@ -44,6 +44,11 @@ class LogitMap:
 
 
 def logits(P: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """Probabilities -> logits (float64, or `dtype`), clipped away from 0 and 1."""
-    P = np.clip(P.astype(dtype), 1e-7, 1 - 1e-7)
-    return np.log(P / (1 - P))
+    """Probabilities -> logits (float64, or `dtype`), clipped away from 0 and 1. In place on one
+    copy and one temporary: a window's worth held five arrays at once (np.log(P / (1 - P)))."""
+    z = P.astype(dtype)               # always a copy: the caller's P is never written
+    np.clip(z, 1e-7, 1 - 1e-7, out=z)
+    odds = 1 - z
+    np.divide(z, odds, out=z)
+    del odds
+    return np.log(z, out=z)

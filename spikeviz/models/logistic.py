@@ -23,10 +23,16 @@ SURE_STEP = 1.0
 F_ROUNDING = 4 * np.finfo(np.float64).eps
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Probabilities of logits, in their dtype (a float32 logit under -88 is a probability of 0)."""
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities of logits, in their dtype (a float32 logit under -88 is a probability of 0);
+    `out=z` computes them in place (a window's worth: no temporaries)."""
     with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
+        if out is None:
+            return 1.0 / (1.0 + np.exp(-z))
+        np.negative(z, out=out)
+        np.exp(out, out=out)
+        out += 1.0
+        return np.reciprocal(out, out=out)
 
 
 @dataclass(frozen=True, eq=False)
