@@ -99,3 +99,31 @@ def test_refusals_say_what_is_wrong(data):
         GLMBlend(Fixed(X), glm, np.arange(X.shape[1]), HI, LO)
     with pytest.raises(SpikevizError, match="cannot predict"):
         GLMBlend(Fixed(X), glm, np.arange(X.shape[1]), LO, HI).predict(X[:HI - 1])
+
+
+def test_the_glms_parts_in_a_column_order_and_the_pages_one_computation(data):
+    """logit_parts(X, columns) is the parts' columns in that order; the page's wrapper computes
+    them once for the blend and un-permutes them, bit for bit, for the baseline's row."""
+    from spikeviz.dashboard.compute import _LastPrediction
+
+    glm, X = data
+    columns = np.random.default_rng(5).permutation(X.shape[1])
+    Z, C = glm.logit_parts(X)
+    Zc, Cc = glm.logit_parts(X, columns)
+    np.testing.assert_array_equal(Zc, Z[:, columns])
+    np.testing.assert_array_equal(Cc, C[:, columns])
+    calls = []
+
+    class Counted:
+        def logit_parts(self, X, columns=None):
+            calls.append(columns is not None)
+            return glm.logit_parts(X, columns)
+
+    wrapper = _LastPrediction(lambda: Counted())
+    blended = GLMBlend(Fixed(glm.predict(X)[:, columns] * 0.5), wrapper, columns, LO, HI)
+    blended.predict(X[:, columns])
+    np.testing.assert_array_equal(wrapper.predict(X), glm.predict(X))
+    assert calls == [True]                  # one computation for the blend and the row
+    wrapper.release()
+    np.testing.assert_array_equal(wrapper.predict(X), glm.predict(X))
+    assert calls == [True, False]

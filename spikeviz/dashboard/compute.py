@@ -84,20 +84,37 @@ def _stored_copula(disk_key: str, fit: Callable[[], PopulationCopula]) -> Popula
 class _LastPrediction:
     """The coupled GLM `fit()` returns, fitted at its first prediction (a page whose predictions
     are all on disk never fits it), keeping its last logits for the same spikes until
-    `release`d: the baseline's row and a generalist's blend read one computation."""
+    `release`d: a generalist's blend and the baseline's row read one computation (in the
+    blend's column order, which the row un-permutes)."""
 
     def __init__(self, fit: Callable[[], object]):
         self.fit = fit
-        self._last: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
+        self._last: tuple[tuple, np.ndarray | None, tuple[np.ndarray, np.ndarray]] | None = None
 
-    def logit_parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        key = (hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape, X.dtype.str)
-        if self._last is None or self._last[0] != key:
-            self._last = (key, self.fit().logit_parts(X))
-        return self._last[1]
+    @staticmethod
+    def _key(X: np.ndarray) -> tuple:
+        return hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape, X.dtype.str
+
+    def logit_parts(self, X: np.ndarray, columns: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        key, cols = self._key(X), None if columns is None else np.asarray(columns, np.intp)
+        last = self._last
+        if last is None or last[0] != key or not (
+                (cols is None and last[1] is None)
+                or (cols is not None and last[1] is not None and np.array_equal(cols, last[1]))):
+            self._last = last = (key, cols, self.fit().logit_parts(X, cols))
+        return last[2]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return sigmoid(self.logit_parts(X)[0])
+        last = self._last
+        if last is None or last[0] != self._key(X):
+            return sigmoid(self.logit_parts(X)[0])
+        z, cols = last[2][0], last[1]
+        if cols is None:
+            return sigmoid(z)
+        P = np.empty(z.shape, np.float32)
+        P[:, cols] = sigmoid(z)
+        return P
 
     def release(self) -> None:
         self._last = None

@@ -55,19 +55,24 @@ class GLMBlend:
         z_model = logits(self.base.predict(X), np.float32)
         recorded = np.empty_like(X)
         recorded[:, self.columns] = X
-        # (Column-indexed: copies, so the subtraction is in place: a 300-s window's array each.)
-        z_own, z_partners = (z[:, self.columns] for z in self.glm.logit_parts(recorded))
-        z_own -= z_partners
+        # The GLM's parts in the model's column order; `glm` may keep them (the page's baseline
+        # row reads the same computation), so they are never written here.
+        z_glm, z_partners = self.glm.logit_parts(recorded, self.columns)
+        z_own = z_glm - z_partners
+        del z_glm
         rows = slice(self.lo, self.hi)
         y, _ = aligned(z_model[rows], X[rows])
         parts = [aligned(z[rows], X[rows])[1] for z in (z_model, z_own, z_partners)]
         # Too few warm-up spikes to weigh them: the model alone.
         a, b, d, c = fit_guard(parts, y, seed=self.seed, fallback=(1.0, 0.0, 0.0, 0.0))
         self.weights_ = (a, b, d, c)
-        # a z_model + b z_own + d z_partners + c, in that order, in place.
+        # a z_model + b z_own + d z_partners + c, in that order, in place (z_own's buffer
+        # holds each term in turn): four window-sized arrays at most.
         z_model *= np.float32(a)
-        z_model += np.float32(b) * z_own
+        z_own *= np.float32(b)
+        z_model += z_own
+        np.multiply(z_partners, np.float32(d), out=z_own)
+        z_model += z_own
         del z_own
-        z_model += np.float32(d) * z_partners
         z_model += np.float32(c)
         return sigmoid(z_model, out=z_model)

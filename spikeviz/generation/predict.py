@@ -109,9 +109,12 @@ def predict_next(model: SpikeTransformer, X: np.ndarray | BinnedSpikes,
     Probabilities carry the checkpoint's calibration (a monotone map: AUCs are unaffected);
     `logits`: their logits instead (what spikeviz.generation.calibration maps on a target).
     """
-    scale, shift = model.calibration
-    z = logits_next(model, X, batch_size) * scale + shift
-    return z if logits else torch.sigmoid(torch.from_numpy(z)).numpy()
+    scale, shift = (float(v) for v in model.calibration)
+    # In place, float32 throughout: a window's copies held a GB at once (bench_memory.py).
+    z = logits_next(model, X, batch_size)
+    z *= scale
+    z += shift
+    return z if logits else torch.sigmoid_(torch.from_numpy(z)).numpy()
 
 
 DRAW_RULES: dict[str, dict] = {

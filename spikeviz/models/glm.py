@@ -341,15 +341,21 @@ class CoupledGLMPredictor(UnitGLMPredictor):
             feats += window.partner_rates(a, b, self.partners_)
         return feats
 
-    def logit_parts(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def logit_parts(self, X: np.ndarray, columns: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """(z, z_partners), (T, N) float32 each: the logits whose sigmoid `predict` gives, and
         the part of them the partners' recent spikes contribute (a blend weighs the two parts
-        apart: generation.blend)."""
+        apart: generation.blend). `columns`: X's columns in that order (taken chunk by chunk:
+        no window-sized copies)."""
         X = self._checked(X)
+        cols = slice(None) if columns is None else np.asarray(columns, dtype=np.intp)
         n = len(self.partner_windows) * self.partners_.shape[1]   # the last features
-        Z, C = np.empty(X.shape, np.float32), np.zeros(X.shape, np.float32)
+        shape = (len(X), X.shape[1] if columns is None else len(cols))
+        Z, C = np.empty(shape, np.float32), np.empty(shape, np.float32)
         for rows, feats in self._chunks(X):
-            Z[rows] = self.logit_of(feats)
+            Z[rows] = self.logit_of(feats)[:, cols]
+            c = np.zeros(feats[0].shape, np.float32)
             for w, f in zip(self.coef_[len(self.coef_) - n:], feats[len(feats) - n:]):
-                C[rows] += w * f
+                c += w * f
+            C[rows] = c[:, cols]
         return Z, C
