@@ -89,31 +89,28 @@ class _LastPrediction:
 
     def __init__(self, fit: Callable[[], object]):
         self.fit = fit
-        self._last: tuple[tuple, np.ndarray | None, tuple[np.ndarray, np.ndarray]] | None = None
+        # ((spikes' digest, column order or None), (z, z_partners)) of the last computation
+        self._last: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
 
     @staticmethod
-    def _key(X: np.ndarray) -> tuple:
+    def _digest(X: np.ndarray) -> tuple:
         return hashlib.sha256(np.ascontiguousarray(X).tobytes()).hexdigest(), X.shape, X.dtype.str
 
     def logit_parts(self, X: np.ndarray, columns: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-        key, cols = self._key(X), None if columns is None else np.asarray(columns, np.intp)
-        last = self._last
-        if last is None or last[0] != key or not (
-                (cols is None and last[1] is None)
-                or (cols is not None and last[1] is not None and np.array_equal(cols, last[1]))):
-            self._last = last = (key, cols, self.fit().logit_parts(X, cols))
-        return last[2]
+        key = (self._digest(X), None if columns is None else tuple(int(c) for c in columns))
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.fit().logit_parts(X, columns))
+        return self._last[1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        last = self._last
-        if last is None or last[0] != self._key(X):
+        if self._last is None or self._last[0][0] != self._digest(X):
             return sigmoid(self.logit_parts(X)[0])
-        z, cols = last[2][0], last[1]
-        if cols is None:
+        (_, columns), (z, _) = self._last
+        if columns is None:
             return sigmoid(z)
         P = np.empty(z.shape, np.float32)
-        P[:, cols] = sigmoid(z)
+        P[:, list(columns)] = sigmoid(z)
         return P
 
     def release(self) -> None:
