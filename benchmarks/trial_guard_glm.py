@@ -50,16 +50,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=FINE_TUNE_EPOCHS, help="fine-tuning epochs at most")
+    ap.add_argument("--lr", type=float, default=FINE_TUNE_LR, help="fine-tuning's learning rate")
     ap.add_argument("--fitted", help="a folder to keep (and reuse) the fine-tuned checkpoint in")
     args = ap.parse_args()
     rec = (open_recording(args.data) if args.data else session(args.session).load()).slice(0.0, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.fitted or tmp) / (f"{rec.name}-{args.seconds:g}s-seed{args.seed}-"
-                                          f"{args.epochs}epochs.safetensors")
+                                          f"{args.epochs}epochs" + (f"-lr{args.lr:g}" if args.lr != FINE_TUNE_LR else "")
+                                          + ".safetensors")
         fit_s = None
         if not out.exists():
             t0 = time.perf_counter()
-            train_recording(rec, out, TrainOptions(loss="focal", epochs=args.epochs, lr=FINE_TUNE_LR,
+            train_recording(rec, out, TrainOptions(loss="focal", epochs=args.epochs, lr=args.lr,
                                                    seed=args.seed, init=args.init), progress=False, log=False)
             fit_s = time.perf_counter() - t0
         model = load_model(out)

@@ -124,6 +124,23 @@ def test_the_glms_parts_in_a_column_order_and_the_pages_one_computation(data):
     blended.predict(X[:, columns])
     np.testing.assert_array_equal(wrapper.predict(X), glm.predict(X))
     assert calls == [True]                  # one computation for the blend and the row
-    wrapper.release()
     np.testing.assert_array_equal(wrapper.predict(X), glm.predict(X))
-    assert calls == [True, False]
+    assert calls == [True, False]           # which the row took: the next one computes
+
+
+def test_the_sum_in_blocks_is_the_plain_expression(data, monkeypatch):
+    """The blend's sum, made in place a block of rows at a time (blocks that do not divide the
+    stretch), is a z_model + b z_own + d z_partners + c bit for bit."""
+    import spikeviz.generation.blend as blend_module
+
+    glm, X = data
+    monkeypatch.setattr(blend_module, "_ROWS", 999)
+    columns = np.random.default_rng(3).permutation(X.shape[1])
+    base = Fixed(glm.predict(X)[:, columns] * 0.7)
+    blend = GLMBlend(base, glm, columns, LO, HI)
+    P = blend.predict(X[:, columns])
+    a, b, d, c = (np.float32(w) for w in blend.weights_)
+    z_glm, z_partners = glm.logit_parts(X, columns)
+    z = a * logits(base.predict(X), np.float32) + b * (z_glm - z_partners) + d * z_partners + c
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(P, 1.0 / (1.0 + np.exp(-z)))

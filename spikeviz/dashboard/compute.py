@@ -83,14 +83,14 @@ def _stored_copula(disk_key: str, fit: Callable[[], PopulationCopula]) -> Popula
 
 class _LastPrediction:
     """The coupled GLM `fit()` returns, fitted at its first prediction (a page whose predictions
-    are all on disk never fits it), keeping its last logits for the same spikes until
-    `release`d: a generalist's blend and the baseline's row read one computation (in the
-    blend's column order, which the row un-permutes)."""
+    are all on disk never fits it), keeping the logits of its last `logit_parts` (a
+    generalist's blend) for the baseline's row, which `predict`s the same spikes next: one
+    computation for both (in the blend's column order, which the row un-permutes)."""
 
     def __init__(self, fit: Callable[[], object]):
         self.fit = fit
-        # ((spikes' digest, column order or None), (z, z_partners)) of the last computation
-        self._last: tuple[tuple, tuple[np.ndarray, np.ndarray]] | None = None
+        # ((spikes' digest, column order or None), z) of the last computation
+        self._last: tuple[tuple, np.ndarray] | None = None
 
     @staticmethod
     def _digest(X: np.ndarray) -> tuple:
@@ -98,20 +98,24 @@ class _LastPrediction:
 
     def logit_parts(self, X: np.ndarray, columns: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-        key = (self._digest(X), None if columns is None else tuple(int(c) for c in columns))
-        if self._last is None or self._last[0] != key:
-            self._last = (key, self.fit().logit_parts(X, columns))
-        return self._last[1]
+        z, z_partners = self.fit().logit_parts(X, columns)
+        # z alone is kept (the row's probabilities): the partners' part is the blend's.
+        self._last = ((self._digest(X), None if columns is None else [int(c) for c in columns]), z)
+        return z, z_partners
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self._last is None or self._last[0][0] != self._digest(X):
-            return sigmoid(self.logit_parts(X)[0])
-        (_, columns), (z, _) = self._last
-        if columns is None:
-            return sigmoid(z)
-        P = np.empty(z.shape, np.float32)
-        P[:, list(columns)] = sigmoid(z)
-        return P
+        """The GLM's probabilities of X, made in place from the kept logits, which it takes (the
+        page's peak held them twice, with the partners' part, at 0.8 GB)."""
+        last, self._last = self._last, None
+        if last is None or last[0][0] != self._digest(X):
+            last = ((None, None), self.fit().logit_parts(X)[0])
+        (_, columns), z = last
+        del last
+        if columns is not None:
+            P = np.empty(z.shape, np.float32)
+            P[:, columns] = z
+            z = P
+        return sigmoid(z, out=z)
 
     def release(self) -> None:
         self._last = None
@@ -366,7 +370,11 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, joint: bool, cach
     else:
         jobs = {generator.name: jobs.pop(generator.name)} | jobs
     predictions = {}
-    for i, (name, (make, st, key)) in enumerate(jobs.items()):
+    # glm-coupled's row straight after the generator's blend: it takes the GLM's logits the
+    # blend left (_LastPrediction), which are then not held while the other baselines predict.
+    order = sorted(jobs, key=lambda name: name not in (generator.name, "glm-coupled"))
+    for i, name in enumerate(order):
+        make, st, key = jobs[name]
         progress(0.2 + 0.65 * i / len(jobs), f"predicting {st.duration_s:.0f} s with {name}")
         keep = name == generator.name
         predictions[name] = cache.get(
@@ -375,6 +383,7 @@ def _evaluate(plan: Plan, mode: str, seed: int, free_s: float, joint: bool, cach
                 _predict_stored(make, st, keep, _disk_key(plan, name, st, cache),
                                 not generator.is_fitted))
     glm.release()   # (the blend, cached with the evaluation, keeps the wrapper: not its arrays)
+    predictions = {name: predictions[name] for name in jobs}   # the generator, then BASELINES
     free = free_calibration = free_copula = None
     if mode == "free":
         n = int(min(free_s, stretch.duration_s) * 1000.0 / BIN_MS)

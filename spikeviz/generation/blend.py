@@ -9,6 +9,8 @@ from ..models.logistic import sigmoid
 from .adapt import fit_guard
 from .logits import logits
 
+_ROWS = 8192   # bins a block of the blend's sum takes
+
 
 class GLMBlend:
     """A model's next-bin predictions and those of the coupled GLM fitted on the target's own
@@ -58,21 +60,22 @@ class GLMBlend:
         # The GLM's parts in the model's column order; `glm` may keep them (the page's baseline
         # row reads the same computation), so they are never written here.
         z_glm, z_partners = self.glm.logit_parts(recorded, self.columns)
-        z_own = z_glm - z_partners
-        del z_glm
         rows = slice(self.lo, self.hi)
         y, _ = aligned(z_model[rows], X[rows])
-        parts = [aligned(z[rows], X[rows])[1] for z in (z_model, z_own, z_partners)]
+        parts = [aligned(z, X[rows])[1]
+                 for z in (z_model[rows], z_glm[rows] - z_partners[rows], z_partners[rows])]
         # Too few warm-up spikes to weigh them: the model alone.
         a, b, d, c = fit_guard(parts, y, seed=self.seed, fallback=(1.0, 0.0, 0.0, 0.0))
         self.weights_ = (a, b, d, c)
-        # a z_model + b z_own + d z_partners + c, in that order, in place (z_own's buffer
-        # holds each term in turn): four window-sized arrays at most.
-        z_model *= np.float32(a)
-        z_own *= np.float32(b)
-        z_model += z_own
-        np.multiply(z_partners, np.float32(d), out=z_own)
-        z_model += z_own
-        del z_own
-        z_model += np.float32(c)
+        # a z_model + b z_own + d z_partners + c, in that order, in place, a block of rows at a
+        # time: no window-sized z_own beside the GLM's two parts.
+        for s in range(0, len(z_model), _ROWS):
+            z, r = z_model[s:s + _ROWS], slice(s, s + _ROWS)
+            z_own = z_glm[r] - z_partners[r]
+            z *= np.float32(a)
+            z_own *= np.float32(b)
+            z += z_own
+            np.multiply(z_partners[r], np.float32(d), out=z_own)
+            z += z_own
+            z += np.float32(c)
         return sigmoid(z_model, out=z_model)

@@ -20,6 +20,7 @@ _K0 = (95 + 24) << 11  # k of 2^-32 (scaled), where the fine region starts
 _KTOP = (127 + 24) << 11  # k of 1.0 (scaled)
 _LOW_SHIFT = 5       # below it: 6 mantissa bits (1.6 %)
 _CHUNK = 1 << 18     # elements per pass: keeps the working set in cache
+_UNIT_BLOCK = 16     # units a per-unit pass counts at once
 THRESHOLD_RULES = ("youden", "max-f1", "density")
 
 
@@ -91,30 +92,36 @@ def _check(y: np.ndarray, p: np.ndarray) -> None:
 
 def _count(y: np.ndarray, p: np.ndarray, per_unit: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Counts per (class, level), class 0 negatives and 1 positives: pooled (2, L) and per unit
-    (N, 2, L), in one chunked pass."""
+    (N, 2, L), in one chunked pass (a block of units at a time)."""
     L, Lu = n_levels(FINE_BITS), n_levels(UNIT_BITS)
     pooled = np.zeros(2 * L, np.int64)
     n_units = p.shape[1] if per_unit else 1
-    units = np.zeros(n_units * 2 * Lu, np.int64) if per_unit else None
-    y2 = y.reshape(len(y), -1) if per_unit else y.reshape(-1)
-    p2 = p.reshape(len(p), -1) if per_unit else p.reshape(-1)
-    # A per-unit bincount returns its whole output each call: chunks twice its size amortise that.
-    rows = max(1, max(_CHUNK, 2 * units.size if per_unit else 0) // n_units)
-    offsets = (np.arange(n_units, dtype=np.int32) * (2 * Lu))
-    for s in range(0, len(p2), rows):
-        pc = np.array(p2[s:s + rows], dtype=np.float32)   # a copy: _keys scales it in place
-        yc = y2[s:s + rows].view(np.uint8) if y2.dtype == np.bool_ else y2[s:s + rows]
-        k = _keys(pc)
-        if per_unit:
-            cu = _levels(k, UNIT_BITS, np.empty_like(k))
-            np.left_shift(cu, 1, out=cu)
-            np.add(cu, yc, out=cu, casting="unsafe")
-            cu += offsets
-            units += np.bincount(cu.ravel(), minlength=units.size)
-        lv = _levels(k, FINE_BITS)
-        np.left_shift(lv, 1, out=lv)
-        np.add(lv, yc, out=lv, casting="unsafe")
-        pooled += np.bincount(lv.ravel(), minlength=2 * L)
+    units = np.zeros((n_units, 2 * Lu), np.int64) if per_unit else None
+    y2 = y.reshape(len(y), -1) if per_unit else y.reshape(-1, 1)
+    p2 = p.reshape(len(p), -1) if per_unit else p.reshape(-1, 1)
+    # A per-unit bincount returns its whole output each call: chunks twice its size amortise
+    # that, and a block of units keeps both small (all 128 at once held 0.25 GB).
+    block = min(n_units, _UNIT_BLOCK)
+    rows = max(1, max(_CHUNK, 4 * block * Lu if per_unit else 0) // block)
+    offsets = (np.arange(block, dtype=np.int32) * (2 * Lu))
+    for j in range(0, n_units, block):
+        cols = slice(j, j + block)
+        for s in range(0, len(p2), rows):
+            pc = np.array(p2[s:s + rows, cols], dtype=np.float32)   # a copy: _keys scales it
+            yc = y2[s:s + rows, cols]
+            yc = yc.view(np.uint8) if yc.dtype == np.bool_ else yc
+            k = _keys(pc)
+            if per_unit:
+                cu = _levels(k, UNIT_BITS, np.empty_like(k))
+                np.left_shift(cu, 1, out=cu)
+                np.add(cu, yc, out=cu, casting="unsafe")
+                cu += offsets[:k.shape[1]]
+                units[cols] += np.bincount(cu.ravel(), minlength=k.shape[1] * 2 * Lu
+                                           ).reshape(-1, 2 * Lu)
+            lv = _levels(k, FINE_BITS)
+            np.left_shift(lv, 1, out=lv)
+            np.add(lv, yc, out=lv, casting="unsafe")
+            pooled += np.bincount(lv.ravel(), minlength=2 * L)
     pooled = pooled.reshape(L, 2).T
     return pooled, None if units is None else units.reshape(n_units, Lu, 2).transpose(0, 2, 1)
 
