@@ -98,3 +98,22 @@ def test_results_table_sits_between_its_markers():
     inside = text.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
     assert inside.strip().startswith("| kind | direction") and inside.count("\n|") >= 3
     assert "results:start" in section("Results: does the model beat the baselines?")
+
+
+def test_the_quick_starts_evaluate_output_has_the_lines_evaluate_prints(tmp_path, capsys):
+    """The Quick start shows `spikeviz evaluate`'s output: its lines, by label and in order, are
+    the ones evaluate prints for a generalist today (on a short stretch here: the numbers differ)."""
+    import spikeviz
+    from spikeviz.cli import main
+    from spikeviz.data.io.table import write_table
+
+    def labels(text: str) -> list[str]:
+        return [line.split()[0] for line in text.splitlines()[1:] if line.startswith("  ")]
+
+    block = section("Quick start").split("$ spikeviz evaluate", 1)[1].split("\n$ ", 1)[0]
+    shown = labels(block.split("\n", 2)[2])   # after the command's two lines
+    short = tmp_path / "short.npz"   # 80 s: the GLMs fit on 40 s, the warm-up from 30 s
+    write_table(spikeviz.load_session("invitro_210511001_bh").slice(0.0, 80.0), short)
+    assert main(["evaluate", "--checkpoint", "generalist-focal", "--data", str(short),
+                 "--seconds", "3"]) == 0
+    assert shown == labels(capsys.readouterr().out)
