@@ -70,8 +70,8 @@ class GLMBlend:
         # a z_model + b z_own + d z_partners + c, in that order, in place, a block of rows at a
         # time: no window-sized z_own beside the GLM's two parts.
         for s in range(0, len(z_model), _ROWS):
-            z, r = z_model[s:s + _ROWS], slice(s, s + _ROWS)
-            z_own = z_glm[r] - z_partners[r]
+            r = slice(s, s + _ROWS)
+            z, z_own = z_model[r], z_glm[r] - z_partners[r]
             z *= np.float32(a)
             z_own *= np.float32(b)
             z += z_own
