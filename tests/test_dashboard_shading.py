@@ -23,7 +23,7 @@ def test_the_same_objects_give_the_same_data_and_image_once():
     assert made(source.copy()) is not a             # equal values, another object: made again
 
     misses = VIEW_CACHE.misses
-    options = dict(cmap=["#ffffff", "#000000"], width=40, height=20)
+    options = dict(cmap=["#ffffff", "#000000"], width=48, height=32)
     first = shading.drawn_once(a, (0.0, 2.0), (0.0, 2.0), **options)
     again = shading.drawn_once(a, (0.0, 2.0), (0.0, 2.0), **options)
     assert VIEW_CACHE.misses == misses + 1          # drawn once
@@ -31,7 +31,20 @@ def test_the_same_objects_give_the_same_data_and_image_once():
     zoomed = shading.drawn_once(a, (0.0, 1.0), (0.0, 2.0), **options)
     assert VIEW_CACHE.misses == misses + 2 and zoomed.bounds.lbrt() == (0.0, 0.0, 1.0, 2.0)
     resized = shading.drawn_once(a, (0.0, 2.0), (0.0, 2.0), **(options | {"width": 80}))
-    assert resized.data.shape[:2] == (20, 80)
+    assert resized.data.shape[:2] == (32, 80)
+
+
+def test_a_plot_a_few_pixels_narrower_shows_the_same_picture():
+    """Sizes are drawn in steps of PIXEL_STEP pixels: a scroll bar shown or not (1025 or 1021
+    pixels wide) is one image, read again rather than drawn by kernels a fresh server compiles."""
+    element = hv.Points(pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 2.0, 1.0]}), ["x", "y"])
+    misses = VIEW_CACHE.misses
+    wide = shading.drawn_once(element, (0.0, 2.0), (0.0, 2.0), cmap=["#ffffff", "#000000"], width=1025, height=173)
+    narrow = shading.drawn_once(element, (0.0, 2.0), (0.0, 2.0), cmap=["#ffffff", "#000000"], width=1021, height=175)
+    assert VIEW_CACHE.misses == misses + 1 and narrow.data is wide.data
+    assert wide.data.shape[:2] == (176, 1024)
+    other = shading.drawn_once(element, (0.0, 2.0), (0.0, 2.0), cmap=["#ffffff", "#000000"], width=1040, height=173)
+    assert other.data.shape[:2] == (176, 1040)
 
 
 def test_a_whole_view_is_kept_on_disk_and_a_zoomed_one_is_not(tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ import xarray as xr
 from ..data.store import Cache, content_key
 from .cache import VIEW_CACHE
 
+PIXEL_STEP = 16   # image sizes are drawn in steps of this many pixels (_pixels)
+
 
 def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=None, width=None,
                   height=None, scale=1.0) -> hv.RGB:
@@ -64,6 +66,7 @@ def drawn_once(element, x_range=None, y_range=None, **kwargs) -> hv.RGB:
     ranges the first took from the data, and every page opens on the same view. Each call gets
     its own element: HoloViews sets a plot's options on the element it is given."""
     x_range, y_range = x_range or element.range(0), y_range or element.range(1)
+    kwargs |= {side: _pixels(kwargs.get(side)) for side in ("width", "height")}
     options = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(kwargs.items()))
 
     def draw() -> tuple:
@@ -81,6 +84,13 @@ def drawn_once(element, x_range=None, y_range=None, **kwargs) -> hv.RGB:
 
     _, rgba, bounds = VIEW_CACHE.get(("image", id(element), x_range, y_range, options), stored)
     return hv.RGB(rgba, element.kdims, bounds=bounds)
+
+
+def _pixels(n: int | None, step: int = PIXEL_STEP) -> int | None:
+    """A plot's side in pixels to the nearest multiple of `step`: the browser stretches an image to
+    its plot, and the same view in a plot a few pixels narrower (a scroll bar shown or not) is the
+    same picture, read from the disk, not drawn again by kernels a fresh server compiles first."""
+    return None if n is None else max(step, step * round(n / step))
 
 
 def _drawable(x_range, y_range) -> bool:
