@@ -16,6 +16,9 @@ from spikeviz.models.checkpoint import load_model
 from spikeviz.data.catalog import resolve_checkpoint
 
 VITRO = "invitro_210511001_bh"
+# The page's states share one cache, as a server's sessions do: a test that changes only the draw
+# reads the window's evaluation back (the command line computes its own every time).
+PAGES = LRUCache(max_items=64)
 pytestmark = pytest.mark.skipif(not checkpoint_choices(), reason="no shipped checkpoints")
 
 
@@ -33,7 +36,7 @@ def _trains(path) -> dict[str, np.ndarray]:
     (FITTED_STATES, "free", "bernoulli", True)])
 def test_page_download_equals_cli_generate_spike_for_spike(tmp_path, capsys, generator, mode, draw,
                                                            joint):
-    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), session=VITRO,
+    state = DashboardState(threaded=False, window_length=10, cache=PAGES, session=VITRO,
                            checkpoint=generator, mode=mode, seed=3, draw=draw, joint=joint)
     assert state.error == "", state.error
     page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
@@ -83,7 +86,7 @@ def test_page_csv_download_carries_the_cli_provenance(tmp_path):
     import json
     import zipfile
 
-    state = DashboardState(threaded=False, window_length=10, cache=LRUCache(), session=VITRO,
+    state = DashboardState(threaded=False, window_length=10, cache=PAGES, session=VITRO,
                            checkpoint="generalist-focal", seed=3)
     assert state.error == "", state.error
     page = generated_recording(state.frame, state.recording, state.threshold_rule, state.seed,
