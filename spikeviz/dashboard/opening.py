@@ -155,9 +155,8 @@ def full_page_ready() -> bool:
 
 def serve(**params) -> pn.template.BootstrapTemplate:
     """The page for this browser session: the full one when its module is imported; else the
-    opening page, filled with the full page (`app.fill`) in the same document once the module is
-    imported. The import starts with the opening page, not when the browser has shown it: the
-    full page came 0.8 s sooner, the first raster 0.2 s later (both well within their goals)."""
+    opening page, filled with the full page (`app.fill`) in the same document once the browser
+    has shown it and the module is imported."""
     doc = pn.state.curdoc
     if full_page_ready() or doc is None or doc.session_context is None:   # nothing to wait for
         return importlib.import_module(FULL_PAGE).serve(**params)
@@ -183,5 +182,5 @@ def serve(**params) -> pn.template.BootstrapTemplate:
             module = importlib.import_module(FULL_PAGE)
         post(loop, doc, lambda: fill(module), closed.is_set)
 
-    threading.Thread(target=load, name="spikeviz-page-import", daemon=True).start()
+    pn.state.onload(lambda: threading.Thread(target=load, name="spikeviz-page-import", daemon=True).start())
     return page
