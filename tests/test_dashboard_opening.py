@@ -116,16 +116,19 @@ class _Page(param.Parameterized):
 @pytest.mark.parametrize("outcome", [{"frame": object()}, {"error": "no such file"}])
 def test_a_plain_server_warms_once_its_first_page_has_drawn_or_refused(monkeypatch, outcome):
     """Compiling datashader's kernels begun when the page was shown held the interpreter while
-    the first page evaluated: it waits for the page's first trains (or its refusal), once."""
+    the first page evaluated: it waits for the page's first trains (or its refusal) and a few
+    seconds more, once."""
     from spikeviz.dashboard import app
 
     calls = []
     done = threading.Event()
     monkeypatch.setattr(app, "warm_process", lambda: (calls.append(1), done.set()))
+    monkeypatch.setattr(app, "WARM_DELAY_S", 1.0)
     page = _Page()
     app.warm_after(page)
     assert not done.wait(0.3)
     page.param.update(outcome)
+    assert not done.wait(0.5)   # not at once: the browser is still drawing the first rasters
     assert done.wait(10)
     page.param.update(frame=object(), error="again")
     time.sleep(0.3)

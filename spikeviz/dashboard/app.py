@@ -344,18 +344,24 @@ def warm_up() -> None:
 
 
 _WARMING = threading.Lock()
+# Seconds from a page's first trains to the warm-up: the browser is still being sent and drawing
+# its rasters then (about 2.5 s), and a warm-up begun at once slowed a plain server's first full
+# evaluation by about a second (median 11.1 s against 9.9 s begun 5 s later, six servers each).
+WARM_DELAY_S = 5.0
 
 
 def warm_after(state: DashboardState) -> None:
-    """warm_process in the background once this page's first trains are drawn or refused:
-    compiling datashader's kernels holds the interpreter for 3-6 s, and begun as soon as the
-    page was shown it delayed a plain server's first full evaluation by as much (12.8 s)."""
+    """warm_process in the background WARM_DELAY_S after this page's first trains are drawn or
+    refused: compiling datashader's kernels holds the interpreter for 3-6 s, and begun as soon
+    as the page was shown it delayed a plain server's first full evaluation by as much (12.8 s)."""
     if _WARMING.locked():
         return
     started, doc = threading.Event(), pn.state.curdoc
 
     def launch() -> None:
-        threading.Thread(target=warm_process, name="spikeviz-warm", daemon=True).start()
+        timer = threading.Timer(WARM_DELAY_S, warm_process)
+        timer.name, timer.daemon = "spikeviz-warm", True
+        timer.start()
 
     def start(*_) -> None:
         if (state.frame is not None or state.error) and not started.is_set():
@@ -376,7 +382,8 @@ def warm_process() -> None:
     free-running loops loaded from its disk cache (the first free run took ~1.7 s longer), then the warmed imports and caches frozen
     out of the garbage collector's full collections (~600k objects; a full collection in a page
     request cost 0.55 s). `make serve`'s --setup runs it before listening; a plain `panel serve
-    app.py` runs it in the background once its first page has drawn its trains (warm_after)."""
+    app.py` runs it in the background a few seconds after its first page has drawn its trains
+    (warm_after)."""
     if not _WARMING.acquire(blocking=False):
         return   # done, or being done
     shading.warm_up()
