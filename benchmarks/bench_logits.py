@@ -24,8 +24,10 @@ import numpy as np
 
 from spikeviz.generation import adapt as adapt_mod
 from spikeviz.generation.adapt import fit_guard
-from spikeviz.generation.calibration import (MAX_CELLS, OFFSET_PRIOR_SD, TEMPERATURE_RANGE,
-                                             fit_platt, fit_target_calibration)
+from spikeviz.generation.calibration import (OFFSET_PRIOR_SD, TEMPERATURE_RANGE, fit_platt,
+                                             fit_target_calibration)
+
+MAX_CELLS = 2_000_000   # a2fcb87's subsample of the shared fit (now SHARED_FIT_CELLS a class)
 
 
 # ----- OLD (commit a2fcb87), the baseline: copied unchanged but for names ------------------------

@@ -266,8 +266,8 @@ def test_teacher_draws_are_joint():
 
 def test_the_state_count_is_chosen_on_held_out_bins(fitted):
     model, _ = fitted
-    assert set(model.selection_) == {3, 6}
-    assert model.n_states_ == max(model.selection_, key=model.selection_.get)
+    assert set(model.selection) == {3, 6}
+    assert model.n_states_ == max(model.selection, key=model.selection.get)
 
 
 def test_bad_input_is_refused_with_a_reason(fitted):
@@ -337,3 +337,22 @@ def test_generate_with_the_fitted_model_refuses_what_it_cannot_do(forty_units, t
                  "--out", str(tmp_path / "t.csv")]) != 0
     assert "unknown --model 'glm': use one of states" in capsys.readouterr().err
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_its_fitted_arrays_rebuild_it(fitted):
+    """What the disk cache keeps of a fitted model (its `_` attributes, as arrays) predicts,
+    draws, runs free and adapts to a warm-up as it does: `generate` after the page reads the fit
+    back instead of fitting again."""
+    from spikeviz.models.registry import fitted_arrays, from_fitted_arrays
+
+    model, X = fitted
+    arrays = fitted_arrays(model)
+    assert arrays is not None and all(isinstance(v, np.ndarray) for v in arrays.values())
+    back = from_fitted_arrays("states", arrays, model.bin_ms)
+    part = X[:20_000]
+    np.testing.assert_array_equal(back.predict(part), model.predict(part))
+    np.testing.assert_array_equal(back.sample(part, seed=1), model.sample(part, seed=1))
+    np.testing.assert_array_equal(back.simulate(part, 5_000, seed=1), model.simulate(part, 5_000, seed=1))
+    np.testing.assert_array_equal(back.on_warmup(part, 1, 10_000).transitions_,
+                                  model.on_warmup(part, 1, 10_000).transitions_)
+    assert back.selection == model.selection

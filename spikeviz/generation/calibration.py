@@ -19,7 +19,10 @@ OFFSET_PRIOR_SD = 0.75
 # Pseudo-spikes at the population rate added to each unit's warm-up count for its target rate.
 RATE_PRIOR_SPIKES = 2.0
 TEMPERATURE_RANGE = (0.25, 4.0)
-MAX_CELLS = 2_000_000
+# The shared temperature and bias are fitted on at most this many spiking and as many silent
+# cells of the warm-up (each class subsampled apart, the log-odds corrected for it, as the GLMs
+# fit): two numbers need no more, and a warm-up holds millions of silent cells.
+SHARED_FIT_CELLS = 200_000
 # Free running feeds a generalist's own draws back into its traces (spikeviz.models.generalist), and
 # from a teacher-forced fit the loop is unstable two ways: the EWMA base enters at the calibrated
 # slope (Platt scale / temperature x g0: 2.6-2.9 for the shipped focal generalists) and the
@@ -119,12 +122,14 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
     counts = Y.sum(0, dtype=np.float64)
     if T == 0 or counts.sum() == 0:
         return identity(N)
-    zf, yf = z.ravel(), Y.ravel().astype(np.float64)
-    if zf.size > MAX_CELLS:   # a fixed subsample keeps it cheap and deterministic
-        idx = np.random.default_rng(0).choice(zf.size, MAX_CELLS, replace=False)
-        zf, yf = zf[idx], yf[idx]
+    yf = Y.ravel().astype(bool)
+    n_pos = int(counts.sum())
+    q_pos = min(1.0, SHARED_FIT_CELLS / n_pos)
+    q_neg = min(1.0, SHARED_FIT_CELLS / max(yf.size - n_pos, 1))
+    # A fixed subsample keeps it cheap and deterministic.
+    keep = np.random.default_rng(0).random(yf.size, np.float32) < np.where(yf, q_pos, q_neg)
     lo, hi = TEMPERATURE_RANGE
-    shared = fit_logistic(yf, zf[:, None])
+    shared = fit_logistic(yf[keep], z.ravel()[keep][:, None], offset=np.log(q_pos / q_neg))
     a = float(np.clip(shared.coef[0], 1 / hi, 1 / lo))
     # With the temperature clipped, the bias and each unit's deviation from it are refitted
     # (from the shared bias: the steps are fewer, the maximum the same).

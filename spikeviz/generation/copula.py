@@ -161,6 +161,20 @@ def _spikes(U, P, gains, dead_bins, last, start, out):  # pragma: no cover - com
                 out[t, j] = 0
 
 
+@numba.njit(cache=True, nogil=True)
+def _window_counts(FV, e, unique, scales, gamma, w, out):  # pragma: no cover - compiled
+    """out[t // w, j, s] += 1 where scales[s] FV[t, j] + unique[j, s] e[t, j] > gamma[t, j]: for
+    each loading scale, the w-bin counts of the draws whose latents are shared factors through
+    loadings scales[s] V (FV = f V', T x N) plus the units' own noise e; one pass over the
+    inputs for every scale, without the (T, N) latents and spikes in between."""
+    for t in range(out.shape[0] * w):
+        r = t // w
+        for j in range(FV.shape[1]):
+            fv, ej, g = FV[t, j], e[t, j], gamma[t, j]
+            for s in range(len(scales)):
+                out[r, j, s] += scales[s] * fv + unique[j, s] * ej > g
+
+
 def _drawn(U: np.ndarray, P: np.ndarray, dead_bins: int, gains: np.ndarray | None = None) -> np.ndarray:
     out = np.empty(P.shape, np.uint8)
     _spikes(U, P, np.ones(P.shape[1], np.float32) if gains is None else gains, dead_bins,
@@ -234,8 +248,14 @@ def fit_copula(P: np.ndarray, Y: np.ndarray, bin_ms: float = 1.0, seed: int = 0)
 
     gamma = _quantiles(P)   # the grid compares latents with quantiles: no uniforms to compute
     base = error((e > gamma).astype(np.uint8))
-    errors = {(tau, s): error((_latent(factors[tau], e, s * V) > gamma).astype(np.uint8))
-              for tau in TAUS_MS for s in SCALES}
+    scales = np.array(SCALES, np.float32)
+    unique = np.stack([unique_scales(s * V) for s in scales], axis=1)
+    errors = {}
+    for tau in TAUS_MS:
+        counts = np.zeros((T // w, N, len(scales)), np.int32)
+        _window_counts(factors[tau] @ V.T, e, unique, scales, gamma, w, counts)
+        errors |= {(tau, s): _mse(count_correlations(counts[..., i]), real)
+                   for i, s in enumerate(SCALES)}
     tau, scale = min(errors, key=errors.get)
     if errors[tau, scale] >= base:
         return independent

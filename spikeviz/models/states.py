@@ -245,7 +245,7 @@ class PopulationStates:
         self.refractory_ms = float(refractory_ms)
         self.lags = max(0, int(round(self.refractory_ms / self.bin_ms)))
         self.rates_: np.ndarray | None = None
-        self.recovery_: np.ndarray | None = None   # (N, lags); None: no refractoriness
+        self.recovery_: np.ndarray | None = None   # (N, lags); (N, 0) when fitted without
 
     def fit(self, X_train: np.ndarray) -> "PopulationStates":
         X = _as_binary(X_train)
@@ -264,15 +264,23 @@ class PopulationStates:
         w = max(1, int(round(CORR_MS / self.bin_ms)))
         real = count_correlations(window_sums(held, w))
         past = X[max(0, cut - 1000 * self.block):cut]    # whole blocks: the chain keeps its phase
-        self.selection_ = {}
+        scores = []
         for k in candidates:
             self._fit_states(X[:cut], k)
             sims = [similarity(real, count_correlations(window_sums(
                 self.simulate(past, len(held), seed=self.seed + i), w))) for i in range(2)]
-            self.selection_[k] = float(np.mean([-1.0 if v is None else v for v in sims]))
-        self.n_states_ = max(self.selection_, key=self.selection_.get)
+            scores.append(float(np.mean([-1.0 if v is None else v for v in sims])))
+        # Arrays only, as every fitted attribute here: a fit is stored and read back as arrays
+        # (models.registry.fitted_arrays), so `generate` after the page does not fit it again.
+        self.candidates_, self.similarities_ = np.array(candidates), np.array(scores)
+        self.n_states_ = int(self.candidates_[np.argmax(self.similarities_)])
         self._fit_states(X, self.n_states_)
         return self
+
+    @property
+    def selection(self) -> dict[int, float]:
+        """The state counts tried, each with its free runs' correlation similarity."""
+        return dict(zip(self.candidates_.tolist(), self.similarities_.tolist()))
 
     def _fit_states(self, X: np.ndarray, k: int) -> None:
         from sklearn.cluster import KMeans
@@ -281,14 +289,14 @@ class PopulationStates:
 
         B = self._blocks(X)
         n = len(B)
-        self.pca_ = None
-        if self.by == "level":
-            Z = B.sum(1, keepdims=True)
-        else:
-            self.unit_means_ = B.mean(0)
-            Z = np.sqrt(B / (self.unit_means_ + 1e-3))
-            self.pca_ = PCA(min(self.n_components, *Z.shape), random_state=self.seed).fit(Z)
-            Z = self.pca_.transform(Z)
+        self.unit_means_ = B.mean(0)
+        # The projection to the leading components (none: the population count, by="level").
+        self.projection_ = np.zeros((0, X.shape[1]), np.float32)
+        if self.by == "pattern":
+            pca = PCA(min(self.n_components, *B.shape), random_state=self.seed).fit(self._scaled(B))
+            self.projection_ = pca.components_.astype(np.float32)
+            self.projection_mean_ = pca.mean_.astype(np.float32)
+        Z = self._features(B)
         with warnings.catch_warnings():
             # Fewer distinct patterns than k (a sparse level): the empty clusters are dropped.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -303,7 +311,7 @@ class PopulationStates:
         np.add.at(spikes, labels, B)
         self.rates_ = np.clip((spikes + 0.01) / (self.block * occupancy + 1)[:, None], _LOW, _HIGH)
         self.occupancy_ = occupancy / occupancy.sum()
-        self.recovery_ = None
+        self.recovery_ = np.ones((X.shape[1], 0))
         if self.lags:
             # The recovery given the states' rates, then the rates given the recovery: a state's
             # spikes over the factors its bins saw, so that suppression keeps the count.
@@ -324,11 +332,18 @@ class PopulationStates:
     def _labels(self, B: np.ndarray) -> np.ndarray:
         """The state of each block of counts B: its nearest state centre, in the features the
         states were clustered in."""
-        if self.pca_ is None:
-            Z = B.sum(1, keepdims=True)
-        else:
-            Z = self.pca_.transform(np.sqrt(B / (self.unit_means_ + 1e-3)))
+        Z = self._features(B)
         return ((Z[:, None, :] - self.centers_[None]) ** 2).sum(-1).argmin(1)
+
+    def _scaled(self, B: np.ndarray) -> np.ndarray:
+        return np.sqrt(B / (self.unit_means_ + 1e-3))
+
+    def _features(self, B: np.ndarray) -> np.ndarray:
+        """What blocks of counts B are clustered by: the leading principal components of their
+        scaled counts, or the population count (by="level": no projection)."""
+        if not len(self.projection_):
+            return B.sum(1, keepdims=True)
+        return (self._scaled(B) - self.projection_mean_) @ self.projection_.T
 
     @staticmethod
     def _transition_counts(labels: np.ndarray, k: int) -> np.ndarray:
@@ -413,8 +428,9 @@ class PopulationStates:
         from everyone's past, the recovery factor from the unit's own)."""
         X = self._check(X)
         P = (self.posterior(X) @ self.rates_).astype(np.float32)
-        if self.recovery_ is not None:
-            P *= _factors(X, self._recovery_of(), np.full(X.shape[1], _NEVER, np.int64))
+        recovery = self._recovery_of()
+        if recovery.shape[1]:
+            P *= _factors(X, recovery, np.full(X.shape[1], _NEVER, np.int64))
         return P
 
     def sample(self, X: np.ndarray, seed: int = 0) -> np.ndarray:
