@@ -50,7 +50,8 @@ def withhold_document_ready(page) -> dict:
 @browser_marks[1]
 def test_a_result_applied_before_the_page_reports_it_rendered_reaches_it(tmp_path):
     release_file = tmp_path / "release"
-    with chromium() as browser, serve("tests/robustness/job_app.py", env={"SV_RELEASE": str(release_file)}) as url:
+    with chromium() as browser, serve("tests/robustness/job_app.py", env={"SV_RELEASE": str(release_file)},
+                                         setup=False) as url:   # (no dashboard to warm)
         page = browser.new_page()
         errors, routed = record_errors(page), withhold_document_ready(page)
         page.goto(f"{url}/job_app", timeout=90_000)
