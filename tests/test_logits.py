@@ -157,6 +157,35 @@ def test_group_layouts_and_starts_reach_one_maximum():
         fit_logistic(yy, F, start=LogisticFit(np.zeros(1), 0.0, np.zeros(0)))
 
 
+def test_a_weighted_row_counts_as_that_many_rows():
+    """Integer weights give the fit of the rows repeated, on every path (features, a ridge,
+    offsets, tiled and shuffled groups, no intercept); so rows kept with probability q and
+    weighted 1/q give the full data's fit, not the sample's own."""
+    rng = np.random.default_rng(7)
+    T, G = 300, 5
+    F, y = _data(n=T * G, seed=8)
+    off = rng.normal(0, 0.5, T * G)
+    g = np.tile(np.arange(G), T)
+    w = rng.integers(1, 4, T * G)
+    rep = np.repeat(np.arange(T * G), w)
+    order = rng.permutation(T * G)
+    cases = [dict(features=F, l2=0.3), dict(features=F, offset=off, intercept=False),
+             dict(offset=off, groups=g, n_groups=G, prior_sd=0.75),
+             dict(features=F[:, :1], offset=off, groups=g, n_groups=G, prior_sd=0.75)]
+    for kw in cases:
+        def rows(idx):
+            return {k: (v[idx] if isinstance(v, np.ndarray) and len(v) == T * G else v)
+                    for k, v in kw.items()}
+        repeated = fit_logistic(y[rep], **rows(rep))
+        for idx in (np.arange(T * G), order):
+            weighted = fit_logistic(y[idx], **rows(idx), weights=w[idx])
+            np.testing.assert_allclose(weighted.coef, repeated.coef, atol=1e-8)
+            np.testing.assert_allclose(weighted.deviations, repeated.deviations, atol=1e-8)
+            assert weighted.intercept == pytest.approx(repeated.intercept, abs=1e-8)
+    with pytest.raises(SpikevizError, match="weights must be"):
+        fit_logistic(y, F, weights=np.zeros(len(y)))
+
+
 def test_the_in_place_paths_give_the_same_bits():
     """logits on one copy, sigmoid(out=z) and a calibration's row blocks (which keep a 300-s
     window's float64 intermediates out of memory) give exactly what the plain expressions give,

@@ -20,9 +20,9 @@ OFFSET_PRIOR_SD = 0.75
 RATE_PRIOR_SPIKES = 2.0
 TEMPERATURE_RANGE = (0.25, 4.0)
 # The shared temperature and bias are fitted on at most this many spiking and as many silent
-# cells of the warm-up (each class subsampled apart, the log-odds corrected for it, as the GLMs
-# fit): two numbers need no more, and a warm-up holds millions of silent cells.
-SHARED_FIT_CELLS = 200_000
+# cells of the warm-up (each class subsampled apart and weighted back): two numbers need no
+# more, and a warm-up holds millions of silent cells.
+SHARED_FIT_CELLS = 400_000
 # Free running feeds a generalist's own draws back into its traces (spikeviz.models.generalist), and
 # from a teacher-forced fit the loop is unstable two ways: the EWMA base enters at the calibrated
 # slope (Platt scale / temperature x g0: 2.6-2.9 for the shipped focal generalists) and the
@@ -124,12 +124,14 @@ def fit_target_calibration(logits: np.ndarray, Y: np.ndarray) -> TargetCalibrati
         return identity(N)
     yf = Y.ravel().astype(bool)
     n_pos = int(counts.sum())
-    q_pos = min(1.0, SHARED_FIT_CELLS / n_pos)
-    q_neg = min(1.0, SHARED_FIT_CELLS / max(yf.size - n_pos, 1))
-    # A fixed subsample keeps it cheap and deterministic.
-    keep = np.random.default_rng(0).random(yf.size, np.float32) < np.where(yf, q_pos, q_neg)
+    q = np.array([min(1.0, SHARED_FIT_CELLS / max(yf.size - n_pos, 1)),
+                  min(1.0, SHARED_FIT_CELLS / n_pos)])   # silent, spiking
+    # A fixed subsample keeps it cheap and deterministic; weighted back (not offset, as for
+    # a model known to be right), so the fit is the whole warm-up's: on bh's a shift of the
+    # log-odds moved the temperature from 1.020 to 0.999.
+    keep = np.flatnonzero(np.random.default_rng(0).random(yf.size, np.float32) < q[yf.view(np.uint8)])
     lo, hi = TEMPERATURE_RANGE
-    shared = fit_logistic(yf[keep], z.ravel()[keep][:, None], offset=np.log(q_pos / q_neg))
+    shared = fit_logistic(yf[keep], z.ravel()[keep][:, None], weights=1.0 / q[yf[keep].view(np.uint8)])
     a = float(np.clip(shared.coef[0], 1 / hi, 1 / lo))
     # With the temperature clipped, the bias and each unit's deviation from it are refitted
     # (from the shared bias: the steps are fewer, the maximum the same).

@@ -48,7 +48,8 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
                  offset: np.ndarray | float = 0.0, intercept: bool = True,
                  groups: np.ndarray | None = None, n_groups: int = 0,
                  prior_sd: float | None = None, l2: np.ndarray | float = 0.0,
-                 start: LogisticFit | None = None) -> LogisticFit:
+                 start: LogisticFit | None = None,
+                 weights: np.ndarray | None = None) -> LogisticFit:
     """Maximum a posteriori logistic regression by Newton steps, each halved until the
     log-posterior rises (it is concave, so the fit ends at its one maximum).
 
@@ -61,6 +62,8 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
     dense block through its Schur complement: O(n) per step for any number of groups.
     `start`: where the Newton steps begin (a fit of the same shape, e.g. a nearby problem's);
     the maximum is unique, so it changes how many steps there are, not where they end.
+    `weights` (n,) > 0: each row counts as that many (rows kept with probability q weigh 1/q:
+    the fit of the rows sampled is then the full data's, model right or wrong).
 
     Each point costs one exp(-|u|) over its logits u, which gives the gradient and Hessian
     there (and the objective, with log1p, when a step must be checked). A full step that moves
@@ -86,6 +89,10 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
     l2 = np.asarray(l2, np.float64)
     if np.any(l2 < 0) or (l2.ndim and l2.shape != (F.shape[1],)):
         raise SpikevizError(f"l2 must be >= 0, one value or one per feature ({F.shape[1]})")
+    if weights is not None:
+        weights = np.asarray(weights, np.float64).ravel()
+        if weights.shape != (n,) or not (weights > 0).all():
+            raise SpikevizError(f"weights must be {n} positive values")
     if intercept and y.min() == y.max():
         raise SpikevizError("a fitted intercept needs both 0 and 1 labels (else it is infinite)")
     kf = F.shape[1]
@@ -109,8 +116,9 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
 
     # r = y - p = (y - 1/2) - (p - 1/2): the sums of y - 1/2 once, of p - 1/2 at each point.
     ym = np.subtract(y, 0.5, dtype=np.float64)
-    ym_d = group_sum(ym) if G else np.zeros(0)
-    ym_a = np.concatenate([Fs @ ym, [ym_d.sum() if G else ym.sum()] if intercept else []])
+    sym = ym if weights is None else ym * weights   # (y - 1/2) as the gradient counts it
+    ym_d = group_sum(sym) if G else np.zeros(0)
+    ym_a = np.concatenate([Fs @ sym, [ym_d.sum() if G else sym.sum()] if intercept else []])
     u, e, b1, b2 = (np.empty(n) for _ in range(4))
     WF = np.empty((kf, n))
 
@@ -145,8 +153,12 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
         np.log1p(e, out=b1)
         np.multiply(ym, u, out=b2)
         np.minimum(b2, 0.0, out=b2)
-        return (float(b1.sum()) - 2.0 * float(b2.sum()) + 0.5 * prec * float(theta[k:] @ theta[k:])
-                + 0.5 * float(ridge @ theta[:kf] ** 2))
+        if weights is not None:
+            np.subtract(b1, 2.0 * b2, out=b1)
+            nll = float(weights @ b1)
+        else:
+            nll = float(b1.sum()) - 2.0 * float(b2.sum())
+        return nll + 0.5 * prec * float(theta[k:] @ theta[k:]) + 0.5 * float(ridge @ theta[:kf] ** 2)
 
     def derivatives(theta: np.ndarray):
         """Gradient and Hessian blocks of the log-posterior at theta, the point() last seen."""
@@ -155,6 +167,9 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
         np.divide(b2, b1, out=b1)           # w = p (1 - p) = e / (1 + e)^2
         np.subtract(0.5, b2, out=b2)
         np.copysign(b2, u, out=b2)          # p - 1/2
+        if weights is not None:
+            np.multiply(b1, weights, out=b1)
+            np.multiply(b2, weights, out=b2)
         pc, w = b2, b1
         g_a, H_aa = ym_a.copy(), np.empty((k, k))
         if kf:
@@ -190,7 +205,8 @@ def fit_logistic(y: np.ndarray, features: np.ndarray | None = None, *,
             theta[kf] = start.intercept + float(np.asarray(start.coef, np.float64) @ mu)
         theta[k:] = start.deviations
     elif intercept:
-        m = ym_a[-1] / n + 0.5
+        total = n if weights is None else weights.sum()
+        m = ym_a[-1] / total + 0.5
         theta[k - 1] = np.log(m / (1 - m)) - off.mean()
     # How far a step can move any logit: Newton's full step is sure to raise the log-posterior
     # when it moves none by more than 1 (then no objective is needed to accept it).
