@@ -2,6 +2,8 @@
 
     python benchmarks/bench_glm_ceiling.py [--recordings NAME,...] [--seconds 40]
 
+(NAME: a bundled session or a corpus recording of ../shared/data/corpus; default: the two slices.)
+
 On the HD-MEA slices no model here (generalist, blend, stack) ranks bins more than about 1.02x
 better than glm-coupled. This asks whether the GLM's inputs hold more than it uses. On
 `spikeviz evaluate`'s stretch (strict protocol, the first --seconds of the test split after the
@@ -30,13 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spikeviz.data.catalog import session  # noqa: E402
+from spikeviz.data.catalog import open_recording, session  # noqa: E402
 from spikeviz.evaluation.evaluate import fit_baseline  # noqa: E402
 from spikeviz.evaluation.stretch import setup  # noqa: E402
 from spikeviz.measures.scoring import score_stretch  # noqa: E402
 from spikeviz.measures.uncertainty import paired_difference  # noqa: E402
 from spikeviz.models.glm import CoupledGLMPredictor  # noqa: E402
 
+CORPUS = ROOT.parent / "shared" / "data" / "corpus"
 LONG_POPULATION = ((1, 1), (2, 10), (11, 30), (31, 100), (101, 300), (301, 1000))
 FINE_PARTNERS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 30), (31, 100))
 VARIANTS = {
@@ -47,6 +50,12 @@ VARIANTS = {
     "16 partners, population to 1 s, finer partner windows":
         dict(n_partners=16, pop_windows=LONG_POPULATION, partner_windows=FINE_PARTNERS),
 }
+
+
+def load(name: str):
+    """A bundled session by name, or a corpus recording (../shared/data/corpus/NAME.csv)."""
+    table = CORPUS / f"{name}.csv"
+    return open_recording(table) if table.exists() else session(name).load()
 
 
 def richer_glm(n_partners: int = 4, pop_windows=None, partner_windows=None) -> CoupledGLMPredictor:
@@ -99,7 +108,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=40.0)
     args = ap.parse_args()
     for name in args.recordings.split(","):
-        su = setup(None, session(name).load(), split="test", seconds=args.seconds)
+        su = setup(None, load(name), split="test", seconds=args.seconds)
         st = su.model_stretch
         recorded = {str(u): i for i, u in enumerate(su.stretch.unit_ids)}
         order = np.array([recorded[str(u)] for u in st.unit_ids])
