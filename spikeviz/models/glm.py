@@ -195,9 +195,14 @@ class GLMPredictor:
 
     def logit_of(self, feats: list[np.ndarray]) -> np.ndarray:
         """The logits (rows, N) float32 of features (rows, N) each, as `features_from` gives them."""
-        z = np.full(feats[0].shape, self.intercept_, np.float32)
-        for w, f in zip(self.coef_, feats):
-            z += w * f
+        return self._add_terms(np.full(feats[0].shape, self.intercept_, np.float32), feats, 0)
+
+    def _add_terms(self, z: np.ndarray, feats: list[np.ndarray], lo: int, hi: int | None = None
+                   ) -> np.ndarray:
+        """z += the weighted features feats[lo:hi], each product written into one scratch array."""
+        term = np.empty_like(z)
+        for w, f in zip(self.coef_[lo:hi], feats[lo:hi]):
+            z += np.multiply(f, w, out=term)
         return z
 
 
@@ -349,13 +354,21 @@ class CoupledGLMPredictor(UnitGLMPredictor):
         no window-sized copies)."""
         X = self._checked(X)
         cols = slice(None) if columns is None else np.asarray(columns, dtype=np.intp)
-        n = len(self.partner_windows) * self.partners_.shape[1]   # the last features
         shape = (len(X), X.shape[1] if columns is None else len(cols))
         Z, C = np.empty(shape, np.float32), np.empty(shape, np.float32)
         for rows, feats in self._chunks(X):
-            Z[rows] = self.logit_of(feats)[:, cols]
-            c = np.zeros(feats[0].shape, np.float32)
-            for w, f in zip(self.coef_[len(self.coef_) - n:], feats[len(feats) - n:]):
-                c += w * f
-            C[rows] = c[:, cols]
+            z, c = self._logit_and_partners(feats)
+            Z[rows], C[rows] = z[:, cols], c[:, cols]
         return Z, C
+
+    def logit_of(self, feats: list[np.ndarray]) -> np.ndarray:
+        return self._logit_and_partners(feats)[0]
+
+    def _logit_and_partners(self, feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The logits and the partners' part of them, summed once: predict's logits and
+        logit_parts' are the same floats."""
+        first = len(feats) - len(self.partner_windows) * self.partners_.shape[1]
+        c = self._add_terms(np.zeros(feats[0].shape, np.float32), feats, first)
+        z = self._add_terms(np.full(feats[0].shape, self.intercept_, np.float32), feats, 0, first)
+        z += c
+        return z, c
