@@ -356,3 +356,18 @@ def test_its_fitted_arrays_rebuild_it(fitted):
     np.testing.assert_array_equal(back.on_warmup(part, 1, 10_000).transitions_,
                                   model.on_warmup(part, 1, 10_000).transitions_)
     assert back.selection == model.selection
+
+
+def test_a_fit_does_not_depend_on_the_thread_count():
+    """The page's server runs one BLAS thread and `generate` several: both must find the same
+    states, or the trains each writes depend on which one filled the disk cache first."""
+    from threadpoolctl import threadpool_limits
+
+    X = assemblies(60_000)
+    fits = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            fits.append(vars(PopulationStates(n_states=(6,)).fit(X)))
+    for name, value in fits[0].items():
+        if name.endswith("_"):
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(fits[1][name]), err_msg=name)

@@ -248,7 +248,16 @@ class PopulationStates:
         self.recovery_: np.ndarray | None = None   # (N, lags); (N, 0) when fitted without
 
     def fit(self, X_train: np.ndarray) -> "PopulationStates":
-        X = _as_binary(X_train)
+        from threadpoolctl import threadpool_limits
+
+        # KMeans adds its threads' partial sums in the order they finish, and LAPACK splits the
+        # PCA by thread count: on one thread every process and machine finds the same states (a
+        # page with one BLAS thread and `generate` with two found different ones, so their trains
+        # differed depending on which had filled the disk cache).
+        with threadpool_limits(1):
+            return self._fit(_as_binary(X_train))
+
+    def _fit(self, X: np.ndarray) -> "PopulationStates":
         X = X[max(0, len(X) - self.max_fit_bins):]
         n_blocks = len(X) // self.block
         fit_blocks = int(n_blocks * (1 - self.holdout))
