@@ -7,6 +7,8 @@ Each page run starts a fresh `panel serve app.py`, as `make serve` does (`--setu
 spikeviz/dashboard/warm.py`) or, with `--serve plain`, without `--setup`; it opens the page as soon
 as the server listens, then times from the page request: the first real raster, the first full evaluation (readout shown, no job running, every
 raster drawn), the same two for a second page opened after it, an unseen session switch and a switch back to the seen session. Medians over --runs servers.
+The first raster's time is split at the browser's marks: `html_s` when the page's HTML had
+arrived (the server builds the whole document first), `scripts_s` when its scripts had run.
 --screens saves screenshots at 1 s and 5 s after the request and after the session switch, from
 one more server, timed apart (its page waits for the screenshots).
 
@@ -176,6 +178,15 @@ def _evaluated(page) -> bool:
     return _idle(page) and _drawn(page, (".sv-overview", ".sv-real", ".sv-generated", ".sv-probabilities"))
 
 
+def _page_marks(page) -> dict:
+    """Where the first raster's time went, from the browser's own marks (seconds after it began
+    the navigation): the page's HTML arrived (the server builds the document before sending it)
+    and its scripts had run (then the document comes over the websocket and is drawn)."""
+    t = page.evaluate("performance.timing.toJSON()")
+    return {"html_s": (t["responseEnd"] - t["navigationStart"]) / 1000,
+            "scripts_s": (t["domContentLoadedEventEnd"] - t["navigationStart"]) / 1000}
+
+
 def page_run(browser, screens: Path | None, serve: str) -> dict:
     """One cold server, one page: the times a person waits."""
     server, port, startup = _start_server(serve)
@@ -189,6 +200,7 @@ def page_run(browser, screens: Path | None, serve: str) -> dict:
                 page.wait_for_timeout(max(0.0, at - (time.perf_counter() - t0)) * 1000)
                 page.screenshot(path=str(screens / f"page_{at:g}s.png"))
         out["first_real_raster_s"] = _wait(page, lambda: _drawn(page), t0)
+        out |= _page_marks(page)
         out["first_evaluation_s"] = _wait(page, lambda: _evaluated(page), t0)
         # A second visitor, once the first page is shown (a plain server has warmed by then).
         second = browser.new_page(viewport={"width": 1500, "height": 1000})
