@@ -9,6 +9,7 @@ import threading
 
 import pandas as pd
 import panel as pn
+from threadpoolctl import threadpool_limits
 
 from . import results, shading
 from ..evaluation.pipeline import joint_copula
@@ -274,8 +275,6 @@ def limit_blas_threads() -> None:
     """One BLAS thread for the server process: with torch's OpenMP pool loaded, OpenBLAS threads
     spin against it on 2 cores and a 6000 x 128 correlation takes 150 ms instead of 2 ms.
     (torch keeps its own threads for predictions.)"""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(1, user_api="blas")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import SpikevizError
 from .logistic import fit_logistic, sigmoid
@@ -230,8 +231,6 @@ class UnitGLMPredictor(GLMPredictor):
         self.max_pos, self.max_neg, self.l2 = max_pos, max_neg, float(l2)
 
     def fit(self, X_train: np.ndarray) -> "UnitGLMPredictor":
-        from threadpoolctl import threadpool_limits
-
         # Many small solves: BLAS threads only add overhead (and stall on a shared machine).
         with threadpool_limits(1, user_api="blas"):
             return self._fit(_as_binary(X_train))

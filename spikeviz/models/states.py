@@ -6,6 +6,7 @@ import warnings
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import SpikevizError
 from ..measures.population import CORR_MS, count_correlations, similarity, window_sums
@@ -248,8 +249,6 @@ class PopulationStates:
         self.recovery_: np.ndarray | None = None   # (N, lags); (N, 0) when fitted without
 
     def fit(self, X_train: np.ndarray) -> "PopulationStates":
-        from threadpoolctl import threadpool_limits
-
         # KMeans adds its threads' partial sums in the order they finish, and LAPACK splits the
         # PCA by thread count: on one thread every process and machine finds the same states (a
         # page with one BLAS thread and `generate` with two found different ones, so their trains
