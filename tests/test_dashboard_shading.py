@@ -4,8 +4,10 @@ from __future__ import annotations
 import holoviews as hv
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from spikeviz.dashboard import shading, views
+from spikeviz.dashboard import shading, spread, views
 from spikeviz.dashboard.cache import VIEW_CACHE, LRUCache
 
 
@@ -85,3 +87,21 @@ def test_warming_compiles_what_the_page_draws():
     shading.shaded_raster(image, ["#ffffff", "#000000"], width=600, height=230)
     shading.shaded_raster(image, ["#ffffff", "#000000"], (1.0, 1.2), width=600, height=230)
     assert compiled() == warmed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 60), st.floats(0.0, 0.4), st.integers(0, 2**31 - 1))
+def test_the_spread_is_datashaders_dynspread(rows, columns, density, seed):
+    """spread.spread draws the pixels of datashader's dynspread (square, summed), which the
+    rasters used before: any size, from empty to dense, counts above one included."""
+    import datashader.transfer_functions as tf
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    counts = (rng.random((rows, columns)) < density) * rng.integers(1, 4, (rows, columns))
+    counts = counts.astype(np.uint32)
+    theirs = tf.dynspread(xr.DataArray(counts, dims=("y", "x")), threshold=spread.THRESHOLD,
+                          max_px=spread.MAX_PX, shape="square")
+    mine = spread.spread(counts)
+    assert mine.dtype == counts.dtype
+    np.testing.assert_array_equal(mine, theirs.data)

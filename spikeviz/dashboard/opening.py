@@ -34,6 +34,7 @@ from ..models.header import read_spec
 from . import style
 from .cache import SHARED_CACHE
 from .jobs import post
+from .spread import spread
 from .sources import bundled_names, checkpoint_choices, default_checkpoint, opened_recording, session_domain, within_roots
 from .window import default_window, test_split_s
 
@@ -63,32 +64,15 @@ def first_view(params: dict[str, Any]) -> tuple[Recording, Stretch] | None:
     return recording, su.model_stretch
 
 
-def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
-    """Each pixel's sum over the (2r + 1) x (2r + 1) square around it (cut at the edges)."""
-    c = np.pad(a, r).cumsum(0).cumsum(1)
-    c = np.pad(c, ((1, 0), (1, 0)))
-    k = 2 * r + 1
-    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
-
-
 def raster_rgba(times: np.ndarray, rows: np.ndarray, bounds: tuple[float, float, float, float], cmap: list[str],
                 height: int, width: int = WIDTH) -> np.ndarray:
     """Spikes at (time, row) as an RGBA picture of bounds (x0, y0, x1, y1), rows top-down, as
-    shading.rgba_image has datashader draw them: spike counts per pixel; spread (summed over a
-    square of up to 3 pixels a side) while fewer than 60 % of the drawn pixels have a neighbour,
-    as its dynspread does; colours between cmap's ends histogram-equalised (eq_hist), empty
-    pixels clear."""
+    shading.rgba_image has datashader draw them: spike counts per pixel, spread as it spreads them
+    (spread.spread); colours between cmap's ends histogram-equalised (eq_hist), empty pixels clear."""
     x0, y0, x1, y1 = bounds
     counts, _, _ = np.histogram2d(rows, times, bins=(height, width), range=((y0, y1), (x0, x1)))
+    counts = spread(counts)
     drawn = counts > 0
-    spread = 0
-    for px in range(1, 4):
-        if drawn.any() and (drawn & (_box_sum(drawn.astype(np.int32), 2 * px) > 1)).sum() / drawn.sum() > 0.6:
-            break
-        spread = px
-    if spread:
-        counts = _box_sum(counts, spread)
-        drawn = counts > 0
     rgba = np.zeros((height, width, 4), np.uint8)
     if drawn.any():
         values = np.sort(counts[drawn])

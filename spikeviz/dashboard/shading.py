@@ -12,6 +12,7 @@ import xarray as xr
 
 from ..data.store import Cache, content_key
 from .cache import VIEW_CACHE
+from .spread import spread
 
 PIXEL_STEP = 16   # image sizes are drawn in steps of this many pixels (_pixels)
 
@@ -23,7 +24,8 @@ def shaded_raster(element: hv.Points | hv.Image, cmap, x_range=None, y_range=Non
     pixel; colour-mapped here (histogram-equalised, empty pixels transparent).
 
     Done in the browser, colour-mapping four raster images took it most of a second on 2 cores;
-    HoloViews' aggregate, dynspread and shade operations cost the server about 50 ms each."""
+    HoloViews' aggregate, dynspread and shade operations cost the server about 50 ms each. The
+    spreading is spread.spread's, datashader's dynspread in NumPy."""
     x, y = element.kdims
     rgba, bounds = rgba_image(element, cmap, x_range, y_range, width, height, scale)
     return hv.RGB(rgba, [x, y], **({} if bounds is None else {"bounds": bounds}))
@@ -42,8 +44,8 @@ def rgba_image(element: hv.Points | hv.Image, cmap, x_range=None, y_range=None, 
     if isinstance(element, hv.Image):
         agg = canvas.raster(element.data[element.vdims[0].name], agg="max")
     else:
-        agg = tf.dynspread(canvas.points(element.data, x.name, y.name, ds.count()), threshold=0.6,
-                           max_px=3, shape="square")
+        agg = canvas.points(element.data, x.name, y.name, ds.count())
+        agg = agg.copy(data=spread(agg.data))
     image = tf.shade(agg, cmap=cmap, how="eq_hist", min_alpha=255)
     rgba = np.flipud(image.data.view(np.uint8).reshape(*image.shape, 4))   # rows top-down
     return rgba, (x_range[0], y_range[0], x_range[1], y_range[1])
