@@ -84,6 +84,56 @@ def test_saved_sorting_folder_opens_with_format_spikeinterface(tmp_path, small, 
     np.testing.assert_allclose(rec.spike_times[4], small.spike_times[4], atol=0.5 / 30000)
 
 
+class _Touch:
+    """Unpickling this creates the file at `path`: what a malicious pickle would carry."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        from pathlib import Path
+        return (Path.touch, (Path(self.path),))
+
+
+def test_what_spikeinterface_would_run_is_refused_before_it_sees_it(tmp_path, small, si):
+    """SpikeInterface's loader unpickles .pkl files and calls any class a JSON description names:
+    neither may run, and the message says which file and why."""
+    import json
+    import pickle
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(_Touch(marker)))
+    legacy = tmp_path / "legacy"          # a v0.94 folder: no si_folder.json, a cached.pkl
+    legacy.mkdir()
+    (legacy / "cached.pkl").write_bytes(evil.read_bytes())
+    # Live: SpikeInterface 0.105 runs `subprocess.run(args=...)` from this description.
+    called = {"class": "subprocess.run", "module": "subprocess", "kwargs": {"args": ["touch", str(marker)]},
+              "version": "0.105.3", "annotations": {}, "properties": {}, "relative_paths": False}
+    described = tmp_path / "described.json"
+    described.write_text(json.dumps(called))
+    saved = tmp_path / "saved"            # a real sorting folder whose description was swapped
+    spikeviz.to_sorting(small, sampling_frequency=30000.0).save(folder=saved)
+    (saved / "si_folder.json").write_text(json.dumps(called))
+    for path, why in ((evil, "evil.pkl is a Python pickle"), (legacy, "cached.pkl is a Python pickle"),
+                      (described, "names the class 'subprocess.run'"),
+                      (saved, "si_folder.json names the class 'subprocess.run'")):
+        with pytest.raises(SpikevizError, match=why) as refused:
+            load_recording(path, format="spikeinterface")
+        assert path.name in str(refused.value)
+    assert not marker.exists()
+
+
+def test_a_phy_folder_with_phys_own_pickles_still_opens(tmp_path, small, se):
+    """phy's GUI caches pickles in the folder: SpikeInterface's loader is not tried on it, its phy
+    reader (which reads .npy and .tsv files only) is."""
+    folder = write_phy(tmp_path / "ks", small, labels=["good"] * 10)
+    (folder / ".phy").mkdir()
+    (folder / ".phy" / "spikes_per_cluster.pkl").write_bytes(b"not read")
+    rec = load_recording(folder, format="spikeinterface")
+    assert rec.n_units == small.n_units
+
+
 def test_cross_check_phy_loader_against_spikeinterface(tmp_path, small, se):
     folder = write_phy(tmp_path / "ks", small, labels=["good"] * 9 + ["noise"])
     ours = load_recording(folder, include_noise=True)

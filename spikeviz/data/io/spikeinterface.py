@@ -1,6 +1,7 @@
 """Bridges to SpikeInterface: any BaseSorting in, NumpySorting out, and folders SpikeInterface reads."""
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -14,8 +15,6 @@ EXTRA = "interop"
 
 def require(module: str):
     """Import an optional bridge dependency, or say which extra installs it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -124,17 +123,72 @@ def write_sorting(recording: Recording, folder: Path, annotations: dict | None =
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+PICKLES = (".pkl", ".pickle")
+
+
+def unsafe_for_spikeinterface(path: Path) -> str | None:
+    """Why SpikeInterface's loader must not open `path`, or None. It runs what a file tells it to:
+    it unpickles `.pkl`/`.pickle` files and zarr arrays with the pickle codec, and calls whatever
+    class a JSON description names (any importable callable, with the file's arguments). So a
+    file or folder may hold no pickle, and every class its JSON files name must be one of
+    SpikeInterface's extractors."""
+    base = require("spikeinterface.core.base")
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    for f in files:
+        shown = f.name if f == path else str(f.relative_to(path))
+        if f.suffix.lower() in PICKLES:
+            return f"{shown} is a Python pickle, which SpikeInterface would unpickle (running any code in it)"
+        if f.suffix == ".json" or f.name in (".zarray", ".zattrs", ".zgroup", "zarr.json"):
+            try:
+                described = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue   # not a description SpikeInterface could act on either
+            for node in _dicts(described):
+                if node.get("id") == "pickle":
+                    return f"{shown} stores arrays with the pickle codec, which SpikeInterface would unpickle"
+                named = node.get("class")
+                if isinstance(named, str) and not _is_extractor(named, base.BaseExtractor):
+                    return (f"{shown} names the class {named[:80]!r}, which is not a SpikeInterface "
+                            "extractor, and SpikeInterface would call it")
+    return None
+
+
+def _dicts(value):
+    """Every dict inside a JSON value, itself included."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dicts(item)
+
+
+def _is_extractor(name: str, extractor: type) -> bool:
+    """`name` ("module.Class") is a SpikeInterface extractor class; only SpikeInterface's own
+    modules are imported to tell."""
+    module, _, attribute = name.rpartition(".")
+    if module.split(".")[0] != "spikeinterface":
+        return False
+    try:
+        found = getattr(importlib.import_module(module), attribute, None)
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, extractor)
+
+
 def read_spikeinterface(path: Path) -> Recording:
-    """Open a folder or file with SpikeInterface: a saved sorting (`spikeinterface.load`), else the
-    matching extractor (phy/Kilosort folder, NWB file, MaxWell file)."""
+    """Open a folder or file with SpikeInterface: a saved sorting (`spikeinterface.load`, unless
+    it holds something that loader would run: unsafe_for_spikeinterface), else the matching
+    extractor (phy/Kilosort folder, NWB file, MaxWell file)."""
     si = require("spikeinterface")
     se = require("spikeinterface.extractors")
-    attempts = [lambda: si.load(path)]
+    refused = unsafe_for_spikeinterface(path)
+    attempts, errors = ([] if refused else [lambda: si.load(path)]), []
     if path.is_dir() and (path / "spike_times.npy").exists():
         attempts.append(lambda: se.read_phy(path))
     if path.suffix == ".nwb":
         attempts.append(lambda: se.read_nwb_sorting(path))
-    errors = []
     for attempt in attempts:
         try:
             sorting = attempt()
@@ -148,4 +202,8 @@ def read_spikeinterface(path: Path) -> Recording:
             continue
         return Recording(rec.name, rec.unit_ids, rec.spike_times, rec.duration_s,
                          dict(rec.source, path=str(path)), rec.unit_info)
+    if refused:
+        raise SpikevizError(f"not opened: {refused}. Save the sorting again with SpikeInterface's "
+                            "`sorting.save(folder=...)` (JSON and NumPy files) in a process you trust"
+                            + (f" ({'; '.join(errors)[:200]})" if errors else ""), path)
     raise SpikevizError(f"SpikeInterface cannot read it as a sorting ({'; '.join(errors)[:300]})", path)
