@@ -145,6 +145,20 @@ def test_transfer_model_takes_any_unit_count(tmp_path):
                             rec.select_units(list(rec.unit_ids[:50])), **FAST)
 
 
+def test_a_model_of_an_uncatalogued_recording_is_not_counted_within_domain():
+    """A checkpoint trained on a user's own recording has no known domain: its cells on the
+    bundled sessions are "another recording", grouped by the target's domain, never pooled as
+    "within domain" across in vitro and in vivo."""
+    from spikeviz.evaluation.report import _direction, _kind
+
+    meta = {"data": "my_recording", "preset": "fast"}
+    cells = [{"direction": None, "source": {"domain": None}, "domain": d} for d in ("in vitro", "in vivo")]
+    assert [_direction(c) for c in cells] == ["?->vitro", "?->vivo"]
+    assert {_kind(meta, VITRO, _direction(c)) for c in cells} == {"another recording"}
+    known = {"direction": "vitro->vivo", "source": {"domain": "in vitro"}, "domain": "in vivo"}
+    assert _kind({"session": VITRO, "preset": "fast"}, VIVO, _direction(known)) == "cross domain"
+
+
 def test_table(ckpt, tmp_path):
     table = build_table([ckpt], seconds=1, warmup_s=8, baselines=("rate", "ewma"))
     assert [r["test_session"] for r in table.rows] == [VITRO, VITRO2, VIVO]

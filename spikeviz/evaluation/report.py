@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _atomic
 from ..data.binning import SPLIT_NAME
-from ..data.catalog import models_dir, sessions, shipped_checkpoints
+from ..data.catalog import models_dir, sessions, shipped_checkpoints, short_domain
 from ..errors import SpikevizError
 from ..measures.scoring import json_safe
 from ..models.checkpoint import load_model
@@ -45,14 +45,22 @@ def _config_name(meta: dict) -> str:
             + (f" + {others} other recording{'s' if others > 1 else ''}" if others else ""))
 
 
-def _kind(meta: dict, test: str, direction: str | None) -> str:
+def _kind(meta: dict, test: str, direction: str) -> str:
     trained = trained_on(meta)
     if len(trained) > 1 or meta.get("preset") == "generalist":
         return "seen" if test in trained else "zero-shot"
     if test in trained:
         return "same session"
-    a, _, b = (direction or "?->?").partition("->")
+    a, _, b = direction.partition("->")
+    if "?" in (a, b):   # a model of a recording outside the catalogue: its domain is not known
+        return "another recording"
     return "within domain" if a == b else "cross domain"
+
+
+def _direction(result: dict) -> str:
+    """"vitro->vivo" and the like, with "?" for a domain that is not known ("?->vivo")."""
+    return result["direction"] or (f"{short_domain(result['source']['domain']) or '?'}->"
+                                   f"{short_domain(result['domain']) or '?'}")
 
 
 def _mean_sd(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -69,8 +77,8 @@ def table_row(result: dict, meta: dict, test: str) -> dict:
     trained = trained_on(meta)
     row = {"checkpoint": Path(result["checkpoint"]).name,
            "train": trained[0] if len(trained) == 1 else " + ".join(trained),
-           "test_session": test, "direction": result["direction"],
-           "kind": _kind(meta, test, result["direction"]), "config": _config_name(meta),
+           "test_session": test, "direction": _direction(result),
+           "kind": _kind(meta, test, _direction(result)), "config": _config_name(meta),
            "loss": result["loss"], "seed": meta.get("seed"), "seconds": result["stretch_s"][1]
            - result["stretch_s"][0], "base_rate": result["base_rate"],
            "model_pr": m["pr_auc"], "model_roc": m["roc_auc"], "model_bps": m["bits_per_spike"],
