@@ -125,6 +125,14 @@ def check_writable(out: Path) -> None:
         raise SpikevizError(f"its folder {out.parent} is not writable", out)
 
 
+def check_not_input(out: Path, *inputs: str | Path | None) -> None:
+    """Refuse an output that is one of the command's own inputs: --force replaces an output,
+    never the recording or checkpoint the command reads."""
+    for given in inputs:
+        if given and Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
+            raise SpikevizError("is also this command's input: give another output path", out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="spikeviz", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import SpikevizError
 from ..data.recording import Recording
-from . import add_data_options, add_without_glm, check_writable, load_from_args, note
+from . import add_data_options, add_without_glm, check_not_input, check_writable, load_from_args, note
 
 
 def add_parser(sub) -> None:
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir() and out.suffix.lower() != ".si":
         raise SpikevizError("is a folder: give a file name", out)
     check_writable(out)
+    check_not_input(out, args.data, args.checkpoint and resolve_checkpoint(args.checkpoint))
     for path in (out, sidecar_path(out)) if out.suffix.lower() in (".csv", ".tsv") else (out,):
         if path.exists() and not args.force:
             raise SpikevizError("exists already: pass --force to replace it", path)

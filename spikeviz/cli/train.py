@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import SpikevizError
 from ..data.recording import Recording
-from . import add_data_options, load_from_args, note, split_text
+from . import add_data_options, check_not_input, load_from_args, note, split_text
 
 UNITS = 128   # the paper's unit count: a model's default width
 
@@ -69,7 +69,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data.catalog import find_session
+    from ..data.catalog import find_session, resolve_checkpoint
     from ..training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions, train_recording
 
     out = Path(args.out)
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SpikevizError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     check_output(out, args.resume, args.force)
+    check_not_input(out, args.data, args.init and resolve_checkpoint(args.init))
     init = inherit_from(args) if args.init else None   # before the recording is read
     if args.loss is None:
         raise SpikevizError("give --loss (dice, focal or bce), or --init CHECKPOINT to fine-tune "

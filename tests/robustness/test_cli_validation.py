@@ -197,6 +197,20 @@ def test_outputs_are_not_replaced_without_force(trained, tmp_path, capsys):
                                                          if ".tmp" in p.name]
 
 
+def test_force_never_replaces_the_commands_own_input(trained, tmp_path, capsys):
+    """--force replaces an earlier output, never the recording or checkpoint the command reads."""
+    data = tmp_path / "mine.csv"
+    assert main(["generate", "--checkpoint", str(trained), "--session", VITRO, "--seconds", "1",
+                 "--out", str(data)]) == 0
+    before, model = data.read_bytes(), trained.read_bytes()
+    line = one_line(capsys, ["generate", "--checkpoint", str(trained), "--data", str(data),
+                             "--seconds", "1", "--out", str(data), "--force"], data.name)
+    assert "input" in line and data.read_bytes() == before
+    line = one_line(capsys, ["train", "--init", str(trained), "--session", VITRO, "--seconds", "5",
+                             "--epochs", "1", "--out", str(trained), "--force"], trained.name)
+    assert "input" in line and trained.read_bytes() == model
+
+
 def test_table_out_is_not_replaced_without_force(tmp_path):
     (tmp_path / "empty_models").mkdir()
     out = tmp_path / "tables"
