@@ -63,10 +63,13 @@ def test_every_command_takes_any_unit_count(n_units, tmp_path, monkeypatch, caps
 
     out, _ = _run(capsys, "inspect", data.name, "--json")
     assert json.loads(out)["units"] == n_units
-    out, err = _run(capsys, *evaluate, "--seconds", "3", "--checkpoint",
+    # More units asked than there are: all of them, and a note says so.
+    more = ("--units", "200") if n_units < 128 else ()
+    out, err = _run(capsys, *evaluate, "--seconds", "3", *more, "--checkpoint",
                     "models/generalist-focal.safetensors")
     assert json.loads(out)["n_units"] == scored
     assert (f"note: scored {left_out}" in err) == (n_units > 128)
+    assert (f"note: scored all {n_units} units of rec{n_units}, fewer than --units 200" in err) == bool(more)
     _, err = _run(capsys, "train", "--init", "models/generalist-focal.safetensors", "--data",
                   data.name, "--epochs", "1", "--threads", "1", "--quiet", "--out", "tuned.safetensors")
     assert "loss focal" in err and "preset generalist" in err
@@ -78,8 +81,9 @@ def test_every_command_takes_any_unit_count(n_units, tmp_path, monkeypatch, caps
     r = json.loads(out)
     assert r["n_units"] == scored and r["same_recording"]
     assert "note: scored 10 s, not --seconds 200: all of the test split after a 30-s warm-up" in err
-    _run(capsys, "generate", "--checkpoint", "tuned.safetensors", "--data", data.name,
-         "--seconds", "1", "--out", "gen.npz")
+    _, err = _run(capsys, "generate", "--checkpoint", "tuned.safetensors", "--data", data.name,
+                  "--seconds", "1", *more, "--out", "gen.npz")
+    assert (f"note: generated all {n_units} units of rec{n_units}, fewer than --units 200" in err) == bool(more)
     assert load_recording("gen.npz").n_units == scored   # its own units, as evaluate scores them
 
 

@@ -57,8 +57,9 @@ def add_parser(sub) -> None:
                            "or density (as many predicted as real spikes)")
     p.add_argument("--seconds", type=float, default=200.0,
                    help="evaluate the first S seconds of the split (0: all of it)")
-    p.add_argument("--units", type=int, default=128,
-                   help="units for a transfer-preset model (the most active)")
+    p.add_argument("--units", type=int,
+                   help="units for a unit-agnostic model (generalist, transfer): the most active "
+                        "(default 128, or all of a recording with fewer)")
     add_baselines(p)
     add_without_glm(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -68,18 +69,19 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.catalog import resolve_checkpoint
     from ..evaluation.evaluate import evaluate_checkpoint
+    from ..evaluation.stretch import N_UNITS
 
     if not (math.isfinite(args.seconds) and args.seconds >= 0):
         raise SpikevizError(f"--seconds must be positive and finite (0 for the whole split), got "
                             f"{args.seconds}")
-    if args.units < 1:
+    if args.units is not None and args.units < 1:
         raise SpikevizError(f"--units must be at least 1, got {args.units}")
     recording = load_from_args(args)
     r = evaluate_checkpoint(str(resolve_checkpoint(args.checkpoint)), recording, split=args.split,
                             unit_order=args.unit_order, protocol=args.protocol,
                             threshold=args.threshold if args.threshold is not None
                             else args.threshold_rule, seconds=args.seconds or None,
-                            n_units=args.units, baselines=args.baselines,
+                            n_units=args.units or N_UNITS, baselines=args.baselines,
                             glm=not args.without_glm,
                             progress=lambda stage: print(f"evaluating: {stage}", file=sys.stderr,
                                                          flush=True))
@@ -138,6 +140,8 @@ def say_fitted(r: dict, recorded_units: int, args: argparse.Namespace) -> None:
                else f"the model has {n} columns; a generalist takes --units N")
         note(f"scored the {n} most active of the {recorded_units} units of {r['data_name']} "
              f"({why})")
+    if args.units and n < args.units and not r["model_needs_unit_order"]:
+        note(f"scored all {n} units of {r['data_name']}, fewer than --units {args.units}")
     scored = r["stretch_s"][1] - r["stretch_s"][0]
     if args.seconds and scored < args.seconds - r["bin_ms"] / 500.0:
         note(f"scored {scored:g} s, not --seconds {args.seconds:g}: all of the {r['split']} split "

@@ -54,9 +54,10 @@ def add_parser(sub) -> None:
                         "with shared slow factors fitted on the warm-up to the data's 20-ms "
                         "count correlations (the trains' provenance says how)")
     add_without_glm(p)
-    p.add_argument("--units", type=int, default=128,
+    p.add_argument("--units", type=int,
                    help="units to generate: the most active of the train split, as `evaluate` "
-                        "and the dashboard pick them (a model's own units on its training data)")
+                        "and the dashboard pick them (a model's own units on its training data; "
+                        "default 128, or all of a recording with fewer)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: generated against the real stretch (fidelity "
                         "report with a real-vs-real ceiling and a Poisson floor)")
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.io.table import sidecar_path
     from ..evaluation.pipeline import (FITTED_GENERATORS, generate_fitted, generate_window,
                                        generated_fidelity, start_of_test_split)
+    from ..evaluation.stretch import N_UNITS
     from ..generation.predict import DRAW_RULES
     from ..models.checkpoint import load_model
 
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold_rule and args.draw not in (None, "pooled"):
         raise SpikevizError(f"--threshold-rule tunes a pooled threshold: it does not go with "
                             f"--draw {args.draw}")
-    if args.seed < 0 or args.units < 1:
+    if args.seed < 0 or args.units is not None and args.units < 1:
         raise SpikevizError(f"--seed must not be negative and --units positive, got {args.seed} "
                             f"and {args.units}")
     draw = args.draw or ("pooled" if args.threshold is not None or args.threshold_rule
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         start = args.start if args.start is not None else start_of_test_split(recording, 1.0)
         result = generate_fitted(args.model, recording, (start, start + args.seconds),
                                  mode=args.mode, draw=draw, level=args.threshold,
-                                 rule=args.threshold_rule, seed=args.seed, n_units=args.units)
+                                 rule=args.threshold_rule, seed=args.seed, n_units=args.units or N_UNITS)
     else:
         model = load_model(resolve_checkpoint(args.checkpoint))
         recording = load_from_args(args)
@@ -169,11 +171,11 @@ def run(args: argparse.Namespace) -> int:
             recording, float(model.meta.get("bin_ms", 1.0)))
         result = generate_window(model, recording, (start, start + args.seconds),
                                  mode=args.mode, draw=draw, level=args.threshold,
-                                 rule=args.threshold_rule, seed=args.seed, n_units=args.units,
+                                 rule=args.threshold_rule, seed=args.seed, n_units=args.units or N_UNITS,
                                  checkpoint=args.checkpoint,   # its name, as the page names it
                                  glm=not args.without_glm, joint=not args.independent_draws)
     generated, stretch = result.recording, result.setup.model_stretch
-    for line in adjustments(recording, generated, stretch, start, args.seconds):
+    for line in adjustments(recording, generated, stretch, start, args.seconds, args.units):
         note(line)
     nwb = {}
     if out.suffix.lower() == ".nwb":
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def adjustments(recording: Recording, generated: Recording, stretch, start: float,
-                seconds: float) -> list[str]:
+                seconds: float, units: int | None = None) -> list[str]:
     """One line for each way the generated trains differ from what was asked, naming the option
     that changes it."""
     lines = []
@@ -226,6 +228,9 @@ def adjustments(recording: Recording, generated: Recording, stretch, start: floa
         lines.append(f"generated the {generated.n_units} most active of the {recording.n_units} "
                      f"units of {recording.name} (their train split), as evaluate and the "
                      f"dashboard pick them: --units to change")
+    elif units and generated.n_units < units:
+        lines.append(f"generated all {generated.n_units} units of {recording.name}, fewer than "
+                     f"--units {units}")
     stop = stretch.start_s + stretch.duration_s
     if abs(stretch.start_s - start) > 1e-9 or abs(stop - (start + seconds)) > 1e-9:
         lines.append(f"generated over [{stretch.start_s:g}, {stop:g}) s, not [{start:g}, "
