@@ -107,3 +107,14 @@ def test_a_local_cluster_keeps_off_dasks_default_port():
     with dask_client("local", 1) as client:
         scheduler = client.cluster.scheduler
         assert scheduler.http_server.port != 8787
+
+
+def test_a_cell_is_printed_beside_the_best_baseline_the_grid_ran():
+    """Without ewma among --baselines a cell printed "EWMA nan": it names the best baseline run."""
+    from spikeviz.cli.grid import cell_line
+
+    cell = {"train_session": "a", "test_session": "b", "loss": "focal",
+            "model": {"pr_auc": 0.2, "roc_auc": 0.9}, "comparison": {"best_baseline": "glm-coupled"},
+            "baselines": {"rate": {"pr_auc": 0.1}, "glm-coupled": {"pr_auc": 0.25}}}
+    assert cell_line(cell) == "  a -> b [focal]: PR-AUC 0.2000 (glm-coupled 0.2500), ROC-AUC 0.9000"
+    assert "nan" not in cell_line(cell | {"comparison": {"best_baseline": None}, "baselines": {}})

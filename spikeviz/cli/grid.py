@@ -49,8 +49,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(result['cells'])} cells ({result['cached']} from cache) in {result['wall_s']} s; "
           f"results in {args.out}/grid.json")
     for c in result["cells"]:
-        m, e = c["model"], c["baselines"].get("ewma", {})
-        print(f"  {c['train_session']} -> {c['test_session']} [{c['loss']}]: PR-AUC "
-              f"{m['pr_auc']:.4f} (EWMA {e.get('pr_auc', float('nan')):.4f}), ROC-AUC "
-              f"{m['roc_auc']:.4f}")
+        print(cell_line(c))
     return 0
+
+
+def cell_line(cell: dict) -> str:
+    """A grid cell in one line: the model's AUCs, beside them the best of the baselines this grid
+    ran (by PR-AUC, as evaluate compares them)."""
+    m, best = cell["model"], cell["comparison"].get("best_baseline")
+    beside = f" ({best} {cell['baselines'][best]['pr_auc']:.4f})" if best else ""
+    return (f"  {cell['train_session']} -> {cell['test_session']} [{cell['loss']}]: PR-AUC "
+            f"{m['pr_auc']:.4f}{beside}, ROC-AUC {m['roc_auc']:.4f}")
