@@ -27,6 +27,15 @@ def test_library_refuses_with_file_name(case_file):
     assert not (path.parent / MARKER).exists(), "a pickle payload ran"
 
 
+@pytest.mark.parametrize("case_file", sorted(c for c in CASES if c.endswith("/nan-times")), indirect=True)
+def test_nan_spike_times_are_called_nan(case_file):
+    """In every format a NaN spike time is named as such (an NWB file's was "duration must be
+    positive, got nan")."""
+    path, opts = case_file
+    with pytest.raises(SpikevizError, match="NaN"):
+        load_recording(path, **opts)
+
+
 @pytest.mark.parametrize("case_file", sorted(CASES), indirect=True)
 def test_cli_prints_one_line_and_exits_2(case_file, capsys):
     path, opts = case_file

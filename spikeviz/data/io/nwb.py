@@ -60,6 +60,8 @@ def read_nwb(path: Path) -> Recording:
         ids = np.asarray(units.id.data[:])
         index = np.asarray(units.spike_times_index.data[:])
         flat = np.asarray(units.spike_times.data[:], dtype=np.float64)
+        if not np.isfinite(flat).all():   # before the duration is taken from them
+            raise SpikevizError(f"{int((~np.isfinite(flat)).sum())} spike times are NaN or infinite", path)
         trains = tuple(np.sort(t) for t in np.split(flat, index[:-1])) if len(index) else ()
         stop = float(flat.max()) if flat.size else 0.0
         if "obs_intervals" in units.colnames:
