@@ -15,6 +15,14 @@ class SpikevizError(ValueError):
         super().__init__(problem if path is None else f"{Path(path).name}: {problem}")
 
 
+def missing(path: str | Path) -> SpikevizError:
+    """The error for a path that does not exist, saying where it was looked for: a name alone
+    hid that its folder was missing or mistyped."""
+    folder = Path(path).parent
+    return SpikevizError(f"no such file or folder in {folder}"
+                         + ("" if folder.is_dir() else " (that folder does not exist either)"), path)
+
+
 class DataWarning(UserWarning):
     """Something a reader changed or ignored to make sense of the data (the CLI prints it as one
     line `spikeviz: warning: ...`)."""

@@ -40,6 +40,11 @@ def test_an_unknown_name_says_both_what_was_looked_for(elsewhere):
         open_recording("no_such_thing")
     with pytest.raises(SpikevizError, match="no such file or folder"):
         open_recording("lab/rec.nwb")
+    # An absolute path: where it was looked for, and whether that folder exists.
+    with pytest.raises(SpikevizError, match=r"rec.nwb: no such file or folder in /no_lab \(that folder"):
+        open_recording("/no_lab/rec.nwb")
+    with pytest.raises(SpikevizError, match=f"rec.nwb: no such file or folder in {elsewhere}$"):
+        open_recording(elsewhere / "rec.nwb")
 
 
 def test_an_existing_local_file_wins_over_the_catalog(elsewhere):

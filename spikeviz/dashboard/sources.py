@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.catalog import data_dir, load_path, models_dir, session, sessions
-from ..errors import SpikevizError
+from ..errors import SpikevizError, missing
 from ..data.recording import Recording
 from .cache import LRUCache
 from ..data.catalog import shipped_checkpoints as paths, short_domain
@@ -63,7 +63,7 @@ def checked_path(path: str, roots: tuple[Path, ...] | None = None) -> Path:
         raise SpikevizError(f"only files under {', '.join(map(str, roots))} may be opened here",
                             resolved)
     if not resolved.exists():
-        raise SpikevizError("no such file or folder", resolved)
+        raise missing(resolved)
     return resolved
 
 

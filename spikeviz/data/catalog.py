@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import SpikevizError
+from ..errors import SpikevizError, missing
 from .recording import Recording
 from .io import load_recording
 
@@ -131,7 +131,7 @@ def open_recording(source: str | Path, format: str | None = None, tick_ms: float
             raise SpikevizError(f"no such file or folder in {Path.cwd()}, and {exc}") from None
     # A relative path is shown as typed, with where it was looked for; an absolute one by its name.
     if path.is_absolute():
-        raise SpikevizError("no such file or folder", path)
+        raise missing(path)
     raise SpikevizError(f"{source}: no such file or folder in {Path.cwd()}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import SpikevizError
+from ...errors import SpikevizError, missing
 from ..recording import Recording
 
 FORMATS = ("asdf", "phy", "nwb", "maxwell", "table", "spikeinterface")
@@ -65,7 +65,7 @@ def load_recording(path: str | Path, format: str | None = None, tick_ms: float |
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise SpikevizError("no such file or folder", path)
+        raise missing(path)
     for name, value in (("tick_ms", tick_ms), ("sample_rate", sample_rate)):
         if value is not None and not value > 0:
             raise SpikevizError(f"{name} must be positive, got {value}", path)
