@@ -160,6 +160,18 @@ def test_a_decimal_comma_csv_reads_as_excel_wrote_it(tmp_path, small):
     assert_same_trains(small, load_recording(semi), atol=1e-9)
 
 
+def test_a_header_typed_with_spaces_and_a_header_alone(tmp_path):
+    """"unit, time_s" as typed in a spreadsheet reads; a header with no rows says there is
+    nothing in it (it said the time column held objects)."""
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("unit, time_s\n1, 0.5\n2, 1.5\n")
+    assert load_recording(spaced).n_spikes == 2
+    alone = tmp_path / "alone.csv"
+    alone.write_text("unit,time_s\n")
+    with pytest.raises(SpikevizError, match="alone.csv: the file holds no units"):
+        load_recording(alone)
+
+
 def test_table_in_samples_needs_a_rate(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("unit,sample\n1,300\n1,600\n2,900\n")

@@ -86,11 +86,14 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
         raise SpikevizError(f"cannot read the table ({exc})", path) from exc
     except Exception as exc:  # pyarrow raises its own error types for corrupt Parquet
         raise SpikevizError(f"cannot read the table ({type(exc).__name__}: {exc})", path) from exc
-    return {str(c): frame[c].to_numpy() for c in frame.columns}
+    # Names as typed in a spreadsheet ("unit, time_s") lose their spaces.
+    return {str(c).strip(): frame[c].to_numpy() for c in frame.columns}
 
 
 def _numbers(values: np.ndarray, column: str, path: Path) -> np.ndarray:
     values = np.asarray(values)
+    if not values.size:   # a header alone: pandas reads its empty columns as objects
+        return np.zeros(0)
     if values.dtype.kind not in "biuf":
         raise SpikevizError(f"column {column!r} must hold numbers, holds {values.dtype}", path)
     return values.astype(np.float64).ravel()
