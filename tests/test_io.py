@@ -7,6 +7,7 @@ import pytest
 
 import spikeviz
 from spikeviz import SpikevizError, load_recording
+from spikeviz.errors import DataWarning
 from spikeviz.data.io.maxwell import NEWER, write_maxwell
 from spikeviz.data.io import write_recording
 from spikeviz.data.io.table import write_table
@@ -301,7 +302,8 @@ def test_maxwell_file_in_maxwells_own_newer_layout(tmp_path, small):
         data["groups/routed/frame_nos"] = np.arange(first, first + n, dtype=np.int64)
         data["start_time"], data["stop_time"] = np.array([0]), np.array([int(small.duration_s * 1e3)])
         f["recordings/rec0000/well000"] = data   # a hard link, as MaxWell writes it
-    back = load_recording(path)
+    with pytest.warns(DataWarning, match="2 of .* spikes lie outside the recorded frames"):
+        back = load_recording(path)
     assert back.source["sample_rate"] == rate and back.source["first_frame"] == first
     assert back.source["spikes_outside_recording"] == 2
     assert back.duration_s == pytest.approx(n / rate)
@@ -311,7 +313,8 @@ def test_maxwell_file_in_maxwells_own_newer_layout(tmp_path, small):
 
 def test_maxwell_file_in_the_legacy_layout_takes_its_length_from_sig(tmp_path, small):
     """Legacy MaxOne files: /sig is (1028, frames), its last two rows the first frame number;
-    the recording lasts as many frames as /sig has columns, not until the last spike."""
+    the recording lasts as many frames as /sig has columns, not until the last spike, and a
+    spike after them is left out with a warning (it was an error: "after the stated duration")."""
     import h5py
 
     first, rate = 70_000 + (3 << 16), 20000.0
@@ -321,10 +324,13 @@ def test_maxwell_file_in_the_legacy_layout_takes_its_length_from_sig(tmp_path, s
         f["version"] = np.array([b"20160704"])
         sig = f.create_dataset("sig", (1028, n), dtype="<u2")
         sig[1026, 0], sig[1027, 0] = first & 0xFFFF, first >> 16
-        f["proc0/spikeTimes"] = maxwell_spikes(small, first)
-    back = load_recording(path)
+        # The chip detects spikes after the saved frames too: left out, as the newer layout's.
+        stray = np.array([(first + n + 10, 1, -40.0)], dtype=MAXWELL_SPIKES)
+        f["proc0/spikeTimes"] = np.concatenate([maxwell_spikes(small, first), stray])
+    with pytest.warns(DataWarning, match="1 of .* spikes lie outside the recorded frames"):
+        back = load_recording(path)
     assert back.source["layout"] == "legacy" and back.source["first_frame"] == first
-    assert back.duration_s == pytest.approx(n / rate)
+    assert back.duration_s == pytest.approx(n / rate) and back.source["spikes_outside_recording"] == 1
     assert_same_trains(small.select_units([u for u, t in zip(small.unit_ids, small.spike_times)
                                            if t.size]), back, atol=0.5 / rate)
 

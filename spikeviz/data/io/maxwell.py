@@ -5,14 +5,16 @@ Layouts as MaxWell writes them (and neo / SpikeInterface read them): legacy file
 files (version 20190530 on) hold data_store/data0000/{spikes, settings/sampling,
 groups/routed/frame_nos}, hard-linked as recordings/rec0000/well000. Spike tables are records
 (frameno int64, channel int32, amplitude float32); newer files also keep spikes detected before
-or after the routed recording, which are left out, as MaxWell's own scripts do."""
+or after the routed recording, and legacy files after it, which are left out, as MaxWell's own
+scripts do (counted in the source's `spikes_outside_recording`)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import SpikevizError
+from ...errors import DataWarning, SpikevizError
 from ..recording import Recording, from_unit_times
 from ... import _atomic
 
@@ -109,9 +111,14 @@ def read_maxwell(path: Path, sample_rate: float | None = None) -> Recording:
             raise SpikevizError(f"{field} must hold integers, holds {spikes.dtype[field]}", path)
     frames = spikes["frameno"].astype(np.int64)
     outside = 0
-    if clip:
-        inside = (frames >= first) & (frames < first + n_frames)
+    if clip or first is not None and n_frames:
+        # Legacy files too hold spikes the chip detected after the saved frames: left out as the
+        # newer layout's are (a spike before the first frame stays an error there).
+        inside = (frames < first + n_frames) & ((frames >= first) if clip else True)
         outside = int((~inside).sum())
+        if outside:
+            warnings.warn(f"{path.name}: {outside:,} of {frames.size:,} spikes lie outside the recorded "
+                          f"frames: left out", DataWarning, stacklevel=2)
         spikes, frames = spikes[inside], frames[inside]
     if frames.size == 0:
         raise SpikevizError("the spike table is empty" + (
