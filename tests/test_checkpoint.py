@@ -103,7 +103,7 @@ def test_other_unit_count_or_bin_size_is_refused_naming_both(ckpt):
     _, path = ckpt
     model = load_model(path)
     model.meta["bin_ms"] = 1.0
-    with pytest.raises(SpikevizError, match=r"12 units.*trained on 10 units"):
+    with pytest.raises(SpikevizError, match=r"12 units.*trained on 10 units: start from a generalist"):
         predict_next(model, np.zeros((50, 12), np.uint8))
     binned = BinnedSpikes(np.zeros((50, 10), np.uint8), np.arange(10), 2.0, 0.0)
     with pytest.raises(SpikevizError, match=r"bin size 2 ms.*trained on 1 ms"):

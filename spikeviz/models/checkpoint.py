@@ -143,7 +143,8 @@ def load_model(path: str | Path) -> SpikeTransformer:
 
 
 def check_data(model: SpikeTransformer, n_units: int, bin_ms: float | None, where=None) -> None:
-    """Refuse data of another bin size, or another unit count (not for transfer models)."""
+    """Refuse data of another bin size, or another unit count (not for unit-agnostic models:
+    generalist, transfer)."""
     ckpt = model.meta.get("path", "the model")
     trained = model.meta.get("bin_ms")
     if bin_ms is not None and trained is not None and abs(float(bin_ms) - trained) > 1e-9:
@@ -151,5 +152,5 @@ def check_data(model: SpikeTransformer, n_units: int, bin_ms: float | None, wher
                             f"trained on {trained:g} ms bins", where)
     if not model.config.shared_units and n_units != model.config.n_units:
         raise SpikevizError(f"{n_units} units, but the checkpoint {Path(ckpt).name} was trained "
-                            f"on {model.config.n_units} units (only transfer-preset models take "
-                            f"any unit count)", where)
+                            f"on {model.config.n_units} units: start from a generalist (e.g. "
+                            f"generalist-focal), which takes any unit count", where)
