@@ -153,3 +153,31 @@ def test_load_model_resolves_a_shipped_name_from_any_folder(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     for name in ("generalist-focal", "models/generalist-focal.safetensors"):
         assert load_model(name).meta["preset"] == "generalist"
+
+
+def test_a_padded_model_is_its_real_units_model(tmp_path):
+    """`train --pad` adds silent units pad0.. to fill a per-unit model: loaded, it is the model of
+    the real units only, its logits on them the trained model's (with the silent columns
+    present and empty), so its own recording is scored and generated as it is."""
+    from spikeviz.data.recording import Recording
+    from spikeviz.data.units import with_silent_units
+
+    torch.manual_seed(0)
+    model = SpikeTransformer(preset_config("fast", 7)).eval()
+    with torch.no_grad():   # weights on the silent columns that matter if mishandled
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    ids = ["a", "b", "c", "d", "e", "pad0", "pad1"]
+    path = tmp_path / "padded.safetensors"
+    save_checkpoint(model, path, {"n_units": 7, "bin_ms": 1.0, "unit_ids": ids})
+    loaded = load_model(path)
+    assert loaded.config.n_units == 5 and loaded.meta["unit_ids"] == ids[:5]
+    assert loaded.meta["silent_units"] == 2
+    rng = np.random.default_rng(0)
+    X = np.zeros((400, 7), np.uint8)
+    X[:, :5] = rng.random((400, 5)) < 0.1
+    model.meta = {"bin_ms": 1.0}
+    np.testing.assert_allclose(predict_next(loaded, X[:, :5]), predict_next(model, X)[:, :5],
+                               rtol=1e-5, atol=1e-7)
+    rec = Recording("r", np.array(ids[:5]), tuple(np.sort(rng.random(9)) for _ in range(5)), 1.0, {})
+    assert with_silent_units(rec, 7).unit_ids.tolist() == ids

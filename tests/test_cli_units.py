@@ -25,11 +25,21 @@ def test_default_units_follow_the_recording(small, tmp_path):
     assert load_model(tmp_path / "m.safetensors").config.n_units == 18
 
 
-def test_pad_adds_silent_units(small, tmp_path):
-    assert train(small, tmp_path / "p.safetensors", "--units", "24", "--pad") == 0
-    model = load_model(tmp_path / "p.safetensors")
-    assert model.config.n_units == 24
-    assert model.meta["unit_ids"][-6:] == [f"pad{k}" for k in range(6)]
+def test_pad_adds_silent_units_and_the_model_still_takes_its_own_recording(small, tmp_path):
+    """The checkpoint has 24 columns, 6 of them silent; loaded, it is the 18-unit model of the
+    real ones, and its own recording is evaluated as it is (it was refused: "18 units, but the
+    model was trained on 24")."""
+    from spikeviz import load_recording
+    from spikeviz.evaluation.evaluate import evaluate_checkpoint
+    from spikeviz.models.header import read_meta
+
+    path = tmp_path / "p.safetensors"
+    assert train(small, path, "--units", "24", "--pad") == 0
+    assert read_meta(path)["unit_ids"][-6:] == [f"pad{k}" for k in range(6)]
+    model = load_model(path)
+    assert model.config.n_units == 18 and model.meta["silent_units"] == 6
+    r = evaluate_checkpoint(path, load_recording(small), seconds=1, warmup_s=3, baselines=("rate",))
+    assert r["same_recording"] and r["n_units"] == 18 and r["units"] == model.meta["unit_ids"]
 
 
 def test_more_units_than_recorded_without_pad_names_real_options(small, tmp_path, capsys):

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 from ..errors import SpikevizError
-from ..data.recording import Recording
 from . import add_data_options, check_not_input, load_from_args, note, split_text
 
 UNITS = 128   # the paper's unit count: a model's default width
@@ -44,7 +43,8 @@ def add_parser(sub) -> None:
                         f"recording with fewer)")
     p.add_argument("--pad", action="store_true",
                    help="add silent units to a recording with fewer than --units, so the model "
-                        "has exactly --units (e.g. to fine-tune a 128-unit model)")
+                        "has exactly --units (e.g. to fine-tune a 128-unit model); evaluate and "
+                        "generate then take the recording as it is")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and window draws")
     p.add_argument("--lr", type=float,
                    help=f"peak learning rate (default {TrainOptions.lr:g}; {FINE_TUNE_LR:g} with "
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.catalog import find_session, resolve_checkpoint
+    from ..data.units import with_silent_units
     from ..training.loop import FINE_TUNE_EPOCHS, FINE_TUNE_LR, TrainOptions, train_recording
 
     out = Path(args.out)
@@ -188,18 +189,6 @@ def check_output(out: Path, resume: bool, force: bool) -> None:
     if not state.exists():
         raise SpikevizError(f"nothing to resume: no training state ({state.name}) beside it", out)
     read_tensors(state)   # a sound safetensors file (never unpickled); training checks the rest
-
-
-def with_silent_units(recording: Recording, n_units: int) -> Recording:
-    """`recording` with silent units pad0, pad1... appended up to `n_units` (--pad)."""
-    import numpy as np
-
-    extra = n_units - recording.n_units
-    ids = np.array([str(u) for u in recording.unit_ids] + [f"pad{k}" for k in range(extra)])
-    empty = tuple(np.empty(0, np.float64) for _ in range(extra))
-    # Per-unit extras are dropped: they have no value for the added units.
-    return Recording(recording.name, ids, recording.spike_times + empty, recording.duration_s,
-                     recording.source)
 
 
 def check_memory(preset: str, n_units: int, seconds: float, bin_ms: float,

@@ -1,6 +1,7 @@
 """Which units of a recording a model sees, and in which column order."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -8,6 +9,27 @@ import numpy as np
 from .binning import train_units
 from ..errors import SpikevizError
 from .recording import Recording
+
+
+SILENT = re.compile(r"pad\d+")   # the ids `train --pad` gives the silent units it adds
+
+
+def with_silent_units(recording: Recording, n_units: int) -> Recording:
+    """`recording` with silent units pad0, pad1... appended up to `n_units` (`train --pad`)."""
+    extra = n_units - recording.n_units
+    ids = np.array([str(u) for u in recording.unit_ids] + [f"pad{k}" for k in range(extra)])
+    empty = tuple(np.empty(0, np.float64) for _ in range(extra))
+    # Per-unit extras are dropped: they have no value for the added units.
+    return Recording(recording.name, ids, recording.spike_times + empty, recording.duration_s,
+                     recording.source)
+
+
+def silent_units(unit_ids: Sequence[str]) -> int:
+    """How many of `unit_ids`, at their end, are silent units `train --pad` added."""
+    k = 0
+    while k < len(unit_ids) and SILENT.fullmatch(str(unit_ids[-1 - k])):
+        k += 1
+    return k
 
 
 def parse_unit_order(spec: str) -> tuple[str, int | None]:

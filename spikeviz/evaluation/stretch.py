@@ -11,7 +11,8 @@ import numpy as np
 from ..data.binning import bin_range, bin_rates, n_bins_of, split_bounds, train_units
 from ..data.catalog import open_recording, recording_domain
 from ..data.recording import Recording
-from ..data.units import ids_named, parse_unit_order, rates_for, target_units, unit_permutation
+from ..data.units import (ids_named, parse_unit_order, rates_for, target_units, unit_permutation,
+                          with_silent_units)
 from ..errors import SpikevizError
 
 N_UNITS = 128   # units a window shows by default: the paper's 128, the most active of the train split
@@ -82,6 +83,8 @@ def is_training_data(meta: dict[str, Any], recording: Recording) -> bool:
     """Whether the checkpoint was trained on `recording` (or on its first `seconds`): for a
     one-recording model its own units then exist in it, in their trained order."""
     trained = {meta.get("content_hash"), *(meta.get("content_hashes") or [])} - {None}
+    if meta.get("silent_units"):   # trained with `train --pad`: on the recording with them added
+        recording = with_silent_units(recording, recording.n_units + meta["silent_units"])
     return recording.content_hash() in trained
 
 

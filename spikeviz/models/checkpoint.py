@@ -1,6 +1,7 @@
 """Checkpoints: safetensors weights with JSON metadata, checked by the safetensors library, never unpickled."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,8 +14,9 @@ from safetensors.torch import load_file, save_file
 from .. import _atomic
 from ..errors import SpikevizError
 from ..data.catalog import resolve_checkpoint
+from ..data.units import silent_units
 from .build import build_model
-from .model import ModelConfig, SpikeTransformer
+from .model import TRACE_EPS, ModelConfig, SpikeTransformer
 from .._version import __version__
 from .model import PRESETS
 from .header import FORMAT_VERSION, META_KEY, check_format, read_header, read_meta, stored_config  # noqa: F401
@@ -139,7 +141,34 @@ def load_model(path: str | Path) -> SpikeTransformer:
     model.meta = meta | {"path": str(path)}
     cal = meta.get("calibration") or {}
     model.calibration = (float(cal.get("scale", 1.0)), float(cal.get("shift", 0.0)))
-    return model.eval()
+    return without_silent_units(model.eval())
+
+
+def without_silent_units(model: SpikeTransformer) -> SpikeTransformer:
+    """A per-unit model trained with `train --pad`, as the same model of its real units only.
+
+    Silent units only ever feed the network the same constant features (no spike, empty
+    traces), so their input weights fold into the embedding's bias and their outputs are
+    dropped: on the real units the logits are the trained model's, to rounding (a test checks),
+    and the recording it was trained on is scored, generated and fine-tuned as it is, silent
+    units neither added nor scored. `meta["silent_units"]` keeps their number."""
+    cfg, ids = model.config, model.meta.get("unit_ids") or []
+    k = 0 if cfg.shared_units else silent_units(ids)
+    if not k or k >= cfg.n_units:
+        return model
+    real, n_feat = cfg.n_units - k, 1 + len(cfg.trace_taus)
+    weights = model.state_dict()
+    embed = weights["embed.weight"].view(-1, n_feat, cfg.n_units)
+    silent = torch.tensor([0.0] + [math.log(TRACE_EPS) / 4.0] * len(cfg.trace_taus))
+    weights["embed.bias"] = weights["embed.bias"] + (embed[:, :, real:] * silent.view(1, -1, 1)).sum((1, 2))
+    weights["embed.weight"] = embed[:, :, :real].reshape(-1, n_feat * real)
+    weights["head.weight"], weights["head.bias"] = weights["head.weight"][:real], weights["head.bias"][:real]
+    weights["own"] = weights["own"][:, :real]
+    smaller = build_model(dataclasses.replace(cfg, n_units=real))
+    smaller.load_state_dict(weights)
+    smaller.meta = model.meta | {"unit_ids": ids[:real], "n_units": real, "silent_units": k}
+    smaller.calibration = model.calibration
+    return smaller.eval()
 
 
 def check_data(model: SpikeTransformer, n_units: int, bin_ms: float | None, where=None) -> None:
