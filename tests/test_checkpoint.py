@@ -161,6 +161,7 @@ def test_a_padded_model_is_its_real_units_model(tmp_path):
     present and empty), so its own recording is scored and generated as it is."""
     from spikeviz.data.recording import Recording
     from spikeviz.data.units import with_silent_units
+    from spikeviz.models.header import read_spec
 
     torch.manual_seed(0)
     model = SpikeTransformer(preset_config("fast", 7)).eval()
@@ -173,6 +174,8 @@ def test_a_padded_model_is_its_real_units_model(tmp_path):
     loaded = load_model(path)
     assert loaded.config.n_units == 5 and loaded.meta["unit_ids"] == ids[:5]
     assert loaded.meta["silent_units"] == 2
+    spec = read_spec(path)   # the header alone says the same (the page's opening view reads it)
+    assert spec.config == loaded.config and spec.meta["unit_ids"] == ids[:5]
     rng = np.random.default_rng(0)
     X = np.zeros((400, 7), np.uint8)
     X[:, :5] = rng.random((400, 5)) < 0.1

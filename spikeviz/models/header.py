@@ -1,6 +1,7 @@
 """A checkpoint's safetensors header, metadata and config, read without its weights or torch."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from ..data.catalog import resolve_checkpoint
+from ..data.units import silent_units
 from ..errors import SpikevizError
 from .config import ModelConfig
 
@@ -112,4 +114,9 @@ def read_spec(path: str | Path) -> CheckpointSpec:
     path = resolve_checkpoint(path)
     meta = read_meta(path)
     check_format(meta, path)
-    return CheckpointSpec(meta | {"path": str(path)}, stored_config(meta, path))
+    cfg, ids = stored_config(meta, path), meta.get("unit_ids") or []
+    k = 0 if cfg.shared_units else silent_units(ids)
+    if 0 < k < cfg.n_units:   # as load_model loads it: the model of its real units
+        cfg = dataclasses.replace(cfg, n_units=cfg.n_units - k)
+        meta = meta | {"unit_ids": ids[:-k], "n_units": cfg.n_units, "silent_units": k}
+    return CheckpointSpec(meta | {"path": str(path)}, cfg)
