@@ -193,3 +193,18 @@ def test_generate_cli_json_reports_fidelity(tmp_path, capsys):
     assert report["model"]["spikes"] == spikeviz.load_recording(tmp_path / "g.npz").n_spikes
     assert main(["generate", "--checkpoint", str(path), "--session", "invitro_210511001_bh",
                  "--draw", "nope", "--out", str(tmp_path / "h.npz")]) == 2
+
+
+def test_generate_notes_a_moved_window_not_the_bins_rounding():
+    """A 3-ms bin does not tile 5 s: the window ends a bin fraction later, which is no change to
+    note; a window moved by the warm-up or the recording's end is."""
+    from types import SimpleNamespace
+
+    from spikeviz.cli.generate import adjustments
+
+    rec = SimpleNamespace(n_units=4, name="r", duration_s=122.722)
+    gen = SimpleNamespace(n_units=4)
+    rounded = SimpleNamespace(start_s=92.043, duration_s=5.001, bin_ms=3.0)
+    assert adjustments(rec, gen, rounded, 92.043, 5.0) == []
+    moved = SimpleNamespace(start_s=30.0, duration_s=5.001, bin_ms=3.0)
+    assert "not [10, 15) s" in adjustments(rec, gen, moved, 10.0, 5.0)[0]

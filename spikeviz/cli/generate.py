@@ -231,8 +231,9 @@ def adjustments(recording: Recording, generated: Recording, stretch, start: floa
     elif units and generated.n_units < units:
         lines.append(f"generated all {generated.n_units} units of {recording.name}, fewer than "
                      f"--units {units}")
-    stop = stretch.start_s + stretch.duration_s
-    if abs(stretch.start_s - start) > 1e-9 or abs(stop - (start + seconds)) > 1e-9:
+    stop, bin_s = stretch.start_s + stretch.duration_s, stretch.bin_ms / 1000.0
+    # Within a bin is the bins' rounding (a 3-ms bin does not tile 5 s), not a moved window.
+    if abs(stretch.start_s - start) >= bin_s or abs(stop - (start + seconds)) >= bin_s:
         lines.append(f"generated over [{stretch.start_s:g}, {stop:g}) s, not [{start:g}, "
                      f"{start + seconds:g}) s: the window needs the 30-s warm-up before it and "
                      f"ends with the recording ({recording.duration_s:g} s): --start and "
