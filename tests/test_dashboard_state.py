@@ -10,11 +10,11 @@ import pandas as pd
 import panel as pn
 import pytest
 
-from spikeviz.dashboard import compute, results, shading, statistics, views, window
+from spikeviz.dashboard import app, compute, results, shading, statistics, views, window
 from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
-from spikeviz.dashboard.state import BASELINE_ONLY, OPEN_FILE, DashboardState
+from spikeviz.dashboard.state import BASELINE_ONLY, FITTED_STATES, OPEN_FILE, DashboardState
 from spikeviz.evaluation import pipeline
 
 VITRO, VIVO = "invitro_210511001_bh", "invivo_NYU-40_2021-04-14_001"
@@ -384,6 +384,17 @@ def test_a_switch_clears_the_old_results_before_the_new_ones_arrive(monkeypatch)
     state.session = "invitro_210511001_lh"
     assert seen == [(None, None, None)]
     assert state.evaluation.data_key == ("invitro_210511001_lh",)
+
+
+def test_the_baseline_and_the_population_states_never_show_each_others_results():
+    """Both fit on the recording and share its setup; each chosen after the other evaluated
+    showed the other's results under its own name."""
+    state = make_state(session=VITRO)
+    assert state.evaluation.generator.name == "glm-coupled"
+    state.checkpoint = FITTED_STATES
+    assert state.evaluation.generator.name == "states" and "generator: states" in app.readout(state.frame)
+    state.checkpoint = BASELINE_ONLY
+    assert state.evaluation.generator.name == "glm-coupled"
 
 
 def test_waiting_views_dim_their_own_session_and_hide_another():

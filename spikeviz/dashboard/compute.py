@@ -238,7 +238,10 @@ def _plan_key(window: tuple[float, float], generator: Generator, unit_order: str
     """What a plan depends on; None when the recording is not named (nothing can be cached)."""
     if data_key is None:
         return None
-    return ("plan", data_key, _model_key(generator), tuple(window), _requested_order(unit_order, seed))
+    # A baseline and the population states share their setup, not their plan (which names the
+    # generator): keyed by the model alone, each showed the other's results under its own name.
+    return ("plan", data_key, _model_key(generator) or generator.name, tuple(window),
+            _requested_order(unit_order, seed))
 
 
 def _model_key(generator: Generator) -> tuple | None:
