@@ -433,6 +433,9 @@ def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):
     assert Path(state.path).is_file() and state.recording.n_spikes == part.n_spikes
     state.open_upload("notes.exe", b"MZ")
     assert "not a recording type" in state.error
+    # The drop zone takes any file for the server to check: its own check of MIME types turned
+    # away every .nwb, .mat, .npz and .parquet a browser gives from disk (they have none).
+    assert app.drop_zone(state).accepted_filetypes == []
     monkeypatch.setattr(upload, "MAX_UPLOAD_MB", 0.001)
     state.open_upload("rec.csv", (tmp_path / "rec.csv").read_bytes())
     assert "upload limit" in state.error

@@ -140,13 +140,20 @@ class Walk:
         data = {"good": recording_csv(200, self.n), "garbage": b"unit;time\nx;y\n" * 30, "empty": b""}[kind]
         if kind == "empty":   # the drop zone refuses empty files itself: a one-line header instead
             data = b"unit,time_s\n"
+        # A good one as NumPy arrays, of no MIME type (as Chromium gives a .npz, .nwb or .mat file
+        # from disk: the drop zone turned them away when it checked types).
+        suffix, mime = (".npz", "") if kind == "good" else (".csv", "text/csv")
+        if kind == "good":
+            table, buffer = pd.read_csv(io.BytesIO(data)), io.BytesIO()
+            np.savez(buffer, unit=table["unit"].to_numpy(), time_s=table["time_s"].to_numpy())
+            data = buffer.getvalue()
         self.page.locator(".sv-drop input[type=file]").first.set_input_files(
-            files=[{"name": f"{stem}.csv", "mimeType": "text/csv", "buffer": data}])
+            files=[{"name": f"{stem}{suffix}", "mimeType": mime, "buffer": data}])
         self.expect.name, self.expect.error = (stem, "") if kind == "good" else (None, f"{stem}.csv")
         # The dropped file becomes the Path box's path (in the page's private folder).
-        self.expect.path = f"{stem}.csv"
+        self.expect.path = f"{stem}{suffix}"
         self.expect.path_expect = (self.expect.name, self.expect.error)
-        return f"dropped {kind} file {stem}.csv"
+        return f"dropped {kind} file {stem}{suffix}"
 
     def switch_tab(self) -> str:
         tab = self.rng.choice([t for t in ("Rasters", "Curves", "Firing statistics", "Results") if t != self.tab])

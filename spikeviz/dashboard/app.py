@@ -20,7 +20,7 @@ from .window import test_split_s
 from .figures import figure_png
 from .state import FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, PATH_PROMPT, DashboardState
 from .trains import as_file, generated_recording
-from .upload import ACCEPTED, MAX_UPLOAD_MB
+from .upload import MAX_UPLOAD_MB
 from .statistics import statistics
 from .views import curves, kept, rasters
 from . import style
@@ -186,8 +186,12 @@ def when_chosen(state: DashboardState, session: str, build) -> pn.Column:
 
 def drop_zone(state: DashboardState) -> pn.widgets.FileDropper:
     """Drop a recording (NWB, asdf .mat, a table, a zipped Kilosort/phy folder): it opens with the
-    format, tick and sample rate set below; a missing tick or rate is asked for in the error line."""
-    dropper = pn.widgets.FileDropper(accepted_filetypes=list(ACCEPTED), max_file_size=f"{MAX_UPLOAD_MB}MB",
+    format, tick and sample rate set below; a missing tick or rate is asked for in the error line.
+
+    Any file is taken and its name checked on the server (upload.ACCEPTED, refused in the error
+    line): Panel's drop zone checks MIME types, and browsers give .nwb, .mat, .npz and .parquet
+    files from disk none, so it turned every one of them away."""
+    dropper = pn.widgets.FileDropper(max_file_size=f"{MAX_UPLOAD_MB}MB",
                                      multiple=False, layout="compact", height=90,
                                      sizing_mode="stretch_width", css_classes=["sv-drop"])
 
