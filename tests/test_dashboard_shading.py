@@ -105,3 +105,14 @@ def test_the_spread_is_datashaders_dynspread(rows, columns, density, seed):
     mine = spread.spread(counts)
     assert mine.dtype == counts.dtype
     np.testing.assert_array_equal(mine, theirs.data)
+
+
+def test_a_one_unit_recordings_probabilities_draw():
+    """One row gives HoloViews and datashader no spacing (NaN bounds: the page's evaluation of a
+    one-unit file failed): it is drawn as one band across its unit's row."""
+    ev = type("Ev", (), {"P": np.random.default_rng(0).random((3000, 1), np.float32),
+                         "stretch": type("S", (), {"start_s": 0.0, "bin_ms": 1.0})})()
+    image = views.probability_image(ev)
+    assert image.range(1) == (-0.5, 0.5)
+    rgba = shading.shaded_raster(image, ["#ffffff", "#000000"], width=600, height=230).data
+    assert rgba.shape == (230, 600, 4) and (rgba[..., 3] > 0).all()

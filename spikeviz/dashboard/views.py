@@ -147,6 +147,8 @@ def probability_image(ev: Evaluation | None) -> hv.Image:
         P = ev.P
         times = s.start_s + (np.arange(len(P)) + 0.5) * (s.bin_ms / 1000.0)
     units = np.arange(P.shape[1], dtype=np.float64)
+    if len(units) == 1:   # one row tells HoloViews and datashader no spacing: two half rows
+        P, units = np.repeat(P, 2, axis=1), np.array([-0.25, 0.25])
     return hv.Image(xr.DataArray(P.T, coords={"unit": units, "time": times}, dims=("unit", "time"), name="p"),
                     [TIME, UNIT], hv.Dimension("p", label="p(spike)"))
 
