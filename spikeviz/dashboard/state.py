@@ -365,8 +365,8 @@ class DashboardState(param.Parameterized):
             return
         try:
             generator = self.generator()
-        except SpikevizError as exc:
-            self.error = message(exc)
+        except SpikevizError as exc:   # no checkpoint file loaded yet: nothing shown under its label
+            self.param.update(stretch=None, evaluation=None, frame=None, error=message(exc))
             return
         self.param.update(stretch=None, evaluation=None, frame=None)
         recording, key, window = self.recording, self._recording_key, tuple(self.window)

@@ -145,8 +145,11 @@ def test_checkpoint_path_errors(state, tmp_path):
         state.checkpoint_path = typed
         state.param.trigger("open_checkpoint")
         shown(state, *words)
+    assert state.frame is not None
     state.checkpoint = OPEN_CHECKPOINT   # chosen before any path was loaded
     shown(state, "give a checkpoint path")
+    # No result of the checkpoint chosen before stays under this one's label.
+    assert state.evaluation is None and state.frame is None
     still_usable(state)
 
 
