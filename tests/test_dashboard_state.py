@@ -407,6 +407,11 @@ def test_waiting_views_dim_their_own_session_and_hide_another():
     shown.clear()
     state.session = "invitro_210511001_lh"   # another session: hidden until its own data comes
     assert shown == [["sv-hidden"], []] and state.stretch is not None
+    shown.clear()
+    # A switch while the window is recomputed: greyed first, then hidden when the recording goes.
+    state.param.update(stretch=None)
+    state.param.update(recording=None)
+    assert shown == [["sv-stale"], ["sv-hidden"]]
 
 
 def test_dropped_files_open_and_bad_ones_are_refused(tmp_path, monkeypatch):

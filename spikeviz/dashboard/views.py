@@ -66,16 +66,18 @@ def once_ready(state: DashboardState, what: str, name: str, build, css_classes: 
     keeps its place.)"""
     view = pn.Column(build(), sizing_mode="stretch_width", css_classes=["sv-hidden"])
 
-    def follow(value) -> None:
-        if value is not None:
+    def follow(*_) -> None:
+        if getattr(state, name) is not None:
             view.css_classes = []
         elif state.recording is None:   # a session switch: nothing of the last session stays on screen
             view.css_classes = ["sv-hidden"]
         elif view.css_classes != ["sv-hidden"]:
             view.css_classes = ["sv-stale"]
 
-    state.param.watch(lambda event: follow(event.new), name)
-    follow(getattr(state, name))
+    # The recording too: a switch during a recomputation (the view already greyed, its value
+    # already None) hides it, or the last session's plot stayed greyed under the new one's.
+    state.param.watch(follow, list(dict.fromkeys([name, "recording"])))
+    follow()
     return pn.Column(waiting(state, what, name), view, sizing_mode="stretch_width",
                      css_classes=css_classes or [])
 
