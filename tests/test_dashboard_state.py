@@ -14,7 +14,7 @@ from spikeviz.dashboard import app, compute, results, shading, statistics, views
 from spikeviz.dashboard.cache import LRUCache
 from spikeviz.dashboard.figures import figure_png
 from spikeviz.dashboard.sources import checked_path, checkpoint_choices
-from spikeviz.dashboard.state import BASELINE_ONLY, FITTED_STATES, OPEN_FILE, DashboardState
+from spikeviz.dashboard.state import BASELINE_ONLY, FITTED_STATES, OPEN_CHECKPOINT, OPEN_FILE, DashboardState
 from spikeviz.evaluation import pipeline
 
 VITRO, VIVO = "invitro_210511001_bh", "invivo_NYU-40_2021-04-14_001"
@@ -345,6 +345,19 @@ def test_cross_session_table_is_computed_once_and_cached(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not HAS_MODELS, reason="no shipped checkpoints in models/")
+@pytest.mark.skipif(not HAS_MODELS, reason="needs the shipped checkpoints")
+def test_a_checkpoint_opened_by_path_sets_the_direction_from_its_domain():
+    """An in vivo session's model loaded by path on an in vitro session is vivo->vitro (the
+    direction stayed vitro->vitro when "checkpoint file…" was already chosen)."""
+    state = make_state(session=VITRO)
+    state.checkpoint = OPEN_CHECKPOINT
+    assert state.direction == "vitro->vitro"
+    state.checkpoint_path = f"models/{VIVO}-focal.safetensors"
+    state.param.trigger("open_checkpoint")
+    assert (state.direction, state.session, state.checkpoint) == ("vivo->vitro", VITRO, OPEN_CHECKPOINT)
+    assert state.error == "" and state.evaluation.generator.path.name == f"{VIVO}-focal.safetensors"
+
+
 def test_checkpoint_by_path_is_checked_against_the_roots():
     state = make_state(OPENED, session=VITRO)
     state.checkpoint_path = "/etc/hostname"

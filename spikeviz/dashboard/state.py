@@ -270,7 +270,7 @@ class DashboardState(param.Parameterized):
         info = self.checkpoint_info
         return (info.domain if info and info.domain else None) or self.direction.split("->")[0]
 
-    @param.depends("session", "checkpoint", "file_domain", "open_checkpoint", watch=True)
+    @param.depends("session", "checkpoint", "file_domain", watch=True)
     def _sync_direction(self) -> None:
         self.direction = direction(self.source_domain, self.target_domain)
 
@@ -302,6 +302,8 @@ class DashboardState(param.Parameterized):
         except SpikevizError:   # loading it refuses it again, in the page, like any bad checkpoint
             self._custom_checkpoint = Checkpoint(path, "", "")
         if self.checkpoint == OPEN_CHECKPOINT:
+            # Once the file is read (before, the direction followed the last one's domain).
+            self._sync_direction()
             self._evaluate()
         else:
             self.checkpoint = OPEN_CHECKPOINT
