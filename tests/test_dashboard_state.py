@@ -349,7 +349,7 @@ def test_cross_session_table_is_computed_once_and_cached(tmp_path, monkeypatch):
 def test_a_checkpoint_opened_by_path_sets_the_direction_from_its_domain():
     """An in vivo session's model loaded by path on an in vitro session is vivo->vitro (the
     direction stayed vitro->vitro when "checkpoint file…" was already chosen)."""
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     state.checkpoint = OPEN_CHECKPOINT
     assert state.direction == "vitro->vitro"
     state.checkpoint_path = f"models/{VIVO}-focal.safetensors"
@@ -402,7 +402,7 @@ def test_a_switch_clears_the_old_results_before_the_new_ones_arrive(monkeypatch)
 def test_the_baseline_and_the_population_states_never_show_each_others_results():
     """Both fit on the recording and share its setup; each chosen after the other evaluated
     showed the other's results under its own name."""
-    state = make_state(session=VITRO)
+    state = make_state(OPENED, session=VITRO)
     assert state.evaluation.generator.name == "glm-coupled"
     state.checkpoint = FITTED_STATES
     assert state.evaluation.generator.name == "states" and "generator: states" in app.readout(state.frame)
