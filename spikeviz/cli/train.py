@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
                            domain=bundled.domain if bundled else None, resume=args.resume,
                            force=args.force, progress=not args.quiet)
     best = meta["valid"]
+    if args.resume and meta["epochs"] > epochs:
+        note(f"{out.name} had trained {meta['epochs']} epochs already, more than --epochs {epochs}: "
+             f"nothing more trained, its best epoch kept (--epochs is the total)")
     print(f"{out}: {meta['epochs']} epochs in {meta['train_seconds']:.0f} s; best epoch "
           f"{meta['best_epoch']}, validation PR-AUC {best['pr_auc']:.4f}, ROC-AUC "
           f"{best['roc_auc']:.4f} (spike density {best['base_rate']:.4f})")

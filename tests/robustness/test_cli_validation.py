@@ -175,6 +175,19 @@ def test_resume_with_another_bin_size_or_units_is_refused(trained, capsys):
     assert trained.read_bytes() == before
 
 
+def test_resume_with_fewer_epochs_than_done_says_so(tmp_path, capsys):
+    """--epochs is the total: a resume asking fewer than were done trains nothing, and says so
+    (it printed the done epochs as if it had trained them)."""
+    out = tmp_path / "two.safetensors"
+    argv = ["train", "--session", VITRO, "--loss", "focal", "--seconds", "5", "--threads", "1",
+            "--quiet", "--out", str(out)]
+    assert main(argv + ["--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(argv + ["--epochs", "1", "--resume"]) == 0
+    out_text, err = capsys.readouterr()
+    assert "had trained 2 epochs already, more than --epochs 1" in err and "2 epochs" in out_text
+
+
 def test_resume_without_a_checkpoint(tmp_path, capsys):
     line = one_line(capsys, T + ["--out", str(tmp_path / "none.safetensors"), "--resume"],
                     "none.safetensors")
