@@ -1,7 +1,6 @@
 """Checkpoints: safetensors weights with JSON metadata, checked by the safetensors library, never unpickled."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,12 +13,11 @@ from safetensors.torch import load_file, save_file
 from .. import _atomic
 from ..errors import SpikevizError
 from ..data.catalog import resolve_checkpoint
-from ..data.units import silent_units
 from .build import build_model
 from .model import TRACE_EPS, ModelConfig, SpikeTransformer
 from .._version import __version__
 from .model import PRESETS
-from .header import FORMAT_VERSION, META_KEY, check_format, read_header, read_meta, stored_config  # noqa: F401
+from .header import FORMAT_VERSION, META_KEY, check_format, read_header, read_meta, real_units, stored_config  # noqa: F401
 
 # Bounds a stored config must respect before any weights are allocated for it.
 _CONFIG_LIMITS = {"n_units": 100_000, "d_model": 8192, "n_heads": 256, "n_layers": 64,
@@ -152,11 +150,11 @@ def without_silent_units(model: SpikeTransformer) -> SpikeTransformer:
     dropped: on the real units the logits are the trained model's, to rounding (a test checks),
     and the recording it was trained on is scored, generated and fine-tuned as it is, silent
     units neither added nor scored. `meta["silent_units"]` keeps their number."""
-    cfg, ids = model.config, model.meta.get("unit_ids") or []
-    k = 0 if cfg.shared_units else silent_units(ids)
-    if not k or k >= cfg.n_units:
+    cfg = model.config
+    meta, smaller_cfg = real_units(model.meta, cfg)
+    if smaller_cfg is cfg:
         return model
-    real, n_feat = cfg.n_units - k, 1 + len(cfg.trace_taus)
+    real, n_feat = smaller_cfg.n_units, 1 + len(cfg.trace_taus)
     weights = model.state_dict()
     embed = weights["embed.weight"].view(-1, n_feat, cfg.n_units)
     silent = torch.tensor([0.0] + [math.log(TRACE_EPS) / 4.0] * len(cfg.trace_taus))
@@ -164,9 +162,9 @@ def without_silent_units(model: SpikeTransformer) -> SpikeTransformer:
     weights["embed.weight"] = embed[:, :, :real].reshape(-1, n_feat * real)
     weights["head.weight"], weights["head.bias"] = weights["head.weight"][:real], weights["head.bias"][:real]
     weights["own"] = weights["own"][:, :real]
-    smaller = build_model(dataclasses.replace(cfg, n_units=real))
+    smaller = build_model(smaller_cfg)
     smaller.load_state_dict(weights)
-    smaller.meta = model.meta | {"unit_ids": ids[:real], "n_units": real, "silent_units": k}
+    smaller.meta = meta
     smaller.calibration = model.calibration
     return smaller.eval()
 

@@ -114,9 +114,17 @@ def read_spec(path: str | Path) -> CheckpointSpec:
     path = resolve_checkpoint(path)
     meta = read_meta(path)
     check_format(meta, path)
-    cfg, ids = stored_config(meta, path), meta.get("unit_ids") or []
-    k = 0 if cfg.shared_units else silent_units(ids)
-    if 0 < k < cfg.n_units:   # as load_model loads it: the model of its real units
-        cfg = dataclasses.replace(cfg, n_units=cfg.n_units - k)
-        meta = meta | {"unit_ids": ids[:-k], "n_units": cfg.n_units, "silent_units": k}
+    meta, cfg = real_units(meta, stored_config(meta, path))   # as load_model loads it
     return CheckpointSpec(meta | {"path": str(path)}, cfg)
+
+
+def real_units(meta: dict[str, Any], cfg: ModelConfig) -> tuple[dict[str, Any], ModelConfig]:
+    """A per-unit checkpoint trained with `train --pad` as the model of its real units: its
+    metadata (`silent_units` their number) and config without the silent units; any other as it is."""
+    ids = meta.get("unit_ids") or []
+    k = 0 if cfg.shared_units else silent_units(ids)
+    if not 0 < k < cfg.n_units:
+        return meta, cfg
+    real = cfg.n_units - k
+    return (meta | {"unit_ids": ids[:real], "n_units": real, "silent_units": k},
+            dataclasses.replace(cfg, n_units=real))
